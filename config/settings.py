@@ -1,0 +1,113 @@
+"""One Settings object for the whole platform, read from the environment and `.env`.
+
+Names and defaults follow the seed usage guide (REDIS_HOST, GRPC_PORT 50051, PROMETHEUS_PORT 9090,
+max_concurrent_backtests 5, ...). Nothing reads the environment elsewhere: the object is built
+once at start-up (``load_settings``) and passed down.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+class InvalidSettings(SystemExit):
+    """Raised at start-up with a message naming each bad variable (exits non-zero)."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8",
+                                      case_sensitive=False, extra="ignore", frozen=True)
+
+    # Redis. When REDIS_HOST is not set and nothing answers on the default address, the
+    # all-in-one server starts an embedded redis-server (REDIS_EMBEDDED=auto).
+    redis_host: str = "localhost"
+    redis_port: int = Field(6379, ge=0, le=65535)
+    redis_db: int = Field(0, ge=0, le=15)
+    redis_password: str | None = None
+    redis_embedded: Literal["auto", "always", "never"] = "auto"
+    redis_socket_timeout: float = Field(5.0, gt=0)
+
+    # gRPC front end.
+    grpc_host: str = "0.0.0.0"
+    grpc_port: int = Field(50051, ge=0, le=65535)
+    grpc_max_workers: int = Field(10, ge=1, le=1000)
+    grpc_max_message_bytes: int = Field(64 * 1024 * 1024, ge=1024)
+
+    # Compute devices.
+    compute_device: Literal["auto", "cpu", "gpu"] = "auto"
+    gpu_device_id: int = Field(0, ge=0)
+    gpu_memory_fraction: float = Field(0.8, gt=0, le=1)
+    gpu_batch_size: int = Field(200, ge=1)
+    # Worker processes for the all-in-one mode; 0 = one per GPU, or one CPU worker.
+    worker_processes: int = Field(0, ge=0, le=64)
+
+    # Metrics: the server on PROMETHEUS_PORT, worker i on PROMETHEUS_PORT + 1 + i.
+    prometheus_port: int = Field(9090, ge=0, le=65535)
+    metrics_host: str = "0.0.0.0"
+
+    # Scheduler caps (per worker process, i.e. per device).
+    max_concurrent_backtests: int = Field(5, ge=1, le=256)
+    max_concurrent_training: int = Field(3, ge=1, le=256)
+    max_concurrent_features: int = Field(4, ge=1, le=256)
+
+    # Queue semantics.
+    job_lease_seconds: float = Field(30.0, gt=0)
+    job_max_attempts: int = Field(3, ge=1, le=100)
+    job_retry_backoff_seconds: float = Field(1.0, ge=0)
+    result_ttl_seconds: int = Field(7 * 24 * 3600, ge=1)
+    shutdown_grace_seconds: float = Field(30.0, ge=0)
+
+    # Caches.
+    feature_cache_ttl: int = Field(120, ge=1)
+    model_cache_ttl: int = Field(600, ge=1)
+
+    # Limits on request size.
+    max_training_data_bytes: int = Field(32 * 1024 * 1024, ge=1024)
+    max_symbols_per_request: int = Field(500, ge=1)
+    tick_stream_maxlen: int = Field(100_000, ge=100)
+    stream_send_buffer: int = Field(1024, ge=1)
+
+    # Storage and data.
+    data_dir: Path = PROJECT_ROOT / "data"
+    model_dir: Path | None = None
+    sample_data: bool = True
+
+    # Logging.
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_format: Literal["text", "json"] = "text"
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value
+
+    @property
+    def models_path(self) -> Path:
+        return self.model_dir or (self.data_dir / "models")
+
+    @property
+    def redis_configured(self) -> bool:
+        """True when the operator named a Redis explicitly (then we never start our own)."""
+        return "redis_host" in self.model_fields_set or "redis_port" in self.model_fields_set
+
+    def concurrency_caps(self) -> dict[str, int]:
+        return {"backtest": self.max_concurrent_backtests,
+                "training": self.max_concurrent_training,
+                "features": self.max_concurrent_features}
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Build Settings; on invalid values exit with a message naming each variable."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        lines = []
+        for error in exc.errors():
+            name = "_".join(str(part) for part in error["loc"]).upper() or "SETTINGS"
+            lines.append(f"invalid setting {name}={error.get('input')!r}: {error['msg']}")
+        raise InvalidSettings("\n".join(lines)) from None

@@ -1,0 +1,186 @@
+"""BacktestService: validate, queue, and read back backtest jobs. Never computes itself."""
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from api_proto import backtest_pb2, backtest_pb2_grpc
+from services import validation
+from services.errors import ServiceError, failed_precondition, invalid, not_found
+from services.job_views import history_page, require_job, watch
+from utils.data.store import BarStore
+from utils.data.timeutil import epoch_to_iso, format_time
+from utils.queue import keys
+from utils.queue.jobs import JobRecord, JobSpec, JobStatus
+from utils.queue.streams import JobQueue
+
+import grpc
+
+TASK_TYPE = "backtest"
+NOUN = "backtest"
+MAX_STRATEGY_CONFIG_BYTES = 64 * 1024
+
+
+def status_enum(status: JobStatus) -> int:
+    return backtest_pb2.BacktestStatus.Value(status.value)
+
+
+def metrics_message(values: dict[str, Any]) -> backtest_pb2.PerformanceMetrics:
+    fields = backtest_pb2.PerformanceMetrics.DESCRIPTOR.fields_by_name
+    known = {name: value for name, value in values.items() if name in fields}
+    for name in ("max_drawdown_duration", "num_trades"):
+        if name in known:
+            known[name] = int(known[name])
+    return backtest_pb2.PerformanceMetrics(**known)
+
+
+def status_message(record: JobRecord) -> backtest_pb2.BacktestStatusResponse:
+    return backtest_pb2.BacktestStatusResponse(
+        backtest_id=record.id, status=status_enum(record.status), progress=record.progress,
+        error_message=record.error, attempts=record.attempts, created_at=epoch_to_iso(record.created_at),
+        started_at=epoch_to_iso(record.started_at), finished_at=epoch_to_iso(record.finished_at),
+        device=record.device)
+
+
+class BacktestServicer(backtest_pb2_grpc.BacktestServiceServicer):
+    def __init__(self, queue: JobQueue, store: BarStore, settings: Any) -> None:
+        self.queue = queue
+        self.store = store
+        self.settings = settings
+
+    # ------------------------------------------------------------ submission
+    def IntegratedBacktest(self, request, context):
+        return self._submit(request)
+
+    def SubmitBacktestTask(self, request, context):
+        return self._submit(request)
+
+    def _submit(self, request) -> backtest_pb2.BacktestResponse:
+        symbols = validation.symbols("stock_codes", list(request.stock_codes), self.settings.max_symbols_per_request)
+        start_ns, end_ns = validation.time_range("start_time", request.start_time, "end_time", request.end_time)
+        config = validation.json_object("strategy_config", request.strategy_config, MAX_STRATEGY_CONFIG_BYTES)
+        spec = self._strategy(config)
+        capital = validation.finite("initial_capital", request.initial_capital, minimum=0, strict_minimum=True)
+        commission = validation.finite("commission_rate", request.commission_rate, minimum=0, maximum=0.1)
+        device = validation.device("device", request.device)
+        self._require_device(device)
+        for symbol in symbols:
+            self._require_bars(symbol, start_ns, end_ns, request.start_time, request.end_time)
+        payload = {"symbols": symbols, "start_ns": start_ns, "end_ns": end_ns, "strategy_config": config,
+                   "initial_capital": capital, "commission_rate": commission, "device": device}
+        meta = {"symbols": symbols, "strategy_type": spec.strategy_type,
+                "start_time": format_time(start_ns), "end_time": format_time(end_ns)}
+        priority = validation.PRIORITY_NAMES.get(request.priority, "normal")
+        job_id = self.queue.enqueue(JobSpec(TASK_TYPE, payload, priority, self.settings.job_max_attempts, meta))
+        return backtest_pb2.BacktestResponse(backtest_id=job_id, status=backtest_pb2.PENDING, message="queued")
+
+    @staticmethod
+    def _strategy(config: dict[str, Any]):
+        from utils.engine.backtest.strategies import validate_strategy_config
+        try:
+            return validate_strategy_config(config)
+        except ValueError as exc:
+            message = str(exc)
+            if not message.startswith("strategy_config"):
+                message = f"strategy_config: {message}"
+            raise ServiceError(grpc.StatusCode.INVALID_ARGUMENT, message) from None
+
+    def _require_device(self, device: str) -> None:
+        if device != "gpu":
+            return
+        workers = self.queue.redis.hvals(keys.WORKERS)
+        if not any(label.startswith("gpu") for label in workers):
+            raise failed_precondition("device 'gpu' requested but no GPU worker is running "
+                                      "(use device 'auto' to run on the CPU when no GPU is present)")
+
+    def _require_bars(self, symbol: str, start_ns: int, end_ns: int, start: str, end: str) -> None:
+        info = self.store.info(symbol)
+        if info is None:
+            stored = ", ".join(i.symbol for i in self.store.list_symbols()[:10]) or "none"
+            raise not_found(f"symbol {symbol!r} has no bars in the market-data store (stored: {stored}); "
+                            f"import them with MarketDataService.ImportBars")
+        if info.first_time is None or info.last_time < start_ns or info.first_time > end_ns:
+            raise not_found(f"symbol {symbol!r} has no bars between {start} and {end} (stored from "
+                            f"{format_time(info.first_time)} to {format_time(info.last_time)})")
+
+    # --------------------------------------------------------------- reading
+    def GetBacktestStatus(self, request, context):
+        job_id = validation.identifier("backtest_id", request.backtest_id, NOUN)
+        return status_message(require_job(self.queue, job_id, TASK_TYPE, NOUN))
+
+    def WatchBacktest(self, request, context):
+        job_id = validation.identifier("backtest_id", request.backtest_id, NOUN)
+        for record in watch(self.queue, job_id, TASK_TYPE, NOUN, context):
+            yield status_message(record)
+
+    def GetBacktestResult(self, request, context):
+        return self._result(request)
+
+    def QueryBacktestResult(self, request, context):
+        return self._result(request)
+
+    def _result(self, request) -> backtest_pb2.BacktestResultResponse:
+        job_id = validation.identifier("backtest_id", request.backtest_id, NOUN)
+        record = require_job(self.queue, job_id, TASK_TYPE, NOUN)
+        if record.status is not JobStatus.COMPLETED:
+            detail = f": {record.error}" if record.error else ""
+            raise failed_precondition(
+                f"backtest {job_id} is {record.status.value} (progress {record.progress:.0%}){detail}; "
+                f"results exist only for COMPLETED backtests (poll GetBacktestStatus or use WatchBacktest)")
+        result = self.queue.result(job_id)
+        if result is None:
+            raise not_found(f"the result of backtest {job_id} has expired")
+        offset, size = validation.page("page_size", request.page_size, request.page_token, 1000, 10_000)
+        trades = result.get("trades", [])
+        page = trades[offset:offset + size]
+        next_token = str(offset + size) if offset + size < len(trades) else ""
+        curve = result.get("equity_curve", {})
+        return backtest_pb2.BacktestResultResponse(
+            backtest_id=job_id, status=backtest_pb2.COMPLETED,
+            performance_metrics=metrics_message(result.get("metrics", {})),
+            equity_curve=[backtest_pb2.EquityPoint(time=t, equity=e, drawdown=d) for t, e, d in
+                          zip(curve.get("time", []), curve.get("equity", []), curve.get("drawdown", []))],
+            trades=[backtest_pb2.Trade(**trade) for trade in page], next_page_token=next_token,
+            total_trades=len(trades),
+            symbol_metrics={s: metrics_message(m) for s, m in result.get("symbol_metrics", {}).items()},
+            strategy_config=json.dumps(result.get("strategy_config", {}), sort_keys=True),
+            device=result.get("device", record.device), compute_seconds=result.get("compute_seconds", 0.0))
+
+    def GetBacktestHistory(self, request, context):
+        offset, size = validation.page("page_size", request.page_size, request.page_token, 50, 500)
+        after = validation.time_ns("submitted_after", request.submitted_after, required=False)
+        before = validation.time_ns("submitted_before", request.submitted_before, required=False)
+        wanted_status = (backtest_pb2.BacktestStatus.Name(request.status)
+                         if request.status != backtest_pb2.STATUS_UNSPECIFIED else None)
+
+        def keep(record: JobRecord) -> bool:
+            created_ns = record.created_at * 1e9
+            return ((not request.stock_code or request.stock_code in record.meta.get("symbols", []))
+                    and (not request.strategy_type or record.meta.get("strategy_type") == request.strategy_type)
+                    and (wanted_status is None or record.status.value == wanted_status)
+                    and (after is None or created_ns >= after) and (before is None or created_ns < before))
+
+        records, token = history_page(self.queue, TASK_TYPE, offset, size, keep)
+        summaries = []
+        for record in records:
+            headline = {}
+            if record.status is JobStatus.COMPLETED:
+                headline = (self.queue.result(record.id) or {}).get("metrics", {})
+            summaries.append(backtest_pb2.BacktestSummary(
+                backtest_id=record.id, status=status_enum(record.status),
+                stock_codes=record.meta.get("symbols", []), strategy_type=record.meta.get("strategy_type", ""),
+                start_time=record.meta.get("start_time", ""), end_time=record.meta.get("end_time", ""),
+                created_at=epoch_to_iso(record.created_at), total_return=headline.get("total_return", 0.0),
+                sharpe_ratio=headline.get("sharpe_ratio", 0.0), max_drawdown=headline.get("max_drawdown", 0.0)))
+        return backtest_pb2.BacktestHistoryResponse(backtests=summaries, next_page_token=token)
+
+    def CancelBacktest(self, request, context):
+        job_id = validation.identifier("backtest_id", request.backtest_id, NOUN)
+        require_job(self.queue, job_id, TASK_TYPE, NOUN)
+        outcome = self.queue.cancel(job_id)
+        messages = {"CANCELLED": "cancelled while pending",
+                    "RUNNING": "cancellation requested; the worker stops at its next progress check"}
+        record = require_job(self.queue, job_id, TASK_TYPE, NOUN)
+        return backtest_pb2.CancelBacktestResponse(
+            backtest_id=job_id, status=status_enum(record.status),
+            message=messages.get(outcome, f"already {outcome.lower()}; nothing to cancel"))

@@ -1,0 +1,70 @@
+"""Server interceptor: RPC latency and counts by status code, and exception -> status mapping."""
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any, Callable
+
+import grpc
+
+from services.errors import to_status
+
+log = logging.getLogger(__name__)
+
+
+class ObservabilityInterceptor(grpc.ServerInterceptor):
+    def __init__(self, metrics: Any) -> None:
+        self.metrics = metrics
+
+    def intercept_service(self, continuation: Callable, handler_call_details: grpc.HandlerCallDetails):
+        handler = continuation(handler_call_details)
+        if handler is None:
+            return None
+        method = handler_call_details.method.rsplit("/", 1)[-1]
+        if handler.request_streaming and handler.response_streaming:
+            return grpc.stream_stream_rpc_method_handler(
+                self._wrap_stream(handler.stream_stream, method),
+                handler.request_deserializer, handler.response_serializer)
+        if handler.response_streaming:
+            return grpc.unary_stream_rpc_method_handler(
+                self._wrap_stream(handler.unary_stream, method),
+                handler.request_deserializer, handler.response_serializer)
+        if handler.request_streaming:
+            return grpc.stream_unary_rpc_method_handler(
+                self._wrap_unary(handler.stream_unary, method),
+                handler.request_deserializer, handler.response_serializer)
+        return grpc.unary_unary_rpc_method_handler(
+            self._wrap_unary(handler.unary_unary, method),
+            handler.request_deserializer, handler.response_serializer)
+
+    def _observe(self, method: str, code: grpc.StatusCode, started: float) -> None:
+        self.metrics.rpc_requests.labels(method=method, code=code.name).inc()
+        self.metrics.rpc_latency.labels(method=method).observe(time.perf_counter() - started)
+
+    def _wrap_unary(self, behavior: Callable, method: str) -> Callable:
+        def wrapper(request: Any, context: grpc.ServicerContext) -> Any:
+            started = time.perf_counter()
+            try:
+                response = behavior(request, context)
+            except Exception as exc:
+                code, message = to_status(exc, method)
+                self._observe(method, code, started)
+                context.abort(code, message)
+            self._observe(method, grpc.StatusCode.OK, started)
+            return response
+        return wrapper
+
+    def _wrap_stream(self, behavior: Callable, method: str) -> Callable:
+        def wrapper(request: Any, context: grpc.ServicerContext) -> Any:
+            started = time.perf_counter()
+            try:
+                yield from behavior(request, context)
+            except GeneratorExit:
+                self._observe(method, grpc.StatusCode.CANCELLED, started)
+                raise
+            except Exception as exc:
+                code, message = to_status(exc, method)
+                self._observe(method, code, started)
+                context.abort(code, message)
+            self._observe(method, grpc.StatusCode.OK, started)
+        return wrapper

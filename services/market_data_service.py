@@ -1,0 +1,60 @@
+"""MarketDataService: the bar store's gRPC face (import, read, list)."""
+from __future__ import annotations
+
+import numpy as np
+
+from api_proto import market_data_pb2, market_data_pb2_grpc
+from services import validation
+from services.errors import invalid
+from utils.data.store import Bars, BarStore, SymbolInfo
+from utils.data.timeutil import format_time, format_times, parse_time
+
+MAX_BARS_PER_IMPORT = 2_000_000
+
+
+def symbol_info_message(info: SymbolInfo) -> market_data_pb2.SymbolInfo:
+    return market_data_pb2.SymbolInfo(
+        symbol=info.symbol, rows=info.rows, version=info.version, synthetic=info.synthetic, source=info.source,
+        first_time=format_time(info.first_time) if info.first_time is not None else "",
+        last_time=format_time(info.last_time) if info.last_time is not None else "")
+
+
+class MarketDataServicer(market_data_pb2_grpc.MarketDataServiceServicer):
+    def __init__(self, store: BarStore) -> None:
+        self.store = store
+
+    def ImportBars(self, request, context):
+        symbol = validation.symbol("symbol", request.symbol)
+        if not request.bars:
+            raise invalid("bars", "must contain at least one bar")
+        if len(request.bars) > MAX_BARS_PER_IMPORT:
+            raise invalid("bars", f"has {len(request.bars)} bars; import at most {MAX_BARS_PER_IMPORT} per call")
+        times = np.empty(len(request.bars), dtype=np.int64)
+        for index, bar in enumerate(request.bars):
+            try:
+                times[index] = parse_time(bar.time)
+            except ValueError:
+                raise invalid(f"bars[{index}].time", f"{bar.time!r} is not an ISO-8601 date or datetime") from None
+        columns = {name: np.fromiter((getattr(bar, name) for bar in request.bars), dtype=np.float64,
+                                     count=len(request.bars)) for name in ("open", "high", "low", "close", "volume")}
+        rows, version = self.store.write(Bars(symbol, times, **columns), replace=request.replace)
+        return market_data_pb2.ImportBarsResponse(symbol=symbol, rows=rows, version=version)
+
+    def GetBars(self, request, context):
+        symbol = validation.symbol("symbol", request.symbol)
+        start = validation.time_ns("start_time", request.start_time, required=False)
+        end = validation.time_ns("end_time", request.end_time, required=False)
+        if request.limit < 0:
+            raise invalid("limit", f"must be >= 0, got {request.limit}")
+        bars = self.store.read(symbol, start, end)
+        if request.limit:
+            bars = bars.take(slice(max(len(bars) - request.limit, 0), len(bars)))
+        times = format_times(bars.time)
+        messages = [market_data_pb2.Bar(time=t, open=o, high=h, low=lo, close=c, volume=v)
+                    for t, o, h, lo, c, v in zip(times, bars.open.tolist(), bars.high.tolist(), bars.low.tolist(),
+                                                 bars.close.tolist(), bars.volume.tolist())]
+        return market_data_pb2.GetBarsResponse(symbol=symbol, bars=messages, version=bars.version)
+
+    def ListSymbols(self, request, context):
+        return market_data_pb2.ListSymbolsResponse(
+            symbols=[symbol_info_message(info) for info in self.store.list_symbols()])

@@ -1,0 +1,126 @@
+"""The predictor contract: a frozen config in, a fitted model with a safe on-disk form out.
+
+Arrays in, arrays out: ``fit``/``predict`` take a float64 feature matrix whose columns follow
+``config.feature_columns``; column-dict handling lives in ``trainer``/``inference``.
+"""
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from .errors import InvalidModelConfig
+
+TASKS = ("auto", "classification", "regression")
+MAX_CLASSES_FOR_AUTO = 20
+
+# Called with the fraction of training done (0..1); may raise to abort training.
+ProgressCallback = Callable[[float], None]
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """What to train: model type, task, hyper-parameters and which columns to use."""
+
+    model_type: str
+    feature_columns: tuple[str, ...]
+    target_column: str
+    task: str = "auto"
+    params: dict[str, Any] = field(default_factory=dict)
+    device: str = "auto"
+    random_state: int = 42
+    validation_fraction: float = 0.2
+
+    def __post_init__(self) -> None:
+        # Normalise (list -> tuple, private params copy) so callers cannot mutate a frozen config.
+        object.__setattr__(self, "feature_columns", tuple(self.feature_columns))
+        object.__setattr__(self, "params", dict(self.params or {}))
+        if self.task not in TASKS:
+            raise InvalidModelConfig(f"task must be one of {', '.join(TASKS)}, got {self.task!r}")
+        if not self.feature_columns:
+            raise InvalidModelConfig("feature_columns must name at least one column")
+        names = (*self.feature_columns, self.target_column)
+        if not all(isinstance(name, str) and name for name in names):
+            raise InvalidModelConfig("feature_columns and target_column must be non-empty strings")
+        duplicates = sorted({name for name in self.feature_columns if self.feature_columns.count(name) > 1})
+        if duplicates:
+            raise InvalidModelConfig(f"duplicate feature_columns: {', '.join(duplicates)}")
+        if self.target_column in self.feature_columns:
+            raise InvalidModelConfig(f"target_column {self.target_column!r} is also a feature column")
+        fraction = self.validation_fraction
+        if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0.0 <= fraction < 1.0:
+            raise InvalidModelConfig(f"validation_fraction must be in [0, 1), got {fraction!r}")
+        if isinstance(self.random_state, bool) or not isinstance(self.random_state, int) or self.random_state < 0:
+            raise InvalidModelConfig(f"random_state must be a non-negative integer, got {self.random_state!r}")
+
+
+@dataclass(frozen=True)
+class TrainingResult:
+    """What one ``fit`` call did."""
+
+    task: str
+    n_rows: int
+    n_features: int
+    fit_seconds: float
+    device: str  # where the estimator actually ran, e.g. "cpu" or "gpu:0"
+
+
+def infer_task(target: np.ndarray) -> str:
+    """'classification' for bool/string targets or integer-valued ones with <= 20 distinct values."""
+    target = np.asarray(target)
+    if target.dtype.kind in "bUSO":
+        return "classification"
+    if target.dtype.kind in "iu":
+        integer_valued = True
+    else:
+        integer_valued = bool(np.all(np.isfinite(target)) and np.all(target == np.round(target)))
+    if integer_valued and np.unique(target).size <= MAX_CLASSES_FOR_AUTO:
+        return "classification"
+    return "regression"
+
+
+def resolve_task(task: str, target: np.ndarray) -> str:
+    return infer_task(target) if task == "auto" else task
+
+
+class BasePredictor(abc.ABC):
+    """One trainable model type. Subclasses register themselves with ``@register_model``."""
+
+    model_type: str = ""  # set by the registry decorator
+
+    def __init__(self, config: ModelConfig, backend: Any = None) -> None:
+        self.config = config
+        self.backend = backend
+
+    @abc.abstractmethod
+    def fit(self, features: np.ndarray, target: np.ndarray,
+            progress: ProgressCallback | None = None) -> TrainingResult:
+        """Train on ``features`` (n, k) and ``target`` (n,); ``progress`` may raise to abort."""
+
+    @abc.abstractmethod
+    def predict(self, features: np.ndarray) -> np.ndarray:
+        """Class labels (classification) or values (regression), one per row."""
+
+    @abc.abstractmethod
+    def predict_proba(self, features: np.ndarray) -> np.ndarray | None:
+        """(n, n_classes) probabilities in ``metadata()['classes']`` order; None for regression."""
+
+    @abc.abstractmethod
+    def feature_importance(self) -> dict[str, float]:
+        """Feature name -> importance; empty when the model cannot say."""
+
+    @abc.abstractmethod
+    def save(self, directory: str | Path) -> Path:
+        """Write the model in a safe format (never pickle) into an existing directory."""
+
+    @classmethod
+    @abc.abstractmethod
+    def load(cls, directory: str | Path) -> "BasePredictor":
+        """Rebuild a predictor written by ``save``, trusting only known types."""
+
+    @abc.abstractmethod
+    def metadata(self) -> dict[str, Any]:
+        """JSON-safe description: model_type, task, columns, classes, params, device, format."""

@@ -1,0 +1,81 @@
+"""Every Redis key the platform uses, in one place (as arq's constants.py does)."""
+from __future__ import annotations
+
+PREFIX = "gq"
+GROUP = "workers"  # consumer group name on every job stream
+
+TASK_TYPES = ("backtest", "training", "features")
+PRIORITIES = ("high", "normal", "low")  # read order
+
+
+def job(job_id: str) -> str:
+    """Hash: the job record (status, progress, attempts, error, payload...)."""
+    return f"{PREFIX}:job:{job_id}"
+
+
+def result(job_id: str) -> str:
+    """String: the job's JSON result, with a TTL."""
+    return f"{PREFIX}:result:{job_id}"
+
+
+def stream(task_type: str, priority: str) -> str:
+    """Stream: pending and in-flight job ids of one task type and priority."""
+    return f"{PREFIX}:stream:{task_type}:{priority}"
+
+
+def dead_letter(task_type: str) -> str:
+    """Stream: jobs that failed all their attempts."""
+    return f"{PREFIX}:dead:{task_type}"
+
+
+DELAYED = f"{PREFIX}:delayed"  # sorted set: job ids waiting for a retry, scored by due time
+
+
+def history(task_type: str) -> str:
+    """Sorted set: job ids by submission time, for history listings."""
+    return f"{PREFIX}:history:{task_type}"
+
+
+def stats(task_type: str) -> str:
+    """Hash: monotonic counts of jobs by outcome (submitted, completed, failed...)."""
+    return f"{PREFIX}:stats:{task_type}"
+
+
+WORKERS = f"{PREFIX}:workers"  # hash: worker id -> JSON description, refreshed by heartbeat
+
+
+def worker_alive(worker_id: str) -> str:
+    """String with TTL: present while the worker heartbeats."""
+    return f"{PREFIX}:worker:{worker_id}"
+
+
+# Market data.
+SYMBOLS = "md:symbols"  # set of symbols with stored bars
+
+
+def bars(symbol: str) -> str:
+    """Hash: columnar float64/int64 arrays of one symbol's bars plus meta fields."""
+    return f"md:bars:{symbol}"
+
+
+def ticks(symbol: str) -> str:
+    """Stream: raw ticks of one symbol (capped)."""
+    return f"md:ticks:{symbol}"
+
+
+def live_channel(symbol: str) -> str:
+    """Pub/sub channel: tick + indicator updates of one symbol for subscribers."""
+    return f"md:live:{symbol}"
+
+
+# Caches and models.
+def cache(namespace: str, digest: str) -> str:
+    return f"cache:{namespace}:{digest}"
+
+
+def model(model_id: str) -> str:
+    """Hash: a trained model's metadata (JSON) and its training job."""
+    return f"ml:model:{model_id}"
+
+
+MODELS = "ml:models"  # sorted set: model ids by creation time

@@ -1,0 +1,230 @@
+"""The job queue on Redis Streams with one consumer group per stream.
+
+Producer side: ``enqueue``, ``get``, ``cancel``. Consumer side (workers): ``read``, ``start``,
+``renew``, ``finish``, ``fail``, ``requeue``, ``reclaim`` (XAUTOCLAIM of entries whose lease
+lapsed) and ``promote_due`` (retries whose backoff has passed). Semantics are at-least-once
+delivery with exactly one stored result: see scripts.py.
+"""
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from typing import Any, Iterable
+
+import redis
+
+from utils.queue import keys, scripts
+from utils.queue.jobs import Delivery, JobRecord, JobSpec, JobStatus, initial_hash, new_job_id
+
+
+@dataclass(frozen=True)
+class QueueConfig:
+    lease_seconds: float = 30.0
+    max_attempts: int = 3
+    retry_backoff_seconds: float = 1.0
+    result_ttl_seconds: int = 7 * 24 * 3600
+
+    @classmethod
+    def from_settings(cls, settings: Any) -> "QueueConfig":
+        return cls(lease_seconds=settings.job_lease_seconds, max_attempts=settings.job_max_attempts,
+                   retry_backoff_seconds=settings.job_retry_backoff_seconds,
+                   result_ttl_seconds=settings.result_ttl_seconds)
+
+
+@dataclass(frozen=True)
+class StartedJob:
+    """A delivery the worker now owns and must run."""
+
+    delivery: Delivery
+    record: JobRecord
+
+
+def all_streams(task_types: Iterable[str] = keys.TASK_TYPES) -> list[str]:
+    """Streams in read order: for each type, high before normal before low."""
+    return [keys.stream(t, p) for t in task_types for p in keys.PRIORITIES]
+
+
+class JobQueue:
+    def __init__(self, client: redis.Redis, config: QueueConfig | None = None) -> None:
+        # The client must be created with decode_responses=True.
+        self.redis = client
+        self.config = config or QueueConfig()
+        self._start = client.register_script(scripts.START)
+        self._renew = client.register_script(scripts.RENEW)
+        self._finish = client.register_script(scripts.FINISH)
+        self._fail = client.register_script(scripts.FAIL)
+        self._cancel = client.register_script(scripts.CANCEL)
+        self._requeue = client.register_script(scripts.REQUEUE)
+        self._promote = client.register_script(scripts.PROMOTE)
+
+    # ----------------------------------------------------------------- set-up
+    def ensure_groups(self) -> None:
+        """Create every stream's consumer group (idempotent; also after a Redis wipe)."""
+        for stream in all_streams():
+            try:
+                self.redis.xgroup_create(stream, keys.GROUP, id="0", mkstream=True)
+            except redis.ResponseError as exc:
+                if "BUSYGROUP" not in str(exc):
+                    raise
+
+    # --------------------------------------------------------------- producer
+    def enqueue(self, spec: JobSpec, job_id: str | None = None) -> str:
+        job_id = job_id or new_job_id(spec.task_type)
+        now = time.time()
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.hset(keys.job(job_id), mapping=initial_hash(job_id, spec, now))
+        pipe.xadd(keys.stream(spec.task_type, spec.priority), {"job_id": job_id})
+        pipe.zadd(keys.history(spec.task_type), {job_id: now})
+        pipe.hincrby(keys.stats(spec.task_type), "submitted", 1)
+        pipe.execute()
+        return job_id
+
+    def get(self, job_id: str) -> JobRecord | None:
+        fields = self.redis.hgetall(keys.job(job_id))
+        return JobRecord.from_hash(fields) if fields else None
+
+    def get_many(self, job_ids: list[str]) -> list[JobRecord | None]:
+        pipe = self.redis.pipeline(transaction=False)
+        for job_id in job_ids:
+            pipe.hgetall(keys.job(job_id))
+        return [JobRecord.from_hash(f) if f else None for f in pipe.execute()]
+
+    def result(self, job_id: str) -> dict[str, Any] | None:
+        raw = self.redis.get(keys.result(job_id))
+        return json.loads(raw) if raw else None
+
+    def cancel(self, job_id: str) -> str:
+        """Cancel a job: pending ones at once, running ones at their next progress check."""
+        record_type = self.redis.hget(keys.job(job_id), "type") or "backtest"
+        return self._cancel(keys=[keys.job(job_id), keys.DELAYED, keys.stats(record_type)],
+                            args=[time.time(), job_id, self.config.result_ttl_seconds])
+
+    def history(self, task_type: str, offset: int, count: int) -> list[str]:
+        """Job ids of one type, newest first."""
+        return self.redis.zrevrange(keys.history(task_type), offset, offset + count - 1)
+
+    def stats(self, task_type: str) -> dict[str, int]:
+        return {k: int(v) for k, v in self.redis.hgetall(keys.stats(task_type)).items()}
+
+    # --------------------------------------------------------------- consumer
+    def read(self, consumer: str, streams: list[str], block_ms: int | None,
+             count: int = 1) -> list[Delivery]:
+        """New entries from ``streams``; ``block_ms=None`` does not wait."""
+        if not streams:
+            return []
+        try:
+            reply = self.redis.xreadgroup(keys.GROUP, consumer, {s: ">" for s in streams},
+                                          count=count, block=block_ms)
+        except redis.ResponseError as exc:
+            if "NOGROUP" not in str(exc):
+                raise
+            self.ensure_groups()  # Redis lost its data (restart without AOF): recreate
+            return []
+        deliveries = []
+        for stream, entries in reply or []:
+            for msg_id, fields in entries:
+                deliveries.append(Delivery(stream=stream, msg_id=msg_id, job_id=fields.get("job_id", "")))
+        return deliveries
+
+    def start(self, delivery: Delivery, consumer: str, device: str) -> StartedJob | None:
+        """Take ownership; None when the job is finished, cancelled, missing or dead-lettered."""
+        task_type = delivery.task_type
+        state, _ = self._start(
+            keys=[keys.job(delivery.job_id), delivery.stream, keys.stats(task_type),
+                  keys.dead_letter(task_type)],
+            args=[keys.GROUP, delivery.msg_id, consumer, time.time(), device, delivery.job_id])
+        if state != "RUNNING":
+            return None
+        record = self.get(delivery.job_id)
+        return StartedJob(delivery, record) if record else None
+
+    def renew(self, delivery: Delivery, consumer: str) -> tuple[bool, bool]:
+        """Extend the lease. Returns (still_owner, cancel_requested)."""
+        owned, cancel = self._renew(keys=[keys.job(delivery.job_id), delivery.stream],
+                                    args=[keys.GROUP, delivery.msg_id, consumer, time.time()])
+        return bool(owned), bool(cancel)
+
+    def touch(self, delivery: Delivery, consumer: str) -> None:
+        """Keep a held-but-not-started entry from being reclaimed."""
+        self.redis.xclaim(delivery.stream, keys.GROUP, consumer, 0, [delivery.msg_id], justid=True)
+
+    def set_progress(self, job_id: str, fraction: float) -> None:
+        self.redis.hset(keys.job(job_id), "progress", f"{min(max(fraction, 0.0), 1.0):.6f}")
+
+    def finish(self, delivery: Delivery, status: JobStatus, result: dict[str, Any] | None) -> bool:
+        """Store the result and mark COMPLETED (or CANCELLED); False if someone finished first."""
+        counter = "completed" if status is JobStatus.COMPLETED else "cancelled"
+        payload = json.dumps(result, separators=(",", ":"), allow_nan=False) if result is not None else ""
+        written = self._finish(
+            keys=[keys.job(delivery.job_id), delivery.stream, keys.stats(delivery.task_type),
+                  keys.result(delivery.job_id)],
+            args=[keys.GROUP, delivery.msg_id, time.time(), status.value, payload,
+                  self.config.result_ttl_seconds, counter])
+        return bool(written)
+
+    def fail(self, delivery: Delivery, error: str, retryable: bool) -> str:
+        """Record a failed attempt: 'retry' (backoff, then re-queued) or 'failed' (dead-letter)."""
+        task_type = delivery.task_type
+        return self._fail(
+            keys=[keys.job(delivery.job_id), delivery.stream, keys.stats(task_type),
+                  keys.dead_letter(task_type), keys.DELAYED],
+            args=[keys.GROUP, delivery.msg_id, time.time(), error[:2000], "1" if retryable else "0",
+                  self.config.retry_backoff_seconds, delivery.job_id, self.config.result_ttl_seconds])
+
+    def requeue(self, delivery: Delivery, consumer: str) -> str:
+        return self._requeue(keys=[keys.job(delivery.job_id), delivery.stream, delivery.stream],
+                             args=[keys.GROUP, delivery.msg_id, delivery.job_id, consumer, time.time()])
+
+    def reclaim(self, consumer: str, streams: list[str], count: int = 10) -> list[Delivery]:
+        """Take over entries idle longer than the lease (their worker died)."""
+        min_idle_ms = int(self.config.lease_seconds * 1000)
+        claimed: list[Delivery] = []
+        for stream in streams:
+            try:
+                reply = self.redis.xautoclaim(stream, keys.GROUP, consumer, min_idle_ms,
+                                              start_id="0-0", count=count)
+            except redis.ResponseError as exc:
+                if "NOGROUP" in str(exc):
+                    self.ensure_groups()
+                    continue
+                raise
+            for msg_id, fields in reply[1]:
+                if fields:  # a deleted entry comes back without fields
+                    claimed.append(Delivery(stream=stream, msg_id=msg_id, job_id=fields.get("job_id", "")))
+        return claimed
+
+    def promote_due(self, now: float | None = None, limit: int = 100) -> int:
+        """Re-queue retries whose backoff has passed. Safe to call from every worker."""
+        now = time.time() if now is None else now
+        due = self.redis.zrangebyscore(keys.DELAYED, "-inf", now, start=0, num=limit)
+        moved = 0
+        for job_id in due:
+            task_type, priority = self.redis.hmget(keys.job(job_id), "type", "priority")
+            if not task_type:
+                self.redis.zrem(keys.DELAYED, job_id)
+                continue
+            moved += self._promote(keys=[keys.DELAYED, keys.job(job_id), keys.stream(task_type, priority)],
+                                   args=[job_id, now])
+        return moved
+
+    # ------------------------------------------------------------- inspection
+    def depth(self) -> list[tuple[str, str, int, int]]:
+        """(task_type, priority, waiting, in_flight) for every stream."""
+        pipe = self.redis.pipeline(transaction=False)
+        streams = all_streams()
+        for stream in streams:
+            pipe.xlen(stream)
+            pipe.xpending(stream, keys.GROUP)
+        replies = pipe.execute(raise_on_error=False)
+        rows = []
+        for index, stream in enumerate(streams):
+            length, pending = replies[2 * index], replies[2 * index + 1]
+            length = length if isinstance(length, int) else 0
+            in_flight = pending.get("pending", 0) if isinstance(pending, dict) else 0
+            _, _, task_type, priority = stream.split(":")
+            rows.append((task_type, priority, max(length - in_flight, 0), in_flight))
+        return rows
+
+    def dead_letter_size(self, task_type: str) -> int:
+        return self.redis.xlen(keys.dead_letter(task_type))

@@ -1,0 +1,265 @@
+"""The worker loop: read jobs within the scheduler's caps, run them, keep their leases alive.
+
+Threads: the loop (read + dispatch), a heartbeat (lease renewal, cancel flags, reclaiming
+entries of dead workers, promoting due retries) and a pool that runs handlers.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import traceback
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import redis
+
+from utils.gpu.scheduler import Scheduler
+from utils.queue import keys
+from utils.queue.jobs import Delivery, JobRecord, JobStatus
+from utils.queue.streams import JobQueue, StartedJob
+
+log = logging.getLogger(__name__)
+
+
+class JobCancelled(Exception):
+    """Raised inside a handler (by ``JobContext.progress``) when the job was cancelled."""
+
+
+class PermanentJobError(Exception):
+    """The job cannot succeed however often it is retried (bad input found at run time)."""
+
+
+@dataclass
+class JobContext:
+    """What a handler gets: its job, a progress reporter, and cancellation."""
+
+    record: JobRecord
+    attempt: int
+    report: Callable[[str, float], None]
+    cancelled: threading.Event = field(default_factory=threading.Event)
+    lost: threading.Event = field(default_factory=threading.Event)
+    _last_report: float = 0.0
+
+    @property
+    def job_id(self) -> str:
+        return self.record.id
+
+    @property
+    def payload(self) -> dict[str, Any]:
+        return self.record.payload
+
+    def check_cancelled(self) -> None:
+        if self.cancelled.is_set():
+            raise JobCancelled(self.job_id)
+
+    def progress(self, fraction: float) -> None:
+        """Report progress (rate-limited) and stop here if the job was cancelled."""
+        self.check_cancelled()
+        now = time.monotonic()
+        if now - self._last_report >= 0.1 or fraction >= 1.0:
+            self._last_report = now
+            self.report(self.job_id, fraction)
+
+
+Handler = Callable[[JobContext], dict]
+
+
+@dataclass(frozen=True)
+class WorkerConfig:
+    worker_id: str
+    device_label: str = "cpu"
+    block_ms: int = 1000
+    heartbeat_seconds: float = 0.5
+    shutdown_grace_seconds: float = 30.0
+
+
+def _retry_redis(action: Callable[[], Any], attempts: int = 20, delay: float = 0.25) -> Any:
+    """Retry a final bookkeeping call across a brief Redis outage."""
+    for attempt in range(attempts):
+        try:
+            return action()
+        except (redis.ConnectionError, redis.TimeoutError):
+            if attempt == attempts - 1:
+                raise
+            time.sleep(min(delay * (2 ** attempt), 2.0))
+
+
+class Worker:
+    def __init__(self, queue: JobQueue, handlers: dict[str, Handler], scheduler: Scheduler,
+                 config: WorkerConfig, metrics: Any | None = None) -> None:
+        self.queue = queue
+        self.handlers = handlers
+        self.scheduler = scheduler
+        self.config = config
+        self.metrics = metrics
+        self._running: dict[str, tuple[Delivery, JobContext]] = {}
+        self._running_lock = threading.Lock()
+        self._pool = ThreadPoolExecutor(max_workers=max(sum(scheduler.caps.values()), 1),
+                                        thread_name_prefix=f"job-{config.worker_id}")
+        self._stop = threading.Event()
+
+    @property
+    def consumer(self) -> str:
+        return self.config.worker_id
+
+    # ------------------------------------------------------------------ loop
+    def run(self, stop: threading.Event) -> None:
+        """Run until ``stop`` is set, then drain gracefully."""
+        self._stop = stop
+        self._call_until_ok(self.queue.ensure_groups, stop)
+        heartbeat = threading.Thread(target=self._heartbeat_loop, name="heartbeat", daemon=True)
+        heartbeat.start()
+        log.info("worker %s started on %s, caps %s", self.consumer, self.config.device_label,
+                 self.scheduler.caps)
+        failures = 0
+        while not stop.is_set():
+            try:
+                self._dispatch_held()
+                streams = self.scheduler.readable_streams()
+                if not streams:
+                    self.scheduler.slot_freed.wait(0.05)
+                    self.scheduler.slot_freed.clear()
+                    continue
+                deliveries = self.queue.read(self.consumer, streams, block_ms=self.config.block_ms)
+                self.scheduler.hold(deliveries)
+                self._dispatch_held()
+                failures = 0
+            except (redis.ConnectionError, redis.TimeoutError) as exc:
+                failures += 1
+                log.warning("redis unavailable (%s); retrying", exc)
+                stop.wait(min(0.2 * 2 ** failures, 5.0))
+        self._drain()
+        heartbeat.join(timeout=2)
+
+    def _call_until_ok(self, action: Callable[[], Any], stop: threading.Event) -> None:
+        while not stop.is_set():
+            try:
+                action()
+                return
+            except (redis.ConnectionError, redis.TimeoutError) as exc:
+                log.warning("redis unavailable at start-up (%s); retrying", exc)
+                stop.wait(1.0)
+
+    def _dispatch_held(self) -> None:
+        while (delivery := self.scheduler.take_runnable()) is not None:
+            started = self.queue.start(delivery, self.consumer, self.config.device_label)
+            if started is None:  # cancelled/finished meanwhile, or dead-lettered by start
+                self.scheduler.release(delivery.task_type)
+                continue
+            context = JobContext(record=started.record, attempt=started.record.attempts,
+                                 report=self.queue.set_progress)
+            with self._running_lock:
+                self._running[delivery.job_id] = (delivery, context)
+            self._pool.submit(self._execute, started, context)
+
+    # ------------------------------------------------------------- execution
+    def _execute(self, started: StartedJob, context: JobContext) -> None:
+        delivery, record = started.delivery, started.record
+        began = time.time()
+        outcome = "failed"
+        if self.metrics:
+            self.metrics.job_started(record.task_type, max(began - record.enqueued_at, 0.0))
+        try:
+            handler = self.handlers.get(record.task_type)
+            if handler is None:
+                raise PermanentJobError(f"this worker has no handler for task type {record.task_type!r}")
+            result = handler(context)
+            if context.lost.is_set():
+                outcome = "lost"
+            else:
+                _retry_redis(lambda: self.queue.finish(delivery, JobStatus.COMPLETED, result))
+                outcome = "completed"
+        except JobCancelled:
+            if not context.lost.is_set():
+                _retry_redis(lambda: self.queue.finish(delivery, JobStatus.CANCELLED, None))
+            outcome = "cancelled" if not context.lost.is_set() else "lost"
+        except PermanentJobError as exc:
+            _retry_redis(lambda: self.queue.fail(delivery, str(exc), retryable=False))
+        except Exception as exc:  # a handler bug or a transient fault: retry with backoff
+            log.error("job %s attempt %d failed: %s\n%s", record.id, context.attempt, exc,
+                      traceback.format_exc())
+            message = f"{type(exc).__name__}: {exc}"
+            try:
+                outcome = "retry" if _retry_redis(lambda: self.queue.fail(delivery, message, True)) == "retry" else "failed"
+            except redis.RedisError:
+                log.error("could not record failure of %s; its lease will lapse and it is retried", record.id)
+        finally:
+            with self._running_lock:
+                self._running.pop(delivery.job_id, None)
+            self.scheduler.release(record.task_type)
+            if self.metrics:
+                self.metrics.job_finished(record.task_type, outcome, time.time() - began)
+
+    # ------------------------------------------------------------- heartbeat
+    def _heartbeat_loop(self) -> None:
+        reclaim_every = max(self.queue.config.lease_seconds / 2, 0.2)
+        last_reclaim = 0.0
+        while not self._stop.is_set():
+            try:
+                self._renew_leases()
+                now = time.monotonic()
+                if now - last_reclaim >= reclaim_every:
+                    last_reclaim = now
+                    self.queue.promote_due()
+                    readable = self.scheduler.readable_streams()
+                    self.scheduler.hold(self.queue.reclaim(self.consumer, readable))
+                    self._announce()
+            except (redis.ConnectionError, redis.TimeoutError):
+                pass  # the loop reports it; leases lapse and jobs are reclaimed, never lost
+            except Exception:
+                log.exception("heartbeat error")
+            self._stop.wait(self.config.heartbeat_seconds)
+
+    def _renew_leases(self) -> None:
+        with self._running_lock:
+            running = list(self._running.values())
+        for delivery, context in running:
+            owned, cancel = self.queue.renew(delivery, self.consumer)
+            if not owned and not context.lost.is_set():
+                log.warning("lost the lease of job %s; abandoning this attempt", delivery.job_id)
+                context.lost.set()
+                context.cancelled.set()
+            elif cancel:
+                context.cancelled.set()
+        for delivery in self.scheduler.held():
+            self.queue.touch(delivery, self.consumer)
+
+    def _announce(self) -> None:
+        pipe = self.queue.redis.pipeline(transaction=False)
+        pipe.set(keys.worker_alive(self.consumer), self.config.device_label,
+                 ex=max(int(self.queue.config.lease_seconds * 2), 5))
+        pipe.hset(keys.WORKERS, self.consumer, self.config.device_label)
+        pipe.execute()
+
+    # --------------------------------------------------------------- shutdown
+    def _drain(self) -> None:
+        """Return held entries to the queue, let running jobs finish within the grace period,
+        and put back whatever is still running after it (that attempt is not counted)."""
+        for delivery in self.scheduler.drop_held():
+            self._safe(lambda d=delivery: self.queue.requeue(d, self.consumer))
+        deadline = time.monotonic() + self.config.shutdown_grace_seconds
+        while time.monotonic() < deadline:
+            with self._running_lock:
+                if not self._running:
+                    break
+            time.sleep(0.05)
+        with self._running_lock:
+            leftovers = list(self._running.values())
+        for delivery, context in leftovers:
+            context.lost.set()
+            context.cancelled.set()
+            self._safe(lambda d=delivery: self.queue.requeue(d, self.consumer))
+            log.info("returned running job %s to the queue", delivery.job_id)
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        self._safe(lambda: self.queue.redis.hdel(keys.WORKERS, self.consumer))
+        log.info("worker %s stopped", self.consumer)
+
+    @staticmethod
+    def _safe(action: Callable[[], Any]) -> None:
+        try:
+            action()
+        except redis.RedisError as exc:
+            log.warning("shutdown bookkeeping failed (%s); lease expiry will recover it", exc)
+

@@ -1,0 +1,99 @@
+"""Redis connections and the embedded redis-server used when none is configured (and by tests)."""
+from __future__ import annotations
+
+import logging
+import shutil
+import socket
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import redis
+
+log = logging.getLogger(__name__)
+
+
+def make_redis(host: str, port: int, db: int = 0, password: str | None = None,
+               decode: bool = True, socket_timeout: float = 5.0) -> redis.Redis:
+    """A pooled client that fails fast when Redis is down (callers map that to UNAVAILABLE)."""
+    return redis.Redis(host=host, port=port, db=db, password=password, decode_responses=decode,
+                       socket_connect_timeout=1.0, socket_timeout=socket_timeout,
+                       health_check_interval=15, retry_on_timeout=False)
+
+
+def redis_from_settings(settings: Any, decode: bool = True) -> redis.Redis:
+    return make_redis(settings.redis_host, settings.redis_port, settings.redis_db,
+                      settings.redis_password, decode, settings.redis_socket_timeout)
+
+
+def redis_answers(host: str, port: int, password: str | None = None) -> bool:
+    try:
+        return bool(make_redis(host, port, password=password).ping())
+    except redis.RedisError:
+        return False
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def redis_server_binary() -> str:
+    """The system redis-server, or the one shipped by the `redis-server` pip package."""
+    found = shutil.which("redis-server")
+    if found:
+        return found
+    try:
+        import redis_server  # type: ignore[import-not-found]
+        return str(redis_server.REDIS_SERVER_PATH)
+    except Exception as exc:
+        raise RuntimeError("no redis-server binary: install Redis (apt-get install redis-server) "
+                           "or set REDIS_HOST/REDIS_PORT to a running one") from exc
+
+
+class EmbeddedRedis:
+    """A redis-server child process on localhost with its data under ``data_dir``."""
+
+    def __init__(self, data_dir: Path, port: int = 0, appendonly: bool = True) -> None:
+        self.data_dir = Path(data_dir)
+        self.port = port or free_port()
+        self.appendonly = appendonly
+        self.process: subprocess.Popen | None = None
+
+    def start(self, timeout: float = 10.0) -> "EmbeddedRedis":
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        args = [redis_server_binary(), "--port", str(self.port), "--bind", "127.0.0.1",
+                "--dir", str(self.data_dir), "--save", "", "--daemonize", "no",
+                "--logfile", str(self.data_dir / "redis.log")]
+        if self.appendonly:
+            args += ["--appendonly", "yes", "--appendfsync", "everysec"]
+        else:
+            args += ["--appendonly", "no"]
+        self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"redis-server exited at start; see {self.data_dir / 'redis.log'}")
+            if redis_answers("127.0.0.1", self.port):
+                return self
+            time.sleep(0.05)
+        self.stop()
+        raise RuntimeError(f"redis-server did not answer on port {self.port} within {timeout}s")
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+        self.process = None
+
+    def kill(self) -> None:
+        """Die without warning (fault tests)."""
+        if self.process and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+        self.process = None
