@@ -10,6 +10,8 @@ from pathlib import Path
 from typing import Any
 
 import redis
+from redis.backoff import ExponentialBackoff
+from redis.retry import Retry
 
 log = logging.getLogger(__name__)
 
@@ -19,7 +21,7 @@ def make_redis(host: str, port: int, db: int = 0, password: str | None = None,
     """A pooled client that fails fast when Redis is down (callers map that to UNAVAILABLE)."""
     return redis.Redis(host=host, port=port, db=db, password=password, decode_responses=decode,
                        socket_connect_timeout=1.0, socket_timeout=socket_timeout,
-                       health_check_interval=15, retry_on_timeout=False)
+                       health_check_interval=15, retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), 2))
 
 
 def redis_from_settings(settings: Any, decode: bool = True) -> redis.Redis:

@@ -1,0 +1,49 @@
+# `make run` and `make test` work on a fresh machine: they create .venv, install the pinned
+# requirements and generate the protobuf modules first.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+PROTOS := $(wildcard api_proto/*.proto)
+GENERATED := $(PROTOS:.proto=_pb2.py)
+RUNTIME_STAMP := $(VENV)/.runtime-installed
+TEST_STAMP := $(VENV)/.test-installed
+PYTEST_ARGS ?=
+
+.PHONY: run serve worker test bench protos deps clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+
+$(RUNTIME_STAMP): requirements.txt | $(BIN)/python
+	$(BIN)/pip install -q -r requirements.txt
+	touch $@
+
+$(TEST_STAMP): requirements-test.txt $(RUNTIME_STAMP)
+	$(BIN)/pip install -q -r requirements-test.txt
+	touch $@
+
+api_proto/%_pb2.py: api_proto/%.proto $(RUNTIME_STAMP)
+	$(BIN)/python -m grpc_tools.protoc -I . --python_out=. --grpc_python_out=. --pyi_out=. $<
+
+protos: $(GENERATED)
+
+deps: $(RUNTIME_STAMP) protos
+
+run: deps
+	$(BIN)/python main_server.py
+
+serve: deps
+	$(BIN)/python main_server.py serve
+
+worker: deps
+	$(BIN)/python main_server.py worker
+
+test: $(TEST_STAMP) protos
+	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+bench: $(TEST_STAMP) protos
+	$(BIN)/python -m bench
+
+clean:
+	rm -rf $(VENV) api_proto/*_pb2.py api_proto/*_pb2_grpc.py api_proto/*_pb2.pyi

@@ -1,0 +1,98 @@
+"""GPU quant platform entry point.
+
+    python main_server.py            all-in-one: gRPC server + metrics + supervised workers
+    python main_server.py serve      gRPC server and metrics only (scale out against one Redis)
+    python main_server.py worker     worker processes only
+
+Settings come from the environment and `.env` (see .env.example). SIGTERM/SIGINT stop
+gracefully: the server stops accepting, running jobs finish or go back to the queue.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+from typing import Any
+
+log = logging.getLogger("main_server")
+
+
+def _wait_for_signal() -> None:
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    while not stop.wait(1.0):
+        pass
+
+
+def _prepare_redis(settings: Any, allow_embedded: bool):
+    """Use the configured Redis; in all-in-one mode start our own when none answers."""
+    from utils.redis_client import EmbeddedRedis, free_port, redis_answers
+    wants_embedded = settings.redis_embedded == "always" or (
+        settings.redis_embedded == "auto" and allow_embedded and not settings.redis_configured
+        and not redis_answers(settings.redis_host, settings.redis_port, settings.redis_password))
+    if not wants_embedded:
+        log.info("using Redis at %s:%d db %d", settings.redis_host, settings.redis_port, settings.redis_db)
+        return settings, None
+    port = 6380 if not redis_answers("127.0.0.1", 6380) else free_port()
+    embedded = EmbeddedRedis(settings.data_dir / "redis", port=port).start()
+    log.info("no Redis configured or answering at %s:%d: started an embedded redis-server on 127.0.0.1:%d "
+             "(AOF on, data in %s)", settings.redis_host, settings.redis_port, port, embedded.data_dir)
+    return settings.model_copy(update={"redis_host": "127.0.0.1", "redis_port": port}), embedded
+
+
+def _load_sample_data(settings: Any) -> None:
+    from utils.data.sample import ensure_sample_data
+    from utils.data.store import BarStore
+    from utils.redis_client import redis_from_settings
+    if settings.sample_data:
+        written = ensure_sample_data(BarStore(redis_from_settings(settings, decode=False)))
+        if written:
+            log.info("loaded synthetic sample bars for %s (labelled synthetic in ListSymbols)", ", ".join(written))
+
+
+def run(mode: str) -> int:
+    from config.settings import load_settings
+    from utils.logging_setup import configure_logging
+    settings = load_settings()
+    configure_logging(settings.log_level, settings.log_format)
+    settings, embedded = _prepare_redis(settings, allow_embedded=(mode == "all"))
+    server = supervisor = None
+    try:
+        if mode in ("all", "serve"):
+            from services.server import create_server
+            from utils.monitoring import serve_metrics
+            _load_sample_data(settings)
+            server = create_server(settings)
+            if settings.prometheus_port:
+                port = serve_metrics(server.registry, settings.metrics_host, settings.prometheus_port)
+                log.info("metrics on http://%s:%d/metrics", settings.metrics_host, port)
+        if mode in ("all", "worker"):
+            from utils.supervisor import WorkerSupervisor
+            from utils.tasks.runtime import run_worker_process, worker_count
+            restarts = server.metrics.worker_restarts.inc if server else None
+            supervisor = WorkerSupervisor(run_worker_process, settings, worker_count(settings), restarts).start()
+        log.info("ready (%s mode); Ctrl-C or SIGTERM to stop", mode)
+        _wait_for_signal()
+        log.info("shutting down")
+    finally:
+        if server:
+            server.stop(grace=5.0)
+        if supervisor:
+            supervisor.stop(timeout=settings.shutdown_grace_seconds + 5)
+        if embedded:
+            embedded.stop()
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("mode", nargs="?", default="all", choices=("all", "serve", "worker"))
+    args = parser.parse_args(argv)
+    return run(args.mode)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

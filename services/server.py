@@ -1,0 +1,110 @@
+"""Assemble the gRPC server: the four services, health, reflection, interceptor, metrics."""
+from __future__ import annotations
+
+import logging
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+import redis
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+from prometheus_client import CollectorRegistry
+
+from api_proto import (backtest_pb2, backtest_pb2_grpc, market_data_pb2, market_data_pb2_grpc, ml_pb2,
+                       ml_pb2_grpc, realtime_pb2, realtime_pb2_grpc)
+from services.backtest_service import BacktestServicer
+from services.interceptors import ObservabilityInterceptor
+from services.market_data_service import MarketDataServicer
+from services.ml_service import MLServicer
+from services.model_cache import ModelCache
+from services.realtime_service import RealTimeServicer
+from utils.cache import RedisCache
+from utils.data.store import BarStore
+from utils.engine.models import ModelStore
+from utils.gpu.devices import record_samples, sample_devices
+from utils.monitoring import Metrics, QueueCollector, periodic
+from utils.queue.streams import JobQueue, QueueConfig
+from utils.redis_client import redis_from_settings
+
+log = logging.getLogger(__name__)
+
+SERVICE_NAMES = (
+    backtest_pb2.DESCRIPTOR.services_by_name["BacktestService"].full_name,
+    realtime_pb2.DESCRIPTOR.services_by_name["RealTimeService"].full_name,
+    ml_pb2.DESCRIPTOR.services_by_name["MLService"].full_name,
+    market_data_pb2.DESCRIPTOR.services_by_name["MarketDataService"].full_name,
+)
+
+
+@dataclass
+class RunningServer:
+    server: grpc.Server
+    port: int
+    metrics: Metrics
+    registry: CollectorRegistry
+    queue: JobQueue
+    store: BarStore
+    health: health.HealthServicer
+    stop_event: threading.Event
+
+    def stop(self, grace: float | None = 5.0) -> None:
+        self.stop_event.set()
+        for name in ("", *SERVICE_NAMES):
+            self.health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
+        self.server.stop(grace).wait()
+
+
+def _watch_redis(client: redis.Redis, health_servicer: health.HealthServicer, stop: threading.Event) -> None:
+    """Report NOT_SERVING on the health service while Redis is unreachable (readiness)."""
+    def check() -> None:
+        try:
+            client.ping()
+            status = health_pb2.HealthCheckResponse.SERVING
+        except redis.RedisError:
+            status = health_pb2.HealthCheckResponse.NOT_SERVING
+        for name in ("", *SERVICE_NAMES):
+            health_servicer.set(name, status)
+    periodic(2.0, check, stop, "redis-health")
+
+
+def create_server(settings: Any, registry: CollectorRegistry | None = None) -> RunningServer:
+    """Build and start the server on settings.grpc_host:grpc_port (0 picks a free port)."""
+    registry = registry or CollectorRegistry()
+    metrics = Metrics(registry)
+    client = redis_from_settings(settings, decode=True)
+    queue = JobQueue(client, QueueConfig.from_settings(settings))
+    store = BarStore(redis_from_settings(settings, decode=False))
+    registry.register(QueueCollector(queue))
+    model_store = ModelStore(settings.models_path)
+
+    options = [("grpc.max_receive_message_length", settings.grpc_max_message_bytes),
+               ("grpc.max_send_message_length", settings.grpc_max_message_bytes)]
+    server = grpc.server(ThreadPoolExecutor(max_workers=settings.grpc_max_workers, thread_name_prefix="rpc"),
+                         interceptors=[ObservabilityInterceptor(metrics)], options=options)
+    backtest_pb2_grpc.add_BacktestServiceServicer_to_server(BacktestServicer(queue, store, settings), server)
+    realtime_pb2_grpc.add_RealTimeServiceServicer_to_server(RealTimeServicer(
+        client, store, RedisCache(client, "features", settings.feature_cache_ttl, metrics.cache("features")),
+        settings, metrics), server)
+    ml_pb2_grpc.add_MLServiceServicer_to_server(MLServicer(
+        queue, model_store, ModelCache(model_store, settings.model_cache_ttl, metrics.cache("models")),
+        settings, metrics), server)
+    market_data_pb2_grpc.add_MarketDataServiceServicer_to_server(MarketDataServicer(store), server)
+
+    health_servicer = health.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    for name in ("", *SERVICE_NAMES):
+        health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    reflection.enable_server_reflection((*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
+
+    port = server.add_insecure_port(f"{settings.grpc_host}:{settings.grpc_port}")
+    if port == 0:
+        raise RuntimeError(f"could not bind gRPC on {settings.grpc_host}:{settings.grpc_port} (port in use?)")
+    server.start()
+    stop_event = threading.Event()
+    _watch_redis(client, health_servicer, stop_event)
+    periodic(5.0, lambda: record_samples(metrics, sample_devices()), stop_event, "device-sampler")
+    log.info("gRPC listening on %s:%d", settings.grpc_host, port)
+    return RunningServer(server, port, metrics, registry, queue, store, health_servicer, stop_event)

@@ -1,0 +1,163 @@
+"""Run a validated strategy over per-symbol bars: align, signal, simulate, measure.
+
+Alignment: every symbol is placed on the union of all symbols' bar times (up to ``end_ns``).
+Prices are forward-filled over a symbol's missing bars, and a missing bar is a flat bar at the
+last close (open = high = low = close, volume 0), so a next-open fill never uses a stale open.
+A symbol that has not started trading yet is NaN there, hence flat. The calendar keeps
+``warmup_bars(spec)`` bars before ``start_ns`` for the indicators; the equity curve starts at
+the first calendar bar at or after ``start_ns``. Returns are per calendar bar, annualised with
+``periods_per_year`` (252: daily bars).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from typing import Any, Callable, Mapping
+
+import numpy as np
+
+from utils.engine.backend import Backend
+from utils.engine.backtest.simulate import BacktestOutput, simulate_portfolio
+from utils.engine.backtest.strategies import StrategySpec, target_positions, warmup_bars
+from utils.engine.metrics import drawdown_curve, performance_metrics
+
+PRICE_FIELDS = ("open", "high", "low", "close")
+
+
+class NoDataInRange(ValueError):
+    def __init__(self, symbol: str, start_ns: int, end_ns: int):
+        self.symbol = symbol
+        super().__init__(f"no bars for symbol {symbol!r} between {iso_time(start_ns)} "
+                         f"and {iso_time(end_ns)}")
+
+
+@dataclass(frozen=True)
+class TradeRecord:
+    symbol: str
+    entry_time: str        # ISO 8601, UTC
+    exit_time: str         # last bar's time for an open trade
+    entry_price: float
+    exit_price: float
+    size: float
+    pnl: float
+    return_pct: float      # fraction
+    commission: float
+    is_open: bool
+
+
+@dataclass(frozen=True)
+class BacktestReport:
+    metrics: dict[str, float]
+    equity_times: np.ndarray    # int64 ns, from the first bar at or after start_ns
+    equity: np.ndarray
+    drawdown: np.ndarray        # positive fractions below the running peak
+    trades: list[TradeRecord]
+    per_symbol: dict[str, dict[str, float]]
+    warmup_bars: int
+
+
+def iso_time(time_ns: int) -> str:
+    seconds, remainder = divmod(int(time_ns), 1_000_000_000)
+    moment = datetime.fromtimestamp(seconds, tz=timezone.utc) + timedelta(microseconds=remainder // 1000)
+    return moment.isoformat()
+
+
+def _checked_times(symbol: str, series: Mapping[str, Any]) -> np.ndarray:
+    times = np.asarray(series["time"], dtype=np.int64)
+    if times.ndim != 1 or np.any(np.diff(times) <= 0):
+        raise ValueError(f"bars for {symbol!r} must have strictly increasing 'time'")
+    for field in ("open", "close"):
+        if field not in series:
+            raise ValueError(f"bars for {symbol!r} have no '{field}'")
+    for field in PRICE_FIELDS + ("volume",):
+        if field in series and len(series[field]) != len(times):
+            raise ValueError(f"bars for {symbol!r}: '{field}' and 'time' lengths differ")
+    return times
+
+
+def _forward_fill(panel: np.ndarray) -> np.ndarray:
+    rows = np.where(np.isnan(panel), 0, np.arange(panel.shape[0])[:, None])
+    np.maximum.accumulate(rows, axis=0, out=rows)
+    return panel[rows, np.arange(panel.shape[1])]
+
+
+def _aligned_panels(symbols: list[str], bars: Mapping[str, Mapping[str, Any]],
+                    times: dict[str, np.ndarray], calendar: np.ndarray) -> dict[str, np.ndarray]:
+    raw = {field: np.full((len(calendar), len(symbols)), np.nan) for field in PRICE_FIELDS + ("volume",)}
+    for column, symbol in enumerate(symbols):
+        keep = times[symbol] <= calendar[-1]
+        rows = np.searchsorted(calendar, times[symbol][keep])
+        for field in raw:
+            if field in bars[symbol]:  # high/low/volume are optional; absent ones stay NaN
+                raw[field][rows, column] = np.asarray(bars[symbol][field], dtype=np.float64)[keep]
+    close = _forward_fill(raw["close"])
+    panels = {"close": close}
+    for field in ("open", "high", "low"):
+        panels[field] = np.where(np.isnan(raw[field]), close, raw[field])  # missing bar: flat at last close
+    panels["volume"] = np.nan_to_num(raw["volume"], nan=0.0)
+    return panels
+
+
+def _per_symbol_summary(symbols: list[str], output: BacktestOutput,
+                        sleeve_capital: float) -> dict[str, dict[str, float]]:
+    summary = {}
+    for column, symbol in enumerate(symbols):
+        trades = [trade for trade in output.trades if trade.symbol_index == column]
+        closed = [trade for trade in trades if not trade.is_open]
+        sleeve = output.sleeve_equity[:, column]
+        summary[symbol] = {
+            "num_trades": float(len(closed)),
+            "open_trades": float(len(trades) - len(closed)),
+            "total_pnl": float(sum(trade.pnl for trade in trades)),
+            "win_rate": float(np.mean([trade.pnl > 0 for trade in closed])) if closed else 0.0,
+            "total_return": float(sleeve[-1] / sleeve_capital - 1.0),
+            "final_equity": float(sleeve[-1]),
+            "exposure": float((output.positions[:, column] > 0).mean()),
+        }
+    return summary
+
+
+def run_backtest(backend: Backend, spec: StrategySpec, bars: Mapping[str, Mapping[str, Any]],
+                 start_ns: int, end_ns: int, initial_capital: float, commission_rate: float,
+                 progress: Callable[[float], None] | None = None,
+                 periods_per_year: int = 252) -> BacktestReport:
+    """Backtest ``spec`` on ``bars`` (symbol -> {'time' ns, 'open', 'high', 'low', 'close', 'volume'})."""
+    if not bars:
+        raise ValueError("no symbols to backtest")
+    if start_ns > end_ns:
+        raise ValueError("start must not be after end")
+    symbols = list(bars)
+    times = {symbol: _checked_times(symbol, bars[symbol]) for symbol in symbols}
+    for symbol in symbols:
+        if not np.any((times[symbol] >= start_ns) & (times[symbol] <= end_ns)):
+            raise NoDataInRange(symbol, start_ns, end_ns)
+
+    calendar = np.unique(np.concatenate([symbol_times[symbol_times <= end_ns]
+                                         for symbol_times in times.values()]))
+    panels = _aligned_panels(symbols, bars, times, calendar)
+    warmup = warmup_bars(spec)
+    start_row = int(np.searchsorted(calendar, start_ns, side="left"))
+    first_row = max(0, start_row - warmup)
+    calendar = calendar[first_row:]
+    panels = {field: panel[first_row:] for field, panel in panels.items()}
+    start_index = start_row - first_row
+
+    device_panels = {field: backend.asarray(panel) for field, panel in panels.items()}
+    targets = backend.to_numpy(target_positions(backend.xp, spec, device_panels))
+    output = simulate_portfolio(panels["open"], panels["close"], targets, initial_capital,
+                                commission_rate, fill=spec.fill, start_index=start_index,
+                                progress=progress)
+
+    trades = [TradeRecord(symbol=symbols[trade.symbol_index],
+                          entry_time=iso_time(calendar[trade.entry_index]),
+                          exit_time=iso_time(calendar[trade.exit_index]),
+                          entry_price=trade.entry_price, exit_price=trade.exit_price,
+                          size=trade.size, pnl=trade.pnl, return_pct=trade.return_pct,
+                          commission=trade.commission, is_open=trade.is_open)
+              for trade in output.trades]
+    return BacktestReport(
+        metrics=performance_metrics(output.equity, output.trades, periods_per_year, output.exposure),
+        equity_times=calendar[start_index:].copy(), equity=output.equity,
+        drawdown=drawdown_curve(output.equity), trades=trades,
+        per_symbol=_per_symbol_summary(symbols, output, initial_capital / len(symbols)),
+        warmup_bars=warmup)

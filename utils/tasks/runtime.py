@@ -1,0 +1,69 @@
+"""A worker process: resolve its device, build the task handlers, run the worker loop.
+
+Started with the ``spawn`` method by main_server (one per GPU, or one CPU worker), so nothing
+here relies on state inherited from the parent.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import threading
+from typing import Any
+
+from prometheus_client import CollectorRegistry
+
+from utils.engine.backend import Backend, resolve_backend
+from utils.gpu.devices import gpu_count, record_samples, sample_devices
+from utils.gpu.scheduler import Scheduler
+from utils.logging_setup import configure_logging
+from utils.monitoring import Metrics, periodic, serve_metrics
+from utils.queue.streams import JobQueue, QueueConfig
+from utils.queue.worker import Worker, WorkerConfig
+from utils.redis_client import redis_from_settings
+
+log = logging.getLogger(__name__)
+
+
+def worker_count(settings: Any) -> int:
+    """WORKER_PROCESSES, or one per visible GPU, or one CPU worker."""
+    if settings.worker_processes:
+        return settings.worker_processes
+    if settings.compute_device == "cpu":
+        return 1
+    return max(gpu_count() - settings.gpu_device_id, 1) if gpu_count() else 1
+
+
+def build_handlers(settings: Any, backend: Backend) -> dict:
+    from utils.data.store import BarStore
+    from utils.engine.models import ModelStore
+    from utils.tasks.backtest import make_backtest_handler
+    from utils.tasks.training import make_training_handler
+    store = BarStore(redis_from_settings(settings, decode=False))
+    return {"backtest": make_backtest_handler(store, backend),
+            "training": make_training_handler(ModelStore(settings.models_path),
+                                              redis_from_settings(settings, decode=True), backend)}
+
+
+def run_worker_process(settings: Any, index: int = 0) -> None:
+    """Process entry point: runs until SIGTERM/SIGINT, then drains."""
+    configure_logging(settings.log_level, settings.log_format)
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    device_id = settings.gpu_device_id + index
+    backend = resolve_backend(settings.compute_device, device_id, settings.gpu_memory_fraction)
+    worker_id = f"{socket.gethostname()}-{os.getpid()}-w{index}"
+    registry = CollectorRegistry()
+    metrics = Metrics(registry)
+    if settings.prometheus_port:
+        port = serve_metrics(registry, settings.metrics_host, settings.prometheus_port + 1 + index)
+        log.info("worker %s metrics on :%d", worker_id, port)
+    periodic(5.0, lambda: record_samples(metrics, sample_devices()), stop, "device-sampler")
+    queue = JobQueue(redis_from_settings(settings, decode=True), QueueConfig.from_settings(settings))
+    worker = Worker(queue, build_handlers(settings, backend), Scheduler(settings.concurrency_caps()),
+                    WorkerConfig(worker_id=worker_id, device_label=backend.label,
+                                 heartbeat_seconds=min(settings.job_lease_seconds / 3, 0.5),
+                                 shutdown_grace_seconds=settings.shutdown_grace_seconds), metrics)
+    worker.run(stop)
