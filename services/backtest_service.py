@@ -178,8 +178,8 @@ class BacktestServicer(backtest_pb2_grpc.BacktestServiceServicer):
         job_id = validation.identifier("backtest_id", request.backtest_id, NOUN)
         require_job(self.queue, job_id, TASK_TYPE, NOUN)
         outcome = self.queue.cancel(job_id)
-        messages = {"CANCELLED": "cancelled while pending",
-                    "RUNNING": "cancellation requested; the worker stops at its next progress check"}
+        messages = {"cancelled": "cancelled while pending",
+                    "requested": "cancellation requested; the worker stops at its next progress check"}
         record = require_job(self.queue, job_id, TASK_TYPE, NOUN)
         return backtest_pb2.CancelBacktestResponse(
             backtest_id=job_id, status=status_enum(record.status),

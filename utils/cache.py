@@ -1,4 +1,4 @@
-"""TTL cache over Redis (SETEX) for JSON values, with hit/miss accounting."""
+"""TTL cache over Redis (SET with EX) for JSON values, with hit/miss accounting."""
 from __future__ import annotations
 
 import hashlib
@@ -30,4 +30,4 @@ class RedisCache:
 
     def set(self, key_digest: str, value: Any) -> None:
         # NaN is valid in our payloads (indicator warm-up); Python's json round-trips it.
-        self.redis.setex(keys.cache(self.namespace, key_digest), self.ttl, json.dumps(value))
+        self.redis.set(keys.cache(self.namespace, key_digest), json.dumps(value), ex=self.ttl)

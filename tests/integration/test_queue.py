@@ -86,7 +86,7 @@ def test_permanent_error_fails_without_retry(settings, queue):
 def test_cancel_pending_job_is_never_run(settings, queue):
     ran = []
     job_id = queue.enqueue(spec())
-    assert queue.cancel(job_id) == "CANCELLED"
+    assert queue.cancel(job_id) == "cancelled"
     worker = run_worker(settings, lambda ctx: ran.append(ctx.job_id) or {})
     try:
         wait_until(lambda: queue.redis.xlen(keys.stream("features", "normal")) == 0)
@@ -109,7 +109,7 @@ def test_cancel_running_job_stops_within_a_second(settings, queue):
         job_id = queue.enqueue(spec())
         assert started.wait(10)
         requested = time.monotonic()
-        assert queue.cancel(job_id) == "RUNNING"
+        assert queue.cancel(job_id) == "requested"
         wait_until(lambda: queue.get(job_id).status is JobStatus.CANCELLED, timeout=5)
         assert time.monotonic() - requested < 1.0
         assert queue.result(job_id) is None

@@ -65,9 +65,15 @@ def _bar_returns(equity: np.ndarray) -> np.ndarray:
 
 
 def performance_metrics(equity: np.ndarray, trades: Sequence[Any], periods_per_year: int = 252,
-                        exposure: float | None = None) -> dict[str, float]:
-    """Summary statistics of a backtest; ``exposure`` (fraction of bars in a position) is passed
-    through from the simulator, 0.0 when not given."""
+                        exposure: float | None = None,
+                        initial_capital: float | None = None) -> dict[str, float]:
+    """Summary statistics of a backtest.
+
+    ``exposure`` (fraction of bars in a position) is passed through from the simulator, 0.0 when
+    not given. ``total_return`` (and so ``annualized_return``) is measured from
+    ``initial_capital`` when given, else from ``equity[0]``: with fills at the close, the first
+    bar's value is already net of an entry commission that the return should include.
+    """
     equity = np.asarray(equity, dtype=np.float64)
     if equity.ndim != 1 or len(equity) == 0:
         raise ValueError("equity must be a non-empty 1-D array")
@@ -75,7 +81,8 @@ def performance_metrics(equity: np.ndarray, trades: Sequence[Any], periods_per_y
     n_returns = len(returns)
     sqrt_year = math.sqrt(periods_per_year)
 
-    total_return = equity[-1] / equity[0] - 1.0 if equity[0] != 0 else 0.0
+    initial = equity[0] if initial_capital is None else float(initial_capital)
+    total_return = equity[-1] / initial - 1.0 if initial > 0 else 0.0
     if n_returns == 0:
         annualized_return = 0.0
     elif 1.0 + total_return <= 0:

@@ -23,8 +23,11 @@ class JobStatus(str, Enum):
         return self in (JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED)
 
 
+ID_PREFIXES = {"backtest": "bt", "training": "tr", "features": "ft"}
+
+
 def new_job_id(task_type: str) -> str:
-    return f"{task_type[:2]}-{uuid.uuid4().hex}"
+    return f"{ID_PREFIXES[task_type]}-{uuid.uuid4().hex}"
 
 
 @dataclass(frozen=True)

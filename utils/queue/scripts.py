@@ -98,8 +98,8 @@ return 'failed'
 
 # KEYS: job, delayed, stats
 # ARGV: now, job_id, ttl
-# Returns the status after the request: CANCELLED (was pending), RUNNING (flag set; the worker
-# stops at its next progress check), a terminal status unchanged, or 'missing'.
+# Returns 'cancelled' (it was pending), 'requested' (running: the worker stops at its next
+# progress check), the terminal status it already had, or 'missing'.
 CANCEL = """
 local status = redis.call('HGET', KEYS[1], 'status')
 if not status then return 'missing' end
@@ -108,10 +108,11 @@ if status == 'PENDING' then
   redis.call('EXPIRE', KEYS[1], ARGV[3])
   redis.call('ZREM', KEYS[2], ARGV[2])
   redis.call('HINCRBY', KEYS[3], 'cancelled', 1)
-  return 'CANCELLED'
+  return 'cancelled'
 end
 if status == 'RUNNING' then
   redis.call('HSET', KEYS[1], 'cancel_requested', '1')
+  return 'requested'
 end
 return status
 """

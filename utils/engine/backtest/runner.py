@@ -11,11 +11,11 @@ the first calendar bar at or after ``start_ns``. Returns are per calendar bar, a
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
 from typing import Any, Callable, Mapping
 
 import numpy as np
 
+from utils.data.timeutil import format_time
 from utils.engine.backend import Backend
 from utils.engine.backtest.simulate import BacktestOutput, simulate_portfolio
 from utils.engine.backtest.strategies import StrategySpec, target_positions, warmup_bars
@@ -57,9 +57,8 @@ class BacktestReport:
 
 
 def iso_time(time_ns: int) -> str:
-    seconds, remainder = divmod(int(time_ns), 1_000_000_000)
-    moment = datetime.fromtimestamp(seconds, tz=timezone.utc) + timedelta(microseconds=remainder // 1000)
-    return moment.isoformat()
+    """Same format as the equity curve: '2024-01-02' for daily bars, full ISO otherwise."""
+    return format_time(time_ns)
 
 
 def _checked_times(symbol: str, series: Mapping[str, Any]) -> np.ndarray:
@@ -156,7 +155,8 @@ def run_backtest(backend: Backend, spec: StrategySpec, bars: Mapping[str, Mappin
                           commission=trade.commission, is_open=trade.is_open)
               for trade in output.trades]
     return BacktestReport(
-        metrics=performance_metrics(output.equity, output.trades, periods_per_year, output.exposure),
+        metrics=performance_metrics(output.equity, output.trades, periods_per_year,
+                                    output.exposure, initial_capital),
         equity_times=calendar[start_index:].copy(), equity=output.equity,
         drawdown=drawdown_curve(output.equity), trades=trades,
         per_symbol=_per_symbol_summary(symbols, output, initial_capital / len(symbols)),

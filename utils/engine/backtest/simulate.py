@@ -24,6 +24,8 @@ from typing import Callable
 import numpy as np
 from numba import njit
 
+from utils.engine.indicators.layout import as_panel
+
 FILLS = ("next_open", "close")
 _TRADE_COLUMNS = 7  # entry_index, exit_index, entry_price, exit_price, size, entry_fee, exit_fee
 
@@ -111,13 +113,9 @@ def _simulate_sleeve(open_, close, target, capital, commission_rate, fill_at_clo
     return equity, shares_held, trades[:n_trades], has_open
 
 
-def _as_panel(values: np.ndarray, name: str) -> np.ndarray:
-    values = np.asarray(values, dtype=np.float64)
-    if values.ndim == 1:
-        values = values[:, None]
-    if values.ndim != 2:
-        raise ValueError(f"{name} must be 1-D or 2-D (time x symbols), got {values.ndim}-D")
-    return np.ascontiguousarray(values)
+def _host_panel(values: np.ndarray) -> np.ndarray:
+    panel, _ = as_panel(np, values)
+    return np.ascontiguousarray(panel)
 
 
 def _to_trades(symbol_index: int, rows: np.ndarray, has_open: bool) -> list[Trade]:
@@ -144,9 +142,7 @@ def simulate_portfolio(open_: np.ndarray, close: np.ndarray, target_position: np
     ``progress(fraction_done)`` is called at least every ~10 % of symbols; an exception it raises
     (e.g. a cancelled job) propagates and aborts the run.
     """
-    open_ = _as_panel(open_, "open_")
-    close = _as_panel(close, "close")
-    target_position = _as_panel(target_position, "target_position")
+    open_, close, target_position = (_host_panel(values) for values in (open_, close, target_position))
     if not open_.shape == close.shape == target_position.shape:
         raise ValueError(f"open_, close and target_position shapes differ: "
                          f"{open_.shape}, {close.shape}, {target_position.shape}")

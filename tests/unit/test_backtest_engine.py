@@ -1,0 +1,277 @@
+"""Closed-form checks of the simulator, metrics, strategies and runner."""
+import json
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from utils.engine.backend import cpu_backend
+from utils.engine.backtest.runner import iso_time
+from utils.engine.backtest import (NoDataInRange, UnknownStrategyError, run_backtest,
+                                   simulate_portfolio, target_positions, validate_strategy_config,
+                                   warmup_bars)
+from utils.engine.metrics import (PROFIT_FACTOR_CAP, drawdown_curve, max_drawdown_duration,
+                                  performance_metrics)
+
+DAY_NS = 86_400 * 10**9
+
+
+# --- simulator -------------------------------------------------------------------------------
+
+def test_constant_price_next_open_loses_exactly_two_commissions():
+    price = np.full(10, 10.0)
+    target = np.array([1, 1, 1, 1, 0, 0, 0, 0, 0, 0], dtype=float)
+    output = simulate_portfolio(price, price, target, 10_000.0, 0.001)
+    size = math.floor(10_000 / (10 * 1.001))  # 999 whole shares
+    fee = size * 10 * 0.001
+    assert output.equity[0] == 10_000.0
+    assert output.equity[-1] == pytest.approx(10_000 - 2 * fee, abs=1e-9)
+    (trade,) = output.trades
+    assert (trade.entry_index, trade.exit_index, trade.size) == (1, 5, size)
+    assert trade.commission == pytest.approx(2 * fee)
+    assert trade.pnl == pytest.approx(-2 * fee)
+
+
+def test_constant_price_close_fill_loses_fractional_commissions():
+    price = np.full(6, 10.0)
+    target = np.array([1, 1, 0, 0, 0, 0], dtype=float)
+    output = simulate_portfolio(price, price, target, 10_000.0, 0.001, fill="close")
+    assert output.equity[-1] == pytest.approx(10_000 * 0.999 / 1.001, rel=1e-12)
+    metrics = performance_metrics(output.equity, output.trades, initial_capital=10_000.0)
+    assert metrics["total_return"] == pytest.approx(0.999 / 1.001 - 1, rel=1e-12)
+
+
+def test_rising_prices_always_long_next_open():
+    close = 100 * 1.01 ** np.arange(30)
+    open_ = close * 0.995
+    capital, rate = 50_000.0, 0.002
+    output = simulate_portfolio(open_, close, np.ones(30), capital, rate)
+    size = math.floor(capital / (open_[1] * (1 + rate)))
+    cash = capital - size * open_[1] * (1 + rate)
+    expected = np.concatenate([[capital], cash + size * close[1:]])
+    np.testing.assert_allclose(output.equity, expected, rtol=1e-12)
+    (trade,) = output.trades
+    assert trade.is_open and trade.exit_index == 29 and trade.exit_price == close[-1]
+    assert output.exposure == pytest.approx(29 / 30)
+
+
+def test_rising_prices_always_long_close_fill():
+    close = 100 * 1.01 ** np.arange(30)
+    capital, rate = 50_000.0, 0.002
+    output = simulate_portfolio(close * 0.99, close, np.ones(30), capital, rate, fill="close")
+    expected = capital * close / (close[0] * (1 + rate))
+    np.testing.assert_allclose(output.equity, expected, rtol=1e-12)
+    assert output.exposure == 1.0
+
+
+def test_one_round_trip_by_hand():
+    open_ = np.array([10.0, 10.0, 11.0, 12.0, 12.5, 13.0])
+    close = np.array([10.0, 10.5, 11.5, 12.0, 13.0, 13.0])
+    target = np.array([1, 1, 0, 0, 0, 0], dtype=float)
+    output = simulate_portfolio(open_, close, target, 1_000.0, 0.01)
+    (trade,) = output.trades
+    # decided at bar 0's close -> bought at bar 1's open; flat at bar 2's close -> sold at bar 3's open
+    assert (trade.entry_index, trade.exit_index) == (1, 3)
+    assert (trade.entry_price, trade.exit_price, trade.size) == (10.0, 12.0, 99.0)
+    assert trade.commission == pytest.approx(9.9 + 11.88)
+    assert trade.pnl == pytest.approx(99 * 2 - 9.9 - 11.88)
+    assert trade.return_pct == pytest.approx(trade.pnl / (990 + 9.9))
+    assert not trade.is_open
+    assert output.equity[-1] == pytest.approx(1_000 + trade.pnl)
+    metrics = performance_metrics(output.equity, output.trades)
+    assert metrics["num_trades"] == 1 and metrics["win_rate"] == 1.0
+
+
+def test_warmup_bars_are_not_traded_or_reported():
+    price = np.linspace(10, 20, 20)
+    output = simulate_portfolio(price, price, np.ones(20), 1_000.0, 0.0, start_index=5)
+    assert len(output.equity) == 15 and output.equity[0] == 1_000.0
+    assert output.trades[0].entry_index == 6  # first decision at bar 5's close
+
+
+def test_nan_prices_before_listing_stay_flat():
+    close = np.array([np.nan, np.nan, 10.0, 11.0, 12.0])
+    output = simulate_portfolio(close, close, np.ones(5), 100.0, 0.0)
+    assert output.trades[0].entry_index == 2
+    assert np.all(output.equity[:3] == 100.0)
+
+
+def test_equal_sleeves_split_capital():
+    close = 100 * 1.02 ** np.arange(10)
+    panel = np.column_stack([close, close])
+    single = simulate_portfolio(close, close, np.ones(10), 1_000.0, 0.001, fill="close")
+    double = simulate_portfolio(panel, panel, np.ones((10, 2)), 2_000.0, 0.001, fill="close")
+    np.testing.assert_allclose(double.equity, 2 * single.equity, rtol=1e-12)
+    assert double.positions.shape == (10, 2)
+
+
+def test_progress_is_reported_and_can_abort():
+    close = np.full((5, 25), 10.0)
+    seen = []
+    simulate_portfolio(close, close, np.ones_like(close), 1_000.0, 0.0, progress=seen.append)
+    assert seen[-1] == 1.0 and len(seen) >= 10 and seen == sorted(seen)
+
+    def cancel(fraction):
+        raise KeyboardInterrupt("cancelled")
+
+    with pytest.raises(KeyboardInterrupt):
+        simulate_portfolio(close, close, np.ones_like(close), 1_000.0, 0.0, progress=cancel)
+
+
+def test_simulator_rejects_bad_arguments():
+    price = np.ones(5)
+    with pytest.raises(ValueError, match="fill"):
+        simulate_portfolio(price, price, price, 1.0, 0.0, fill="vwap")
+    with pytest.raises(ValueError, match="shapes"):
+        simulate_portfolio(price, price, np.ones(4), 1.0, 0.0)
+
+
+# --- metrics ---------------------------------------------------------------------------------
+
+EQUITY = np.array([100.0, 110.0, 99.0, 105.0, 120.0, 90.0, 95.0])
+
+
+def test_metrics_on_hand_made_curve():
+    trades = [{"pnl": 5.0}, {"pnl": -2.0}, {"pnl": 4.0}, {"pnl": 100.0, "is_open": True}]
+    metrics = performance_metrics(EQUITY, trades, periods_per_year=252, exposure=0.5)
+    returns = EQUITY[1:] / EQUITY[:-1] - 1
+    assert metrics["total_return"] == pytest.approx(-0.05)
+    assert metrics["annualized_return"] == pytest.approx(0.95 ** (252 / 6) - 1)
+    assert metrics["annualized_volatility"] == pytest.approx(returns.std(ddof=1) * math.sqrt(252))
+    assert metrics["sharpe_ratio"] == pytest.approx(returns.mean() / returns.std(ddof=1) * math.sqrt(252))
+    downside = math.sqrt(np.mean(np.minimum(returns, 0) ** 2))
+    assert metrics["sortino_ratio"] == pytest.approx(returns.mean() / downside * math.sqrt(252))
+    assert metrics["max_drawdown"] == pytest.approx(0.25)  # 120 -> 90
+    assert metrics["max_drawdown_duration"] == 3  # peak 110 at bar 1, regained at bar 4
+    assert metrics["calmar_ratio"] == pytest.approx(metrics["annualized_return"] / 0.25)
+    assert metrics["num_trades"] == 3 and metrics["win_rate"] == pytest.approx(2 / 3)
+    assert metrics["profit_factor"] == pytest.approx(9 / 2)
+    assert metrics["exposure"] == 0.5 and metrics["final_equity"] == 95.0
+    np.testing.assert_allclose(drawdown_curve(EQUITY), [0, 0, 0.1, 5 / 110, 0, 0.25, 25 / 120])
+
+
+def test_drawdown_duration_runs_to_the_end_when_not_recovered():
+    assert max_drawdown_duration(np.array([3.0, 2.0, 1.0])) == 2
+    assert max_drawdown_duration(np.array([1.0, 2.0, 3.0])) == 0
+
+
+def test_degenerate_metrics_are_finite_and_json_safe():
+    flat = performance_metrics(np.full(5, 100.0), [])
+    assert flat["sharpe_ratio"] == 0 and flat["sortino_ratio"] == 0 and flat["calmar_ratio"] == 0
+    assert flat["profit_factor"] == 0 and flat["win_rate"] == 0 and flat["num_trades"] == 0
+    no_losses = performance_metrics(np.array([1.0, 2.0]), [{"pnl": 1.0}])
+    assert no_losses["profit_factor"] == PROFIT_FACTOR_CAP
+    explosive = performance_metrics(np.array([1.0, 1e9]), [])
+    for metrics in (flat, no_losses, explosive, performance_metrics(np.array([5.0]), [])):
+        assert all(isinstance(value, float) and math.isfinite(value) for value in metrics.values())
+        json.dumps(metrics, allow_nan=False)
+
+
+# --- strategies ------------------------------------------------------------------------------
+
+def random_closes(seed=5, shape=(600, 4)):
+    rng = np.random.default_rng(seed)
+    return 50 * np.exp(np.cumsum(rng.normal(0, 0.02, shape), axis=0))
+
+
+def test_trend_following_matches_pandas_reference():
+    close = random_closes()
+    close[:40, 1] = np.nan  # a symbol listed later
+    spec = validate_strategy_config({"strategy_type": "trend_following", "lookback_period": 15,
+                                     "moving_average_window": 30})
+    ours = target_positions(np, spec, {"close": close})
+    frame = pd.DataFrame(close)
+    reference = ((frame > frame.rolling(30).mean()) & (frame / frame.shift(15) - 1 > 0)).astype(float)
+    np.testing.assert_array_equal(ours, reference.to_numpy())
+    assert ours[:29].sum() == 0
+
+
+def test_sma_crossover_matches_pandas_reference():
+    close = random_closes(seed=9)
+    spec = validate_strategy_config({"strategy_type": "sma_crossover", "fast": 5, "slow": 20})
+    frame = pd.DataFrame(close)
+    reference = (frame.rolling(5).mean() > frame.rolling(20).mean()).astype(float)
+    np.testing.assert_array_equal(target_positions(np, spec, {"close": close}), reference.to_numpy())
+
+
+def test_strategy_config_defaults_and_warmup():
+    spec = validate_strategy_config({"strategy_type": "trend_following"})
+    assert spec.param_values == {"lookback_period": 20, "moving_average_window": 50}
+    assert spec.fill == "next_open" and warmup_bars(spec) == 49
+    spec = validate_strategy_config({"strategy_type": "sma_crossover", "fast": 3.0, "slow": "12",
+                                     "fill": "close"})
+    assert spec.param_values == {"fast": 3, "slow": 12} and warmup_bars(spec) == 11
+
+
+@pytest.mark.parametrize("config,message", [
+    ({"strategy_type": "trend_following", "moving_average_window": -3},
+     "strategy_config.moving_average_window must be an integer in [1, 5000], got -3"),
+    ({"strategy_type": "trend_following", "lookback_period": 2.5}, "strategy_config.lookback_period"),
+    ({"strategy_type": "trend_following", "lookback_period": True}, "strategy_config.lookback_period"),
+    ({"strategy_type": "sma_crossover", "fast": 30, "slow": 10}, "strategy_config.fast"),
+    ({"strategy_type": "sma_crossover", "window": 3}, "unknown keys for sma_crossover: window"),
+    ({"strategy_type": "sma_crossover", "fill": "vwap"}, "strategy_config.fill"),
+])
+def test_strategy_config_errors_name_the_field(config, message):
+    with pytest.raises(ValueError) as caught:
+        validate_strategy_config(config)
+    assert message in str(caught.value)
+
+
+def test_unknown_strategy_lists_valid_names():
+    with pytest.raises(UnknownStrategyError, match="sma_crossover, trend_following"):
+        validate_strategy_config({"strategy_type": "mean_reversion"})
+
+
+# --- runner ----------------------------------------------------------------------------------
+
+def make_bars(close, first_day):
+    days = np.arange(first_day, first_day + len(close))
+    return {"time": days * DAY_NS, "open": close, "high": close, "low": close, "close": close,
+            "volume": np.ones(len(close))}
+
+
+def test_run_backtest_aligns_symbols_and_reports():
+    closes = random_closes(seed=2, shape=(300, 2))
+    bars = {"AAA": make_bars(closes[:, 0], 19_000), "BBB": make_bars(closes[100:, 1], 19_100)}
+    spec = validate_strategy_config({"strategy_type": "sma_crossover", "fast": 5, "slow": 20})
+    report = run_backtest(cpu_backend(), spec, bars, 19_050 * DAY_NS, 19_299 * DAY_NS,
+                          100_000.0, 0.001)
+    assert report.equity_times[0] == 19_050 * DAY_NS and len(report.equity) == 250
+    assert report.equity[0] == 100_000.0
+    assert report.per_symbol["BBB"]["exposure"] <= 150 / 250
+    assert all(trade.entry_time > iso_time(19_100 * DAY_NS) for trade in report.trades
+               if trade.symbol == "BBB")
+    assert {trade.symbol for trade in report.trades} == {"AAA", "BBB"}
+    assert report.metrics["final_equity"] == pytest.approx(report.equity[-1])
+    assert len(report.trades[0].entry_time) == 10  # daily bars print as ISO dates, like the equity curve
+    json.dumps(report.metrics, allow_nan=False)
+    np.testing.assert_allclose(report.drawdown, drawdown_curve(report.equity))
+
+
+def test_run_backtest_raises_for_symbol_without_bars_in_range():
+    bars = {"AAA": make_bars(np.linspace(1, 2, 50), 19_000), "OLD": make_bars(np.ones(10), 18_000)}
+    spec = validate_strategy_config({"strategy_type": "sma_crossover"})
+    with pytest.raises(NoDataInRange, match="OLD"):
+        run_backtest(cpu_backend(), spec, bars, 19_000 * DAY_NS, 19_049 * DAY_NS, 1_000.0, 0.0)
+
+
+def test_run_backtest_forward_fills_a_missing_bar_as_a_flat_bar():
+    close = np.array([10.0, 11.0, 12.0, 13.0, 14.0, 15.0])
+    gappy = make_bars(close, 19_000)
+    keep = np.array([True, True, True, False, True, True])  # no bar on day 3
+    gappy = {field: values[keep] for field, values in gappy.items()}
+    bars = {"FULL": make_bars(close, 19_000), "GAP": gappy}
+    spec = validate_strategy_config({"strategy_type": "sma_crossover", "fast": 1, "slow": 2,
+                                     "fill": "close"})
+    report = run_backtest(cpu_backend(), spec, bars, 19_000 * DAY_NS, 19_005 * DAY_NS, 2_000.0, 0.0)
+    # Both sleeves buy at day 1's close. GAP's missing day 3 is a flat bar at 12, so its
+    # SMA(1) equals its SMA(2): it sells there at 12 and buys back at day 4's close (14).
+    full_sleeve = 1_000.0 * close / close[1]
+    gap_sleeve = report.equity - np.concatenate([[1_000.0], full_sleeve[1:]])
+    after_sale = 1_000.0 * 12 / 11
+    np.testing.assert_allclose(gap_sleeve, [1_000, 1_000, after_sale, after_sale, after_sale,
+                                            after_sale * 15 / 14])
+    gap_trades = [trade for trade in report.trades if trade.symbol == "GAP"]
+    assert [(trade.exit_time, trade.exit_price) for trade in gap_trades][0] == (iso_time(19_003 * DAY_NS), 12.0)
