@@ -35,6 +35,7 @@ class CacheStats:
         self._hits = 0
         self._misses = 0
         self._lock = threading.Lock()
+        hit_rate.labels(cache=name).set(0.0)  # the series exists before the first look-up
 
     def record(self, hit: bool) -> None:
         with self._lock:
