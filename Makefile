@@ -15,8 +15,11 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 
+# The .pth file puts the project root on the venv's path, so scripts anywhere (like the guide's
+# client, examples/guide_client.py) can `from api_proto import ...`.
 $(RUNTIME_STAMP): requirements.txt | $(BIN)/python
 	$(BIN)/pip install -q -r requirements.txt
+	echo "$(CURDIR)" > "$$($(BIN)/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/gpu_quant_platform.pth"
 	touch $@
 
 $(TEST_STAMP): requirements-test.txt $(RUNTIME_STAMP)

@@ -29,7 +29,9 @@ from utils.queue import keys
 
 DEFAULT_STREAM_FEATURES = ("sma_5", "sma_20", "ema_12", "rsi")
 DEFAULT_FEATURES = ("sma_20", "ema_12", "rsi", "macd", "bollinger")
-STREAM_WINDOW = 512  # ticks kept per symbol and stream; features need at most this many
+STREAM_WINDOW = 512  # ticks kept per symbol and stream, at least; more when the features need it
+MAX_STREAM_WINDOW = 65_536  # upper bound per symbol and stream (512 KiB of prices)
+SEED_DECAY_PERIODS = 40  # recursive kernels: periods after which the seed's weight is < 1e-16
 MAX_SERIES_LOOKBACK = 100_000
 
 
@@ -41,6 +43,20 @@ def parse_feature_names(field: str, names: Iterable[str], defaults: tuple[str, .
         except UnknownFeatureError as exc:
             raise invalid(field, str(exc)) from None
     return names
+
+
+def window_length(names: Iterable[str]) -> int:
+    """Ticks to keep per symbol so recomputing over the window reproduces the whole-history values:
+    a moving window needs its period; a recursive one (EMA, Wilder RSI, MACD) also needs enough
+    earlier ticks for its seed's weight to decay below float precision."""
+    length = STREAM_WINDOW
+    for name in names:
+        spec = parse_feature(name)
+        needed = spec.lookback + 1
+        if spec.kernel not in ("sma", "bollinger"):
+            needed += SEED_DECAY_PERIODS * int(max(spec.params))
+        length = max(length, needed)
+    return min(length, MAX_STREAM_WINDOW)
 
 
 def finite_or_nan(value: float) -> float:
@@ -86,6 +102,7 @@ class RealTimeServicer(realtime_pb2_grpc.RealTimeServiceServicer):
         stream_id = uuid.uuid4().hex
         windows: dict[str, SymbolWindow] = {}
         names = list(DEFAULT_STREAM_FEATURES)
+        maxlen = window_length(names)
         sequence = 0
         active = self.metrics.realtime_streams_active.labels(kind="publish")
         active.inc()
@@ -94,6 +111,7 @@ class RealTimeServicer(realtime_pb2_grpc.RealTimeServiceServicer):
                 if message.feature_types:
                     try:
                         names = parse_feature_names("feature_types", message.feature_types, DEFAULT_STREAM_FEATURES)
+                        maxlen = max(maxlen, window_length(names))
                     except Exception as exc:
                         sequence += 1
                         yield realtime_pb2.StreamDataResponse(stream_id=stream_id, sequence=sequence,
@@ -112,7 +130,9 @@ class RealTimeServicer(realtime_pb2_grpc.RealTimeServiceServicer):
                             stock_code=tick.stock_code, stream_id=stream_id, timestamp=tick.timestamp,
                             error=error, sequence=sequence))
                         continue
-                    window = windows.setdefault(tick.stock_code, SymbolWindow())
+                    window = windows.setdefault(tick.stock_code, SymbolWindow(deque(maxlen=maxlen)))
+                    if window.prices.maxlen < maxlen:  # features changed to ones needing more history
+                        window.prices = deque(window.prices, maxlen=maxlen)
                     window.prices.append(tick.price)
                     window.last_time_ns = time_ns
                     values = latest_values(compute_features(np, names, np.fromiter(window.prices, dtype=np.float64)))

@@ -1,0 +1,39 @@
+"""Benchmarks with anchor comparisons; `make bench` (= `python -m bench`) writes docs/benchmarks.md.
+
+Each bench module (``bench/<name>.py``, listed in ``MODULES``) exposes ``run() -> Section``.
+``python -m bench`` runs them all; ``python -m bench queue`` runs one and replaces only its
+section in docs/benchmarks.md (sections are delimited by ``<!-- bench:<name> -->`` markers).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+# name -> module path; add indicators/backtests/ML modules here as they are written.
+MODULES: dict[str, str] = {
+    "queue": "bench.job_queue",
+}
+
+
+@dataclass(frozen=True)
+class Section:
+    title: str
+    markdown: str  # body without the "## title" line
+
+
+def percentile(samples: list[float], q: float) -> float:
+    """Linear-interpolated percentile (numpy's default method), q in [0, 100]."""
+    if not samples:
+        return math.nan
+    ordered = sorted(samples)
+    position = (len(ordered) - 1) * q / 100.0
+    low = math.floor(position)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
+
+
+def latency_summary(samples_s: list[float]) -> dict[str, float]:
+    """p50/p90/p99/max in milliseconds plus the sample count."""
+    return {"n": len(samples_s),
+            "p50": percentile(samples_s, 50) * 1e3, "p90": percentile(samples_s, 90) * 1e3,
+            "p99": percentile(samples_s, 99) * 1e3, "max": (max(samples_s) * 1e3 if samples_s else math.nan)}
