@@ -70,7 +70,11 @@ def run(mode: str) -> int:
                 port = serve_metrics(server.registry, settings.metrics_host, settings.prometheus_port)
                 log.info("metrics on http://%s:%d/metrics", settings.metrics_host, port)
         if mode in ("all", "worker"):
+            from utils.engine.backend import resolve_backend
             from utils.supervisor import WorkerSupervisor
+            # Fail here, loudly, rather than in a restart loop of workers: COMPUTE_DEVICE=gpu
+            # without a usable GPU is a configuration error.
+            resolve_backend(settings.compute_device, settings.gpu_device_id)
             from utils.tasks.runtime import run_worker_process, worker_count
             restarts = server.metrics.worker_restarts.inc if server else None
             supervisor = WorkerSupervisor(run_worker_process, settings, worker_count(settings), restarts).start()
@@ -91,7 +95,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("mode", nargs="?", default="all", choices=("all", "serve", "worker"))
     args = parser.parse_args(argv)
-    return run(args.mode)
+    from utils.engine.backend import BackendUnavailable
+    try:
+        return run(args.mode)
+    except BackendUnavailable as exc:
+        log.error("cannot start: %s (set COMPUTE_DEVICE=auto to fall back to the CPU)", exc)
+        return 2
 
 
 if __name__ == "__main__":

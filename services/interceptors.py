@@ -41,15 +41,18 @@ class ObservabilityInterceptor(grpc.ServerInterceptor):
         self.metrics.rpc_requests.labels(method=method, code=code.name).inc()
         self.metrics.rpc_latency.labels(method=method).observe(time.perf_counter() - started)
 
+    def _abort(self, exc: Exception, method: str, started: float, context: grpc.ServicerContext) -> None:
+        code, message = to_status(exc, method)
+        self._observe(method, code, started)
+        context.abort(code, message)
+
     def _wrap_unary(self, behavior: Callable, method: str) -> Callable:
         def wrapper(request: Any, context: grpc.ServicerContext) -> Any:
             started = time.perf_counter()
             try:
                 response = behavior(request, context)
             except Exception as exc:
-                code, message = to_status(exc, method)
-                self._observe(method, code, started)
-                context.abort(code, message)
+                self._abort(exc, method, started, context)
             self._observe(method, grpc.StatusCode.OK, started)
             return response
         return wrapper
@@ -63,8 +66,6 @@ class ObservabilityInterceptor(grpc.ServerInterceptor):
                 self._observe(method, grpc.StatusCode.CANCELLED, started)
                 raise
             except Exception as exc:
-                code, message = to_status(exc, method)
-                self._observe(method, code, started)
-                context.abort(code, message)
+                self._abort(exc, method, started, context)
             self._observe(method, grpc.StatusCode.OK, started)
         return wrapper

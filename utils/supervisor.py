@@ -9,6 +9,8 @@ from typing import Any, Callable
 
 log = logging.getLogger(__name__)
 
+CRASH_LOOP_SECONDS = 5.0  # a worker dying sooner than this after its start backs off
+
 
 class WorkerSupervisor:
     def __init__(self, target: Callable[..., None], settings: Any, count: int,
@@ -20,6 +22,9 @@ class WorkerSupervisor:
         self.check_seconds = check_seconds
         self._context = multiprocessing.get_context("spawn")
         self._processes: list[multiprocessing.Process | None] = [None] * count
+        self._started_at = [0.0] * count
+        self._quick_deaths = [0] * count  # consecutive deaths soon after start (crash loop)
+        self._next_start = [0.0] * count
         self._stopping = threading.Event()
         self._monitor: threading.Thread | None = None
 
@@ -28,6 +33,7 @@ class WorkerSupervisor:
                                         name=f"worker-{index}", daemon=False)
         process.start()
         self._processes[index] = process
+        self._started_at[index] = time.monotonic()
         log.info("started worker %d (pid %d)", index, process.pid)
 
     def start(self) -> "WorkerSupervisor":
@@ -39,13 +45,23 @@ class WorkerSupervisor:
 
     def _watch(self) -> None:
         while not self._stopping.wait(self.check_seconds):
+            now = time.monotonic()
             for index, process in enumerate(self._processes):
-                if process is not None and not process.is_alive() and not self._stopping.is_set():
-                    log.warning("worker %d (pid %d) exited with %s; restarting", index, process.pid,
-                                process.exitcode)
-                    self._spawn(index)
-                    if self.on_restart:
-                        self.on_restart()
+                if process is None or process.is_alive() or self._stopping.is_set() or now < self._next_start[index]:
+                    continue
+                if self._next_start[index] == 0.0:  # first sight of this death: decide when to restart
+                    quick = now - self._started_at[index] < CRASH_LOOP_SECONDS
+                    self._quick_deaths[index] = self._quick_deaths[index] + 1 if quick else 0
+                    delay = min(2.0 ** (self._quick_deaths[index] - 1), 30.0) if quick else 0.0
+                    log.warning("worker %d (pid %d) exited with %s; restarting%s", index, process.pid,
+                                process.exitcode, f" in {delay:.0f}s (it keeps dying at start)" if delay else "")
+                    self._next_start[index] = now + delay
+                    if delay:
+                        continue
+                self._next_start[index] = 0.0
+                self._spawn(index)
+                if self.on_restart:
+                    self.on_restart()
 
     def pids(self) -> list[int]:
         return [p.pid for p in self._processes if p is not None and p.pid is not None]

@@ -2,8 +2,10 @@
 
 Caps are per worker process, i.e. per device, because what they protect is that device's
 memory and compute (the seed's max_concurrent_backtests 5 / max_concurrent_training 3).
-A worker never takes more entries of a type than it has free slots for, so an idle worker on
-another machine gets the rest.
+A worker reads only task types with a free slot, sized to those slots; one blocking read
+across the high/normal/low streams can return one batch per stream, so a few entries may be
+held briefly beyond the free slots (their leases are renewed while held, and they go back to
+the queue on shutdown). Idle workers elsewhere get everything else.
 """
 from __future__ import annotations
 
@@ -35,6 +37,12 @@ class Scheduler:
         """Streams of task types with a free slot, high priority first within each type."""
         with self._lock:
             return [keys.stream(t, p) for t in self.caps if self._free(t) > 0 for p in keys.PRIORITIES]
+
+    def read_count(self) -> int:
+        """Entries to ask for per stream: the smallest number of free slots among readable types."""
+        with self._lock:
+            free = [self._free(t) for t in self.caps if self._free(t) > 0]
+        return min(free) if free else 0
 
     def hold(self, deliveries: list[Delivery]) -> None:
         with self._lock:

@@ -98,23 +98,17 @@ class JobRecord:
 
 
 def initial_hash(job_id: str, spec: JobSpec, now: float | None = None) -> dict[str, str]:
+    """Fields written at enqueue; the others start empty (``JobRecord.from_hash`` defaults)."""
     now = time.time() if now is None else now
     return {
         "id": job_id,
         "type": spec.task_type,
         "status": JobStatus.PENDING.value,
         "priority": spec.priority,
-        "progress": "0",
         "attempts": "0",
         "max_attempts": str(spec.max_attempts),
         "created_at": repr(now),
         "enqueued_at": repr(now),
-        "started_at": "",
-        "finished_at": "",
-        "error": "",
-        "owner": "",
-        "device": "",
-        "cancel_requested": "0",
         "payload": json.dumps(spec.payload, separators=(",", ":")),
         "meta": json.dumps(spec.meta, separators=(",", ":")),
     }

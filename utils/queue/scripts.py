@@ -19,6 +19,7 @@ end
 
 # KEYS: job, stream, stats, dead_letter
 # ARGV: group, msg_id, consumer, now, device, job_id
+# Returns {state, attempts} and, when the job starts, the job hash (saves a round trip).
 START = _ACK_DEL + """
 local status = redis.call('HGET', KEYS[1], 'status')
 if not status then ack_del(KEYS[2], ARGV[1], ARGV[2]) return {'missing', 0} end
@@ -41,7 +42,7 @@ if (redis.call('HGET', KEYS[1], 'started_at') or '') == '' then
   redis.call('HSET', KEYS[1], 'started_at', ARGV[4])
 end
 redis.call('HINCRBY', KEYS[3], 'started', 1)
-return {'RUNNING', attempts + 1}
+return {'RUNNING', attempts + 1, redis.call('HGETALL', KEYS[1])}
 """
 
 # KEYS: job, stream

@@ -70,15 +70,22 @@ class JobQueue:
 
     # --------------------------------------------------------------- producer
     def enqueue(self, spec: JobSpec, job_id: str | None = None) -> str:
-        job_id = job_id or new_job_id(spec.task_type)
+        """Queue one job: one MULTI/EXEC round trip."""
+        return self.enqueue_many([spec], [job_id] if job_id else None)[0]
+
+    def enqueue_many(self, specs: list[JobSpec], job_ids: list[str] | None = None) -> list[str]:
+        """Queue several jobs in one MULTI/EXEC round trip (all or none). The way past the
+        loopback round-trip ceiling for producers that submit many jobs at once."""
+        job_ids = job_ids or [new_job_id(spec.task_type) for spec in specs]
         now = time.time()
         pipe = self.redis.pipeline(transaction=True)
-        pipe.hset(keys.job(job_id), mapping=initial_hash(job_id, spec, now))
-        pipe.xadd(keys.stream(spec.task_type, spec.priority), {"job_id": job_id})
-        pipe.zadd(keys.history(spec.task_type), {job_id: now})
-        pipe.hincrby(keys.stats(spec.task_type), "submitted", 1)
+        for job_id, spec in zip(job_ids, specs):
+            pipe.hset(keys.job(job_id), mapping=initial_hash(job_id, spec, now))
+            pipe.xadd(keys.stream(spec.task_type, spec.priority), {"job_id": job_id})
+            pipe.zadd(keys.history(spec.task_type), {job_id: now})
+            pipe.hincrby(keys.stats(spec.task_type), "submitted", 1)
         pipe.execute()
-        return job_id
+        return job_ids
 
     def get(self, job_id: str) -> JobRecord | None:
         fields = self.redis.hgetall(keys.job(job_id))
@@ -103,6 +110,14 @@ class JobQueue:
     def history(self, task_type: str, offset: int, count: int) -> list[str]:
         """Job ids of one type, newest first."""
         return self.redis.zrevrange(keys.history(task_type), offset, offset + count - 1)
+
+    def trim_history(self, now: float | None = None) -> None:
+        """Forget history entries older than the result TTL (their job records have expired)."""
+        cutoff = (time.time() if now is None else now) - self.config.result_ttl_seconds
+        pipe = self.redis.pipeline(transaction=False)
+        for task_type in keys.TASK_TYPES:
+            pipe.zremrangebyscore(keys.history(task_type), "-inf", cutoff)
+        pipe.execute()
 
     def stats(self, task_type: str) -> dict[str, int]:
         return {k: int(v) for k, v in self.redis.hgetall(keys.stats(task_type)).items()}
@@ -130,14 +145,14 @@ class JobQueue:
     def start(self, delivery: Delivery, consumer: str, device: str) -> StartedJob | None:
         """Take ownership; None when the job is finished, cancelled, missing or dead-lettered."""
         task_type = delivery.task_type
-        state, _ = self._start(
+        reply = self._start(
             keys=[keys.job(delivery.job_id), delivery.stream, keys.stats(task_type),
                   keys.dead_letter(task_type)],
             args=[keys.GROUP, delivery.msg_id, consumer, time.time(), device, delivery.job_id])
-        if state != "RUNNING":
+        if reply[0] != "RUNNING":
             return None
-        record = self.get(delivery.job_id)
-        return StartedJob(delivery, record) if record else None
+        flat = reply[2]
+        return StartedJob(delivery, JobRecord.from_hash(dict(zip(flat[::2], flat[1::2]))))
 
     def renew(self, delivery: Delivery, consumer: str) -> tuple[bool, bool]:
         """Extend the lease. Returns (still_owner, cancel_requested)."""

@@ -70,7 +70,8 @@ Handler = Callable[[JobContext], dict]
 class WorkerConfig:
     worker_id: str
     device_label: str = "cpu"
-    block_ms: int = 1000
+    # Short enough that a slot freed for another task type is used promptly.
+    block_ms: int = 200
     heartbeat_seconds: float = 0.5
     shutdown_grace_seconds: float = 30.0
 
@@ -122,7 +123,8 @@ class Worker:
                     self.scheduler.slot_freed.wait(0.05)
                     self.scheduler.slot_freed.clear()
                     continue
-                deliveries = self.queue.read(self.consumer, streams, block_ms=self.config.block_ms)
+                deliveries = self.queue.read(self.consumer, streams, block_ms=self.config.block_ms,
+                                             count=max(self.scheduler.read_count(), 1))
                 self.scheduler.hold(deliveries)
                 self._dispatch_held()
                 failures = 0
@@ -199,12 +201,13 @@ class Worker:
         while not self._stop.is_set():
             try:
                 self._renew_leases()
+                self.queue.promote_due()  # every beat, so retry backoff is honoured to ~0.5 s
                 now = time.monotonic()
                 if now - last_reclaim >= reclaim_every:
                     last_reclaim = now
-                    self.queue.promote_due()
                     readable = self.scheduler.readable_streams()
                     self.scheduler.hold(self.queue.reclaim(self.consumer, readable))
+                    self.queue.trim_history()
                     self._announce()
             except (redis.ConnectionError, redis.TimeoutError):
                 pass  # the loop reports it; leases lapse and jobs are reclaimed, never lost
