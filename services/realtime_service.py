@@ -1,18 +1,16 @@
 """RealTimeService: ticks in / indicators out, fan-out to subscribers, features over history.
 
-Latency-critical, so nothing here goes through the job queue: indicator values for a stream
-are computed in this process over a bounded window of the symbol's recent ticks with the same
-kernels as batch features; ticks are appended to Redis (capped stream) and published for
-SubscribeMarketData.
+Latency-critical, so nothing here goes through the job queue: each tick updates the symbol's
+O(1) indicator states in this process (the same step kernels as batch features, so the values
+equal the batch result bit for bit); ticks are appended to Redis (capped stream) and published
+for SubscribeMarketData.
 """
 from __future__ import annotations
 
 import json
 import math
 import uuid
-from collections import deque
-from dataclasses import dataclass, field
-from typing import Any, Iterable, Iterator
+from typing import Any, Iterable
 
 import numpy as np
 import redis
@@ -26,12 +24,10 @@ from utils.data.timeutil import format_time, format_times, parse_time
 from utils.engine.indicators.features import (UnknownFeatureError, compute_features, latest_values,
                                               list_features, max_lookback, parse_feature)
 from utils.queue import keys
+from utils.realtime.symbol_state import SymbolStates, Tick
 
 DEFAULT_STREAM_FEATURES = ("sma_5", "sma_20", "ema_12", "rsi")
 DEFAULT_FEATURES = ("sma_20", "ema_12", "rsi", "macd", "bollinger")
-STREAM_WINDOW = 512  # ticks kept per symbol and stream, at least; more when the features need it
-MAX_STREAM_WINDOW = 65_536  # upper bound per symbol and stream (512 KiB of prices)
-SEED_DECAY_PERIODS = 40  # recursive kernels: periods after which the seed's weight is < 1e-16
 MAX_SERIES_LOOKBACK = 100_000
 
 
@@ -45,32 +41,13 @@ def parse_feature_names(field: str, names: Iterable[str], defaults: tuple[str, .
     return names
 
 
-def window_length(names: Iterable[str]) -> int:
-    """Ticks to keep per symbol so recomputing over the window reproduces the whole-history values:
-    a moving window needs its period; a recursive one (EMA, Wilder RSI, MACD) also needs enough
-    earlier ticks for its seed's weight to decay below float precision."""
-    length = STREAM_WINDOW
-    for name in names:
-        spec = parse_feature(name)
-        needed = spec.lookback + 1
-        if spec.kernel not in ("sma", "bollinger"):
-            needed += SEED_DECAY_PERIODS * int(max(spec.params))
-        length = max(length, needed)
-    return min(length, MAX_STREAM_WINDOW)
-
-
 def finite_or_nan(value: float) -> float:
     return float(value) if value is not None and math.isfinite(value) else float("nan")
 
 
-@dataclass
-class SymbolWindow:
-    prices: deque = field(default_factory=lambda: deque(maxlen=STREAM_WINDOW))
-    last_time_ns: int | None = None
-
-
-def tick_error(tick: realtime_pb2.Tick, windows: dict[str, SymbolWindow]) -> tuple[str, int | None]:
-    """Why a tick must be rejected ('' if fine), and its parsed time."""
+def tick_error(tick: realtime_pb2.Tick) -> tuple[str, int | None]:
+    """Why a tick must be rejected ('' if fine), and its parsed time. Ordering is checked
+    against the symbol's state by the caller."""
     if not SYMBOL_PATTERN.match(tick.stock_code or ""):
         return f"stock_code {tick.stock_code!r} is not a valid symbol", None
     if not math.isfinite(tick.price) or tick.price <= 0:
@@ -78,20 +55,16 @@ def tick_error(tick: realtime_pb2.Tick, windows: dict[str, SymbolWindow]) -> tup
     if not math.isfinite(tick.volume) or tick.volume < 0:
         return f"volume must be finite and >= 0, got {tick.volume}", None
     try:
-        time_ns = parse_time(tick.timestamp)
+        return "", parse_time(tick.timestamp)
     except ValueError:
         return f"timestamp {tick.timestamp!r} is not ISO-8601", None
-    window = windows.get(tick.stock_code)
-    if window and window.last_time_ns is not None and time_ns <= window.last_time_ns:
-        kind = "duplicate" if time_ns == window.last_time_ns else "out-of-order"
-        return f"{kind} timestamp {tick.timestamp} (last accepted {format_time(window.last_time_ns)})", time_ns
-    return "", time_ns
 
 
 class RealTimeServicer(realtime_pb2_grpc.RealTimeServiceServicer):
     def __init__(self, client: redis.Redis, store: BarStore, feature_cache: RedisCache,
-                 settings: Any, metrics: Any) -> None:
+                 states: SymbolStates, settings: Any, metrics: Any) -> None:
         self.redis = client
+        self.states = states
         self.store = store
         self.cache = feature_cache
         self.settings = settings
@@ -100,9 +73,7 @@ class RealTimeServicer(realtime_pb2_grpc.RealTimeServiceServicer):
     # ------------------------------------------------------------ streaming
     def StreamMarketData(self, request_iterator, context):
         stream_id = uuid.uuid4().hex
-        windows: dict[str, SymbolWindow] = {}
         names = list(DEFAULT_STREAM_FEATURES)
-        maxlen = window_length(names)
         sequence = 0
         active = self.metrics.realtime_streams_active.labels(kind="publish")
         active.inc()
@@ -111,7 +82,6 @@ class RealTimeServicer(realtime_pb2_grpc.RealTimeServiceServicer):
                 if message.feature_types:
                     try:
                         names = parse_feature_names("feature_types", message.feature_types, DEFAULT_STREAM_FEATURES)
-                        maxlen = max(maxlen, window_length(names))
                     except Exception as exc:
                         sequence += 1
                         yield realtime_pb2.StreamDataResponse(stream_id=stream_id, sequence=sequence,
@@ -123,22 +93,14 @@ class RealTimeServicer(realtime_pb2_grpc.RealTimeServiceServicer):
                 responses, accepted = [], []
                 for tick in ticks:
                     sequence += 1
-                    error, time_ns = tick_error(tick, windows)
+                    error, time_ns, processed = self._apply_tick(tick, names)
                     if error:
                         self.metrics.ticks_rejected.labels(reason=error.split(" ")[0]).inc()
                         responses.append(realtime_pb2.StreamDataResponse(
                             stock_code=tick.stock_code, stream_id=stream_id, timestamp=tick.timestamp,
                             error=error, sequence=sequence))
                         continue
-                    window = windows.setdefault(tick.stock_code, SymbolWindow(deque(maxlen=maxlen)))
-                    if window.prices.maxlen < maxlen:  # features changed to ones needing more history
-                        window.prices = deque(window.prices, maxlen=maxlen)
-                    window.prices.append(tick.price)
-                    window.last_time_ns = time_ns
-                    values = latest_values(compute_features(np, names, np.fromiter(window.prices, dtype=np.float64)))
-                    processed = {"price": tick.price, "volume": tick.volume,
-                                 **{k: finite_or_nan(v) for k, v in values.items()}}
-                    accepted.append((tick, processed))
+                    accepted.append((tick, time_ns, processed))
                     responses.append(realtime_pb2.StreamDataResponse(
                         stock_code=tick.stock_code, processed_data=processed, stream_id=stream_id,
                         timestamp=tick.timestamp, sequence=sequence))
@@ -148,12 +110,29 @@ class RealTimeServicer(realtime_pb2_grpc.RealTimeServiceServicer):
         finally:
             active.dec()
 
-    def _publish(self, accepted: list[tuple[realtime_pb2.Tick, dict[str, float]]]) -> None:
+    def _apply_tick(self, tick: realtime_pb2.Tick, names: list[str]) -> tuple[str, int | None, dict[str, float]]:
+        """(error, time, values): update the symbol's shared O(1) state, or say why not."""
+        error, time_ns = tick_error(tick)
+        if error:
+            return error, None, {}
+        state = self.states.get(tick.stock_code)
+        with state.lock:
+            if state.last_time_ns is not None and time_ns <= state.last_time_ns:
+                kind = "duplicate" if time_ns == state.last_time_ns else "out-of-order"
+                return (f"{kind} timestamp {tick.timestamp} (last accepted for {tick.stock_code}: "
+                        f"{format_time(state.last_time_ns)})"), None, {}
+            self.states.ensure_features(state, names)
+            values = self.states.apply(state, names, Tick(time_ns, tick.price, tick.volume))
+        return "", time_ns, {"price": tick.price, "volume": tick.volume,
+                             **{k: finite_or_nan(v) for k, v in values.items()}}
+
+    def _publish(self, accepted: list[tuple[realtime_pb2.Tick, int, dict[str, float]]]) -> None:
         if not accepted:
             return
         pipe = self.redis.pipeline(transaction=False)
-        for tick, processed in accepted:
-            fields = {"timestamp": tick.timestamp, "price": repr(tick.price), "volume": repr(tick.volume)}
+        for tick, time_ns, processed in accepted:
+            fields = {"timestamp": tick.timestamp, "time_ns": str(time_ns), "price": repr(tick.price),
+                      "volume": repr(tick.volume)}
             pipe.xadd(keys.ticks(tick.stock_code), fields, maxlen=self.settings.tick_stream_maxlen, approximate=True)
             indicators = {k: v for k, v in processed.items() if k not in ("price", "volume") and math.isfinite(v)}
             pipe.publish(keys.live_channel(tick.stock_code), json.dumps({**fields, "indicators": indicators}))
@@ -214,7 +193,7 @@ class RealTimeServicer(realtime_pb2_grpc.RealTimeServiceServicer):
 
     def _compute(self, symbol: str, names: list[str], return_series: bool, lookback: int) -> dict[str, Any]:
         bars = self.store.read(symbol)
-        series = compute_features(np, names, bars.close)
+        series = compute_features(np, names, bars.columns())  # OHLCV + time (VWAP sessions)
         result: dict[str, Any] = {
             "latest": {k: finite_or_nan(v) for k, v in latest_values(series).items()},
             "timestamp": format_time(int(bars.time[-1])) if len(bars) else "",

@@ -27,6 +27,7 @@ from utils.engine.models import ModelStore
 from utils.gpu.devices import record_samples, sample_devices
 from utils.monitoring import Metrics, QueueCollector, periodic
 from utils.queue.streams import JobQueue, QueueConfig
+from utils.realtime.symbol_state import SymbolStates
 from utils.redis_client import redis_from_settings
 
 log = logging.getLogger(__name__)
@@ -49,12 +50,17 @@ class RunningServer:
     store: BarStore
     health: health.HealthServicer
     stop_event: threading.Event
+    states: SymbolStates
 
     def stop(self, grace: float | None = 5.0) -> None:
         self.stop_event.set()
         for name in ("", *SERVICE_NAMES):
             self.health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
         self.server.stop(grace).wait()
+        try:
+            self.states.flush()  # the last ticks' states, for the next start
+        except redis.RedisError as exc:
+            log.warning("could not snapshot stream states at shutdown (%s); they are rebuilt from ticks", exc)
 
 
 def _watch_redis(client: redis.Redis, health_servicer: health.HealthServicer, stop: threading.Event) -> None:
@@ -85,9 +91,10 @@ def create_server(settings: Any, registry: CollectorRegistry | None = None) -> R
     server = grpc.server(ThreadPoolExecutor(max_workers=settings.grpc_max_workers, thread_name_prefix="rpc"),
                          interceptors=[ObservabilityInterceptor(metrics)], options=options)
     backtest_pb2_grpc.add_BacktestServiceServicer_to_server(BacktestServicer(queue, store, settings), server)
+    states = SymbolStates(redis_from_settings(settings, decode=False))
     realtime_pb2_grpc.add_RealTimeServiceServicer_to_server(RealTimeServicer(
         client, store, RedisCache(client, "features", settings.feature_cache_ttl, metrics.cache("features")),
-        settings, metrics), server)
+        states, settings, metrics), server)
     ml_pb2_grpc.add_MLServiceServicer_to_server(MLServicer(
         queue, model_store, ModelCache(model_store, settings.model_cache_ttl, metrics.cache("models")),
         settings, metrics), server)
@@ -106,5 +113,6 @@ def create_server(settings: Any, registry: CollectorRegistry | None = None) -> R
     stop_event = threading.Event()
     _watch_redis(client, health_servicer, stop_event)
     periodic(5.0, lambda: record_samples(metrics, sample_devices()), stop_event, "device-sampler")
+    periodic(1.0, states.flush, stop_event, "stream-state-snapshots")
     log.info("gRPC listening on %s:%d", settings.grpc_host, port)
-    return RunningServer(server, port, metrics, registry, queue, store, health_servicer, stop_event)
+    return RunningServer(server, port, metrics, registry, queue, store, health_servicer, stop_event, states)

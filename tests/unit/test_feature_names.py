@@ -3,8 +3,10 @@ import math
 import numpy as np
 import pytest
 
-from utils.engine.indicators import (UnknownFeatureError, compute_features, latest_values,
-                                     list_features, max_lookback, parse_feature, sma)
+from utils.engine.indicators import (MissingInputError, UnknownFeatureError, compute_features,
+                                     latest_values, list_features, max_lookback, parse_feature, sma)
+from utils.engine.indicators.features import KINDS, session_starts
+from utils.engine.indicators.steps_close import CLOSE_KINDS
 
 
 @pytest.mark.parametrize("name,kernel,params,keys,lookback", [
@@ -23,6 +25,14 @@ from utils.engine.indicators import (UnknownFeatureError, compute_features, late
     ("bollinger_10_1.5", "bollinger", (10, 1.5),
      ("bb_upper_10_1.5", "bb_middle_10_1.5", "bb_lower_10_1.5"), 9),
     (" SMA_20 ", "sma", (20,), ("sma_20",), 19),
+    ("wma", "wma", (20,), ("wma",), 19),
+    ("dema_10", "dema", (10,), ("dema_10",), 18),
+    ("tema_10", "tema", (10,), ("tema_10",), 27),
+    ("roc", "roc", (10,), ("roc",), 10),
+    ("mom_5", "mom", (5,), ("mom_5",), 5),
+    ("volatility", "volatility", (20,), ("volatility",), 20),
+    ("volatility_60", "volatility", (60,), ("volatility_60",), 60),
+    ("zscore_30", "zscore", (30,), ("zscore_30",), 29),
 ])
 def test_parse_feature(name, kernel, params, keys, lookback):
     spec = parse_feature(name)
@@ -32,6 +42,7 @@ def test_parse_feature(name, kernel, params, keys, lookback):
 @pytest.mark.parametrize("name", [
     "foo", "sma_x", "sma_0", "sma_10001", "sma_-5", "sma_1.5", "sma_", "sma__20", "sma_20_3",
     "macd_26_12", "macd_12_12_9", "bollinger_20_0", "bollinger_20_nan", "bollinger_20_inf", "",
+    "volatility_1", "zscore_1", "wma_0", "roc_x", "smaa", "sma20",
 ])
 def test_bad_names_raise_and_list_valid_names(name):
     with pytest.raises(UnknownFeatureError) as caught:
@@ -79,8 +90,43 @@ def test_max_lookback_and_nan_prefix_agree():
 
 def test_list_features_describes_every_kind():
     described = {entry["name"]: entry for entry in list_features()}
-    assert set(described) == {"sma", "ema", "rsi", "macd", "bollinger"}
+    assert set(described) == set(KINDS)
+    assert {kind.name for kind in CLOSE_KINDS} == {"sma", "ema", "wma", "dema", "tema", "rsi", "macd",
+                                                  "bollinger", "roc", "mom", "volatility", "zscore"}
+    assert described["volatility"]["lookback"] == "period" and described["volatility"]["inputs"] == ["close"]
     assert described["macd"]["outputs"] == ["macd", "macd_signal", "macd_hist"]
     assert described["macd"]["lookback"] == "slow - 1 + signal - 1"
     assert [param["default"] for param in described["macd"]["params"]] == [12, 26, 9]
     assert described["sma"]["params"][0]["default"] == 20
+
+
+def test_compute_features_takes_a_mapping_of_bars_and_names_missing_inputs():
+    close = 100 + np.cumsum(np.random.default_rng(5).normal(size=200))
+    from_mapping = compute_features(np, ["sma_10", "macd"], {"close": close, "volume": np.ones(200)})
+    from_array = compute_features(np, ["sma_10", "macd"], close)
+    assert from_mapping.keys() == from_array.keys()
+    for key in from_array:
+        np.testing.assert_array_equal(from_mapping[key], from_array[key])
+    with pytest.raises(MissingInputError, match="close") as caught:
+        compute_features(np, ["sma_10"], {"volume": np.ones(200)})
+    assert isinstance(caught.value, UnknownFeatureError) and isinstance(caught.value, ValueError)
+    assert caught.value.feature == "sma_10" and caught.value.missing == ("close",)
+
+
+def test_leading_nans_start_each_column_at_its_first_valid_row():
+    close = np.arange(1.0, 31.0)
+    close[:5] = np.nan
+    features = compute_features(np, ["sma_3", "volatility_3"], close)
+    assert np.isnan(features["sma_3"][:7]).all() and features["sma_3"][7] == 7.0
+    assert np.isnan(features["volatility_3"][:8]).all() and not np.isnan(features["volatility_3"][8])
+
+
+def test_session_starts_where_the_utc_date_changes():
+    day = 86_400 * 10**9
+    times = np.array([0, 3600 * 10**9, day - 1, day, day + 5, 3 * day], dtype=np.int64)
+    assert session_starts(times).tolist() == [True, False, False, True, False, True]
+
+
+def test_duplicate_requests_are_computed_once_in_request_order():
+    features = compute_features(np, ["macd_12_26_9", "sma_5", "macd"], np.linspace(1, 2, 60))
+    assert list(features) == ["macd", "macd_signal", "macd_hist", "sma_5"]

@@ -63,6 +63,11 @@ def ticks(symbol: str) -> str:
     return f"md:ticks:{symbol}"
 
 
+def stream_state(symbol: str) -> str:
+    """Hash: snapshot of a symbol's streaming indicator states (feature -> raw float64 bytes)."""
+    return f"md:state:{symbol}"
+
+
 def live_channel(symbol: str) -> str:
     """Pub/sub channel: tick + indicator updates of one symbol for subscribers."""
     return f"md:live:{symbol}"

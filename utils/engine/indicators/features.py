@@ -1,4 +1,4 @@
-"""Feature names as clients send them over gRPC, and their mapping onto indicator kernels.
+"""Feature names as clients send them over gRPC, and their mapping onto indicator kinds.
 
 A name is ``<kind>`` (all defaults) or ``<kind>_<p1>_<p2>...``; trailing parameters may be left out
 and take their defaults (``macd_12_26`` = ``macd_12_26_9``). Output keys:
@@ -8,20 +8,30 @@ and take their defaults (``macd_12_26`` = ``macd_12_26_9``). Output keys:
     ``bollinger_20_2`` -> ``bb_upper``, ``bb_middle``, ``bb_lower``) and append the parameters
     otherwise, so two variants never collide (``macd_5_35_5`` -> ``macd_5_35_5``,
     ``macd_signal_5_35_5``, ``macd_hist_5_35_5``; ``bollinger_10_1.5`` -> ``bb_upper_10_1.5``...).
-Names are matched after ``strip().lower()``. A registry of known kinds, never dynamic lookup.
+Names are matched after ``strip().lower()``. The registry is the list of known kinds
+(``steps_close.CLOSE_KINDS`` and, when present, ``steps_range.RANGE_KINDS``), never a dynamic
+lookup. Integer parameters lie in ``[low, high]``, float ones in ``(low, high]``.
 """
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from typing import Any, Callable
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable, Mapping
 
 import numpy as np
 
-from utils.engine.indicators import kernels
+from utils.engine.indicators.kernels import host_panels, run_kind, to_caller
+from utils.engine.indicators.layout import to_host
+from utils.engine.indicators.step_core import INPUT_NAMES, IndicatorKind, Param
+from utils.engine.indicators.steps_close import CLOSE_KINDS
 
-MAX_PERIOD = 10_000
-MAX_NBDEV = 100.0
+try:  # high/low/volume kinds live in their own module, which may not exist yet
+    from utils.engine.indicators.steps_range import RANGE_KINDS
+except ImportError:
+    RANGE_KINDS = []
+
+KINDS: dict[str, IndicatorKind] = {kind.name: kind for kind in [*CLOSE_KINDS, *RANGE_KINDS]}
+NS_PER_DAY = 86_400 * 1_000_000_000
 
 
 class UnknownFeatureError(ValueError):
@@ -32,80 +42,78 @@ class UnknownFeatureError(ValueError):
         super().__init__(f"{reason}: {name!r}; valid features: {', '.join(_valid_patterns())}")
 
 
+class MissingInputError(UnknownFeatureError):
+    """A known feature whose inputs (high, low, volume...) are not among the bars given."""
+
+    def __init__(self, name: str, missing: Iterable[str], given: Iterable[str]):
+        self.feature = name
+        self.missing = tuple(missing)
+        given = tuple(given)
+        usable = _valid_patterns(lambda kind: set(kind.inputs) <= set(given))
+        ValueError.__init__(self, f"feature {name!r} needs input(s) {', '.join(self.missing)}, which the "
+                                  f"bars given ({', '.join(given) or 'none'}) do not have; features these "
+                                  f"bars support: {', '.join(usable) or 'none'}")
+
+
 @dataclass(frozen=True)
 class FeatureSpec:
     name: str                      # normalised requested name, e.g. "rsi" or "sma_50"
-    kernel: str                    # kernel in ``kernels``, e.g. "sma"
+    kernel: str                    # the indicator kind's name, e.g. "sma"
     params: tuple[float | int, ...]
     output_keys: tuple[str, ...]
     lookback: int                  # NaN bars after the first valid input
+    kind: IndicatorKind = field(repr=False, compare=False, default=None)
+
+    @property
+    def inputs(self) -> tuple[str, ...]:
+        return self.kind.inputs
+
+    def params_array(self) -> np.ndarray:
+        return np.asarray(self.params, dtype=np.float64)
 
 
-@dataclass(frozen=True)
-class _Param:
-    name: str
-    default: int | float
-    is_integer: bool = True
-
-    def parse(self, text: str) -> int | float:
-        if self.is_integer:
-            if not (text.isascii() and text.isdigit()):
-                raise ValueError(f"{self.name} must be an integer, got {text!r}")
-            value: int | float = int(text)
-            if not 1 <= value <= MAX_PERIOD:
-                raise ValueError(f"{self.name} must be in [1, {MAX_PERIOD}], got {value}")
-            return value
-        try:
-            value = float(text)
-        except ValueError:
-            raise ValueError(f"{self.name} must be a number, got {text!r}") from None
-        if not (math.isfinite(value) and 0 < value <= MAX_NBDEV):
-            raise ValueError(f"{self.name} must be in (0, {MAX_NBDEV:g}], got {text!r}")
+def _parse_param(param: Param, text: str) -> int | float:
+    if param.is_integer:
+        if not (text.isascii() and text.isdigit()):
+            raise ValueError(f"{param.name} must be an integer, got {text!r}")
+        value: int | float = int(text)
+        if not param.low <= value <= param.high:
+            raise ValueError(f"{param.name} must be in [{param.low:g}, {param.high:g}], got {value}")
         return value
+    try:
+        value = float(text)
+    except ValueError:
+        raise ValueError(f"{param.name} must be a number, got {text!r}") from None
+    if not (math.isfinite(value) and param.low < value <= param.high):
+        raise ValueError(f"{param.name} must be in ({param.low:g}, {param.high:g}], got {text!r}")
+    return value
 
 
-@dataclass(frozen=True)
-class _Kind:
-    kernel: str
-    params: tuple[_Param, ...]
-    outputs: tuple[str, ...]       # () = single output named after the request
-    lookback: Callable[[tuple], int]
-    lookback_formula: str
-    check: Callable[[tuple], str | None] = lambda params: None
-    description: str = ""
+def _default(param: Param) -> int | float:
+    return int(param.default) if param.is_integer else float(param.default)
 
 
-def _macd_check(params: tuple) -> str | None:
-    fast, slow, _ = params
-    return None if fast < slow else f"fast ({fast}) must be smaller than slow ({slow})"
+def _pattern(kind: IndicatorKind) -> str:
+    return "_".join([kind.name] + [f"<{param.name}>" for param in kind.params])
 
 
-_PERIOD = _Param("period", 20)
-_KINDS: dict[str, _Kind] = {
-    "sma": _Kind("sma", (_PERIOD,), (), lambda p: p[0] - 1, "period - 1", description="simple moving average"),
-    "ema": _Kind("ema", (_Param("period", 12),), (), lambda p: p[0] - 1, "period - 1",
-                 description="exponential moving average seeded with an SMA"),
-    "rsi": _Kind("rsi", (_Param("period", 14),), (), lambda p: p[0], "period",
-                 description="Wilder relative strength index, 0..100"),
-    "macd": _Kind("macd", (_Param("fast", 12), _Param("slow", 26), _Param("signal", 9)),
-                  ("macd", "macd_signal", "macd_hist"), lambda p: p[1] - 1 + p[2] - 1,
-                  "slow - 1 + signal - 1", _macd_check, "MACD line, signal line and histogram"),
-    "bollinger": _Kind("bollinger", (_PERIOD, _Param("nbdev", 2.0, is_integer=False)),
-                       ("bb_upper", "bb_middle", "bb_lower"), lambda p: p[0] - 1, "period - 1",
-                       description="Bollinger bands: SMA +/- nbdev population standard deviations"),
-}
-
-
-def _pattern(kind_name: str) -> str:
-    return "_".join([kind_name] + [f"<{param.name}>" for param in _KINDS[kind_name].params])
-
-
-def _valid_patterns() -> list[str]:
-    return [text for kind_name in _KINDS for text in (kind_name, _pattern(kind_name))]
+def _valid_patterns(accept: Callable[[IndicatorKind], bool] = lambda kind: True) -> list[str]:
+    return list(dict.fromkeys(text for kind in KINDS.values() if accept(kind)
+                              for text in (kind.name, _pattern(kind))))
 
 
 def _format_param(value: int | float) -> str:
     return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def _match_kind(normalised: str) -> tuple[IndicatorKind | None, str | None]:
+    """The longest kind name that is the whole name or its prefix before ``_``; its parameter text."""
+    for kind_name in sorted(KINDS, key=len, reverse=True):
+        if normalised == kind_name:
+            return KINDS[kind_name], None
+        if normalised.startswith(kind_name + "_"):
+            return KINDS[kind_name], normalised[len(kind_name) + 1:]
+    return None, None
 
 
 def parse_feature(name: str) -> FeatureSpec:
@@ -113,50 +121,106 @@ def parse_feature(name: str) -> FeatureSpec:
     if not isinstance(name, str):
         raise UnknownFeatureError(repr(name), "feature names must be strings")
     normalised = name.strip().lower()
-    kind_name, separator, param_text = normalised.partition("_")
-    kind = _KINDS.get(kind_name)
+    kind, param_text = _match_kind(normalised)
     if kind is None:
         raise UnknownFeatureError(name)
-    pieces = param_text.split("_") if separator else []
+    pieces = param_text.split("_") if param_text is not None else []
     if "" in pieces:
         raise UnknownFeatureError(name, "empty parameter")
     if len(pieces) > len(kind.params):
-        raise UnknownFeatureError(name, f"too many parameters (expected {_pattern(kind_name)})")
+        raise UnknownFeatureError(name, f"too many parameters (expected {_pattern(kind)})")
     try:
-        params = tuple(param.parse(text) for param, text in zip(kind.params, pieces))
+        params = tuple(_parse_param(param, text) for param, text in zip(kind.params, pieces))
     except ValueError as exc:
         raise UnknownFeatureError(name, f"bad parameter ({exc})") from None
-    params += tuple(param.default for param in kind.params[len(params):])
+    defaults = tuple(_default(param) for param in kind.params)
+    params += defaults[len(params):]
     problem = kind.check(params)
     if problem:
         raise UnknownFeatureError(name, f"bad parameters ({problem})")
     if not kind.outputs:
         output_keys: tuple[str, ...] = (normalised,)
-    elif params == tuple(param.default for param in kind.params):
+    elif params == defaults:
         output_keys = kind.outputs
     else:
         suffix = "_".join(_format_param(value) for value in params)
         output_keys = tuple(f"{key}_{suffix}" for key in kind.outputs)
-    return FeatureSpec(name=normalised, kernel=kind.kernel, params=params,
-                       output_keys=output_keys, lookback=int(kind.lookback(params)))
+    return FeatureSpec(name=normalised, kernel=kind.name, params=params, output_keys=output_keys,
+                       lookback=int(kind.lookback(params)), kind=kind)
 
 
-def _run_kernel(xp: Any, spec: FeatureSpec, close: Any) -> tuple[Any, ...]:
-    if spec.kernel == "bollinger":
-        period, nbdev = spec.params
-        return kernels.bollinger(xp, close, period, nbdev, nbdev)
-    result = getattr(kernels, spec.kernel)(xp, close, *spec.params)
-    return result if isinstance(result, tuple) else (result,)
+@dataclass(frozen=True)
+class FeaturePlan:
+    """Requested names resolved once: one spec per distinct set of output keys, in request order
+    (``macd`` and ``macd_12_26_9`` are computed once), and the bar inputs they read together."""
+
+    specs: tuple[FeatureSpec, ...]
+
+    @classmethod
+    def from_names(cls, names: Iterable[str]) -> "FeaturePlan":
+        specs = [parse_feature(name) for name in names]  # validate all before computing any
+        unique = {spec.output_keys: spec for spec in reversed(specs)}  # first request wins
+        return cls(tuple(spec for spec in specs if unique[spec.output_keys] is spec))
+
+    @property
+    def inputs(self) -> tuple[str, ...]:
+        needed = {name for spec in self.specs for name in spec.inputs}
+        return tuple(name for name in INPUT_NAMES if name in needed)
+
+    @property
+    def output_keys(self) -> tuple[str, ...]:
+        return tuple(key for spec in self.specs for key in spec.output_keys)
+
+    def check_inputs(self, given: Iterable[str]) -> None:
+        """Raise ``MissingInputError`` for the first feature whose inputs are not all in ``given``."""
+        given = tuple(given)
+        for spec in self.specs:
+            missing = [name for name in spec.inputs if name not in given]
+            if missing:
+                raise MissingInputError(spec.name, missing, given)
 
 
-def compute_features(xp: Any, names: list[str], close: Any) -> dict[str, Any]:
-    """Full series (same shape as ``close``) for every output key of the requested features."""
-    specs = [parse_feature(name) for name in names]  # validate all before computing any
+def session_starts(time_ns: np.ndarray) -> np.ndarray:
+    """True on the first bar and wherever the UTC date changes (VWAP's session resets)."""
+    day = np.asarray(time_ns, dtype=np.int64) // NS_PER_DAY
+    starts = np.ones(day.shape[0], dtype=np.bool_)
+    starts[1:] = day[1:] != day[:-1]
+    return starts
+
+
+def _bar_inputs(bars: Any) -> tuple[dict[str, Any], Any]:
+    """``({input: array}, time or None)`` from a close array or a Mapping of bar columns."""
+    if isinstance(bars, Mapping):
+        inputs = {name: bars[name] for name in INPUT_NAMES if bars.get(name) is not None}
+        return inputs, bars.get("time")
+    return {"close": bars}, None
+
+
+def compute_features(xp: Any, names: list[str], bars: Any) -> dict[str, Any]:
+    """Full series (same shape as the inputs) for every output key of the requested features.
+
+    ``bars`` is a close series/panel (1-D or 2-D), or a Mapping with some of ``open``, ``high``,
+    ``low``, ``close``, ``volume`` (same shapes) and optionally ``time`` (int64 ns, one per row;
+    VWAP sessions start where the UTC date changes). A feature whose inputs are missing raises
+    ``MissingInputError`` (a ``ValueError``) naming them. Each column of a feature starts at its
+    first row where all of its kind's inputs are non-NaN. The steps run on the host (see
+    ``kernels``): GPU inputs are copied to host memory and the outputs back to ``xp``.
+    """
+    plan = FeaturePlan.from_names(names)
+    inputs, time_ns = _bar_inputs(bars)
+    plan.check_inputs(inputs)
+    if not plan.specs:
+        return {}
+    panels, was_series = host_panels(xp, {name: inputs[name] for name in plan.inputs})
+    new_session = None
+    if time_ns is not None:
+        new_session = session_starts(to_host(xp, xp.asarray(time_ns)))
+        if new_session.shape[0] != next(iter(panels.values())).shape[0]:
+            raise ValueError("bars: time must have one entry per row")
     features: dict[str, Any] = {}
-    for spec in specs:
-        if all(key in features for key in spec.output_keys):
-            continue  # e.g. "macd" and "macd_12_26_9" requested together
-        features.update(zip(spec.output_keys, _run_kernel(xp, spec, close)))
+    for spec in plan.specs:
+        result = run_kind(spec.kind, spec.params, panels, new_session)
+        features.update(zip(spec.output_keys, to_caller(xp, result, was_series)))
     return features
 
 
@@ -177,16 +241,16 @@ def max_lookback(names: list[str]) -> int:
 def list_features() -> list[dict[str, Any]]:
     """Description of each feature kind, for a ListFeatures RPC."""
     described = []
-    for kind_name, kind in _KINDS.items():
-        defaults = parse_feature(kind_name)
+    for kind in KINDS.values():
         described.append({
-            "name": kind_name,
-            "pattern": _pattern(kind_name),
+            "name": kind.name,
+            "pattern": _pattern(kind),
             "description": kind.description,
-            "params": [{"name": param.name, "default": param.default,
+            "params": [{"name": param.name, "default": _default(param),
                         "type": "int" if param.is_integer else "float"} for param in kind.params],
-            "outputs": list(kind.outputs) or [kind_name],
-            "default_lookback": defaults.lookback,
+            "inputs": list(kind.inputs),
+            "outputs": list(kind.outputs) or [kind.name],
+            "default_lookback": parse_feature(kind.name).lookback,
             "lookback": kind.lookback_formula,
         })
     return described

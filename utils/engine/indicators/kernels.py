@@ -1,24 +1,67 @@
-"""Indicator kernels with TA-Lib's exact definitions, seeding and lookbacks.
+"""Batch indicator kernels: an indicator kind's step driven over a series or a panel.
 
-Every kernel takes the array module ``xp`` (numpy or cupy) and a 1-D series or 2-D panel
-(time x symbols), computes along axis 0 in float64 and returns an ``xp`` array of the same shape.
-Like TA-Lib's Python wrapper, each column starts at its first non-NaN value and the next
-``lookback`` values are NaN; an interior NaN propagates to every later value, as TA-Lib's running
-sums and recurrences carry it forward (one documented difference: see ``sequential._rsi_value``).
+There is one implementation per indicator, its step (``steps_close.py``, ``steps_range.py``);
+``run_kind`` drives it with ``step_core.run_panel`` over every column of a (time x symbols) panel,
+each column starting at its first row where all the kind's inputs are non-NaN (TA-Lib's Python
+wrapper does the same), so the next ``lookback`` rows are NaN. The steps run on the host in numba:
+with a GPU array module (cupy) the inputs are copied to host memory and the outputs copied back;
+these recurrences are sequential along time and the copies are cheap next to them.
 
-Lookbacks (bars of NaN after the first valid input):
-    sma/ema/bollinger: period - 1      rsi: period      macd: slow - 1 + signal - 1
+The functions ``sma/ema/rsi/macd/bollinger(xp, close, ...)`` are thin wrappers for callers that
+want one indicator over a close series or panel (strategies); they return ``xp`` arrays of the
+caller's shape, in float64.
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Mapping
 
 import numpy as np
 
-from utils.engine.indicators.layout import (as_panel, first_valid_rows, mask_before,
-                                            restore_shape, to_host)
-from utils.engine.indicators.sequential import (ema_columns, rsi_columns, sma_columns,
-                                                std_columns)
+from utils.engine.indicators.layout import as_panel, first_valid_rows, restore_shape, to_host
+from utils.engine.indicators.step_core import INPUT_NAMES, IndicatorKind, run_panel
+from utils.engine.indicators.steps_close import CLOSE_KINDS
+
+_CLOSE = {kind.name: kind for kind in CLOSE_KINDS}
+
+
+def host_panels(xp: Any, series: Mapping[str, Any]) -> tuple[dict[str, np.ndarray], bool]:
+    """``({input: contiguous float64 host panel}, was_series)``; every input must share one shape."""
+    panels: dict[str, np.ndarray] = {}
+    shapes = set()
+    was_series = False
+    for name, values in series.items():
+        panel, was_series = as_panel(xp, values)
+        panels[name] = np.ascontiguousarray(to_host(xp, panel), dtype=np.float64)
+        shapes.add(panels[name].shape)
+    if len(shapes) > 1:
+        raise ValueError(f"bar inputs must share one shape, got {sorted(shapes)}")
+    return panels, was_series
+
+
+def run_kind(kind: IndicatorKind, params: tuple, panels: Mapping[str, np.ndarray],
+             new_session: np.ndarray | None = None) -> np.ndarray:
+    """Outputs of ``kind`` over host panels, shaped (time, symbols, outputs); ``panels`` must hold
+    every input the kind reads (the others are never touched)."""
+    needed = [panels[name] for name in kind.inputs]
+    stand_in = needed[0]
+    rows = stand_in.shape[0]
+    if new_session is None:
+        new_session = np.zeros(rows, dtype=np.bool_)
+    inputs = [panels[name] if name in kind.inputs else stand_in for name in INPUT_NAMES]
+    first_rows = first_valid_rows(np, *needed).astype(np.int64)
+    return run_panel(kind.step, kind.init, kind.state_size(params), np.asarray(params, dtype=np.float64),
+                     *inputs, np.ascontiguousarray(new_session, dtype=np.bool_), first_rows, kind.n_outputs)
+
+
+def to_caller(xp: Any, result: np.ndarray, was_series: bool) -> tuple[Any, ...]:
+    """One ``xp`` array per output, in the caller's shape."""
+    return tuple(restore_shape(xp.asarray(np.ascontiguousarray(result[:, :, k])), was_series)
+                 for k in range(result.shape[2]))
+
+
+def _close_kind(xp: Any, name: str, params: tuple, close: Any) -> tuple[Any, ...]:
+    panels, was_series = host_panels(xp, {"close": close})
+    return to_caller(xp, run_kind(_CLOSE[name], params, panels), was_series)
 
 
 def _check_period(name: str, value: int) -> int:
@@ -27,68 +70,37 @@ def _check_period(name: str, value: int) -> int:
     return int(value)
 
 
-def _host_panel(xp: Any, close: Any) -> tuple[np.ndarray, np.ndarray, bool]:
-    """``(contiguous host panel, first valid row per column, was_series)`` for the numba loops."""
-    panel, was_series = as_panel(xp, close)
-    host = np.ascontiguousarray(to_host(xp, panel))
-    begin = first_valid_rows(np, host).astype(np.int64)
-    return host, begin, was_series
-
-
-def _to_caller(xp: Any, result: np.ndarray, was_series: bool) -> Any:
-    return restore_shape(xp.asarray(result), was_series)
-
-
 def sma(xp: Any, close: Any, period: int) -> Any:
     """Simple moving average (TA-Lib SMA)."""
-    period = _check_period("period", period)
-    host, begin, was_series = _host_panel(xp, close)
-    return _to_caller(xp, sma_columns(host, period, begin), was_series)
+    return _close_kind(xp, "sma", (_check_period("period", period),), close)[0]
 
 
 def ema(xp: Any, close: Any, period: int) -> Any:
     """Exponential moving average, k = 2/(period+1), seeded with the SMA of the first ``period``."""
-    period = _check_period("period", period)
-    host, begin, was_series = _host_panel(xp, close)
-    return _to_caller(xp, ema_columns(host, period, begin + period - 1), was_series)
+    return _close_kind(xp, "ema", (_check_period("period", period),), close)[0]
 
 
 def rsi(xp: Any, close: Any, period: int = 14) -> Any:
     """Relative strength index with Wilder smoothing and TA-Lib's seeding (lookback = period)."""
-    period = _check_period("period", period)
-    host, begin, was_series = _host_panel(xp, close)
-    return _to_caller(xp, rsi_columns(host, period, begin), was_series)
+    return _close_kind(xp, "rsi", (_check_period("period", period),), close)[0]
 
 
 def macd(xp: Any, close: Any, fast: int = 12, slow: int = 26, signal: int = 9) -> tuple[Any, Any, Any]:
-    """TA-Lib MACD: returns ``(macd, signal, hist)``.
-
-    Both EMAs start at the slow EMA's first row, the fast one seeded with the SMA of the ``fast``
-    values ending there (not at its own first possible row); the signal EMA is seeded on the first
-    ``signal`` MACD values. All three outputs are NaN for ``slow - 1 + signal - 1`` rows.
-    """
-    fast = _check_period("fast", fast)
-    slow = _check_period("slow", slow)
-    signal = _check_period("signal", signal)
-    if fast >= slow:
+    """TA-Lib MACD: returns ``(macd, signal, hist)``, all NaN for ``slow - 1 + signal - 1`` rows."""
+    params = (_check_period("fast", fast), _check_period("slow", slow), _check_period("signal", signal))
+    if params[0] >= params[1]:
         raise ValueError(f"fast must be smaller than slow, got fast={fast}, slow={slow}")
-    host, begin, was_series = _host_panel(xp, close)
-    slow_start = begin + slow - 1
-    macd_line = ema_columns(host, fast, slow_start) - ema_columns(host, slow, slow_start)
-    signal_start = slow_start + signal - 1
-    signal_line = ema_columns(macd_line, signal, signal_start)
-    macd_line = mask_before(np, macd_line, signal_start)
-    return tuple(_to_caller(xp, output, was_series)
-                 for output in (macd_line, signal_line, macd_line - signal_line))
+    return _close_kind(xp, "macd", params, close)
 
 
 def bollinger(xp: Any, close: Any, period: int = 20, nbdev_up: float = 2.0,
               nbdev_dn: float = 2.0) -> tuple[Any, Any, Any]:
-    """TA-Lib BBANDS (SMA middle band, population std): returns ``(upper, middle, lower)``."""
+    """TA-Lib BBANDS (SMA middle band, population std): returns ``(upper, middle, lower)``.
+
+    The step takes one ``nbdev``; unequal up/down widths run it a second time for the lower band.
+    """
     period = _check_period("period", period)
-    host, begin, was_series = _host_panel(xp, close)
-    middle = sma_columns(host, period, begin)
-    deviation = std_columns(host, period, begin)
-    upper = middle + deviation * nbdev_up
-    lower = middle - deviation * nbdev_dn
-    return tuple(_to_caller(xp, band, was_series) for band in (upper, middle, lower))
+    upper, middle, lower = _close_kind(xp, "bollinger", (period, float(nbdev_up)), close)
+    if nbdev_dn != nbdev_up:
+        lower = _close_kind(xp, "bollinger", (period, float(nbdev_dn)), close)[2]
+    return upper, middle, lower

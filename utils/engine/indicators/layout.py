@@ -1,9 +1,9 @@
-"""Shape and NaN bookkeeping shared by the indicator kernels.
+"""Shape and NaN bookkeeping shared by the indicator kernels and the backtest.
 
 Kernels accept a 1-D series or a 2-D panel (time x symbols) and compute along axis 0. They work
 on a 2-D view internally and hand back the caller's shape. TA-Lib's Python wrapper skips leading
 NaNs (it starts each series at its first non-NaN value), so every kernel needs the per-column
-first valid row; interior NaNs are left in place and propagate as they do in TA-Lib's running sums.
+first valid row; interior NaNs are left in place and reach the steps.
 """
 from __future__ import annotations
 
@@ -26,21 +26,19 @@ def restore_shape(panel: Any, was_series: bool) -> Any:
     return panel[:, 0] if was_series else panel
 
 
-def first_valid_rows(xp: Any, panel: Any) -> Any:
-    """Row of the first non-NaN value per column; ``len(panel)`` for an all-NaN column."""
-    valid = ~xp.isnan(panel)
+def first_valid_rows(xp: Any, *panels: Any) -> Any:
+    """Per column, the first row where every panel is non-NaN; ``len(panel)`` if there is none."""
+    if panels[0].shape[0] == 0:
+        return xp.zeros(panels[0].shape[1], dtype=xp.int64)
+    valid = ~xp.isnan(panels[0])
+    for panel in panels[1:]:
+        valid &= ~xp.isnan(panel)
     first = xp.argmax(valid, axis=0)
-    return xp.where(valid.any(axis=0), first, panel.shape[0])
-
-
-def mask_before(xp: Any, panel: Any, first_output_rows: Any) -> Any:
-    """NaN out every row earlier than each column's first output row (TA-Lib's lookback)."""
-    rows = xp.arange(panel.shape[0])[:, None]
-    return xp.where(rows < first_output_rows[None, :], xp.nan, panel)
+    return xp.where(valid.any(axis=0), first, panels[0].shape[0])
 
 
 def to_host(xp: Any, values: Any) -> np.ndarray:
-    """Bring a device array to host memory for the sequential (numba) part of a kernel."""
+    """Bring a device array to host memory for the (numba, host-only) indicator steps."""
     if xp is np:
         return values
     return xp.asnumpy(values)

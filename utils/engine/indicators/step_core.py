@@ -29,7 +29,9 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import numpy as np
-from numba import njit
+from llvmlite import ir
+from numba import njit, types
+from numba.extending import intrinsic
 
 INPUT_NAMES = ("open", "high", "low", "close", "volume")
 
@@ -64,7 +66,10 @@ class IndicatorKind:
         return max(len(self.outputs), 1)
 
 
-@njit(cache=True)
+# The drivers are not disk-cached: numba cannot reuse a cache entry keyed on a dispatcher argument
+# (each process's step is a new type, so entries only pile up, and re-saving an index that holds a
+# vanished dispatcher raises ReferenceError). They compile once per kind and process (~1 s).
+@njit
 def run_series(step, state, params, open_, high, low, close, volume, new_session, out):
     """Advance ``state`` over a 1-D series, writing each bar's outputs into out[row, :]."""
     scratch = np.empty(out.shape[1])
@@ -75,7 +80,7 @@ def run_series(step, state, params, open_, high, low, close, volume, new_session
             out[row, k] = scratch[k]
 
 
-@njit(cache=True)
+@njit
 def run_panel(step, init, state_size, params, open_, high, low, close, volume, new_session,
               first_rows, n_outputs):
     """Every column from a fresh state; rows before ``first_rows[col]`` stay NaN."""
@@ -91,6 +96,25 @@ def run_panel(step, init, state_size, params, open_, high, low, close, volume, n
             for k in range(n_outputs):
                 out[row, col, k] = scratch[k]
     return out
+
+
+@intrinsic
+def fma(typingctx, a, b, c):
+    """``a * b + c`` rounded once (llvm.fma.f64). The TA-Lib build the parity tests run against
+    is compiled with floating-point contraction, so its ``((x - prev) * k) + prev`` and similar
+    multiply-adds are fused; a step that mirrors one uses this to agree bit for bit."""
+    if not all(isinstance(arg, types.Float) for arg in (a, b, c)):
+        return None
+    signature = types.float64(types.float64, types.float64, types.float64)
+
+    def codegen(context, builder, sig, args):
+        args = [context.cast(builder, arg, arg_type, types.float64) for arg, arg_type in zip(args, sig.args)]
+        double = ir.DoubleType()
+        function = builder.module.declare_intrinsic("llvm.fma", [double],
+                                                    ir.FunctionType(double, [double] * 3))
+        return builder.call(function, args)
+
+    return signature, codegen
 
 
 # ------------------------------------------------------------------ worked example: SMA
@@ -111,11 +135,14 @@ def sma_step(state, params, open_, high, low, close, volume, new_session, out):
     head = int(state[2])
     total = state[1] + close
     state[3 + head] = close
+    head += 1  # a compare, not ``% period``: an integer division per bar would triple the cost
+    if head == period:
+        head = 0
     if count + 1 >= period:
         out[0] = total / period
-        total -= state[3 + (head + 1) % period]
+        total -= state[3 + head]  # the oldest close of this window leaves before the next bar
     else:
         out[0] = np.nan
     state[0] = count + 1
     state[1] = total
-    state[2] = (head + 1) % period
+    state[2] = head

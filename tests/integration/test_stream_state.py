@@ -1,0 +1,102 @@
+"""Streaming indicator state: bit-for-bit equal to batch, across streams and server restarts."""
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+import grpc
+import numpy as np
+import pytest
+
+from api_proto import realtime_pb2, realtime_pb2_grpc
+from utils.engine.indicators.features import compute_features
+from utils.queue import keys
+from utils.redis_client import redis_from_settings
+
+FEATURES = ["sma_20", "ema_12", "rsi", "macd", "bollinger"]
+START = datetime(2026, 3, 2, 9, 30, tzinfo=timezone.utc)
+
+
+def prices(n: int, seed: int = 3) -> np.ndarray:
+    return np.round(50 * np.exp(np.cumsum(np.random.default_rng(seed).normal(0, 0.002, n))), 4)
+
+
+def stream(port: int, symbol: str, values: np.ndarray, first_index: int = 0, features=FEATURES):
+    def requests():
+        for offset, price in enumerate(values):
+            yield realtime_pb2.StreamDataRequest(
+                stock_code=symbol, price=float(price), volume=100.0, feature_types=features,
+                timestamp=(START + timedelta(seconds=first_index + offset)).isoformat())
+    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+        return list(realtime_pb2_grpc.RealTimeServiceStub(channel).StreamMarketData(requests(), timeout=60))
+
+
+def batch_last(values: np.ndarray, features=FEATURES) -> dict[str, float]:
+    series = compute_features(np, features, values)
+    return {key: float(np.asarray(column)[-1]) for key, column in series.items()}
+
+
+def assert_bit_equal(received: dict, expected: dict) -> None:
+    for key, value in expected.items():
+        assert np.array_equal(np.float64(received[key]), np.float64(value), equal_nan=True), key
+
+
+@pytest.fixture
+def server_factory(settings):
+    from services.server import create_server
+    started = []
+
+    def start():
+        running = create_server(settings)
+        started.append(running)
+        return running
+    yield start
+    for running in started:
+        running.stop(grace=0)
+
+
+def test_stream_values_equal_batch_bit_for_bit(server_factory):
+    server = server_factory()
+    values = prices(400)
+    responses = stream(server.port, "AAA", values)
+    assert all(not r.error for r in responses)
+    for n in (1, 19, 20, 34, 400):
+        assert_bit_equal(dict(responses[n - 1].processed_data), batch_last(values[:n]))
+
+
+def test_state_survives_a_server_restart(server_factory, settings):
+    values = prices(600)
+    first = server_factory()
+    stream(first.port, "AAA", values[:350])
+    first.stop(grace=0)  # flushes the snapshot
+    assert redis_from_settings(settings, decode=False).exists(keys.stream_state("AAA"))
+    second = server_factory()
+    responses = stream(second.port, "AAA", values[350:], first_index=350)
+    assert_bit_equal(dict(responses[-1].processed_data), batch_last(values))
+
+
+def test_state_is_rebuilt_from_stored_ticks_without_a_snapshot(server_factory, settings):
+    values = prices(500)
+    first = server_factory()
+    stream(first.port, "AAA", values[:300])
+    first.stop(grace=0)
+    redis_from_settings(settings).delete(keys.stream_state("AAA"))
+    second = server_factory()
+    responses = stream(second.port, "AAA", values[300:], first_index=300)
+    assert_bit_equal(dict(responses[-1].processed_data), batch_last(values))
+
+
+def test_feature_added_later_is_built_from_the_stored_ticks(server_factory):
+    server = server_factory()
+    values = prices(300)
+    stream(server.port, "AAA", values[:200], features=["sma_5"])
+    responses = stream(server.port, "AAA", values[200:], first_index=200, features=["ema_12", "rsi"])
+    assert_bit_equal(dict(responses[-1].processed_data), batch_last(values, ["ema_12", "rsi"]))
+
+
+def test_order_is_enforced_per_symbol_across_streams(server_factory):
+    server = server_factory()
+    stream(server.port, "AAA", prices(10))
+    late = stream(server.port, "AAA", prices(1), first_index=5)
+    assert "out-of-order" in late[0].error and not late[0].processed_data
+    other_symbol = stream(server.port, "BBB", prices(1), first_index=5)
+    assert not other_symbol[0].error

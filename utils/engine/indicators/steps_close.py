@@ -1,0 +1,432 @@
+"""Close-only indicator kinds as O(1) steps (see ``step_core`` for the convention).
+
+Where TA-Lib defines the indicator, each step does TA-Lib's floating-point operations in TA-Lib's
+order (EMA ``((x - prev) * k) + prev`` with ``k = 2 / (period + 1)``, seeds summed from 0.0 in
+input order, WMA's running sums, Wilder's RSI, MACD's fast EMA seeded at the slow one's start),
+so the outputs agree with TA-Lib bit for bit or within a few ulps. The exceptions, by design:
+
+* RSI stays NaN after a NaN input where TA-Lib reports 0.0 ("maximally oversold") forever.
+* Bollinger's deviation (like ``volatility`` and ``zscore``) slides Welford's update and redoes an
+  exact two-pass over the window every ``period`` bars, so rounding cannot accumulate; the
+  installed TA-Lib computes this variance accurately too, and the two agree to ~1e-13. A NaN
+  that has entered the window keeps the deviation NaN from then on, as TA-Lib's middle band is.
+  This step costs O(period) once every ``period`` bars: O(1) amortised.
+* WMA: the installed TA-Lib (0.8) recomputes its running sums from the window every
+  ``8 * period`` outputs (so they cannot drift, and a NaN leaves the output once a re-sync
+  window is clean); the step does the same, bit for bit. O(period) once per ``8 * period`` bars.
+* RSI agrees to ~1e-15 relative, not bit for bit (the installed build's Wilder step rounds
+  differently somewhere; TA-Lib's published C order is kept).
+
+State slots are float64 (counts included) so a state is one plain array to snapshot.
+"""
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from utils.engine.indicators.step_core import IndicatorKind, Param, fma, sma_init, sma_state_size, sma_step
+
+# TA-Lib's TA_IS_ZERO threshold: RSI with no movement, a Bollinger deviation that is "zero".
+TALIB_EPSILON = 1e-14
+
+
+# ------------------------------------------------------------------ shared pieces
+@njit(cache=True)
+def zero_init(state, params):
+    state[:] = 0.0
+
+
+@njit(cache=True, inline="always")
+def _ema_feed(state, at, period, x):
+    """EMA of the values fed so far, at state[at:at+3] = (count, seed sum, value).
+
+    NaN until ``period`` values have been fed; the seed is their sum from 0.0 in order, divided by
+    ``period`` (TA-Lib's default compatibility), then ``((x - prev) * k) + prev`` with the
+    multiply-add fused, as the TA-Lib build we test against computes it.
+    """
+    count = state[at]
+    if count >= period:
+        value = fma(x - state[at + 2], 2.0 / (period + 1), state[at + 2])
+        state[at + 2] = value
+        return value
+    total = state[at + 1] + x
+    state[at + 1] = total
+    state[at] = count + 1.0
+    if count + 1.0 < period:
+        return np.nan
+    value = total / period
+    state[at + 2] = value
+    return value
+
+
+WINDOW_SLOTS = 5  # (values pushed, ring head, mean, sum of squared deviations, NaN seen) + ring
+
+
+@njit(cache=True, inline="always")
+def _window_push(state, at, period, x):
+    """Push ``x`` into the moving window at state[at:]; True once it holds ``period`` values.
+
+    Keeps the window's mean and sum of squared deviations: Welford's sliding update, re-synced by
+    an exact two-pass (oldest to newest) on the first full window and every ``period`` bars after.
+    """
+    ring = at + WINDOW_SLOTS
+    head = int(state[at + 1])
+    leaving = state[ring + head]
+    state[ring + head] = x
+    head += 1
+    if head == period:
+        head = 0
+    state[at + 1] = head
+    pushed = state[at] + 1.0
+    state[at] = pushed
+    if pushed < period:
+        return False
+    if (int(pushed) - period) % period == 0:
+        total = 0.0
+        slot = head
+        for _ in range(period):
+            total += state[ring + slot]
+            slot = slot + 1 if slot + 1 < period else 0
+        mean = total / period
+        squares = 0.0
+        for _ in range(period):
+            deviation = state[ring + slot] - mean
+            squares += deviation * deviation
+            slot = slot + 1 if slot + 1 < period else 0
+    else:
+        mean = state[at + 2]
+        change = x - leaving
+        new_mean = mean + change / period
+        squares = state[at + 3] + change * (x - new_mean + leaving - mean)
+        mean = new_mean
+    state[at + 2] = mean
+    state[at + 3] = squares
+    if np.isnan(squares):
+        state[at + 4] = 1.0
+    return True
+
+
+@njit(cache=True, inline="always")
+def _window_variance(state, at, period, ddof):
+    """Variance of the full window (NaN for good once a NaN has been in it); never negative."""
+    if state[at + 4] != 0.0:
+        return np.nan
+    variance = state[at + 3] / (period - ddof)
+    return variance if variance > 0.0 else 0.0
+
+
+@njit(cache=True, inline="always")
+def _lag_push(state, at, period, x):
+    """Store ``x`` in a ring of the last ``period`` values at state[at:] = (head, ring...) and
+    return the value it replaces: the input ``period`` bars ago (0.0 while the ring fills)."""
+    head = int(state[at])
+    older = state[at + 1 + head]
+    state[at + 1 + head] = x
+    head += 1
+    state[at] = head if head < period else 0
+    return older
+
+
+def _period_state(extra: int):
+    return lambda params: extra + int(params[0])
+
+
+def _fixed_state(size: int):
+    return lambda params: size
+
+
+def _period(default: int, low: float = 1) -> tuple[Param, ...]:
+    return (Param("period", default, low=low),)
+
+
+# ------------------------------------------------------------------ EMA, DEMA, TEMA
+@njit(cache=True, inline="always")
+def ema_step(state, params, open_, high, low, close, volume, new_session, out):
+    out[0] = _ema_feed(state, 0, int(params[0]), close)
+
+
+@njit(cache=True, inline="always")
+def dema_step(state, params, open_, high, low, close, volume, new_session, out):
+    """TA-Lib DEMA: 2*EMA1 - EMA2, EMA2 being the EMA of EMA1 (seeded on its first ``period``)."""
+    period = int(params[0])
+    if period == 1:  # TA-Lib copies the input rather than leave k=1 rounding residue
+        out[0] = close
+        return
+    first = _ema_feed(state, 0, period, close)
+    if state[0] < period:
+        out[0] = np.nan
+        return
+    second = _ema_feed(state, 3, period, first)
+    out[0] = np.nan if state[3] < period else 2.0 * first - second
+
+
+@njit(cache=True, inline="always")
+def tema_step(state, params, open_, high, low, close, volume, new_session, out):
+    """TA-Lib TEMA: EMA3 + (3*EMA1 - 3*EMA2), each EMA fed by the one before it."""
+    period = int(params[0])
+    if period == 1:
+        out[0] = close
+        return
+    out[0] = np.nan
+    first = _ema_feed(state, 0, period, close)
+    if state[0] < period:
+        return
+    second = _ema_feed(state, 3, period, first)
+    if state[3] < period:
+        return
+    third = _ema_feed(state, 6, period, second)
+    if state[6] >= period:
+        out[0] = third + (3.0 * first - 3.0 * second)
+
+
+# ------------------------------------------------------------------ WMA
+@njit(cache=True, inline="always")
+def wma_step(state, params, open_, high, low, close, volume, new_session, out):
+    """TA-Lib WMA's running sums, recomputed from the window every ``8 * period`` outputs.
+
+    State = (count, period sub-sum, weighted sum, trailing value, ring head, ring of the last
+    ``period`` closes). Between re-syncs: the sub-sum gains the close and loses the trailing
+    value, the weighted sum gains close * period, the output is weighted sum / divider, then the
+    weighted sum loses the sub-sum (TA-Lib's order).
+    """
+    period = int(params[0])
+    if period == 1:  # TA-Lib copies the input
+        out[0] = close
+        return
+    count = state[0]
+    head = int(state[4])
+    state[5 + head] = close
+    head += 1
+    if head == period:
+        head = 0
+    state[4] = head
+    state[0] = count + 1.0
+    if count < period - 1:
+        state[1] += close
+        state[2] += close * (count + 1.0)
+        out[0] = np.nan
+        return
+    divider = (period * (period + 1)) >> 1
+    if (int(count) - (period - 1) + 1) % (8 * period) == 0:  # the installed TA-Lib's re-sync points
+        period_sub = 0.0
+        period_sum = 0.0
+        slot = head  # oldest close of the window
+        for weight in range(1, period + 1):
+            value = state[5 + slot]
+            period_sub += value
+            period_sum += value * weight
+            slot = slot + 1 if slot + 1 < period else 0
+    else:
+        period_sub = state[1] + close
+        period_sub -= state[3]
+        period_sum = state[2] + close * period
+    state[3] = state[5 + head]  # oldest close of this window: leaves period_sub on the next bar
+    out[0] = period_sum / divider
+    state[1] = period_sub
+    state[2] = period_sum - period_sub
+
+
+# ------------------------------------------------------------------ RSI
+@njit(cache=True, inline="always")
+def _rsi_value(average_gain, average_loss):
+    total = average_gain + average_loss
+    if np.isnan(total):
+        # TA-Lib emits 0.0 here (its zero test is false for NaN); we keep the NaN so a gap in the
+        # input never reads as "maximally oversold".
+        return np.nan
+    if -TALIB_EPSILON < total < TALIB_EPSILON:
+        return 0.0
+    return 100.0 * (average_gain / total)
+
+
+@njit(cache=True, inline="always")
+def rsi_step(state, params, open_, high, low, close, volume, new_session, out):
+    """Wilder RSI, TA-Lib seeding: simple averages of the first ``period`` changes, then smoothing.
+    State = (bars seen, previous close, average gain, average loss)."""
+    period = int(params[0])
+    count = state[0]
+    state[0] = count + 1.0
+    change = close - state[1]
+    state[1] = close
+    out[0] = np.nan
+    if count == 0.0:
+        return
+    gain = state[2]
+    loss = state[3]
+    if count <= period:
+        if change < 0:
+            loss -= change
+        else:
+            gain += change
+        if count == period:
+            gain /= period
+            loss /= period
+            out[0] = _rsi_value(gain, loss)
+    else:
+        loss *= period - 1
+        gain *= period - 1
+        if change < 0:
+            loss -= change
+        else:
+            gain += change
+        loss /= period
+        gain /= period
+        out[0] = _rsi_value(gain, loss)
+    state[2] = gain
+    state[3] = loss
+
+
+# ------------------------------------------------------------------ MACD
+@njit(cache=True, inline="always")
+def macd_step(state, params, open_, high, low, close, volume, new_session, out):
+    """TA-Lib MACD. The fast EMA starts at the slow EMA's first row, seeded with the SMA of the
+    ``fast`` closes ending there; the signal EMA is seeded on the first ``signal`` MACD values.
+    State = (bars seen, slow EMA[3], fast EMA[3], signal EMA[3])."""
+    fast = int(params[0])
+    slow = int(params[1])
+    signal = int(params[2])
+    count = state[0]
+    state[0] = count + 1.0
+    out[0] = np.nan
+    out[1] = np.nan
+    out[2] = np.nan
+    slow_value = _ema_feed(state, 1, slow, close)
+    if count < slow - fast:
+        return
+    fast_value = _ema_feed(state, 4, fast, close)
+    if count < slow - 1:
+        return
+    line = fast_value - slow_value
+    signal_value = _ema_feed(state, 7, signal, line)
+    if count >= slow - 1 + signal - 1:
+        out[0] = line
+        out[1] = signal_value
+        out[2] = line - signal_value
+
+
+def _macd_check(params: tuple) -> str | None:
+    fast, slow, _ = params
+    return None if fast < slow else f"fast ({fast}) must be smaller than slow ({slow})"
+
+
+# ------------------------------------------------------------------ Bollinger bands
+def bollinger_state_size(params: tuple) -> int:
+    return sma_state_size(params) + WINDOW_SLOTS + int(params[0])
+
+
+@njit(cache=True, inline="always")
+def bollinger_step(state, params, open_, high, low, close, volume, new_session, out):
+    """TA-Lib BBANDS with one ``nbdev`` both ways: the middle band is the SMA step itself (so it
+    equals ``sma`` bit for bit); the deviation is the population standard deviation, 0 below
+    TA-Lib's epsilon. Outputs (upper, middle, lower)."""
+    period = int(params[0])
+    sma_step(state[:3 + period], params, open_, high, low, close, volume, new_session, out)
+    middle = out[0]
+    out[0] = np.nan
+    out[1] = np.nan
+    out[2] = np.nan
+    if not _window_push(state, 3 + period, period, close):
+        return
+    variance = _window_variance(state, 3 + period, period, 0)
+    deviation = np.sqrt(variance) if not variance < TALIB_EPSILON else 0.0
+    out[0] = middle + deviation * params[1]
+    out[1] = middle
+    out[2] = middle - deviation * params[1]
+
+
+# ------------------------------------------------------------------ ROC, MOM
+@njit(cache=True, inline="always")
+def roc_step(state, params, open_, high, low, close, volume, new_session, out):
+    """TA-Lib ROC: ((close / close[-period]) - 1) * 100, and 0.0 where close[-period] is 0.
+    State = (bars seen, ring head, ring of the last ``period`` closes)."""
+    period = int(params[0])
+    older = _lag_push(state, 1, period, close)
+    count = state[0]
+    state[0] = count + 1.0
+    if count < period:
+        out[0] = np.nan
+    elif older != 0.0:
+        out[0] = ((close / older) - 1.0) * 100.0
+    else:
+        out[0] = 0.0
+
+
+@njit(cache=True, inline="always")
+def mom_step(state, params, open_, high, low, close, volume, new_session, out):
+    """TA-Lib MOM: close - close[-period]."""
+    period = int(params[0])
+    older = _lag_push(state, 1, period, close)
+    count = state[0]
+    state[0] = count + 1.0
+    out[0] = close - older if count >= period else np.nan
+
+
+# ------------------------------------------------------------------ volatility, z-score
+@njit(cache=True, inline="always")
+def volatility_step(state, params, open_, high, low, close, volume, new_session, out):
+    """Sample (ddof 1) standard deviation of the last ``period`` simple returns, not annualised:
+    ``close / previous - 1`` as pandas' ``pct_change``. State = (bars seen, previous close, window)."""
+    period = int(params[0])
+    count = state[0]
+    state[0] = count + 1.0
+    previous = state[1]
+    state[1] = close
+    out[0] = np.nan
+    if count == 0.0:
+        return
+    if _window_push(state, 2, period, close / previous - 1.0):
+        out[0] = np.sqrt(_window_variance(state, 2, period, 1))
+
+
+@njit(cache=True, inline="always")
+def zscore_step(state, params, open_, high, low, close, volume, new_session, out):
+    """(close - mean) / population std over the last ``period`` closes; NaN where the window is
+    flat (variance below TA-Lib's epsilon), the z-score being undefined there."""
+    period = int(params[0])
+    out[0] = np.nan
+    if not _window_push(state, 0, period, close):
+        return
+    variance = _window_variance(state, 0, period, 0)
+    if variance >= TALIB_EPSILON:
+        out[0] = (close - state[2]) / np.sqrt(variance)
+
+
+# ------------------------------------------------------------------ the registry entries
+def _kind(name, description, params, step, state_size, lookback, formula, outputs=(), init=zero_init,
+          check=None):
+    extra = {"check": check} if check else {}
+    return IndicatorKind(name=name, description=description, params=params, outputs=outputs,
+                         inputs=("close",), state_size=state_size, init=init, step=step,
+                         lookback=lookback, lookback_formula=formula, **extra)
+
+
+CLOSE_KINDS: list[IndicatorKind] = [
+    _kind("sma", "simple moving average (TA-Lib SMA)", _period(20), sma_step, sma_state_size,
+          lambda p: p[0] - 1, "period - 1", init=sma_init),
+    _kind("ema", "exponential moving average seeded with an SMA (TA-Lib EMA)", _period(12), ema_step,
+          _fixed_state(3), lambda p: p[0] - 1, "period - 1"),
+    _kind("wma", "linearly weighted moving average (TA-Lib WMA)", _period(20), wma_step,
+          _period_state(5), lambda p: p[0] - 1, "period - 1"),
+    _kind("dema", "double exponential moving average (TA-Lib DEMA)", _period(20), dema_step,
+          _fixed_state(6), lambda p: 2 * (p[0] - 1), "2 * (period - 1)"),
+    _kind("tema", "triple exponential moving average (TA-Lib TEMA)", _period(20), tema_step,
+          _fixed_state(9), lambda p: 3 * (p[0] - 1), "3 * (period - 1)"),
+    _kind("rsi", "Wilder relative strength index, 0..100 (TA-Lib RSI)", _period(14), rsi_step,
+          _fixed_state(4), lambda p: p[0], "period"),
+    _kind("macd", "MACD line, signal line and histogram (TA-Lib MACD)",
+          (Param("fast", 12), Param("slow", 26), Param("signal", 9)), macd_step, _fixed_state(10),
+          lambda p: p[1] - 1 + p[2] - 1, "slow - 1 + signal - 1",
+          outputs=("macd", "macd_signal", "macd_hist"), check=_macd_check),
+    _kind("bollinger", "Bollinger bands: SMA +/- nbdev population standard deviations (TA-Lib BBANDS)",
+          (Param("period", 20), Param("nbdev", 2.0, is_integer=False, low=0.0, high=100.0)),
+          bollinger_step, bollinger_state_size, lambda p: p[0] - 1, "period - 1",
+          outputs=("bb_upper", "bb_middle", "bb_lower")),
+    _kind("roc", "rate of change in percent, ((close / close[-period]) - 1) * 100 (TA-Lib ROC)",
+          _period(10), roc_step, _period_state(2), lambda p: p[0], "period"),
+    _kind("mom", "momentum, close - close[-period] (TA-Lib MOM)", _period(10), mom_step,
+          _period_state(2), lambda p: p[0], "period"),
+    _kind("volatility", "sample standard deviation of the last period simple returns (not annualised)",
+          _period(20, low=2), volatility_step, _period_state(2 + WINDOW_SLOTS), lambda p: p[0], "period"),
+    _kind("zscore", "(close - mean) / population standard deviation over the last period closes",
+          _period(20, low=2), zscore_step, _period_state(WINDOW_SLOTS), lambda p: p[0] - 1, "period - 1"),
+]

@@ -1,0 +1,726 @@
+"""Range and volume indicators (ATR, NATR, STOCH, WILLR, CCI, ADX/DI, OBV, MFI, VWAP) as O(1) steps.
+
+Each kind follows the ``step_core`` convention: ``state_size(params)``, ``init(state, params)``
+and ``step(state, params, open_, high, low, close, volume, new_session, out)`` over a float64
+state. The arithmetic mirrors the C code of the TA-Lib build the parity tests run against
+(TA-Lib 0.8.x: the same seeding, the same lookback, the same floating-point operations in the
+same order), so the batch run of a step equals ``talib.<FUNC>`` bit for bit on ordinary data.
+Notes on what that C code does (and so what these steps do):
+
+* ATR/NATR: the true range starts from high-low and is replaced by |prevclose-high| and then
+  |prevclose-low| when larger; the seed is the plain sum of the first ``period`` ranges divided
+  by ``period``; later bars use the two-coefficient Wilder step ``fma(b, atr, a*tr)`` (one
+  rounding for ``b*atr + a*tr``, as TA-Lib 0.8 compiles it) with ``b = (period-1)/period`` and
+  ``a = 1-b``. NATR divides by the bar's own close (0.0 when the
+  close is exactly 0) and, at period 1, is the raw true range (TA-Lib does not normalise it).
+* STOCH/WILLR: the highest high / lowest low of the window are cached with their bar index and
+  rescanned when they leave the window (TA-Lib's streaming form; identical extremes to its
+  batch block scan). A window is "flat" when |hh-ll| <= 1e-14*(|hh|+|ll|) and then reads 0.
+* CCI: the mean and mean deviation are summed over the circular buffer in slot order (not
+  chronological order), as TA-Lib does; that costs O(period) per bar, which is inherent to
+  the mean deviation.
+* ADX/+DI/-DI: raw DM/TR sums over the first ``period-1`` moves, then Wilder smoothing
+  ``x - x/period + dm``; +DI and -DI are defined from bar ``period`` on, ADX from ``2*period-1``.
+* MFI: money flow classified with the scaled dead-zone, empty-window detection by counting
+  flow-less bars, the numerator clamped into [0, total].
+* VWAP has no TA-Lib reference: session VWAP is sum(tp*v)/sum(v) since the last
+  ``new_session`` bar; ``window > 0`` gives a rolling VWAP over the last ``window`` bars
+  (sessions ignored) kept with compensated running sums. NaN while the volume sum is 0.
+
+A NaN input propagates the way it does in TA-Lib (for instance a NaN true range poisons the
+Wilder recursion), which ``run_panel`` avoids for leading NaNs by starting each column at its
+first row where every input of the kind is valid. One known difference: with NaNs *inside* the
+series, STOCH and WILLR follow TA-Lib's per-bar form (the one its own streaming API runs), while
+talib.STOCH/WILLR run a batch block scan whose NaN handling depends on block alignment; on
+NaN-free data both find the same extremes and the outputs are identical.
+"""
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from utils.engine.indicators.step_core import INPUT_NAMES, IndicatorKind, Param, fma, run_panel
+
+_EPSILON = 1e-14  # TA_EPSILON of TA-Lib 0.8 (ta_utility.h)
+_NAN = np.nan
+
+
+# ----------------------------------------------------------------------------- shared pieces
+@njit(cache=True, inline="always")
+def _is_zero(v):
+    """TA_IS_ZERO: inside the fixed band (-TA_EPSILON, TA_EPSILON)."""
+    return (-_EPSILON < v) and (v < _EPSILON)
+
+
+@njit(cache=True, inline="always")
+def _is_zero_scaled(v, scale):
+    """TA_IS_ZERO_SCALED: |v| <= TA_EPSILON * scale (a ~90-ulp relative dead-zone)."""
+    return abs(v) <= _EPSILON * scale
+
+
+@njit(cache=True, inline="always")
+def _true_range(high, low, prev_close):
+    """TA-Lib's true range: high-low, replaced by each previous-close distance when larger."""
+    greatest = high - low
+    val2 = abs(prev_close - high)
+    if val2 > greatest:
+        greatest = val2
+    val3 = abs(prev_close - low)
+    if val3 > greatest:
+        greatest = val3
+    return greatest
+
+
+@njit(cache=True, inline="always")
+def _sma_push(state, base, period, x):
+    """TA_INT_SMA as a step over state[base:base+3+period] = count, total, head, ring.
+
+    Returns (ready, value): the running total gains the new value, is divided by the period,
+    then loses the oldest value of the window (same order as the C loop)."""
+    count = int(state[base])
+    head = int(state[base + 2])
+    next_head = head + 1
+    if next_head == period:
+        next_head = 0
+    total = state[base + 1] + x
+    state[base + 3 + head] = x
+    ready = count + 1 >= period
+    value = _NAN
+    if ready:
+        value = total / period
+        total -= state[base + 3 + next_head]  # the oldest value of the window
+        state[base] = period  # saturate: only "at least period" matters from here on
+    else:
+        state[base] = count + 1
+    state[base + 1] = total
+    state[base + 2] = next_head
+    return ready, value
+
+
+@njit(cache=True, inline="always")
+def _window_extremes(state, base, period, today, high, low):
+    """Highest high and lowest low of the last ``period`` bars, the TA-Lib way.
+
+    Layout of state[base:base+5+2*period]: lowest index, lowest, highest index, highest, ring
+    slot of this bar, then the rings of the last ``period`` highs and lows. Returns False while
+    fewer than ``period`` bars were seen. Ties move the cached index to the newest bar; an
+    expired extreme triggers a forward rescan of the window where the earliest extreme wins
+    (TA-Lib's per-bar form; its batch block scan finds the same extremes on NaN-free data)."""
+    ring_high = base + 5
+    ring_low = base + 5 + period
+    slot = int(state[base + 4])
+    state[ring_high + slot] = high
+    state[ring_low + slot] = low
+    next_slot = slot + 1
+    if next_slot == period:
+        next_slot = 0
+    state[base + 4] = next_slot
+    if today < period - 1:
+        return False
+    trailing = today - period + 1  # its ring slot is next_slot: the oldest in the window
+    lowest_idx = int(state[base])
+    lowest = state[base + 1]
+    highest_idx = int(state[base + 2])
+    highest = state[base + 3]
+    if lowest_idx < trailing:
+        lowest_idx = trailing
+        lowest = state[ring_low + next_slot]
+        j = next_slot
+        for i in range(trailing + 1, today + 1):
+            j += 1
+            if j == period:
+                j = 0
+            tmp = state[ring_low + j]
+            if tmp < lowest:
+                lowest_idx = i
+                lowest = tmp
+    elif low <= lowest:
+        lowest_idx = today
+        lowest = low
+    if highest_idx < trailing:
+        highest_idx = trailing
+        highest = state[ring_high + next_slot]
+        j = next_slot
+        for i in range(trailing + 1, today + 1):
+            j += 1
+            if j == period:
+                j = 0
+            tmp = state[ring_high + j]
+            if tmp > highest:
+                highest_idx = i
+                highest = tmp
+    elif high >= highest:
+        highest_idx = today
+        highest = high
+    state[base] = lowest_idx
+    state[base + 1] = lowest
+    state[base + 2] = highest_idx
+    state[base + 3] = highest
+    return True
+
+
+@njit(cache=True, inline="always")
+def _window_extremes_init(state, base):
+    state[base] = -1.0
+    state[base + 1] = 0.0
+    state[base + 2] = -1.0
+    state[base + 3] = 0.0
+    state[base + 4] = 0.0
+
+
+# ----------------------------------------------------------------------------- ATR / NATR
+# state: count (saturating at period+1), previous close, running TR sum then the ATR
+def atr_state_size(params: tuple) -> int:
+    return 3
+
+
+@njit(cache=True, inline="always")
+def atr_init(state, params):
+    state[:] = 0.0
+
+
+@njit(cache=True, inline="always")
+def _atr_update(state, period, high, low, close):
+    """Advance the ATR state by one bar; returns (ready, atr)."""
+    count = int(state[0])
+    prev_close = state[1]
+    state[1] = close
+    if count == 0:
+        state[0] = 1.0
+        return False, _NAN
+    tr = _true_range(high, low, prev_close)
+    if count < period:  # seed: accumulate from 0.0 in input order
+        state[2] += tr
+        state[0] = count + 1
+        return False, _NAN
+    if count == period:
+        atr = (state[2] + tr) / period
+        state[0] = period + 1
+    else:
+        w_beta = (period - 1) / period
+        w_alpha = 1.0 - w_beta
+        atr = fma(w_beta, state[2], w_alpha * tr)  # TA-Lib 0.8 fuses this step
+    state[2] = atr
+    return True, atr
+
+
+@njit(cache=True, inline="always")
+def atr_step(state, params, open_, high, low, close, volume, new_session, out):
+    """TA-Lib ATR: SMA-seeded Wilder average of the true range; lookback = period."""
+    ready, atr = _atr_update(state, int(params[0]), high, low, close)
+    out[0] = atr if ready else _NAN
+
+
+@njit(cache=True, inline="always")
+def natr_step(state, params, open_, high, low, close, volume, new_session, out):
+    """TA-Lib NATR: ATR / close * 100 (0 on a zero close; raw true range at period 1)."""
+    period = int(params[0])
+    ready, atr = _atr_update(state, period, high, low, close)
+    if not ready:
+        out[0] = _NAN
+    elif period <= 1:
+        out[0] = atr
+    elif close != 0.0:
+        out[0] = (atr / close) * 100.0
+    else:
+        out[0] = 0.0
+
+
+# ----------------------------------------------------------------------------- STOCH
+# params: fastk_period, slowk_period, slowd_period (SMA smoothing, TA-Lib matype 0)
+# state: bar count | window extremes (5 + 2*fastk) | slow-K SMA (3 + slowk) | slow-D SMA
+def stoch_state_size(params: tuple) -> int:
+    fastk, slowk, slowd = (int(p) for p in params)
+    return 1 + (5 + 2 * fastk) + (3 + slowk) + (3 + slowd)
+
+
+@njit(cache=True, inline="always")
+def stoch_init(state, params):
+    state[:] = 0.0
+    _window_extremes_init(state, 1)
+
+
+@njit(cache=True, inline="always")
+def stoch_step(state, params, open_, high, low, close, volume, new_session, out):
+    """TA-Lib STOCH with SMA slow-K / slow-D: fast K = (c-ll)/(hh-ll)*100 over fastk bars."""
+    fastk = int(params[0])
+    slowk = int(params[1])
+    slowd = int(params[2])
+    today = int(state[0])
+    state[0] = today + 1
+    out[0] = _NAN
+    out[1] = _NAN
+    if not _window_extremes(state, 1, fastk, today, high, low):
+        return
+    lowest = state[2]
+    highest = state[4]
+    if not _is_zero_scaled(highest - lowest, abs(highest) + abs(lowest)):
+        fast_k = (close - lowest) / (highest - lowest) * 100.0
+    else:
+        fast_k = 0.0
+    base_k = 1 + 5 + 2 * fastk
+    ready_k, slow_k = _sma_push(state, base_k, slowk, fast_k)
+    if not ready_k:
+        return
+    ready_d, slow_d = _sma_push(state, base_k + 3 + slowk, slowd, slow_k)
+    if ready_d:
+        out[0] = slow_k
+        out[1] = slow_d
+
+
+# ----------------------------------------------------------------------------- WILLR
+# state: bar count | window extremes (5 + 2*period)
+def willr_state_size(params: tuple) -> int:
+    return 1 + 5 + 2 * int(params[0])
+
+
+@njit(cache=True, inline="always")
+def willr_init(state, params):
+    state[:] = 0.0
+    _window_extremes_init(state, 1)
+
+
+@njit(cache=True, inline="always")
+def willr_step(state, params, open_, high, low, close, volume, new_session, out):
+    """TA-Lib WILLR: (hh-c)/(hh-ll) * -100, clamped into [-100, 0]; 0 on a flat window."""
+    period = int(params[0])
+    today = int(state[0])
+    state[0] = today + 1
+    if not _window_extremes(state, 1, period, today, high, low):
+        out[0] = _NAN
+        return
+    lowest = state[2]
+    highest = state[4]
+    if not _is_zero_scaled(highest - lowest, abs(highest) + abs(lowest)):
+        value = ((highest - close) / (highest - lowest)) * (-100.0)
+        if value > 0.0:
+            value = 0.0
+        elif value < -100.0:
+            value = -100.0
+        out[0] = value
+    else:
+        out[0] = 0.0
+
+
+# ----------------------------------------------------------------------------- CCI
+# state: bar count (saturating), ring slot, ring of the last `period` typical prices
+def cci_state_size(params: tuple) -> int:
+    return 2 + int(params[0])
+
+
+@njit(cache=True, inline="always")
+def cci_init(state, params):
+    state[:] = 0.0
+
+
+@njit(cache=True, inline="always")
+def cci_step(state, params, open_, high, low, close, volume, new_session, out):
+    """TA-Lib CCI: (tp - mean) / (0.015 * mean deviation), sums in circular-buffer slot order."""
+    period = int(params[0])
+    count = int(state[0])
+    slot = int(state[1])
+    last = (high + low + close) / 3
+    state[2 + slot] = last
+    state[1] = 0 if slot + 1 == period else slot + 1
+    if count + 1 < period:
+        state[0] = count + 1
+        out[0] = _NAN
+        return
+    state[0] = period
+    average = 0.0
+    for j in range(period):
+        average += state[2 + j]
+    average /= period
+    mean_dev = 0.0
+    for j in range(period):
+        mean_dev += abs(state[2 + j] - average)
+    mean_dev /= period
+    deviation = last - average
+    scale = abs(average)
+    if not _is_zero_scaled(deviation, scale) and not _is_zero_scaled(mean_dev, scale):
+        out[0] = deviation / (0.015 * mean_dev)
+    else:
+        out[0] = 0.0
+
+
+# ----------------------------------------------------------------------------- ADX / +DI / -DI
+# state: count (saturating at 2*period), prev high, prev low, prev close, +DM, -DM, TR,
+#        sum of the first DX values, ADX
+def adx_state_size(params: tuple) -> int:
+    return 9
+
+
+@njit(cache=True, inline="always")
+def adx_init(state, params):
+    state[:] = 0.0
+
+
+@njit(cache=True, inline="always")
+def adx_step(state, params, open_, high, low, close, volume, new_session, out):
+    """TA-Lib ADX, PLUS_DI and MINUS_DI over one shared DM/TR state.
+
+    outputs: adx (from bar 2*period-1), plus_di and minus_di (from bar period)."""
+    period = int(params[0])
+    count = int(state[0])
+    out[0] = _NAN
+    out[1] = _NAN
+    out[2] = _NAN
+    if count == 0:
+        state[1] = high
+        state[2] = low
+        state[3] = close
+        state[0] = 1.0
+        return
+    diff_p = high - state[1]
+    diff_m = state[2] - low
+    prev_close = state[3]
+    state[1] = high
+    state[2] = low
+    state[3] = close
+    plus_dm = state[4]
+    minus_dm = state[5]
+    tr_sum = state[6]
+    tr = _true_range(high, low, prev_close)
+    if count < period:  # raw sums of the first period-1 one-bar moves
+        if diff_m > 0 and diff_p < diff_m:
+            minus_dm += diff_m
+        elif diff_p > 0 and diff_p > diff_m:
+            plus_dm += diff_p
+        tr_sum += tr
+        state[4] = plus_dm
+        state[5] = minus_dm
+        state[6] = tr_sum
+        state[0] = count + 1
+        return
+    minus_dm -= minus_dm / period
+    plus_dm -= plus_dm / period
+    if diff_m > 0 and diff_p < diff_m:
+        minus_dm += diff_m
+    elif diff_p > 0 and diff_p > diff_m:
+        plus_dm += diff_p
+    tr_sum = tr_sum - tr_sum / period + tr
+    state[4] = plus_dm
+    state[5] = minus_dm
+    state[6] = tr_sum
+    has_dx = False
+    dx = 0.0
+    if tr_sum > 0.0:
+        minus_di = 100.0 * (minus_dm / tr_sum)
+        plus_di = 100.0 * (plus_dm / tr_sum)
+        out[1] = plus_di
+        out[2] = minus_di
+        di_sum = minus_di + plus_di
+        if not _is_zero(di_sum):
+            has_dx = True
+            dx = 100.0 * (abs(minus_di - plus_di) / di_sum)
+    else:
+        out[1] = 0.0
+        out[2] = 0.0
+    last_seed = 2 * period - 1
+    if count < last_seed:  # DX values summed for the first ADX
+        if has_dx:
+            state[7] += dx
+        state[0] = count + 1
+        return
+    if count == last_seed:
+        if has_dx:
+            state[7] += dx
+        adx = state[7] / period
+        state[0] = last_seed + 1
+    else:
+        adx = state[8]
+        if has_dx:
+            adx = (adx * (period - 1) + dx) / period
+    state[8] = adx
+    out[0] = adx
+
+
+# ----------------------------------------------------------------------------- OBV
+# state: started flag, previous close, OBV
+def obv_state_size(params: tuple) -> int:
+    return 3
+
+
+@njit(cache=True, inline="always")
+def obv_init(state, params):
+    state[:] = 0.0
+
+
+@njit(cache=True, inline="always")
+def obv_step(state, params, open_, high, low, close, volume, new_session, out):
+    """TA-Lib OBV: starts at the first bar's volume; +volume on an up close, -volume on down."""
+    if state[0] == 0.0:
+        state[0] = 1.0
+        state[1] = close
+        state[2] = volume
+    obv = state[2]
+    prev = state[1]
+    if close > prev:
+        obv += volume
+    elif close < prev:
+        obv -= volume
+    state[1] = close
+    state[2] = obv
+    out[0] = obv
+
+
+# ----------------------------------------------------------------------------- MFI
+# state: count (saturating at period+1), previous typical price, +sum, -sum, ring slot,
+#        flow-less run, ring of positive flows, ring of negative flows
+def mfi_state_size(params: tuple) -> int:
+    return 6 + 2 * int(params[0])
+
+
+@njit(cache=True, inline="always")
+def mfi_init(state, params):
+    state[:] = 0.0
+
+
+@njit(cache=True, inline="always")
+def mfi_step(state, params, open_, high, low, close, volume, new_session, out):
+    """TA-Lib MFI: 100 * positive flow / total flow over the last ``period`` price moves."""
+    period = int(params[0])
+    count = int(state[0])
+    typical = (high + low + close) / 3.0
+    if count == 0:
+        state[1] = typical
+        state[0] = 1.0
+        out[0] = _NAN
+        return
+    pos_sum = state[2]
+    neg_sum = state[3]
+    slot = int(state[4])
+    null_run = int(state[5])
+    ring_pos = 6
+    ring_neg = 6 + period
+    if count > period:  # the window is full: drop the oldest flow first
+        pos_sum -= state[ring_pos + slot]
+        neg_sum -= state[ring_neg + slot]
+    prev = state[1]
+    move = typical - prev
+    scale = abs(typical) + abs(prev)
+    state[1] = typical
+    flow = typical * volume
+    money_flow = 0.0 if _is_zero_scaled(move, scale) else flow
+    pos_flow = 0.0 if move < 0.0 else money_flow
+    neg_flow = money_flow if move < 0.0 else 0.0
+    state[ring_pos + slot] = pos_flow
+    state[ring_neg + slot] = neg_flow
+    pos_sum += pos_flow
+    neg_sum += neg_flow
+    null_run = null_run + 1 if money_flow == 0.0 else 0
+    if null_run >= period:
+        null_run = period
+        pos_sum = 0.0
+        neg_sum = 0.0
+    state[2] = pos_sum
+    state[3] = neg_sum
+    state[4] = 0 if slot + 1 == period else slot + 1
+    state[5] = null_run
+    if count < period:
+        state[0] = count + 1
+        out[0] = _NAN
+        return
+    state[0] = period + 1
+    total = pos_sum + neg_sum
+    if pos_sum < 0.0:
+        pos_clamped = 0.0
+    elif pos_sum > total:
+        pos_clamped = total
+    else:
+        pos_clamped = pos_sum
+    if total <= 0.0:
+        out[0] = 0.0
+    else:
+        out[0] = 100.0 * (pos_clamped / total)
+
+
+# ----------------------------------------------------------------------------- VWAP
+# window == 0 (session): state = sum(tp*v), sum(v)
+# window  > 0 (rolling): count, ring slot, non-zero volumes in the window, sum(tp*v) and its
+#   compensation, sum(v) and its compensation, ring of tp*v, ring of v
+def vwap_state_size(params: tuple) -> int:
+    window = int(params[0])
+    return 2 if window == 0 else 7 + 2 * window
+
+
+@njit(cache=True, inline="always")
+def vwap_init(state, params):
+    state[:] = 0.0
+
+
+@njit(cache=True, inline="always")
+def _neumaier_add(state, at, x):
+    """state[at] += x with the Neumaier compensation kept in state[at+1]."""
+    total = state[at]
+    t = total + x
+    if abs(total) >= abs(x):
+        state[at + 1] += (total - t) + x
+    else:
+        state[at + 1] += (x - t) + total
+    state[at] = t
+
+
+@njit(cache=True, inline="always")
+def vwap_step(state, params, open_, high, low, close, volume, new_session, out):
+    """VWAP of the typical price (h+l+c)/3: per session, or rolling over ``window`` bars."""
+    window = int(params[0])
+    pv = (high + low + close) / 3.0 * volume
+    if window == 0:
+        if new_session:
+            state[0] = 0.0
+            state[1] = 0.0
+        state[0] += pv
+        state[1] += volume
+        out[0] = state[0] / state[1] if state[1] != 0.0 else _NAN
+        return
+    count = int(state[0])
+    slot = int(state[1])
+    ring_pv = 7
+    ring_v = 7 + window
+    if count >= window:  # drop the bar leaving the window
+        old_v = state[ring_v + slot]
+        _neumaier_add(state, 3, -state[ring_pv + slot])
+        _neumaier_add(state, 5, -old_v)
+        if old_v != 0.0:
+            state[2] -= 1.0
+    else:
+        state[0] = count + 1
+    state[ring_pv + slot] = pv
+    state[ring_v + slot] = volume
+    _neumaier_add(state, 3, pv)
+    _neumaier_add(state, 5, volume)
+    if volume != 0.0:
+        state[2] += 1.0
+    state[1] = 0 if slot + 1 == window else slot + 1
+    if count + 1 < window:
+        out[0] = _NAN
+        return
+    total_v = state[5] + state[6]
+    if state[2] == 0.0 or total_v == 0.0:
+        out[0] = _NAN
+    else:
+        out[0] = (state[3] + state[4]) / total_v
+
+
+# ----------------------------------------------------------------------------- registry
+def _period(default: int, low: int = 2) -> Param:
+    return Param("period", default, True, low, 10_000)
+
+
+def _stoch_lookback(params: tuple) -> int:
+    fastk, slowk, slowd = (int(p) for p in params)
+    return (fastk - 1) + (slowk - 1) + (slowd - 1)
+
+
+RANGE_KINDS: list[IndicatorKind] = [
+    IndicatorKind(
+        name="atr", description="Average True Range (Wilder), TA-Lib ATR",
+        params=(_period(14, low=1),), outputs=(), inputs=("high", "low", "close"),
+        state_size=atr_state_size, init=atr_init, step=atr_step,
+        lookback=lambda p: int(p[0]), lookback_formula="period"),
+    IndicatorKind(
+        name="natr", description="Normalized ATR (ATR / close * 100), TA-Lib NATR",
+        params=(_period(14, low=1),), outputs=(), inputs=("high", "low", "close"),
+        state_size=atr_state_size, init=atr_init, step=natr_step,
+        lookback=lambda p: int(p[0]), lookback_formula="period"),
+    IndicatorKind(
+        name="stoch", description="Slow stochastic %K/%D with SMA smoothing, TA-Lib STOCH",
+        params=(Param("fastk_period", 14, True, 1, 10_000),
+                Param("slowk_period", 3, True, 1, 10_000),
+                Param("slowd_period", 3, True, 1, 10_000)),
+        outputs=("stoch_k", "stoch_d"), inputs=("high", "low", "close"),
+        state_size=stoch_state_size, init=stoch_init, step=stoch_step,
+        lookback=_stoch_lookback,
+        lookback_formula="(fastk_period - 1) + (slowk_period - 1) + (slowd_period - 1)"),
+    IndicatorKind(
+        name="willr", description="Williams %R, TA-Lib WILLR",
+        params=(_period(14),), outputs=(), inputs=("high", "low", "close"),
+        state_size=willr_state_size, init=willr_init, step=willr_step,
+        lookback=lambda p: int(p[0]) - 1, lookback_formula="period - 1"),
+    IndicatorKind(
+        name="cci", description="Commodity Channel Index of the typical price, TA-Lib CCI",
+        params=(_period(20),), outputs=(), inputs=("high", "low", "close"),
+        state_size=cci_state_size, init=cci_init, step=cci_step,
+        lookback=lambda p: int(p[0]) - 1, lookback_formula="period - 1"),
+    IndicatorKind(
+        name="adx",
+        description="Average Directional Index with +DI/-DI, TA-Lib ADX, PLUS_DI, MINUS_DI",
+        params=(_period(14),), outputs=("adx", "plus_di", "minus_di"),
+        inputs=("high", "low", "close"),
+        state_size=adx_state_size, init=adx_init, step=adx_step,
+        lookback=lambda p: 2 * int(p[0]) - 1,
+        lookback_formula="2 * period - 1 (adx); period (plus_di, minus_di)"),
+    IndicatorKind(
+        name="obv", description="On-Balance Volume, TA-Lib OBV",
+        params=(), outputs=(), inputs=("close", "volume"),
+        state_size=obv_state_size, init=obv_init, step=obv_step,
+        lookback=lambda p: 0, lookback_formula="0"),
+    IndicatorKind(
+        name="mfi", description="Money Flow Index, TA-Lib MFI",
+        params=(_period(14),), outputs=(), inputs=("high", "low", "close", "volume"),
+        state_size=mfi_state_size, init=mfi_init, step=mfi_step,
+        lookback=lambda p: int(p[0]), lookback_formula="period"),
+    IndicatorKind(
+        name="vwap",
+        description="VWAP of the typical price: per session (window 0) or rolling over window bars",
+        params=(Param("window", 0, True, 0, 10_000),), outputs=(),
+        inputs=("high", "low", "close", "volume"),
+        state_size=vwap_state_size, init=vwap_init, step=vwap_step,
+        lookback=lambda p: max(int(p[0]) - 1, 0),
+        lookback_formula="0 (session, window 0); window - 1 (rolling)"),
+]
+
+RANGE_KINDS_BY_NAME: dict[str, IndicatorKind] = {kind.name: kind for kind in RANGE_KINDS}
+
+
+def output_lookbacks(kind: IndicatorKind, params: tuple) -> tuple[int, ...]:
+    """Leading NaN bars of each output (adx's DI legs start before the ADX itself)."""
+    if kind.name == "adx":
+        period = int(params[0])
+        return (2 * period - 1, period, period)
+    return (kind.lookback(params),) * kind.n_outputs
+
+
+def first_valid_rows(kind: IndicatorKind, inputs: dict[str, np.ndarray]) -> np.ndarray:
+    """Per column, the first row where every input of ``kind`` is non-NaN (TA-Lib's begIdx);
+    ``rows`` for a column that never has one."""
+    valid = None
+    for name in kind.inputs:
+        ok = ~np.isnan(np.asarray(inputs[name], dtype=np.float64))
+        valid = ok if valid is None else valid & ok
+    assert valid is not None
+    if valid.ndim == 1:
+        valid = valid[:, None]
+    rows = valid.shape[0]
+    any_valid = valid.any(axis=0)
+    return np.where(any_valid, valid.argmax(axis=0), rows).astype(np.int64)
+
+
+def compute_panel(kind: IndicatorKind, params: tuple, open_=None, high=None, low=None,
+                  close=None, volume=None, new_session=None) -> np.ndarray:
+    """Run ``kind`` over (time x symbols) arrays (1-D is one column) with ``run_panel``.
+
+    Returns (time, symbols, n_outputs). Inputs the kind does not read may be left out."""
+    given = {"open": open_, "high": high, "low": low, "close": close, "volume": volume}
+    for name in kind.inputs:
+        if given[name] is None:
+            raise ValueError(f"{kind.name} needs the {name!r} input")
+    reference = next(np.asarray(given[name]) for name in kind.inputs)
+    shape = reference.shape if reference.ndim == 2 else (reference.shape[0], 1)
+    arrays = {}
+    for name in INPUT_NAMES:
+        value = given[name]
+        if value is None:
+            arrays[name] = np.zeros(shape)
+        else:
+            arrays[name] = np.ascontiguousarray(np.asarray(value, dtype=np.float64).reshape(shape))
+    if new_session is None:
+        sessions = np.zeros(shape[0], dtype=np.bool_)
+    else:
+        sessions = np.ascontiguousarray(np.asarray(new_session, dtype=np.bool_))
+    first_rows = first_valid_rows(kind, {name: arrays[name] for name in kind.inputs})
+    param_array = np.asarray(params, dtype=np.float64)
+    return run_panel(kind.step, kind.init, kind.state_size(tuple(params)), param_array,
+                     arrays["open"], arrays["high"], arrays["low"], arrays["close"],
+                     arrays["volume"], sessions, first_rows, kind.n_outputs)

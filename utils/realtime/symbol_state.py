@@ -1,0 +1,134 @@
+"""Per-symbol streaming indicator state, shared by every stream of this server process.
+
+Each (symbol, feature) has an O(1) state from the indicator engine; a tick updates it in place,
+so after N ticks the values equal the batch result over those N ticks bit for bit. States are
+snapshotted to Redis (raw float64 bytes, never pickle) about once a second and on shutdown; a
+process that meets a symbol for the first time loads the snapshot when it matches the stored
+tick series, and otherwise rebuilds the state by replaying the stored ticks (capped at
+TICK_STREAM_MAXLEN, so recursive indicators then start from the oldest retained tick).
+
+Ticks of one symbol must reach one server process (route by symbol when scaling out).
+"""
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass, field
+from typing import Iterable
+
+import numpy as np
+import redis
+
+from utils.data.timeutil import NS_PER_DAY
+from utils.engine.indicators.streaming import StreamState
+from utils.queue import keys
+
+log = logging.getLogger(__name__)
+
+LAST_TIME_FIELD = b"_last_time"
+
+
+@dataclass
+class SymbolState:
+    symbol: str
+    last_time_ns: int | None = None
+    features: dict[str, StreamState] = field(default_factory=dict)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    dirty: bool = False
+
+
+@dataclass(frozen=True)
+class Tick:
+    time_ns: int
+    price: float
+    volume: float
+
+
+class SymbolStates:
+    def __init__(self, client: redis.Redis) -> None:
+        # A client with decode_responses=False (snapshots are bytes).
+        self.redis = client
+        self._symbols: dict[str, SymbolState] = {}
+        self._lock = threading.Lock()
+
+    # ----------------------------------------------------------------- access
+    def get(self, symbol: str) -> SymbolState:
+        with self._lock:
+            state = self._symbols.get(symbol)
+            if state is None:
+                state = self._symbols[symbol] = SymbolState(symbol)
+                self._restore_time(state)
+            return state
+
+    def ensure_features(self, state: SymbolState, names: Iterable[str]) -> None:
+        """Give the symbol a state for each feature (snapshot, else replay of stored ticks).
+        Call with ``state.lock`` held."""
+        missing = [name for name in names if name not in state.features]
+        if not missing:
+            return
+        snapshot = self.redis.hgetall(keys.stream_state(state.symbol))
+        snapshot_time = snapshot.get(LAST_TIME_FIELD)
+        consistent = snapshot_time is not None and int(snapshot_time) == (state.last_time_ns or -1)
+        replay = None
+        for name in missing:
+            raw = snapshot.get(name.encode()) if consistent else None
+            if raw is not None:
+                state.features[name] = StreamState.from_bytes([name], raw)
+                continue
+            if replay is None:
+                replay = self._stored_ticks(state.symbol)
+            feature = StreamState.create([name])
+            if replay[0].size:
+                feature.update_many(*self._bar_inputs(*replay))
+            state.features[name] = feature
+            state.dirty = True
+
+    def apply(self, state: SymbolState, names: list[str], tick: Tick) -> dict[str, float]:
+        """Update every tracked feature of the symbol with one tick; the values of ``names``.
+        Call with ``state.lock`` held, after the tick passed validation."""
+        new_session = state.last_time_ns is None or tick.time_ns // NS_PER_DAY != state.last_time_ns // NS_PER_DAY
+        values: dict[str, float] = {}
+        for name, feature in state.features.items():
+            result = feature.update(tick.price, tick.price, tick.price, tick.price, tick.volume, new_session)
+            if name in names:
+                values.update(result)
+        state.last_time_ns = tick.time_ns
+        state.dirty = True
+        return values
+
+    # -------------------------------------------------------------- snapshots
+    def flush(self) -> int:
+        """Write dirty symbols' states to Redis; returns how many were written."""
+        with self._lock:
+            symbols = list(self._symbols.values())
+        written = 0
+        for state in symbols:
+            with state.lock:
+                if not state.dirty or state.last_time_ns is None:
+                    continue
+                mapping = {name.encode(): feature.to_bytes() for name, feature in state.features.items()}
+                mapping[LAST_TIME_FIELD] = str(state.last_time_ns).encode()
+                state.dirty = False
+            self.redis.hset(keys.stream_state(state.symbol), mapping=mapping)
+            written += 1
+        return written
+
+    # ---------------------------------------------------------------- helpers
+    def _restore_time(self, state: SymbolState) -> None:
+        """The last stored tick's time, so ordering checks survive a restart."""
+        last = self.redis.xrevrange(keys.ticks(state.symbol), count=1)
+        if last:
+            state.last_time_ns = int(last[0][1][b"time_ns"])
+
+    def _stored_ticks(self, symbol: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        entries = self.redis.xrange(keys.ticks(symbol))
+        times = np.fromiter((int(f[b"time_ns"]) for _, f in entries), dtype=np.int64, count=len(entries))
+        prices = np.fromiter((float(f[b"price"]) for _, f in entries), dtype=np.float64, count=len(entries))
+        volumes = np.fromiter((float(f[b"volume"]) for _, f in entries), dtype=np.float64, count=len(entries))
+        return times, prices, volumes
+
+    @staticmethod
+    def _bar_inputs(times: np.ndarray, prices: np.ndarray, volumes: np.ndarray):
+        days = times // NS_PER_DAY
+        new_session = np.concatenate([[True], days[1:] != days[:-1]])
+        return prices, prices, prices, prices, volumes, new_session
