@@ -128,21 +128,33 @@ def sma_init(state, params):
 
 
 @njit(cache=True, inline="always")
+def sma_push(state, base, period, x):
+    """TA_INT_SMA as a step over state[base:base+3+period] = count, total, head, ring.
+
+    Returns (ready, value): the running total gains the new value, is divided by the period,
+    then loses the oldest value of the window (same order as the C loop)."""
+    count = int(state[base])
+    head = int(state[base + 2])
+    next_head = head + 1
+    if next_head == period:
+        next_head = 0
+    total = state[base + 1] + x
+    state[base + 3 + head] = x
+    ready = count + 1 >= period
+    value = np.nan
+    if ready:
+        value = total / period
+        total -= state[base + 3 + next_head]  # the oldest value of the window
+        state[base] = period  # saturate: only "at least period" matters from here on
+    else:
+        state[base] = count + 1
+    state[base + 1] = total
+    state[base + 2] = next_head
+    return ready, value
+
+
+@njit(cache=True, inline="always")
 def sma_step(state, params, open_, high, low, close, volume, new_session, out):
     """TA-Lib TA_INT_SMA: add the new close, divide, then subtract the oldest of the window."""
-    period = int(params[0])
-    count = int(state[0])
-    head = int(state[2])
-    total = state[1] + close
-    state[3 + head] = close
-    head += 1  # a compare, not ``% period``: an integer division per bar would triple the cost
-    if head == period:
-        head = 0
-    if count + 1 >= period:
-        out[0] = total / period
-        total -= state[3 + head]  # the oldest close of this window leaves before the next bar
-    else:
-        out[0] = np.nan
-    state[0] = count + 1
-    state[1] = total
-    state[2] = head
+    ready, value = sma_push(state, 0, int(params[0]), close)
+    out[0] = value

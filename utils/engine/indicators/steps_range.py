@@ -39,7 +39,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from utils.engine.indicators.step_core import INPUT_NAMES, IndicatorKind, Param, fma, run_panel
+from utils.engine.indicators.step_core import INPUT_NAMES, IndicatorKind, Param, fma, run_panel, sma_push
 
 _EPSILON = 1e-14  # TA_EPSILON of TA-Lib 0.8 (ta_utility.h)
 _NAN = np.nan
@@ -71,30 +71,6 @@ def _true_range(high, low, prev_close):
     return greatest
 
 
-@njit(cache=True, inline="always")
-def _sma_push(state, base, period, x):
-    """TA_INT_SMA as a step over state[base:base+3+period] = count, total, head, ring.
-
-    Returns (ready, value): the running total gains the new value, is divided by the period,
-    then loses the oldest value of the window (same order as the C loop)."""
-    count = int(state[base])
-    head = int(state[base + 2])
-    next_head = head + 1
-    if next_head == period:
-        next_head = 0
-    total = state[base + 1] + x
-    state[base + 3 + head] = x
-    ready = count + 1 >= period
-    value = _NAN
-    if ready:
-        value = total / period
-        total -= state[base + 3 + next_head]  # the oldest value of the window
-        state[base] = period  # saturate: only "at least period" matters from here on
-    else:
-        state[base] = count + 1
-    state[base + 1] = total
-    state[base + 2] = next_head
-    return ready, value
 
 
 @njit(cache=True, inline="always")
@@ -259,10 +235,10 @@ def stoch_step(state, params, open_, high, low, close, volume, new_session, out)
     else:
         fast_k = 0.0
     base_k = 1 + 5 + 2 * fastk
-    ready_k, slow_k = _sma_push(state, base_k, slowk, fast_k)
+    ready_k, slow_k = sma_push(state, base_k, slowk, fast_k)
     if not ready_k:
         return
-    ready_d, slow_d = _sma_push(state, base_k + 3 + slowk, slowd, slow_k)
+    ready_d, slow_d = sma_push(state, base_k + 3 + slowk, slowd, slow_k)
     if ready_d:
         out[0] = slow_k
         out[1] = slow_d
