@@ -12,6 +12,7 @@ from dataclasses import dataclass
 # name -> module path; add indicators/backtests/ML modules here as they are written.
 MODULES: dict[str, str] = {
     "queue": "bench.job_queue",
+    "indicators": "bench.indicators",
 }
 
 

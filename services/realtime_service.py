@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import math
 import uuid
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 import numpy as np
 import redis
@@ -19,7 +19,7 @@ from api_proto import realtime_pb2, realtime_pb2_grpc
 from services import validation
 from services.errors import invalid
 from utils.cache import RedisCache, digest
-from utils.data.store import SYMBOL_PATTERN, BarStore
+from utils.data.store import SYMBOL_PATTERN, Bars, BarStore
 from utils.data.timeutil import format_time, format_times, parse_time
 from utils.engine.indicators.features import (UnknownFeatureError, compute_features, latest_values,
                                               list_features, max_lookback, parse_feature)
@@ -163,14 +163,12 @@ class RealTimeServicer(realtime_pb2_grpc.RealTimeServiceServicer):
         names = parse_feature_names("feature_types", request.feature_types, DEFAULT_FEATURES)
         if request.lookback < 0 or request.lookback > MAX_SERIES_LOOKBACK:
             raise invalid("lookback", f"must be in [0, {MAX_SERIES_LOOKBACK}], got {request.lookback}")
-        version = self.store.version(symbol)
-        if version is None:
-            raise self._unknown_symbol(symbol)
+        version, load = self._history(symbol)
         lookback = request.lookback or 100
         key = digest(symbol, version, sorted(names), request.return_series, lookback)
         cached = self.cache.get(key)
         if cached is None:
-            cached = self._compute(symbol, names, request.return_series, lookback)
+            cached = self._compute(load(), names, request.return_series, lookback)
             self.cache.set(key, cached)
             from_cache = False
         else:
@@ -191,8 +189,17 @@ class RealTimeServicer(realtime_pb2_grpc.RealTimeServiceServicer):
         return not_found(f"symbol {symbol!r} has no stored bars or ticks; import bars with "
                          f"MarketDataService.ImportBars")
 
-    def _compute(self, symbol: str, names: list[str], return_series: bool, lookback: int) -> dict[str, Any]:
-        bars = self.store.read(symbol)
+    def _history(self, symbol: str) -> tuple[str, Callable[[], Bars]]:
+        """(data version, loader) of the symbol's imported bars, else of its streamed ticks."""
+        version = self.store.version(symbol)
+        if version is not None:
+            return f"bars:{version}", lambda: self.store.read(symbol)
+        tick_version = self.store.tick_version(symbol)
+        if tick_version is not None:
+            return f"ticks:{tick_version}", lambda: self.store.read_ticks(symbol)
+        raise self._unknown_symbol(symbol)
+
+    def _compute(self, bars: Bars, names: list[str], return_series: bool, lookback: int) -> dict[str, Any]:
         series = compute_features(np, names, bars.columns())  # OHLCV + time (VWAP sessions)
         result: dict[str, Any] = {
             "latest": {k: finite_or_nan(v) for k, v in latest_values(series).items()},
@@ -209,4 +216,5 @@ class RealTimeServicer(realtime_pb2_grpc.RealTimeServiceServicer):
         return realtime_pb2.ListFeaturesResponse(features=[realtime_pb2.FeatureInfo(
             name=info["name"], pattern=info["pattern"], description=info["description"],
             defaults={p["name"]: float(p["default"]) for p in info["params"]},
-            outputs=info["outputs"], lookback=str(info["lookback"])) for info in list_features()])
+            outputs=info["outputs"], lookback=str(info["lookback"]), inputs=info["inputs"])
+            for info in list_features()])

@@ -91,7 +91,7 @@ def create_server(settings: Any, registry: CollectorRegistry | None = None) -> R
     server = grpc.server(ThreadPoolExecutor(max_workers=settings.grpc_max_workers, thread_name_prefix="rpc"),
                          interceptors=[ObservabilityInterceptor(metrics)], options=options)
     backtest_pb2_grpc.add_BacktestServiceServicer_to_server(BacktestServicer(queue, store, settings), server)
-    states = SymbolStates(redis_from_settings(settings, decode=False))
+    states = SymbolStates(store)
     realtime_pb2_grpc.add_RealTimeServiceServicer_to_server(RealTimeServicer(
         client, store, RedisCache(client, "features", settings.feature_cache_ttl, metrics.cache("features")),
         states, settings, metrics), server)

@@ -325,6 +325,8 @@ def test_list_features(stub):
     assert list(features["bollinger"].outputs) == ["bb_upper", "bb_middle", "bb_lower"]
     assert features["sma"].defaults["period"] == 20 and features["rsi"].defaults["period"] == 14
     assert features["sma"].pattern == "sma_<period>" and features["sma"].description
+    assert list(features["sma"].inputs) == ["close"]
+    assert list(features["atr"].inputs) == ["high", "low", "close"] and "volume" in features["mfi"].inputs
 
 
 @pytest.mark.parametrize("fields,code,needle", [

@@ -100,3 +100,17 @@ def test_order_is_enforced_per_symbol_across_streams(server_factory):
     assert "out-of-order" in late[0].error and not late[0].processed_data
     other_symbol = stream(server.port, "BBB", prices(1), first_index=5)
     assert not other_symbol[0].error
+
+
+def test_compute_features_runs_over_streamed_ticks_without_bars(server_factory):
+    server = server_factory()
+    values = prices(120)
+    stream(server.port, "TICKONLY", values)
+    with grpc.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+        stub = realtime_pb2_grpc.RealTimeServiceStub(channel)
+        reply = stub.ComputeFeatures(realtime_pb2.FeatureRequest(stock_code="TICKONLY", feature_types=FEATURES))
+        assert_bit_equal(dict(reply.features), batch_last(values))
+        assert not reply.cached
+        stream(server.port, "TICKONLY", prices(1, seed=9), first_index=120)  # a new tick: new version
+        again = stub.ComputeFeatures(realtime_pb2.FeatureRequest(stock_code="TICKONLY", feature_types=FEATURES))
+        assert not again.cached and again.features["sma_20"] != reply.features["sma_20"]

@@ -144,6 +144,20 @@ class BarStore:
             raise SymbolNotFound(symbol)
         return bars.between(start_ns, end_ns)
 
+    def read_ticks(self, symbol: str) -> Bars:
+        """The symbol's stored ticks (capped stream) as bars: price as open/high/low/close."""
+        entries = self.redis.xrange(keys.ticks(symbol))
+        count = len(entries)
+        time = np.fromiter((int(f[b"time_ns"]) for _, f in entries), dtype=np.int64, count=count)
+        price = np.fromiter((float(f[b"price"]) for _, f in entries), dtype=np.float64, count=count)
+        volume = np.fromiter((float(f[b"volume"]) for _, f in entries), dtype=np.float64, count=count)
+        return Bars(symbol, time, price, price, price, price, volume)
+
+    def tick_version(self, symbol: str) -> str | None:
+        """Id of the last stored tick (changes with every tick), or None without ticks."""
+        last = self.redis.xrevrange(keys.ticks(symbol), count=1)
+        return last[0][0].decode() if last else None
+
     def version(self, symbol: str) -> int | None:
         value = self.redis.hget(keys.bars(symbol), "version")
         return int(value) if value is not None else None

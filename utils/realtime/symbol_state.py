@@ -16,10 +16,9 @@ import threading
 from dataclasses import dataclass, field
 from typing import Iterable
 
-import numpy as np
-import redis
-
 from utils.data.timeutil import NS_PER_DAY
+from utils.data.store import BarStore
+from utils.engine.indicators.features import session_starts
 from utils.engine.indicators.streaming import StreamState
 from utils.queue import keys
 
@@ -45,9 +44,9 @@ class Tick:
 
 
 class SymbolStates:
-    def __init__(self, client: redis.Redis) -> None:
-        # A client with decode_responses=False (snapshots are bytes).
-        self.redis = client
+    def __init__(self, store: BarStore) -> None:
+        self.store = store
+        self.redis = store.redis  # decode_responses=False: snapshots are bytes
         self._symbols: dict[str, SymbolState] = {}
         self._lock = threading.Lock()
 
@@ -76,10 +75,11 @@ class SymbolStates:
                 state.features[name] = StreamState.from_bytes([name], raw)
                 continue
             if replay is None:
-                replay = self._stored_ticks(state.symbol)
+                replay = self.store.read_ticks(state.symbol)
             feature = StreamState.create([name])
-            if replay[0].size:
-                feature.update_many(*self._bar_inputs(*replay))
+            if len(replay):
+                feature.update_many(replay.open, replay.high, replay.low, replay.close, replay.volume,
+                                    session_starts(replay.time))
             state.features[name] = feature
             state.dirty = True
 
@@ -119,16 +119,3 @@ class SymbolStates:
         last = self.redis.xrevrange(keys.ticks(state.symbol), count=1)
         if last:
             state.last_time_ns = int(last[0][1][b"time_ns"])
-
-    def _stored_ticks(self, symbol: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        entries = self.redis.xrange(keys.ticks(symbol))
-        times = np.fromiter((int(f[b"time_ns"]) for _, f in entries), dtype=np.int64, count=len(entries))
-        prices = np.fromiter((float(f[b"price"]) for _, f in entries), dtype=np.float64, count=len(entries))
-        volumes = np.fromiter((float(f[b"volume"]) for _, f in entries), dtype=np.float64, count=len(entries))
-        return times, prices, volumes
-
-    @staticmethod
-    def _bar_inputs(times: np.ndarray, prices: np.ndarray, volumes: np.ndarray):
-        days = times // NS_PER_DAY
-        new_session = np.concatenate([[True], days[1:] != days[:-1]])
-        return prices, prices, prices, prices, volumes, new_session
