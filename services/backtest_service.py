@@ -6,7 +6,7 @@ from typing import Any
 
 from api_proto import backtest_pb2, backtest_pb2_grpc
 from services import validation
-from services.errors import ServiceError, failed_precondition, invalid, not_found
+from services.errors import ServiceError, failed_precondition, not_found
 from services.job_views import history_page, require_job, watch
 from utils.data.store import BarStore
 from utils.data.timeutil import epoch_to_iso, format_time

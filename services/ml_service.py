@@ -7,7 +7,7 @@ from typing import Any
 
 from api_proto import ml_pb2, ml_pb2_grpc
 from services import validation
-from services.errors import ServiceError, failed_precondition, invalid, not_found
+from services.errors import ServiceError, invalid, not_found
 from services.job_views import require_job
 from services.model_cache import ModelCache
 from utils.engine.backend import cpu_backend

@@ -19,12 +19,13 @@ from api_proto import realtime_pb2, realtime_pb2_grpc
 from services import validation
 from services.errors import invalid
 from utils.cache import RedisCache, digest
-from utils.data.store import SYMBOL_PATTERN, Bars, BarStore
-from utils.data.timeutil import format_time, format_times, parse_time
+from utils.data.store import Bars, BarStore
+from utils.data.timeutil import format_time, format_times
 from utils.engine.indicators.features import (UnknownFeatureError, compute_features, latest_values,
                                               list_features, max_lookback, parse_feature)
 from utils.queue import keys
-from utils.realtime.symbol_state import SymbolStates, Tick
+from utils.realtime.symbol_state import SymbolStates
+from utils.realtime.tick_processor import TickResults, process_ticks
 
 DEFAULT_STREAM_FEATURES = ("sma_5", "sma_20", "ema_12", "rsi")
 DEFAULT_FEATURES = ("sma_20", "ema_12", "rsi", "macd", "bollinger")
@@ -43,21 +44,6 @@ def parse_feature_names(field: str, names: Iterable[str], defaults: tuple[str, .
 
 def finite_or_nan(value: float) -> float:
     return float(value) if value is not None and math.isfinite(value) else float("nan")
-
-
-def tick_error(tick: realtime_pb2.Tick) -> tuple[str, int | None]:
-    """Why a tick must be rejected ('' if fine), and its parsed time. Ordering is checked
-    against the symbol's state by the caller."""
-    if not SYMBOL_PATTERN.match(tick.stock_code or ""):
-        return f"stock_code {tick.stock_code!r} is not a valid symbol", None
-    if not math.isfinite(tick.price) or tick.price <= 0:
-        return f"price must be finite and > 0, got {tick.price}", None
-    if not math.isfinite(tick.volume) or tick.volume < 0:
-        return f"volume must be finite and >= 0, got {tick.volume}", None
-    try:
-        return "", parse_time(tick.timestamp)
-    except ValueError:
-        return f"timestamp {tick.timestamp!r} is not ISO-8601", None
 
 
 class RealTimeServicer(realtime_pb2_grpc.RealTimeServiceServicer):
@@ -87,56 +73,53 @@ class RealTimeServicer(realtime_pb2_grpc.RealTimeServiceServicer):
                         yield realtime_pb2.StreamDataResponse(stream_id=stream_id, sequence=sequence,
                                                               error=getattr(exc, "message", str(exc)))
                         continue
-                ticks = list(message.ticks) or [realtime_pb2.Tick(
-                    stock_code=message.stock_code, price=message.price, volume=message.volume,
-                    timestamp=message.timestamp)]
-                responses, accepted = [], []
-                for tick in ticks:
-                    sequence += 1
-                    error, time_ns, processed = self._apply_tick(tick, names)
-                    if error:
-                        self.metrics.ticks_rejected.labels(reason=error.split(" ")[0]).inc()
-                        responses.append(realtime_pb2.StreamDataResponse(
-                            stock_code=tick.stock_code, stream_id=stream_id, timestamp=tick.timestamp,
-                            error=error, sequence=sequence))
-                        continue
-                    accepted.append((tick, time_ns, processed))
-                    responses.append(realtime_pb2.StreamDataResponse(
-                        stock_code=tick.stock_code, processed_data=processed, stream_id=stream_id,
-                        timestamp=tick.timestamp, sequence=sequence))
-                self._publish(accepted)
-                self.metrics.ticks_processed.inc(len(accepted))
-                yield from responses
+                results = self._process(message, names)
+                first = sequence + 1
+                sequence += len(results.symbols)
+                if message.columnar_response:
+                    yield self._batch_response(stream_id, first, results)
+                else:
+                    yield from self._tick_responses(stream_id, first, results)
         finally:
             active.dec()
 
-    def _apply_tick(self, tick: realtime_pb2.Tick, names: list[str]) -> tuple[str, int | None, dict[str, float]]:
-        """(error, time, values): update the symbol's shared O(1) state, or say why not."""
-        error, time_ns = tick_error(tick)
-        if error:
-            return error, None, {}
-        state = self.states.get(tick.stock_code)
-        with state.lock:
-            if state.last_time_ns is not None and time_ns <= state.last_time_ns:
-                kind = "duplicate" if time_ns == state.last_time_ns else "out-of-order"
-                return (f"{kind} timestamp {tick.timestamp} (last accepted for {tick.stock_code}: "
-                        f"{format_time(state.last_time_ns)})"), None, {}
-            self.states.ensure_features(state, names)
-            values = self.states.apply(state, names, Tick(time_ns, tick.price, tick.volume))
-        return "", time_ns, {"price": tick.price, "volume": tick.volume,
-                             **{k: finite_or_nan(v) for k, v in values.items()}}
+    def _process(self, message: realtime_pb2.StreamDataRequest, names: list[str]) -> TickResults:
+        if message.ticks:
+            ticks = message.ticks
+            symbols, stamps = [t.stock_code for t in ticks], [t.timestamp for t in ticks]
+            prices, volumes = [t.price for t in ticks], [t.volume for t in ticks]
+        else:
+            symbols, stamps = [message.stock_code], [message.timestamp]
+            prices, volumes = [message.price], [message.volume]
+        results = process_ticks(self.states, self.store, self.redis, names, symbols, stamps, prices, volumes,
+                                self.settings.tick_stream_maxlen)
+        rejected = [error for error in results.errors if error]
+        for error in rejected:
+            self.metrics.ticks_rejected.labels(reason=error.split(" ")[0]).inc()
+        self.metrics.ticks_processed.inc(len(results.errors) - len(rejected))
+        return results
 
-    def _publish(self, accepted: list[tuple[realtime_pb2.Tick, int, dict[str, float]]]) -> None:
-        if not accepted:
-            return
-        pipe = self.redis.pipeline(transaction=False)
-        for tick, time_ns, processed in accepted:
-            fields = {"timestamp": tick.timestamp, "time_ns": str(time_ns), "price": repr(tick.price),
-                      "volume": repr(tick.volume)}
-            pipe.xadd(keys.ticks(tick.stock_code), fields, maxlen=self.settings.tick_stream_maxlen, approximate=True)
-            indicators = {k: v for k, v in processed.items() if k not in ("price", "volume") and math.isfinite(v)}
-            pipe.publish(keys.live_channel(tick.stock_code), json.dumps({**fields, "indicators": indicators}))
-        pipe.execute()
+    @staticmethod
+    def _tick_responses(stream_id: str, first: int, results: TickResults):
+        for index, error in enumerate(results.errors):
+            response = realtime_pb2.StreamDataResponse(
+                stock_code=results.symbols[index], stream_id=stream_id, timestamp=results.timestamps[index],
+                sequence=first + index, error=error)
+            if not error:
+                response.processed_data.update({"price": float(results.prices[index]),
+                                                "volume": float(results.volumes[index]),
+                                                **results.values_of(index)})
+            yield response
+
+    @staticmethod
+    def _batch_response(stream_id: str, first: int, results: TickResults) -> realtime_pb2.StreamDataResponse:
+        batch = realtime_pb2.TickBatch(stock_codes=results.symbols, timestamps=results.timestamps,
+                                       sequences=range(first, first + len(results.symbols)), errors=results.errors)
+        batch.values["price"].values.extend(results.prices.tolist())
+        batch.values["volume"].values.extend(results.volumes.tolist())
+        for key, column in results.values.items():
+            batch.values[key].values.extend(column.tolist())
+        return realtime_pb2.StreamDataResponse(stream_id=stream_id, batch=batch)
 
     def SubscribeMarketData(self, request, context):
         symbols = validation.symbols("stock_codes", list(request.stock_codes), self.settings.max_symbols_per_request)
@@ -149,10 +132,13 @@ class RealTimeServicer(realtime_pb2_grpc.RealTimeServiceServicer):
                 message = pubsub.get_message(timeout=0.25)
                 if message is None or message.get("type") != "message":
                     continue
-                update = json.loads(message["data"])
-                yield realtime_pb2.MarketData(
-                    stock_code=message["channel"].split(":", 2)[2], price=float(update["price"]),
-                    volume=float(update["volume"]), timestamp=update["timestamp"], indicators=update["indicators"])
+                update = json.loads(message["data"])  # columnar: one entry per tick of a message
+                symbol = message["channel"].split(":", 2)[2]
+                for index, timestamp in enumerate(update["timestamp"]):
+                    yield realtime_pb2.MarketData(
+                        stock_code=symbol, price=update["price"][index], volume=update["volume"][index],
+                        timestamp=timestamp, indicators={key: column[index] for key, column in
+                                                         update["indicators"].items() if column[index] is not None})
         finally:
             active.dec()
             pubsub.close()

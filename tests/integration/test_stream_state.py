@@ -114,3 +114,29 @@ def test_compute_features_runs_over_streamed_ticks_without_bars(server_factory):
         stream(server.port, "TICKONLY", prices(1, seed=9), first_index=120)  # a new tick: new version
         again = stub.ComputeFeatures(realtime_pb2.FeatureRequest(stock_code="TICKONLY", feature_types=FEATURES))
         assert not again.cached and again.features["sma_20"] != reply.features["sma_20"]
+
+
+def test_columnar_batched_response_matches_batch_and_keeps_errors_in_place(server_factory):
+    server = server_factory()
+    a, b = prices(300, seed=1), prices(300, seed=2)
+    ticks = []
+    for i in range(300):
+        stamp = (START + timedelta(seconds=i)).isoformat()
+        ticks.append(realtime_pb2.Tick(stock_code="AAA", price=float(a[i]), volume=10.0, timestamp=stamp))
+        ticks.append(realtime_pb2.Tick(stock_code="BBB", price=float(b[i]), volume=10.0, timestamp=stamp))
+    ticks.insert(101, realtime_pb2.Tick(stock_code="AAA", price=float("nan"), volume=1.0, timestamp="2030-01-01"))
+    messages = [realtime_pb2.StreamDataRequest(ticks=ticks[:350], feature_types=FEATURES, columnar_response=True),
+                realtime_pb2.StreamDataRequest(ticks=ticks[350:], columnar_response=True)]
+    with grpc.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+        replies = list(realtime_pb2_grpc.RealTimeServiceStub(channel).StreamMarketData(iter(messages), timeout=60))
+    assert len(replies) == 2
+    first, second = replies[0].batch, replies[1].batch
+    assert list(first.sequences) == list(range(1, 351)) and list(second.sequences) == list(range(351, 602))
+    assert "price must be finite" in first.errors[101] and sum(bool(e) for e in (*first.errors, *second.errors)) == 1
+    codes = list(first.stock_codes) + list(second.stock_codes)
+    for symbol, values in (("AAA", a), ("BBB", b)):
+        last = max(i for i, code in enumerate(codes) if code == symbol)
+        batch = second if last >= 350 else first
+        row = last - 350 if last >= 350 else last
+        received = {key: series.values[row] for key, series in batch.values.items() if key not in ("price", "volume")}
+        assert_bit_equal(received, batch_last(values))

@@ -144,17 +144,30 @@ class BarStore:
             raise SymbolNotFound(symbol)
         return bars.between(start_ns, end_ns)
 
+    # Ticks: one stream entry per (message, symbol) holding packed int64/float64 arrays, so a
+    # batch of ticks costs one XADD; TICK_STREAM_MAXLEN caps entries (approximately).
+    @staticmethod
+    def append_ticks(pipe: redis.client.Pipeline, symbol: str, time_ns: np.ndarray, price: np.ndarray,
+                     volume: np.ndarray, maxlen: int) -> None:
+        pipe.xadd(keys.ticks(symbol), {"time_ns": time_ns.astype("<i8").tobytes(),
+                                       "price": price.astype("<f8").tobytes(),
+                                       "volume": volume.astype("<f8").tobytes()},
+                  maxlen=maxlen, approximate=True)
+
     def read_ticks(self, symbol: str) -> Bars:
-        """The symbol's stored ticks (capped stream) as bars: price as open/high/low/close."""
+        """The symbol's stored ticks, oldest first, as bars: price as open/high/low/close."""
         entries = self.redis.xrange(keys.ticks(symbol))
-        count = len(entries)
-        time = np.fromiter((int(f[b"time_ns"]) for _, f in entries), dtype=np.int64, count=count)
-        price = np.fromiter((float(f[b"price"]) for _, f in entries), dtype=np.float64, count=count)
-        volume = np.fromiter((float(f[b"volume"]) for _, f in entries), dtype=np.float64, count=count)
+        time = np.concatenate([np.frombuffer(f[b"time_ns"], dtype="<i8") for _, f in entries] or [np.empty(0, np.int64)])
+        price = np.concatenate([np.frombuffer(f[b"price"], dtype="<f8") for _, f in entries] or [np.empty(0)])
+        volume = np.concatenate([np.frombuffer(f[b"volume"], dtype="<f8") for _, f in entries] or [np.empty(0)])
         return Bars(symbol, time, price, price, price, price, volume)
 
+    def last_tick_time(self, symbol: str) -> int | None:
+        last = self.redis.xrevrange(keys.ticks(symbol), count=1)
+        return int(np.frombuffer(last[0][1][b"time_ns"], dtype="<i8")[-1]) if last else None
+
     def tick_version(self, symbol: str) -> str | None:
-        """Id of the last stored tick (changes with every tick), or None without ticks."""
+        """Id of the last stored tick entry (changes with every write), or None without ticks."""
         last = self.redis.xrevrange(keys.ticks(symbol), count=1)
         return last[0][0].decode() if last else None
 

@@ -178,7 +178,8 @@ class Worker:
                 _retry_redis(lambda: self.queue.finish(delivery, JobStatus.CANCELLED, None))
             outcome = "cancelled" if not context.lost.is_set() else "lost"
         except PermanentJobError as exc:
-            _retry_redis(lambda: self.queue.fail(delivery, str(exc), retryable=False))
+            reason = str(exc)
+            _retry_redis(lambda: self.queue.fail(delivery, reason, retryable=False))
         except Exception as exc:  # a handler bug or a transient fault: retry with backoff
             log.error("job %s attempt %d failed: %s\n%s", record.id, context.attempt, exc,
                       traceback.format_exc())

@@ -16,6 +16,8 @@ import threading
 from dataclasses import dataclass, field
 from typing import Iterable
 
+import numpy as np
+
 from utils.data.timeutil import NS_PER_DAY
 from utils.data.store import BarStore
 from utils.engine.indicators.features import session_starts
@@ -34,13 +36,6 @@ class SymbolState:
     features: dict[str, StreamState] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
     dirty: bool = False
-
-
-@dataclass(frozen=True)
-class Tick:
-    time_ns: int
-    price: float
-    volume: float
 
 
 class SymbolStates:
@@ -83,16 +78,19 @@ class SymbolStates:
             state.features[name] = feature
             state.dirty = True
 
-    def apply(self, state: SymbolState, names: list[str], tick: Tick) -> dict[str, float]:
-        """Update every tracked feature of the symbol with one tick; the values of ``names``.
-        Call with ``state.lock`` held, after the tick passed validation."""
-        new_session = state.last_time_ns is None or tick.time_ns // NS_PER_DAY != state.last_time_ns // NS_PER_DAY
-        values: dict[str, float] = {}
+    def apply_many(self, state: SymbolState, names: list[str], time_ns: np.ndarray, price: np.ndarray,
+                   volume: np.ndarray) -> dict[str, np.ndarray]:
+        """Advance every tracked feature of the symbol over accepted ticks (in time order); the
+        values of ``names``, one per tick. Call with ``state.lock`` held."""
+        days = time_ns // NS_PER_DAY
+        previous_day = -1 if state.last_time_ns is None else state.last_time_ns // NS_PER_DAY
+        new_session = days != np.concatenate([[previous_day], days[:-1]])
+        values: dict[str, np.ndarray] = {}
         for name, feature in state.features.items():
-            result = feature.update(tick.price, tick.price, tick.price, tick.price, tick.volume, new_session)
+            result = feature.update_many(price, price, price, price, volume, new_session)
             if name in names:
                 values.update(result)
-        state.last_time_ns = tick.time_ns
+        state.last_time_ns = int(time_ns[-1])
         state.dirty = True
         return values
 
@@ -116,6 +114,4 @@ class SymbolStates:
     # ---------------------------------------------------------------- helpers
     def _restore_time(self, state: SymbolState) -> None:
         """The last stored tick's time, so ordering checks survive a restart."""
-        last = self.redis.xrevrange(keys.ticks(state.symbol), count=1)
-        if last:
-            state.last_time_ns = int(last[0][1][b"time_ns"])
+        state.last_time_ns = self.store.last_tick_time(state.symbol)
