@@ -70,6 +70,8 @@ class Settings(BaseSettings):
     max_training_data_bytes: int = Field(32 * 1024 * 1024, ge=1024)
     max_symbols_per_request: int = Field(500, ge=1)
     tick_stream_maxlen: int = Field(100_000, ge=100)
+    # Ticks accepted but not yet stored; beyond it streams get RESOURCE_EXHAUSTED (backpressure).
+    tick_backlog_max: int = Field(200_000, ge=1000)
     stream_send_buffer: int = Field(1024, ge=1)
 
     # Storage and data.

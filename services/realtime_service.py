@@ -2,8 +2,8 @@
 
 Latency-critical, so nothing here goes through the job queue: each tick updates the symbol's
 O(1) indicator states in this process (the same step kernels as batch features, so the values
-equal the batch result bit for bit); ticks are appended to Redis (capped stream) and published
-for SubscribeMarketData.
+equal the batch result bit for bit); accepted ticks are stored in Redis (capped stream) and
+published for SubscribeMarketData by a write-behind writer, off the response path.
 """
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ import redis
 
 from api_proto import realtime_pb2, realtime_pb2_grpc
 from services import validation
-from services.errors import invalid
+from services.errors import invalid, resource_exhausted
 from utils.cache import RedisCache, digest
 from utils.data.store import Bars, BarStore
 from utils.data.timeutil import format_time, format_times
@@ -26,6 +26,7 @@ from utils.engine.indicators.features import (UnknownFeatureError, compute_featu
 from utils.queue import keys
 from utils.realtime.symbol_state import SymbolStates
 from utils.realtime.tick_processor import TickResults, process_ticks
+from utils.realtime.tick_writer import Backlogged, TickWriter
 
 DEFAULT_STREAM_FEATURES = ("sma_5", "sma_20", "ema_12", "rsi")
 DEFAULT_FEATURES = ("sma_20", "ema_12", "rsi", "macd", "bollinger")
@@ -48,9 +49,10 @@ def finite_or_nan(value: float) -> float:
 
 class RealTimeServicer(realtime_pb2_grpc.RealTimeServiceServicer):
     def __init__(self, client: redis.Redis, store: BarStore, feature_cache: RedisCache,
-                 states: SymbolStates, settings: Any, metrics: Any) -> None:
+                 states: SymbolStates, writer: TickWriter, settings: Any, metrics: Any) -> None:
         self.redis = client
         self.states = states
+        self.writer = writer
         self.store = store
         self.cache = feature_cache
         self.settings = settings
@@ -91,8 +93,10 @@ class RealTimeServicer(realtime_pb2_grpc.RealTimeServiceServicer):
         else:
             symbols, stamps = [message.stock_code], [message.timestamp]
             prices, volumes = [message.price], [message.volume]
-        results = process_ticks(self.states, self.store, self.redis, names, symbols, stamps, prices, volumes,
-                                self.settings.tick_stream_maxlen)
+        try:
+            results = process_ticks(self.states, self.writer, names, symbols, stamps, prices, volumes)
+        except Backlogged as exc:
+            raise resource_exhausted(str(exc)) from None
         rejected = [error for error in results.errors if error]
         for error in rejected:
             self.metrics.ticks_rejected.labels(reason=error.split(" ")[0]).inc()
@@ -180,6 +184,7 @@ class RealTimeServicer(realtime_pb2_grpc.RealTimeServiceServicer):
         version = self.store.version(symbol)
         if version is not None:
             return f"bars:{version}", lambda: self.store.read(symbol)
+        self.writer.flush()  # ticks this process accepted are part of the history asked for
         tick_version = self.store.tick_version(symbol)
         if tick_version is not None:
             return f"ticks:{tick_version}", lambda: self.store.read_ticks(symbol)

@@ -28,6 +28,7 @@ from utils.gpu.devices import record_samples, sample_devices
 from utils.monitoring import Metrics, QueueCollector, periodic
 from utils.queue.streams import JobQueue, QueueConfig
 from utils.realtime.symbol_state import SymbolStates
+from utils.realtime.tick_writer import TickWriter
 from utils.redis_client import redis_from_settings
 
 log = logging.getLogger(__name__)
@@ -51,12 +52,14 @@ class RunningServer:
     health: health.HealthServicer
     stop_event: threading.Event
     states: SymbolStates
+    writer: TickWriter
 
     def stop(self, grace: float | None = 5.0) -> None:
         self.stop_event.set()
         for name in ("", *SERVICE_NAMES):
             self.health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
         self.server.stop(grace).wait()
+        self.writer.stop()  # store the last accepted ticks before their states are snapshotted
         try:
             self.states.flush()  # the last ticks' states, for the next start
         except redis.RedisError as exc:
@@ -92,9 +95,10 @@ def create_server(settings: Any, registry: CollectorRegistry | None = None) -> R
                          interceptors=[ObservabilityInterceptor(metrics)], options=options)
     backtest_pb2_grpc.add_BacktestServiceServicer_to_server(BacktestServicer(queue, store, settings), server)
     states = SymbolStates(store)
+    writer = TickWriter(store, store.redis, settings.tick_stream_maxlen, settings.tick_backlog_max)
     realtime_pb2_grpc.add_RealTimeServiceServicer_to_server(RealTimeServicer(
         client, store, RedisCache(client, "features", settings.feature_cache_ttl, metrics.cache("features")),
-        states, settings, metrics), server)
+        states, writer, settings, metrics), server)
     ml_pb2_grpc.add_MLServiceServicer_to_server(MLServicer(
         queue, model_store, ModelCache(model_store, settings.model_cache_ttl, metrics.cache("models")),
         settings, metrics), server)
@@ -115,4 +119,5 @@ def create_server(settings: Any, registry: CollectorRegistry | None = None) -> R
     periodic(5.0, lambda: record_samples(metrics, sample_devices()), stop_event, "device-sampler")
     periodic(1.0, states.flush, stop_event, "stream-state-snapshots")
     log.info("gRPC listening on %s:%d", settings.grpc_host, port)
-    return RunningServer(server, port, metrics, registry, queue, store, health_servicer, stop_event, states)
+    return RunningServer(server, port, metrics, registry, queue, store, health_servicer, stop_event, states,
+                         writer)

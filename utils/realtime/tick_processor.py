@@ -2,23 +2,21 @@
 
 Why chunks: a batched message may carry hundreds of ticks; validating them in one pass and
 advancing each symbol's indicator states with one ``update_many`` per feature (instead of one
-call per tick and feature), then writing one packed Redis entry and one pub/sub message per
-symbol, is what lets a single server process keep up with a feed. Values are the same as
+call per tick and feature), and leaving storage and pub/sub to the write-behind TickWriter, is
+what lets a single server process keep up with a feed. Values are the same as
 tick-by-tick updates, bit for bit (the same step kernels run in the same order).
 """
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, field
 
 import numpy as np
-import redis
 
-from utils.data.store import SYMBOL_PATTERN, BarStore
+from utils.data.store import SYMBOL_PATTERN
 from utils.data.timeutil import format_time, parse_time
-from utils.queue import keys
 from utils.realtime.symbol_state import SymbolStates
+from utils.realtime.tick_writer import PendingTicks, TickWriter
 
 
 @dataclass
@@ -52,10 +50,12 @@ def tick_error(symbol: str, price: float, volume: float, timestamp: str) -> tupl
         return f"timestamp {timestamp!r} is not ISO-8601", 0
 
 
-def process_ticks(states: SymbolStates, store: BarStore, client: redis.Redis, names: list[str],
-                  symbols: list[str], timestamps: list[str], prices: list[float], volumes: list[float],
-                  tick_stream_maxlen: int) -> TickResults:
+def process_ticks(states: SymbolStates, writer: TickWriter, names: list[str], symbols: list[str],
+                  timestamps: list[str], prices: list[float], volumes: list[float]) -> TickResults:
+    """Validate and apply one message's ticks; hand the accepted ones to the writer.
+    Raises Backlogged (nothing applied) when the writer's queue is full."""
     count = len(symbols)
+    writer.check_capacity(count)
     results = TickResults(symbols, timestamps, np.asarray(prices, dtype=np.float64),
                           np.asarray(volumes, dtype=np.float64), [""] * count)
     times = np.zeros(count, dtype=np.int64)
@@ -66,15 +66,12 @@ def process_ticks(states: SymbolStates, store: BarStore, client: redis.Redis, na
         times[index] = time_ns
         if not error:
             chunks.setdefault(symbols[index], []).append(index)
-    pipe = client.pipeline(transaction=False)
     for symbol, indices in chunks.items():
         accepted = _apply_chunk(states, names, symbol, indices, times, results)
         if accepted.size:
-            store.append_ticks(pipe, symbol, times[accepted], results.prices[accepted],
-                               results.volumes[accepted], tick_stream_maxlen)
-            pipe.publish(keys.live_channel(symbol), _live_update(results, accepted))
-    if len(pipe):
-        pipe.execute()
+            writer.submit(PendingTicks(symbol, [timestamps[i] for i in accepted.tolist()], times[accepted],
+                                       results.prices[accepted], results.volumes[accepted],
+                                       {key: column[accepted] for key, column in results.values.items()}))
     return results
 
 
@@ -101,12 +98,3 @@ def _apply_chunk(states: SymbolStates, names: list[str], symbol: str, indices: l
     for key, column in values.items():
         results.values.setdefault(key, np.full(len(results.symbols), np.nan))[rows] = column
     return rows
-
-
-def _live_update(results: TickResults, rows: np.ndarray) -> str:
-    """One pub/sub message per symbol and message: columnar, finite indicator values only."""
-    indicators = {key: [v if math.isfinite(v) else None for v in column[rows].tolist()]
-                  for key, column in results.values.items()}
-    return json.dumps({"timestamp": [results.timestamps[i] for i in rows.tolist()],
-                       "price": results.prices[rows].tolist(), "volume": results.volumes[rows].tolist(),
-                       "indicators": indicators})

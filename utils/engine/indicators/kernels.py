@@ -17,8 +17,8 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from utils.engine.indicators.layout import as_panel, first_valid_rows, restore_shape, to_host
-from utils.engine.indicators.step_core import INPUT_NAMES, IndicatorKind, run_panel
+from utils.engine.indicators.layout import as_panel, restore_shape, to_host
+from utils.engine.indicators.step_core import INPUT_NAMES, IndicatorKind, drive_panel, first_valid_rows_of
 from utils.engine.indicators.steps_close import CLOSE_KINDS
 
 _CLOSE = {kind.name: kind for kind in CLOSE_KINDS}
@@ -40,21 +40,25 @@ def host_panels(xp: Any, series: Mapping[str, Any]) -> tuple[dict[str, np.ndarra
 
 def run_kind(kind: IndicatorKind, params: tuple, panels: Mapping[str, np.ndarray],
              new_session: np.ndarray | None = None) -> np.ndarray:
-    """Outputs of ``kind`` over host panels, shaped (time, symbols, outputs); ``panels`` must hold
-    every input the kind reads (the others are never touched)."""
-    needed = [panels[name] for name in kind.inputs]
-    stand_in = needed[0]
+    """Outputs of ``kind`` over host panels (C-contiguous float64, as ``host_panels`` gives),
+    shaped (time, symbols, outputs): a view of one (outputs, time, symbols) array, so each output
+    ``result[:, :, k]`` is itself a contiguous panel. ``panels`` must hold every input the kind
+    reads (the others are never touched)."""
+    stand_in = panels[kind.inputs[0]]
     rows = stand_in.shape[0]
     if new_session is None:
         new_session = np.zeros(rows, dtype=np.bool_)
     inputs = [panels[name] if name in kind.inputs else stand_in for name in INPUT_NAMES]
-    first_rows = first_valid_rows(np, *needed).astype(np.int64)
-    return run_panel(kind.step, kind.init, kind.state_size(params), np.asarray(params, dtype=np.float64),
-                     *inputs, np.ascontiguousarray(new_session, dtype=np.bool_), first_rows, kind.n_outputs)
+    reads = np.array([name in kind.inputs for name in INPUT_NAMES], dtype=np.bool_)
+    first_rows = first_valid_rows_of(reads, *inputs)
+    out = drive_panel(kind.step, kind.init, kind.state_size(params), np.asarray(params, dtype=np.float64),
+                      *inputs, np.ascontiguousarray(new_session, dtype=np.bool_), first_rows, kind.n_outputs)
+    return out.transpose(1, 2, 0)
 
 
 def to_caller(xp: Any, result: np.ndarray, was_series: bool) -> tuple[Any, ...]:
-    """One ``xp`` array per output, in the caller's shape."""
+    """One ``xp`` array per output, in the caller's shape (no copy for numpy when ``result``
+    comes from ``run_kind``: its outputs are contiguous already)."""
     return tuple(restore_shape(xp.asarray(np.ascontiguousarray(result[:, :, k])), was_series)
                  for k in range(result.shape[2]))
 
