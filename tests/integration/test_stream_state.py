@@ -140,3 +140,30 @@ def test_columnar_batched_response_matches_batch_and_keeps_errors_in_place(serve
         row = last - 350 if last >= 350 else last
         received = {key: series.values[row] for key, series in batch.values.items() if key not in ("price", "volume")}
         assert_bit_equal(received, batch_last(values))
+
+
+def test_backlog_full_answers_resource_exhausted_and_keeps_the_server_up(tmp_path, settings_factory):
+    from services.server import create_server
+    from utils.redis_client import EmbeddedRedis
+    own_redis = EmbeddedRedis(tmp_path / "bp-redis", appendonly=False).start()
+    server = create_server(settings_factory(redis_port=own_redis.port, tick_backlog_max=1000))
+    try:
+        stream(server.port, "AAA", prices(5))  # the symbol's state exists; then storage goes away
+        own_redis.kill()
+        batch = [realtime_pb2.Tick(stock_code="AAA", price=50.0, volume=1.0,
+                                   timestamp=(START + timedelta(seconds=10 + i)).isoformat()) for i in range(600)]
+        later = [realtime_pb2.Tick(stock_code="AAA", price=50.0, volume=1.0,
+                                   timestamp=(START + timedelta(seconds=700 + i)).isoformat()) for i in range(600)]
+        with grpc.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+            stub = realtime_pb2_grpc.RealTimeServiceStub(channel)
+            with pytest.raises(grpc.RpcError) as error:
+                list(stub.StreamMarketData(iter([realtime_pb2.StreamDataRequest(ticks=batch, columnar_response=True,
+                                                                                 feature_types=FEATURES),
+                                                 realtime_pb2.StreamDataRequest(ticks=later, columnar_response=True)]),
+                                           timeout=30))
+            assert error.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+            assert "waiting to be stored" in error.value.details()
+            reply = stub.ListFeatures(realtime_pb2.ListFeaturesRequest())  # still serving
+            assert reply.features
+    finally:
+        server.stop(grace=0)

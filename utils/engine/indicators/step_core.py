@@ -116,10 +116,9 @@ def first_valid_rows_of(reads, open_, high, low, close, volume):
     return first
 
 
-def _make_series_driver(step):
+def _make_series_driver(step, n_outputs):
     @njit
     def series(state_owned, params, open_, high, low, close, volume, new_session, out):
-        n_outputs = out.shape[1]
         scratch = np.empty(n_outputs)
         state = unowned(state_owned)
         for row in range(close.shape[0]):
@@ -131,11 +130,11 @@ def _make_series_driver(step):
     return series
 
 
-def _make_panel_drivers(step, init):
+def _make_panel_drivers(step, init, n_outputs):
     @njit
     def columns(state_size, params, open_, high, low, close, volume, new_session, first_rows, out):
         """Column by column; ``out`` is (n_outputs, rows, cols)."""
-        n_outputs, rows, cols = out.shape
+        _, rows, cols = out.shape
         state_owned = np.empty(state_size)
         state = unowned(state_owned)
         scratch = np.empty(n_outputs)
@@ -156,7 +155,7 @@ def _make_panel_drivers(step, init):
         """Blocks of ``block`` columns in parallel; within a block, row by row (time-major), so
         the inputs and outputs are walked along their contiguous axis. Each column has its own
         state and sees its bars in time order, so the result does not depend on the blocking."""
-        n_outputs, rows, cols = out.shape
+        _, rows, cols = out.shape
         n_blocks = (cols + block - 1) // block
         for index in prange(n_blocks):
             start = index * block
@@ -182,29 +181,31 @@ def _make_panel_drivers(step, init):
     return columns, panel
 
 
-_SERIES_DRIVERS: dict[Any, Any] = {}
-_PANEL_DRIVERS: dict[tuple[Any, Any], tuple[Any, Any]] = {}
+_SERIES_DRIVERS: dict[tuple[Any, int], Any] = {}
+_PANEL_DRIVERS: dict[tuple[Any, Any, int], tuple[Any, Any]] = {}
 
 
-def series_driver(step):
-    """``run_series`` compiled around ``step`` (once per step and process)."""
-    found = _SERIES_DRIVERS.get(step)
+def series_driver(step, n_outputs: int):
+    """``run_series`` compiled around ``step`` (once per step, output count and process)."""
+    key = (step, n_outputs)
+    found = _SERIES_DRIVERS.get(key)
     if found is None:
-        found = _SERIES_DRIVERS[step] = _make_series_driver(step)
+        found = _SERIES_DRIVERS[key] = _make_series_driver(step, n_outputs)
     return found
 
 
-def panel_drivers(step, init):
-    """``(columns, panel)`` drivers compiled around ``step`` and ``init`` (once per pair)."""
-    found = _PANEL_DRIVERS.get((step, init))
+def panel_drivers(step, init, n_outputs: int):
+    """``(columns, panel)`` drivers compiled around ``step`` and ``init`` (once per kind)."""
+    key = (step, init, n_outputs)
+    found = _PANEL_DRIVERS.get(key)
     if found is None:
-        found = _PANEL_DRIVERS[(step, init)] = _make_panel_drivers(step, init)
+        found = _PANEL_DRIVERS[key] = _make_panel_drivers(step, init, n_outputs)
     return found
 
 
 def run_series(step, state, params, open_, high, low, close, volume, new_session, out):
     """Advance ``state`` over a 1-D series, writing each bar's outputs into out[row, :]."""
-    series_driver(step)(state, params, open_, high, low, close, volume, new_session, out)
+    series_driver(step, out.shape[1])(state, params, open_, high, low, close, volume, new_session, out)
 
 
 def drive_panel(step, init, state_size, params, open_, high, low, close, volume, new_session,
@@ -213,7 +214,7 @@ def drive_panel(step, init, state_size, params, open_, high, low, close, volume,
     ``first_rows[col]`` are NaN. Returns (n_outputs, rows, cols): each output a contiguous panel."""
     rows, cols = close.shape
     out = np.empty((n_outputs, rows, cols))
-    columns, panel = panel_drivers(step, init)
+    columns, panel = panel_drivers(step, init, n_outputs)
     if cols <= SERIAL_COLUMNS:
         columns(state_size, params, open_, high, low, close, volume, new_session, first_rows, out)
     else:

@@ -81,7 +81,7 @@ def _window_push(state, at, period, x):
     state[at] = pushed
     if pushed < period:
         return False
-    if (int(pushed) - period) % period == 0:
+    if head == 0:  # pushed is a multiple of period (head counts pushes modulo period): re-sync
         total = 0.0
         slot = head
         for _ in range(period):
