@@ -70,6 +70,8 @@ class Settings(BaseSettings):
     max_training_data_bytes: int = Field(32 * 1024 * 1024, ge=1024)
     max_symbols_per_request: int = Field(500, ge=1)
     tick_stream_maxlen: int = Field(100_000, ge=100)
+    # Time bars built from streamed ticks (comma-separated; empty disables).
+    bar_intervals: str = "1s,1m,5m,1d"
     # Ticks accepted but not yet stored; beyond it streams get RESOURCE_EXHAUSTED (backpressure).
     tick_backlog_max: int = Field(200_000, ge=1000)
     stream_send_buffer: int = Field(1024, ge=1)
@@ -82,6 +84,13 @@ class Settings(BaseSettings):
     # Logging.
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["text", "json"] = "text"
+
+    @field_validator("bar_intervals")
+    @classmethod
+    def _intervals(cls, value: str) -> str:
+        from utils.realtime.bar_aggregator import parse_intervals
+        parse_intervals(value)  # raises ValueError naming the bad interval
+        return value
 
     @field_validator("log_level", mode="before")
     @classmethod

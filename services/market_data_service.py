@@ -1,6 +1,8 @@
 """MarketDataService: the bar store's gRPC face (import, read, list)."""
 from __future__ import annotations
 
+from typing import Callable
+
 import numpy as np
 
 from api_proto import market_data_pb2, market_data_pb2_grpc
@@ -8,6 +10,7 @@ from services import validation
 from services.errors import invalid
 from utils.data.store import Bars, BarStore, SymbolInfo
 from utils.data.timeutil import format_time, format_times, parse_time
+from utils.realtime.bar_aggregator import INTERVAL_NS
 
 MAX_BARS_PER_IMPORT = 2_000_000
 
@@ -20,8 +23,10 @@ def symbol_info_message(info: SymbolInfo) -> market_data_pb2.SymbolInfo:
 
 
 class MarketDataServicer(market_data_pb2_grpc.MarketDataServiceServicer):
-    def __init__(self, store: BarStore) -> None:
+    def __init__(self, store: BarStore, flush_ticks: Callable[[], object] = lambda: None) -> None:
         self.store = store
+        # Writes this server's accepted-but-unstored ticks first, so bars built from them are current.
+        self.flush_ticks = flush_ticks
 
     def ImportBars(self, request, context):
         symbol = validation.symbol("symbol", request.symbol)
@@ -46,7 +51,12 @@ class MarketDataServicer(market_data_pb2_grpc.MarketDataServiceServicer):
         end = validation.time_ns("end_time", request.end_time, required=False)
         if request.limit < 0:
             raise invalid("limit", f"must be >= 0, got {request.limit}")
-        bars = self.store.read(symbol, start, end)
+        if request.interval:
+            interval = self._interval(request.interval)
+            self.flush_ticks()
+            bars = self.store.read_interval_bars(symbol, interval, start, end)
+        else:
+            bars = self.store.read(symbol, start, end)
         if request.limit:
             bars = bars.take(slice(max(len(bars) - request.limit, 0), len(bars)))
         times = format_times(bars.time)
@@ -54,6 +64,12 @@ class MarketDataServicer(market_data_pb2_grpc.MarketDataServiceServicer):
                     for t, o, h, lo, c, v in zip(times, bars.open.tolist(), bars.high.tolist(), bars.low.tolist(),
                                                  bars.close.tolist(), bars.volume.tolist())]
         return market_data_pb2.GetBarsResponse(symbol=symbol, bars=messages, version=bars.version)
+
+    @staticmethod
+    def _interval(value: str) -> str:
+        if value not in INTERVAL_NS:
+            raise invalid("interval", f"{value!r} is not a bar interval; valid: {', '.join(INTERVAL_NS)}")
+        return value
 
     def ListSymbols(self, request, context):
         return market_data_pb2.ListSymbolsResponse(

@@ -24,6 +24,7 @@ from utils.data.timeutil import format_time, format_times
 from utils.engine.indicators.features import (UnknownFeatureError, compute_features, latest_values,
                                               list_features, max_lookback, parse_feature)
 from utils.queue import keys
+from utils.realtime.bar_aggregator import INTERVAL_NS
 from utils.realtime.symbol_state import SymbolStates
 from utils.realtime.tick_processor import TickResults, process_ticks
 from utils.realtime.tick_writer import Backlogged, TickWriter
@@ -153,9 +154,9 @@ class RealTimeServicer(realtime_pb2_grpc.RealTimeServiceServicer):
         names = parse_feature_names("feature_types", request.feature_types, DEFAULT_FEATURES)
         if request.lookback < 0 or request.lookback > MAX_SERIES_LOOKBACK:
             raise invalid("lookback", f"must be in [0, {MAX_SERIES_LOOKBACK}], got {request.lookback}")
-        version, load = self._history(symbol)
+        version, load = self._history(symbol, request.interval)
         lookback = request.lookback or 100
-        key = digest(symbol, version, sorted(names), request.return_series, lookback)
+        key = digest(symbol, request.interval, version, sorted(names), request.return_series, lookback)
         cached = self.cache.get(key)
         if cached is None:
             cached = self._compute(load(), names, request.return_series, lookback)
@@ -179,8 +180,15 @@ class RealTimeServicer(realtime_pb2_grpc.RealTimeServiceServicer):
         return not_found(f"symbol {symbol!r} has no stored bars or ticks; import bars with "
                          f"MarketDataService.ImportBars")
 
-    def _history(self, symbol: str) -> tuple[str, Callable[[], Bars]]:
-        """(data version, loader) of the symbol's imported bars, else of its streamed ticks."""
+    def _history(self, symbol: str, interval: str = "") -> tuple[str, Callable[[], Bars]]:
+        """(data version, loader): the symbol's bars of ``interval`` built from ticks; else its
+        imported bars; else its raw ticks."""
+        if interval:
+            if interval not in INTERVAL_NS:
+                raise invalid("interval", f"{interval!r} is not a bar interval; valid: {', '.join(INTERVAL_NS)}")
+            self.writer.flush()
+            return (f"{interval}:{self.store.tick_version(symbol)}",
+                    lambda: self.store.read_interval_bars(symbol, interval))
         version = self.store.version(symbol)
         if version is not None:
             return f"bars:{version}", lambda: self.store.read(symbol)

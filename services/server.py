@@ -28,6 +28,7 @@ from utils.gpu.devices import record_samples, sample_devices
 from utils.monitoring import Metrics, QueueCollector, periodic
 from utils.queue.streams import JobQueue, QueueConfig
 from utils.realtime.symbol_state import SymbolStates
+from utils.realtime.bar_aggregator import BarAggregator, parse_intervals
 from utils.realtime.tick_writer import TickWriter
 from utils.redis_client import redis_from_settings
 
@@ -94,15 +95,16 @@ def create_server(settings: Any, registry: CollectorRegistry | None = None) -> R
     server = grpc.server(ThreadPoolExecutor(max_workers=settings.grpc_max_workers, thread_name_prefix="rpc"),
                          interceptors=[ObservabilityInterceptor(metrics)], options=options)
     backtest_pb2_grpc.add_BacktestServiceServicer_to_server(BacktestServicer(queue, store, settings), server)
-    states = SymbolStates(store)
-    writer = TickWriter(store, store.redis, settings.tick_stream_maxlen, settings.tick_backlog_max)
+    writer = TickWriter(store, store.redis, settings.tick_stream_maxlen, settings.tick_backlog_max,
+                        aggregator=BarAggregator(parse_intervals(settings.bar_intervals)))
+    states = SymbolStates(store, flush_pending=writer.flush)
     realtime_pb2_grpc.add_RealTimeServiceServicer_to_server(RealTimeServicer(
         client, store, RedisCache(client, "features", settings.feature_cache_ttl, metrics.cache("features")),
         states, writer, settings, metrics), server)
     ml_pb2_grpc.add_MLServiceServicer_to_server(MLServicer(
         queue, model_store, ModelCache(model_store, settings.model_cache_ttl, metrics.cache("models")),
         settings, metrics), server)
-    market_data_pb2_grpc.add_MarketDataServiceServicer_to_server(MarketDataServicer(store), server)
+    market_data_pb2_grpc.add_MarketDataServiceServicer_to_server(MarketDataServicer(store, writer.flush), server)
 
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)

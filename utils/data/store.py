@@ -171,6 +171,28 @@ class BarStore:
         last = self.redis.xrevrange(keys.ticks(symbol), count=1)
         return last[0][0].decode() if last else None
 
+    # Bars aggregated from ticks: one hash per (symbol, interval), upserted as ticks arrive.
+    @staticmethod
+    def upsert_interval_bars(pipe: redis.client.Pipeline, symbol: str, interval: str,
+                             bars: dict[int, np.ndarray]) -> None:
+        """``bars``: bucket start (ns) -> [open, high, low, close, volume]."""
+        pipe.hset(keys.interval_bars(symbol, interval),
+                  mapping={str(start): values.astype("<f8").tobytes() for start, values in bars.items()})
+
+    def interval_bar(self, symbol: str, interval: str, start_ns: int) -> np.ndarray | None:
+        raw = self.redis.hget(keys.interval_bars(symbol, interval), str(start_ns))
+        return np.frombuffer(raw, dtype="<f8") if raw else None
+
+    def read_interval_bars(self, symbol: str, interval: str, start_ns: int | None = None,
+                           end_ns: int | None = None) -> Bars:
+        fields = self.redis.hgetall(keys.interval_bars(symbol, interval))
+        if not fields:
+            raise SymbolNotFound(symbol, f"no {interval} bars for {symbol!r}: they are built from ticks sent "
+                                         f"with StreamMarketData (BAR_INTERVALS lists the intervals kept)")
+        starts = np.array(sorted(int(k) for k in fields), dtype=np.int64)
+        table = np.stack([np.frombuffer(fields[str(t).encode()], dtype="<f8") for t in starts])
+        return Bars(symbol, starts, *(np.ascontiguousarray(table[:, i]) for i in range(5))).between(start_ns, end_ns)
+
     def version(self, symbol: str) -> int | None:
         value = self.redis.hget(keys.bars(symbol), "version")
         return int(value) if value is not None else None

@@ -58,6 +58,11 @@ def bars(symbol: str) -> str:
     return f"md:bars:{symbol}"
 
 
+def interval_bars(symbol: str, interval: str) -> str:
+    """Hash: bars aggregated from ticks; field = bucket start (ns), value = packed OHLCV float64."""
+    return f"md:bars:{symbol}:{interval}"
+
+
 def ticks(symbol: str) -> str:
     """Stream: raw ticks of one symbol (capped)."""
     return f"md:ticks:{symbol}"

@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import threading
 from dataclasses import dataclass, field
-from typing import Iterable
+from typing import Callable, Iterable
 
 import numpy as np
 
@@ -39,8 +39,10 @@ class SymbolState:
 
 
 class SymbolStates:
-    def __init__(self, store: BarStore) -> None:
+    def __init__(self, store: BarStore, flush_pending: Callable[[], object] = lambda: None) -> None:
         self.store = store
+        # Writes this process's accepted-but-unstored ticks (the TickWriter), before a replay.
+        self.flush_pending = flush_pending
         self.redis = store.redis  # decode_responses=False: snapshots are bytes
         self._symbols: dict[str, SymbolState] = {}
         self._lock = threading.Lock()
@@ -70,6 +72,7 @@ class SymbolStates:
                 state.features[name] = StreamState.from_bytes([name], raw)
                 continue
             if replay is None:
+                self.flush_pending()
                 replay = self.store.read_ticks(state.symbol)
             feature = StreamState.create([name])
             if len(replay):

@@ -25,6 +25,7 @@ import redis
 
 from utils.data.store import BarStore
 from utils.queue import keys
+from utils.realtime.bar_aggregator import INTERVAL_NS, Bar, BarAggregator
 
 log = logging.getLogger(__name__)
 
@@ -69,8 +70,9 @@ def live_message(batch: PendingTicks) -> str:
 
 class TickWriter:
     def __init__(self, store: BarStore, client: redis.Redis, maxlen: int, max_pending: int = 200_000,
-                 flush_seconds: float = 0.002) -> None:
+                 flush_seconds: float = 0.002, aggregator: BarAggregator | None = None) -> None:
         self.store = store
+        self.aggregator = aggregator
         self.redis = client
         self.maxlen = maxlen
         self.max_pending = max_pending
@@ -145,7 +147,25 @@ class TickWriter:
 
     def _write(self, batches: list[PendingTicks]) -> None:
         pipe = self.redis.pipeline(transaction=True)  # all or nothing, so a retry never duplicates
+        staged: dict = {}
         for batch in batches:
             self.store.append_ticks(pipe, batch.symbol, batch.time_ns, batch.price, batch.volume, self.maxlen)
             pipe.publish(keys.live_channel(batch.symbol), live_message(batch))
+            if self.aggregator:
+                self._aggregate(pipe, batch, staged)
         pipe.execute()
+        if self.aggregator:
+            self.aggregator.commit(staged)
+
+    def _aggregate(self, pipe: redis.client.Pipeline, batch: PendingTicks, staged: dict) -> None:
+        for interval in self.aggregator.intervals:
+            if not self.aggregator.knows(batch.symbol, interval) and (batch.symbol, interval) not in staged:
+                width = INTERVAL_NS[interval]
+                start = int(batch.time_ns[0]) // width * width
+                stored = self.store.interval_bar(batch.symbol, interval, start)  # a bar begun before a restart
+                if stored is not None:
+                    self.aggregator.resume(batch.symbol, interval, Bar.from_array(start, stored))
+        touched = self.aggregator.add(batch.symbol, batch.time_ns, batch.price, batch.volume, staged)
+        for interval, bars in touched.items():
+            self.store.upsert_interval_bars(pipe, batch.symbol, interval,
+                                            {bar.start_ns: bar.as_array() for bar in bars})
