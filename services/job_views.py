@@ -35,6 +35,21 @@ def watch(queue: JobQueue, job_id: str, task_type: str, noun: str,
         time.sleep(WATCH_POLL_SECONDS)
 
 
+def wait_for(queue: JobQueue, job_id: str, context: grpc.ServicerContext, default_timeout: float,
+             poll_seconds: float = 0.005) -> JobRecord | None:
+    """Block until the job is terminal; None if the caller's deadline (or ``default_timeout``)
+    passes or the caller goes away first (the job is then cancelled)."""
+    remaining = context.time_remaining()
+    deadline = time.monotonic() + (min(remaining, default_timeout) if remaining is not None else default_timeout)
+    while time.monotonic() < deadline and context.is_active():
+        record = queue.get(job_id)
+        if record is not None and record.status.is_terminal:
+            return record
+        time.sleep(poll_seconds)
+    queue.cancel(job_id)
+    return None
+
+
 def history_page(queue: JobQueue, task_type: str, offset: int, size: int,
                  keep: Callable[[JobRecord], bool], scan_chunk: int = 200) -> tuple[list[JobRecord], str]:
     """Newest-first records passing ``keep``; the token is the scan position to resume from."""

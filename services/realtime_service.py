@@ -12,18 +12,22 @@ import math
 import uuid
 from typing import Any, Callable, Iterable
 
+import grpc
 import numpy as np
 import redis
 
 from api_proto import realtime_pb2, realtime_pb2_grpc
 from services import validation
-from services.errors import invalid, resource_exhausted
+from services.errors import ServiceError, failed_precondition, invalid, not_found, resource_exhausted
+from services.job_views import wait_for
 from utils.cache import RedisCache, digest
 from utils.data.store import Bars, BarStore
 from utils.data.timeutil import format_time, format_times
 from utils.engine.indicators.features import (UnknownFeatureError, compute_features, latest_values,
                                               list_features, max_lookback, parse_feature)
 from utils.queue import keys
+from utils.queue.jobs import JobSpec, JobStatus
+from utils.queue.streams import JobQueue
 from utils.realtime.bar_aggregator import INTERVAL_NS
 from utils.realtime.symbol_state import SymbolStates
 from utils.realtime.tick_processor import TickResults, process_ticks
@@ -32,6 +36,7 @@ from utils.realtime.tick_writer import Backlogged, TickWriter
 DEFAULT_STREAM_FEATURES = ("sma_5", "sma_20", "ema_12", "rsi")
 DEFAULT_FEATURES = ("sma_20", "ema_12", "rsi", "macd", "bollinger")
 MAX_SERIES_LOOKBACK = 100_000
+PANEL_TIMEOUT_SECONDS = 120.0  # a panel request waits this long for its job unless its deadline is sooner
 
 
 def parse_feature_names(field: str, names: Iterable[str], defaults: tuple[str, ...]) -> list[str]:
@@ -50,8 +55,9 @@ def finite_or_nan(value: float) -> float:
 
 class RealTimeServicer(realtime_pb2_grpc.RealTimeServiceServicer):
     def __init__(self, client: redis.Redis, store: BarStore, feature_cache: RedisCache,
-                 states: SymbolStates, writer: TickWriter, settings: Any, metrics: Any) -> None:
+                 states: SymbolStates, writer: TickWriter, queue: JobQueue, settings: Any, metrics: Any) -> None:
         self.redis = client
+        self.queue = queue
         self.states = states
         self.writer = writer
         self.store = store
@@ -150,8 +156,10 @@ class RealTimeServicer(realtime_pb2_grpc.RealTimeServiceServicer):
 
     # ------------------------------------------------------------- features
     def ComputeFeatures(self, request, context):
-        symbol = validation.symbol("stock_code", request.stock_code)
         names = parse_feature_names("feature_types", request.feature_types, DEFAULT_FEATURES)
+        if request.stock_codes:
+            return self._panel(request, names, context)
+        symbol = validation.symbol("stock_code", request.stock_code)
         if request.lookback < 0 or request.lookback > MAX_SERIES_LOOKBACK:
             raise invalid("lookback", f"must be in [0, {MAX_SERIES_LOOKBACK}], got {request.lookback}")
         version, load = self._history(symbol, request.interval)
@@ -172,21 +180,50 @@ class RealTimeServicer(realtime_pb2_grpc.RealTimeServiceServicer):
             response.series_times.extend(cached["times"])
         return response
 
+    def _panel(self, request, names: list[str], context) -> realtime_pb2.FeatureResponse:
+        """Many symbols: one queued job on a compute worker; latest values per symbol."""
+        symbols = validation.symbols("stock_codes", list(request.stock_codes), self.settings.max_symbols_per_request)
+        if request.return_series:
+            raise invalid("return_series", "is not available for panel requests (stock_codes); ask per symbol")
+        interval = self._interval(request.interval)
+        for symbol in symbols:
+            if (self.store.interval_bar_count(symbol, interval) if interval else self.store.version(symbol)) is None:
+                raise not_found(f"symbol {symbol!r} has no stored {interval + ' ' if interval else ''}bars")
+        payload = {"symbols": symbols, "features": names, "interval": interval, "device": "auto"}
+        job_id = self.queue.enqueue(JobSpec("features", payload, "high", self.settings.job_max_attempts,
+                                            {"symbols": symbols[:20]}))
+        record = wait_for(self.queue, job_id, context, PANEL_TIMEOUT_SECONDS)
+        if record is None:
+            raise ServiceError(grpc.StatusCode.DEADLINE_EXCEEDED,
+                               f"panel job {job_id} did not finish in time (workers busy?); it was cancelled")
+        if record.status is not JobStatus.COMPLETED:
+            raise failed_precondition(f"panel job {job_id} {record.status.value.lower()}: {record.error}")
+        result = self.queue.result(job_id) or {}
+        response = realtime_pb2.FeatureResponse(task_id=job_id, device=result.get("device", ""))
+        for symbol, values in result.get("features", {}).items():
+            response.panel[symbol].features.update({k: finite_or_nan(v) for k, v in values.items()})
+            response.panel[symbol].timestamp = result["timestamps"][symbol]
+        return response
+
+    def _interval(self, interval: str) -> str:
+        if interval and interval not in INTERVAL_NS:
+            raise invalid("interval", f"{interval!r} is not a bar interval; valid: {', '.join(INTERVAL_NS)}")
+        if interval:
+            self.writer.flush()  # bars built from this server's latest ticks
+        return interval
+
     def ProcessFeatureCalculation(self, request, context):
         return self.ComputeFeatures(request, context)
 
-    def _unknown_symbol(self, symbol: str):
-        from services.errors import not_found
+    @staticmethod
+    def _unknown_symbol(symbol: str):
         return not_found(f"symbol {symbol!r} has no stored bars or ticks; import bars with "
                          f"MarketDataService.ImportBars")
 
     def _history(self, symbol: str, interval: str = "") -> tuple[str, Callable[[], Bars]]:
         """(data version, loader): the symbol's bars of ``interval`` built from ticks; else its
         imported bars; else its raw ticks."""
-        if interval:
-            if interval not in INTERVAL_NS:
-                raise invalid("interval", f"{interval!r} is not a bar interval; valid: {', '.join(INTERVAL_NS)}")
-            self.writer.flush()
+        if self._interval(interval):
             return (f"{interval}:{self.store.tick_version(symbol)}",
                     lambda: self.store.read_interval_bars(symbol, interval))
         version = self.store.version(symbol)

@@ -100,7 +100,7 @@ def create_server(settings: Any, registry: CollectorRegistry | None = None) -> R
     states = SymbolStates(store, flush_pending=writer.flush)
     realtime_pb2_grpc.add_RealTimeServiceServicer_to_server(RealTimeServicer(
         client, store, RedisCache(client, "features", settings.feature_cache_ttl, metrics.cache("features")),
-        states, writer, settings, metrics), server)
+        states, writer, queue, settings, metrics), server)
     ml_pb2_grpc.add_MLServiceServicer_to_server(MLServicer(
         queue, model_store, ModelCache(model_store, settings.model_cache_ttl, metrics.cache("models")),
         settings, metrics), server)

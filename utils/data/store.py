@@ -179,6 +179,10 @@ class BarStore:
         pipe.hset(keys.interval_bars(symbol, interval),
                   mapping={str(start): values.astype("<f8").tobytes() for start, values in bars.items()})
 
+    def interval_bar_count(self, symbol: str, interval: str) -> int | None:
+        count = self.redis.hlen(keys.interval_bars(symbol, interval))
+        return count or None
+
     def interval_bar(self, symbol: str, interval: str, start_ns: int) -> np.ndarray | None:
         raw = self.redis.hget(keys.interval_bars(symbol, interval), str(start_ns))
         return np.frombuffer(raw, dtype="<f8") if raw else None

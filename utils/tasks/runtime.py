@@ -39,9 +39,11 @@ def build_handlers(settings: Any, backend: Backend) -> dict:
     from utils.data.store import BarStore
     from utils.engine.models import ModelStore
     from utils.tasks.backtest import make_backtest_handler
+    from utils.tasks.features import make_features_handler
     from utils.tasks.training import make_training_handler
     store = BarStore(redis_from_settings(settings, decode=False))
     return {"backtest": make_backtest_handler(store, backend),
+            "features": make_features_handler(store, backend),
             "training": make_training_handler(ModelStore(settings.models_path),
                                               redis_from_settings(settings, decode=True), backend)}
 

@@ -93,8 +93,9 @@ def _data_pointer(typingctx, array):
 @njit(inline="always")
 def unowned(array):
     """A view of C-contiguous ``array`` that carries no reference count (``carray`` over its
-    data): the views a step takes of it (``state[:n]``, a panel's ``states[j]``) then cost no
-    atomic increments. Valid while ``array`` is alive, which the drivers guarantee."""
+    data): the views a step takes of it (``state[:n]``, a panel's ``states[col]``) then cost no
+    atomic increments. Only for arrays the caller keeps alive (arguments): numba frees a local
+    array after its last use, which would leave this view dangling."""
     return carray(_data_pointer(array), array.shape)
 
 
@@ -132,13 +133,13 @@ def _make_series_driver(step, n_outputs):
 
 def _make_panel_drivers(step, init, n_outputs):
     @njit
-    def columns(state_size, params, open_, high, low, close, volume, new_session, first_rows, out):
-        """Column by column; ``out`` is (n_outputs, rows, cols)."""
+    def columns(states_owned, params, open_, high, low, close, volume, new_session, first_rows, out):
+        """Column by column; ``out`` is (n_outputs, rows, cols), ``states_owned`` (cols, state size)."""
         _, rows, cols = out.shape
-        state_owned = np.empty(state_size)
-        state = unowned(state_owned)
+        states = unowned(states_owned)
         scratch = np.empty(n_outputs)
         for col in range(cols):
+            state = states[col]
             init(state, params)
             first = min(first_rows[col], rows)
             for row in range(first):
@@ -151,29 +152,27 @@ def _make_panel_drivers(step, init, n_outputs):
                     out[k, row, col] = scratch[k]
 
     @njit(parallel=True)
-    def panel(state_size, params, open_, high, low, close, volume, new_session, first_rows, out, block):
+    def panel(states_owned, params, open_, high, low, close, volume, new_session, first_rows, out, block):
         """Blocks of ``block`` columns in parallel; within a block, row by row (time-major), so
         the inputs and outputs are walked along their contiguous axis. Each column has its own
         state and sees its bars in time order, so the result does not depend on the blocking."""
         _, rows, cols = out.shape
+        states = unowned(states_owned)  # (cols, state size), owned (kept alive) by the caller
         n_blocks = (cols + block - 1) // block
         for index in prange(n_blocks):
             start = index * block
-            width = min(block, cols - start)
-            states_owned = np.empty((width, state_size))
-            states = unowned(states_owned)
+            stop = min(start + block, cols)
             scratch = np.empty(n_outputs)
-            for j in range(width):
-                init(states[j], params)
+            for col in range(start, stop):
+                init(states[col], params)
             for row in range(rows):
                 session = new_session[row]
-                for j in range(width):
-                    col = start + j
+                for col in range(start, stop):
                     if row < first_rows[col]:
                         for k in range(n_outputs):
                             out[k, row, col] = np.nan
                         continue
-                    step(states[j], params, open_[row, col], high[row, col], low[row, col],
+                    step(states[col], params, open_[row, col], high[row, col], low[row, col],
                          close[row, col], volume[row, col], session, scratch)
                     for k in range(n_outputs):
                         out[k, row, col] = scratch[k]
@@ -214,11 +213,12 @@ def drive_panel(step, init, state_size, params, open_, high, low, close, volume,
     ``first_rows[col]`` are NaN. Returns (n_outputs, rows, cols): each output a contiguous panel."""
     rows, cols = close.shape
     out = np.empty((n_outputs, rows, cols))
+    states = np.empty((cols, state_size))  # owned here: the drivers view it without a reference
     columns, panel = panel_drivers(step, init, n_outputs)
     if cols <= SERIAL_COLUMNS:
-        columns(state_size, params, open_, high, low, close, volume, new_session, first_rows, out)
+        columns(states, params, open_, high, low, close, volume, new_session, first_rows, out)
     else:
-        panel(state_size, params, open_, high, low, close, volume, new_session, first_rows, out,
+        panel(states, params, open_, high, low, close, volume, new_session, first_rows, out,
               PANEL_BLOCK)
     return out
 
