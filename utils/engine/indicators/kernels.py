@@ -1,7 +1,7 @@
 """Batch indicator kernels: an indicator kind's step driven over a series or a panel.
 
 There is one implementation per indicator, its step (``steps_close.py``, ``steps_range.py``);
-``run_kind`` drives it with ``step_core.run_panel`` over every column of a (time x symbols) panel,
+``run_kind`` drives it with ``step_core.drive_panel`` over every column of a (time x symbols) panel,
 each column starting at its first row where all the kind's inputs are non-NaN (TA-Lib's Python
 wrapper does the same), so the next ``lookback`` rows are NaN. The steps run on the host in numba:
 with a GPU array module (cupy) the inputs are copied to host memory and the outputs copied back;
