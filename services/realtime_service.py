@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import time
 import uuid
 from typing import Any, Callable, Iterable
 
@@ -31,7 +32,7 @@ from utils.queue.streams import JobQueue
 from utils.realtime.bar_aggregator import INTERVAL_NS
 from utils.realtime.symbol_state import SymbolStates
 from utils.realtime.tick_processor import TickResults, process_ticks
-from utils.realtime.tick_writer import Backlogged, TickWriter
+from utils.realtime.tick_writer import SUBSCRIBER_TTL_SECONDS, Backlogged, TickWriter
 
 DEFAULT_STREAM_FEATURES = ("sma_5", "sma_20", "ema_12", "rsi")
 DEFAULT_FEATURES = ("sma_20", "ema_12", "rsi", "macd", "bollinger")
@@ -136,10 +137,15 @@ class RealTimeServicer(realtime_pb2_grpc.RealTimeServiceServicer):
         symbols = validation.symbols("stock_codes", list(request.stock_codes), self.settings.max_symbols_per_request)
         pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
         pubsub.subscribe(*(keys.live_channel(s) for s in symbols))
+        self._announce_subscription(symbols)
         active = self.metrics.realtime_streams_active.labels(kind="subscribe")
         active.inc()
+        announced = time.monotonic()
         try:
             while context.is_active():
+                if time.monotonic() - announced > SUBSCRIBER_TTL_SECONDS / 3:
+                    self._announce_subscription(symbols)
+                    announced = time.monotonic()
                 message = pubsub.get_message(timeout=0.25)
                 if message is None or message.get("type") != "message":
                     continue
@@ -153,6 +159,14 @@ class RealTimeServicer(realtime_pb2_grpc.RealTimeServiceServicer):
         finally:
             active.dec()
             pubsub.close()
+
+    def _announce_subscription(self, symbols: list[str]) -> None:
+        """Tell every server's tick writer (via a TTL key) and ours (directly) to publish these."""
+        pipe = self.redis.pipeline(transaction=False)
+        for symbol in symbols:
+            pipe.set(keys.subscribed(symbol), "1", ex=SUBSCRIBER_TTL_SECONDS)
+        pipe.execute()
+        self.writer.note_subscribers(symbols)
 
     # ------------------------------------------------------------- features
     def ComputeFeatures(self, request, context):

@@ -73,6 +73,11 @@ def stream_state(symbol: str) -> str:
     return f"md:state:{symbol}"
 
 
+def subscribed(symbol: str) -> str:
+    """String with a short TTL: present while some SubscribeMarketData stream follows the symbol."""
+    return f"md:subscribed:{symbol}"
+
+
 def live_channel(symbol: str) -> str:
     """Pub/sub channel: tick + indicator updates of one symbol for subscribers."""
     return f"md:live:{symbol}"

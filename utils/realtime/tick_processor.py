@@ -8,13 +8,12 @@ tick-by-tick updates, bit for bit (the same step kernels run in the same order).
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from utils.data.store import SYMBOL_PATTERN
-from utils.data.timeutil import format_time, parse_time
+from utils.data.timeutil import format_time, parse_times
 from utils.realtime.symbol_state import SymbolStates
 from utils.realtime.tick_writer import PendingTicks, TickWriter
 
@@ -36,18 +35,27 @@ class TickResults:
         return {key: float(column[index]) for key, column in self.values.items()}
 
 
-def tick_error(symbol: str, price: float, volume: float, timestamp: str) -> tuple[str, int]:
-    """Why a tick is rejected ('' if fine) and its time; ordering is checked per symbol later."""
-    if not SYMBOL_PATTERN.match(symbol or ""):
-        return f"stock_code {symbol!r} is not a valid symbol", 0
-    if not math.isfinite(price) or price <= 0:
-        return f"price must be finite and > 0, got {price}", 0
-    if not math.isfinite(volume) or volume < 0:
-        return f"volume must be finite and >= 0, got {volume}", 0
-    try:
-        return "", parse_time(timestamp)
-    except ValueError:
-        return f"timestamp {timestamp!r} is not ISO-8601", 0
+def tick_errors(symbols: list[str], timestamps: list[str], prices: np.ndarray,
+                volumes: np.ndarray) -> tuple[list[str], np.ndarray]:
+    """Why each tick is rejected ('' if fine) and its time, checked column-wise; ordering is
+    checked per symbol later."""
+    times, time_ok = parse_times(timestamps)
+    price_ok = np.isfinite(prices) & (prices > 0)
+    volume_ok = np.isfinite(volumes) & (volumes >= 0)
+    symbol_ok = {symbol: bool(SYMBOL_PATTERN.match(symbol or "")) for symbol in set(symbols)}
+    errors = [""] * len(symbols)
+    if time_ok.all() and price_ok.all() and volume_ok.all() and all(symbol_ok.values()):
+        return errors, times
+    for index, symbol in enumerate(symbols):
+        if not symbol_ok[symbol]:
+            errors[index] = f"stock_code {symbol!r} is not a valid symbol"
+        elif not price_ok[index]:
+            errors[index] = f"price must be finite and > 0, got {prices[index]}"
+        elif not volume_ok[index]:
+            errors[index] = f"volume must be finite and >= 0, got {volumes[index]}"
+        elif not time_ok[index]:
+            errors[index] = f"timestamp {timestamps[index]!r} is not ISO-8601"
+    return errors, times
 
 
 def process_ticks(states: SymbolStates, writer: TickWriter, names: list[str], symbols: list[str],
@@ -58,14 +66,11 @@ def process_ticks(states: SymbolStates, writer: TickWriter, names: list[str], sy
     writer.check_capacity(count)
     results = TickResults(symbols, timestamps, np.asarray(prices, dtype=np.float64),
                           np.asarray(volumes, dtype=np.float64), [""] * count)
-    times = np.zeros(count, dtype=np.int64)
+    results.errors, times = tick_errors(symbols, timestamps, results.prices, results.volumes)
     chunks: dict[str, list[int]] = {}
-    for index in range(count):
-        error, time_ns = tick_error(symbols[index], prices[index], volumes[index], timestamps[index])
-        results.errors[index] = error
-        times[index] = time_ns
-        if not error:
-            chunks.setdefault(symbols[index], []).append(index)
+    for index, symbol in enumerate(symbols):
+        if not results.errors[index]:
+            chunks.setdefault(symbol, []).append(index)
     for symbol, indices in chunks.items():
         accepted = _apply_chunk(states, names, symbol, indices, times, results)
         if accepted.size:

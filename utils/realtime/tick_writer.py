@@ -29,6 +29,9 @@ from utils.realtime.bar_aggregator import INTERVAL_NS, Bar, BarAggregator
 
 log = logging.getLogger(__name__)
 
+SUBSCRIBER_CHECK_SECONDS = 1.0
+SUBSCRIBER_TTL_SECONDS = 10  # a subscriber refreshes its presence key well within this
+
 
 class Backlogged(Exception):
     """Too many ticks are waiting to be written (Redis slow or down)."""
@@ -84,8 +87,28 @@ class TickWriter:
         self._idle = threading.Condition(self._lock)
         self._in_flight = 0
         self._stop = threading.Event()
+        # symbol -> (has subscribers, when checked): live updates are built and published only
+        # for followed symbols; presence is re-checked at most every SUBSCRIBER_CHECK_SECONDS.
+        self._subscribed: dict[str, tuple[bool, float]] = {}
         self._thread = threading.Thread(target=self._run, name="tick-writer", daemon=True)
         self._thread.start()
+
+    def note_subscribers(self, symbols: list[str]) -> None:
+        """A subscriber in this process: publish for these symbols from now on."""
+        now = time.monotonic()
+        for symbol in symbols:
+            self._subscribed[symbol] = (True, now)
+
+    def _followed(self, symbols: set[str]) -> set[str]:
+        now = time.monotonic()
+        stale = [s for s in symbols if now - self._subscribed.get(s, (False, -1e9))[1] > SUBSCRIBER_CHECK_SECONDS]
+        if stale:
+            pipe = self.redis.pipeline(transaction=False)
+            for symbol in stale:
+                pipe.exists(keys.subscribed(symbol))
+            for symbol, present in zip(stale, pipe.execute()):
+                self._subscribed[symbol] = (bool(present), now)
+        return {s for s in symbols if self._subscribed[s][0]}
 
     def check_capacity(self, ticks: int) -> None:
         """Raise Backlogged when ``ticks`` more would pass the bound (call before applying them)."""
@@ -146,11 +169,13 @@ class TickWriter:
                 self._stop.wait(min(0.05 * 2 ** failures, 2.0))
 
     def _write(self, batches: list[PendingTicks]) -> None:
+        followed = self._followed({batch.symbol for batch in batches})
         pipe = self.redis.pipeline(transaction=True)  # all or nothing, so a retry never duplicates
         staged: dict = {}
         for batch in batches:
             self.store.append_ticks(pipe, batch.symbol, batch.time_ns, batch.price, batch.volume, self.maxlen)
-            pipe.publish(keys.live_channel(batch.symbol), live_message(batch))
+            if batch.symbol in followed:
+                pipe.publish(keys.live_channel(batch.symbol), live_message(batch))
             if self.aggregator:
                 self._aggregate(pipe, batch, staged)
         pipe.execute()
