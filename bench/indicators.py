@@ -197,6 +197,44 @@ def _server_main(redis_port: int, data_dir: str, ready, stop) -> None:
     running.stop(grace=0)
 
 
+def _echo_main(ready, stop) -> None:
+    """The transport's ceiling: a bare grpcio server whose StreamMarketData echoes each message
+    (no validation, no indicators, no Redis), same thread pool as ours."""
+    from concurrent.futures import ThreadPoolExecutor
+    import grpc
+    from api_proto import realtime_pb2, realtime_pb2_grpc
+
+    class Echo(realtime_pb2_grpc.RealTimeServiceServicer):
+        def StreamMarketData(self, request_iterator, context):
+            for sequence, message in enumerate(request_iterator, start=1):
+                yield realtime_pb2.StreamDataResponse(stock_code=message.stock_code, sequence=sequence,
+                                                      processed_data={"price": message.price})
+
+    server = grpc.server(ThreadPoolExecutor(max_workers=10))
+    realtime_pb2_grpc.add_RealTimeServiceServicer_to_server(Echo(), server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    ready.put(port)
+    stop.wait()
+    server.stop(0)
+
+
+def _echo_ceiling(ctx, prices: list[float]) -> dict:
+    import grpc
+    from api_proto import realtime_pb2_grpc
+    ready, stop = ctx.Queue(), ctx.Event()
+    process = ctx.Process(target=_echo_main, args=(ready, stop))
+    process.start()
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{ready.get(timeout=60)}") as channel:
+            stub = realtime_pb2_grpc.RealTimeServiceStub(channel)
+            _stream_single(stub, "WARM", prices[:500], lockstep=False)
+            return _stream_single(stub, "ECHO", prices[:GRPC_SINGLE_N], lockstep=False)
+    finally:
+        stop.set()
+        process.join(timeout=10)
+
+
 def _timestamps(n: int, offset_s: int = 0) -> list[str]:
     return [(START + timedelta(seconds=offset_s, microseconds=i * 1000)).isoformat() for i in range(n)]
 
@@ -279,6 +317,7 @@ def measure_grpc() -> dict:
             res = {
                 "single": _stream_single(stub, "SINGLE", prices[:GRPC_SINGLE_N], lockstep=False),
                 "lockstep": _stream_single(stub, "LOCK", prices[:GRPC_LOCKSTEP_N], lockstep=True),
+                "echo": _echo_ceiling(ctx, prices),
                 "batched": _stream_batched(stub, "BATCH", prices[:GRPC_BATCH * GRPC_BATCH_MSGS], GRPC_BATCH),
                 "columnar": _stream_batched(stub, "COLUMNAR", prices[:GRPC_BATCH * GRPC_BATCH_MSGS], GRPC_BATCH,
                                             columnar=True),
@@ -380,6 +419,7 @@ def render(batch: dict, panel: dict, streaming: dict, grpc_res: dict) -> str:
     for key, label, target in (
             ("single", "1 tick/message, client sends without waiting", TARGET_GRPC_SINGLE),
             ("lockstep", "1 tick/message, one in flight (next sent after the response)", None),
+            ("echo", "anchor: bare grpcio echo server, 1 message/message, no work (transport ceiling)", None),
             ("batched", f"{GRPC_BATCH} ticks/message, {GRPC_BATCH_MSGS} messages, a response per tick",
              TARGET_GRPC_BATCH),
             ("columnar", f"{GRPC_BATCH} ticks/message, {GRPC_BATCH_MSGS} messages, `columnar_response` "

@@ -70,6 +70,9 @@ class Settings(BaseSettings):
     max_training_data_bytes: int = Field(32 * 1024 * 1024, ge=1024)
     max_symbols_per_request: int = Field(500, ge=1)
     tick_stream_maxlen: int = Field(100_000, ge=100)
+    # Compile indicator kernels in the background at start: the default feature sets, every
+    # kind, or none (then the first request using a kind compiles it, ~1 s per kind).
+    warm_up_indicators: Literal["default", "all", "none"] = "default"
     # Time bars built from streamed ticks (comma-separated; empty disables).
     bar_intervals: str = "1s,1m,5m,1d"
     # Ticks accepted but not yet stored; beyond it streams get RESOURCE_EXHAUSTED (backpressure).

@@ -36,6 +36,13 @@ from utils.realtime.tick_writer import SUBSCRIBER_TTL_SECONDS, Backlogged, TickW
 
 DEFAULT_STREAM_FEATURES = ("sma_5", "sma_20", "ema_12", "rsi")
 DEFAULT_FEATURES = ("sma_20", "ema_12", "rsi", "macd", "bollinger")
+
+
+def warm_up_names(mode: str) -> list[str] | None:
+    """Features to compile at start for WARM_UP_INDICATORS (None = every kind, [] = none)."""
+    if mode == "none":
+        return []
+    return None if mode == "all" else sorted({*DEFAULT_STREAM_FEATURES, *DEFAULT_FEATURES})
 MAX_SERIES_LOOKBACK = 100_000
 PANEL_TIMEOUT_SECONDS = 120.0  # a panel request waits this long for its job unless its deadline is sooner
 

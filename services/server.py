@@ -20,10 +20,11 @@ from services.interceptors import ObservabilityInterceptor
 from services.market_data_service import MarketDataServicer
 from services.ml_service import MLServicer
 from services.model_cache import ModelCache
-from services.realtime_service import RealTimeServicer
+from services.realtime_service import RealTimeServicer, warm_up_names
 from utils.cache import RedisCache
 from utils.data.store import BarStore
 from utils.engine.models import ModelStore
+from utils.engine.indicators.warmup import warm_up_in_background
 from utils.gpu.devices import record_samples, sample_devices
 from utils.monitoring import Metrics, QueueCollector, periodic
 from utils.queue.streams import JobQueue, QueueConfig
@@ -120,6 +121,7 @@ def create_server(settings: Any, registry: CollectorRegistry | None = None) -> R
     _watch_redis(client, health_servicer, stop_event)
     periodic(5.0, lambda: record_samples(metrics, sample_devices()), stop_event, "device-sampler")
     periodic(1.0, states.flush, stop_event, "stream-state-snapshots")
+    warm_up_in_background(warm_up_names(settings.warm_up_indicators))
     log.info("gRPC listening on %s:%d", settings.grpc_host, port)
     return RunningServer(server, port, metrics, registry, queue, store, health_servicer, stop_event, states,
                          writer)

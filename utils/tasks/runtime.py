@@ -68,4 +68,7 @@ def run_worker_process(settings: Any, index: int = 0) -> None:
                     WorkerConfig(worker_id=worker_id, device_label=backend.label,
                                  heartbeat_seconds=min(settings.job_lease_seconds / 3, 0.5),
                                  shutdown_grace_seconds=settings.shutdown_grace_seconds), metrics)
+    if settings.warm_up_indicators != "none":  # the kinds the built-in strategies use
+        from utils.engine.indicators.warmup import warm_up_in_background
+        warm_up_in_background(None if settings.warm_up_indicators == "all" else ["sma_20", "ema_12", "rsi", "bollinger"])
     worker.run(stop)
