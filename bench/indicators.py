@@ -190,7 +190,8 @@ def _server_main(redis_port: int, data_dir: str, ready, stop) -> None:
     from services.server import create_server
     settings = load_settings(redis_host="127.0.0.1", redis_port=redis_port, redis_embedded="never",
                              grpc_host="127.0.0.1", grpc_port=0, prometheus_port=0,
-                             data_dir=Path(data_dir), worker_processes=1, compute_device="cpu")
+                             data_dir=Path(data_dir), worker_processes=1, compute_device="cpu",
+                             warm_up_indicators="none")  # the bench warms up with its own streams
     running = create_server(settings)
     ready.put(running.port)
     stop.wait()
@@ -419,7 +420,7 @@ def render(batch: dict, panel: dict, streaming: dict, grpc_res: dict) -> str:
     for key, label, target in (
             ("single", "1 tick/message, client sends without waiting", TARGET_GRPC_SINGLE),
             ("lockstep", "1 tick/message, one in flight (next sent after the response)", None),
-            ("echo", "anchor: bare grpcio echo server, 1 message/message, no work (transport ceiling)", None),
+            ("echo", "anchor: bare grpcio echo server, 1 tick/message, no work (transport ceiling)", None),
             ("batched", f"{GRPC_BATCH} ticks/message, {GRPC_BATCH_MSGS} messages, a response per tick",
              TARGET_GRPC_BATCH),
             ("columnar", f"{GRPC_BATCH} ticks/message, {GRPC_BATCH_MSGS} messages, `columnar_response` "
