@@ -9,17 +9,10 @@ pd = pytest.importorskip("pandas")
 from utils.engine.indicators import bollinger, compute_features, ema, macd, rsi, sma  # noqa: E402
 from utils.engine.indicators.kernels import host_panels, run_kind, to_caller  # noqa: E402
 from utils.engine.indicators.steps_close import CLOSE_KINDS  # noqa: E402
+from tests.parity.tolerance import assert_matches  # noqa: E402
 
 PERIODS = [2, 3, 5, 14, 20, 50, 200]
 KINDS = {kind.name: kind for kind in CLOSE_KINDS}
-
-
-def assert_matches(actual, reference, tolerance=1e-9):
-    actual = np.asarray(actual)
-    np.testing.assert_array_equal(np.isnan(actual), np.isnan(reference))
-    valid = ~np.isnan(reference)
-    error = np.abs(actual[valid] - reference[valid])
-    assert np.all(error <= tolerance * np.maximum(1.0, np.abs(reference[valid]))), error.max()
 
 
 def random_walk(seed=7, length=10_000):

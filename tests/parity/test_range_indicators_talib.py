@@ -15,6 +15,7 @@ from utils.engine.indicators.step_core import IndicatorKind, run_panel  # noqa: 
 from utils.engine.indicators.steps_range import (RANGE_KINDS, RANGE_KINDS_BY_NAME,  # noqa: E402
                                                  compute_panel, first_valid_rows,
                                                  output_lookbacks)
+from tests.parity.tolerance import assert_matches  # noqa: E402
 
 N_BARS = 10_000
 TALIB_C_VERSION = getattr(talib, "__ta_version__", b"").decode(errors="replace")
@@ -66,14 +67,6 @@ def data(request):
 
 
 # ----------------------------------------------------------------------------- helpers
-def assert_matches(actual, reference, tolerance=1e-9):
-    actual = np.asarray(actual)
-    np.testing.assert_array_equal(np.isnan(actual), np.isnan(reference))
-    valid = ~np.isnan(reference)
-    error = np.abs(actual[valid] - reference[valid])
-    assert np.all(error <= tolerance * np.maximum(1.0, np.abs(reference[valid]))), error.max()
-
-
 def run_kind(name, params, data, new_session=None):
     """The kind over one column via run_panel: (time, n_outputs)."""
     kind = RANGE_KINDS_BY_NAME[name]
