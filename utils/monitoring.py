@@ -11,6 +11,7 @@ import logging
 import threading
 from typing import Any, Callable, Iterable
 
+import redis
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
@@ -151,6 +152,8 @@ def periodic(interval: float, action: Callable[[], None], stop: threading.Event,
         while not stop.is_set():
             try:
                 action()
+            except (redis.ConnectionError, redis.TimeoutError) as exc:  # an outage, not a bug
+                log.warning("%s: Redis unavailable (%s)", name, exc)
             except Exception:
                 log.exception("%s failed", name)
             stop.wait(interval)
