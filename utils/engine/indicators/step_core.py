@@ -95,7 +95,7 @@ def _data_pointer(typingctx, array):
     return types.CPointer(array.dtype)(array), codegen
 
 
-@njit(inline="always")
+@njit(error_model="numpy", inline="always")
 def unowned(array):
     """A view of C-contiguous ``array`` that carries no reference count (``carray`` over its
     data): the views a step takes of it (``state[:n]``, a panel's ``states[col]``) then cost no
@@ -104,7 +104,7 @@ def unowned(array):
     return carray(_data_pointer(array), array.shape)
 
 
-@njit(cache=True)
+@njit(error_model="numpy", cache=True)
 def first_valid_rows_of(reads, open_, high, low, close, volume):
     """Per column, the first row where every input flagged in ``reads`` (INPUT_NAMES order) is
     non-NaN; ``rows`` if there is none. Scans down each column and stops at its first valid row."""
@@ -123,7 +123,7 @@ def first_valid_rows_of(reads, open_, high, low, close, volume):
 
 
 def _make_series_driver(step, n_outputs):
-    @njit
+    @njit(error_model="numpy")
     def series(state_owned, params, open_, high, low, close, volume, new_session, out):
         scratch = np.empty(n_outputs)
         state = unowned(state_owned)
@@ -137,7 +137,7 @@ def _make_series_driver(step, n_outputs):
 
 
 def _make_panel_drivers(step, init, n_outputs):
-    @njit
+    @njit(error_model="numpy")
     def columns(states_owned, params, open_, high, low, close, volume, new_session, first_rows, out):
         """Column by column; ``out`` is (n_outputs, rows, cols), ``states_owned`` (cols, state size)."""
         _, rows, cols = out.shape
@@ -156,7 +156,7 @@ def _make_panel_drivers(step, init, n_outputs):
                 for k in range(n_outputs):
                     out[k, row, col] = scratch[k]
 
-    @njit(parallel=True)
+    @njit(error_model="numpy", parallel=True)
     def panel(states_owned, params, open_, high, low, close, volume, new_session, first_rows, out, block):
         """Blocks of ``block`` columns in parallel; within a block, row by row (time-major), so
         the inputs and outputs are walked along their contiguous axis. Each column has its own
@@ -264,12 +264,12 @@ def sma_state_size(params: tuple) -> int:
     return 3 + int(params[0])  # count, running total, ring head, ring of the last `period` closes
 
 
-@njit(cache=True, inline="always")
+@njit(error_model="numpy", cache=True, inline="always")
 def sma_init(state, params):
     state[:] = 0.0
 
 
-@njit(cache=True, inline="always")
+@njit(error_model="numpy", cache=True, inline="always")
 def sma_push(state, base, period, x):
     """TA_INT_SMA as a step over state[base:base+3+period] = count, total, head, ring.
 
@@ -295,7 +295,7 @@ def sma_push(state, base, period, x):
     return ready, value
 
 
-@njit(cache=True, inline="always")
+@njit(error_model="numpy", cache=True, inline="always")
 def sma_step(state, params, open_, high, low, close, volume, new_session, out):
     """TA-Lib TA_INT_SMA: add the new close, divide, then subtract the oldest of the window."""
     ready, value = sma_push(state, 0, int(params[0]), close)

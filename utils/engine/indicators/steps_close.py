@@ -31,12 +31,12 @@ TALIB_EPSILON = 1e-14
 
 
 # ------------------------------------------------------------------ shared pieces
-@njit(cache=True)
+@njit(error_model="numpy", cache=True)
 def zero_init(state, params):
     state[:] = 0.0
 
 
-@njit(cache=True, inline="always")
+@njit(error_model="numpy", cache=True, inline="always")
 def _ema_feed(state, at, period, x):
     """EMA of the values fed so far, at state[at:at+3] = (count, seed sum, value).
 
@@ -62,7 +62,7 @@ def _ema_feed(state, at, period, x):
 WINDOW_SLOTS = 5  # (values pushed, ring head, mean, sum of squared deviations, NaN seen) + ring
 
 
-@njit(cache=True, inline="always")
+@njit(error_model="numpy", cache=True, inline="always")
 def _window_push(state, at, period, x):
     """Push ``x`` into the moving window at state[at:]; True once it holds ``period`` values.
 
@@ -106,7 +106,7 @@ def _window_push(state, at, period, x):
     return True
 
 
-@njit(cache=True, inline="always")
+@njit(error_model="numpy", cache=True, inline="always")
 def _window_variance(state, at, period, ddof):
     """Variance of the full window (NaN for good once a NaN has been in it); never negative."""
     if state[at + 4] != 0.0:
@@ -115,7 +115,7 @@ def _window_variance(state, at, period, ddof):
     return variance if variance > 0.0 else 0.0
 
 
-@njit(cache=True, inline="always")
+@njit(error_model="numpy", cache=True, inline="always")
 def _lag_push(state, at, period, x):
     """Store ``x`` in a ring of the last ``period`` values at state[at:] = (head, ring...) and
     return the value it replaces: the input ``period`` bars ago (0.0 while the ring fills)."""
@@ -140,12 +140,12 @@ def _period(default: int, low: float = 1) -> tuple[Param, ...]:
 
 
 # ------------------------------------------------------------------ EMA, DEMA, TEMA
-@njit(cache=True, inline="always")
+@njit(error_model="numpy", cache=True, inline="always")
 def ema_step(state, params, open_, high, low, close, volume, new_session, out):
     out[0] = _ema_feed(state, 0, int(params[0]), close)
 
 
-@njit(cache=True, inline="always")
+@njit(error_model="numpy", cache=True, inline="always")
 def dema_step(state, params, open_, high, low, close, volume, new_session, out):
     """TA-Lib DEMA: 2*EMA1 - EMA2, EMA2 being the EMA of EMA1 (seeded on its first ``period``)."""
     period = int(params[0])
@@ -160,7 +160,7 @@ def dema_step(state, params, open_, high, low, close, volume, new_session, out):
     out[0] = np.nan if state[3] < period else 2.0 * first - second
 
 
-@njit(cache=True, inline="always")
+@njit(error_model="numpy", cache=True, inline="always")
 def tema_step(state, params, open_, high, low, close, volume, new_session, out):
     """TA-Lib TEMA: EMA3 + (3*EMA1 - 3*EMA2), each EMA fed by the one before it."""
     period = int(params[0])
@@ -180,7 +180,7 @@ def tema_step(state, params, open_, high, low, close, volume, new_session, out):
 
 
 # ------------------------------------------------------------------ WMA
-@njit(cache=True, inline="always")
+@njit(error_model="numpy", cache=True, inline="always")
 def wma_step(state, params, open_, high, low, close, volume, new_session, out):
     """TA-Lib WMA's running sums, recomputed from the window every ``8 * period`` outputs.
 
@@ -227,7 +227,7 @@ def wma_step(state, params, open_, high, low, close, volume, new_session, out):
 
 
 # ------------------------------------------------------------------ RSI
-@njit(cache=True, inline="always")
+@njit(error_model="numpy", cache=True, inline="always")
 def _rsi_value(average_gain, average_loss):
     total = average_gain + average_loss
     if np.isnan(total):
@@ -239,7 +239,7 @@ def _rsi_value(average_gain, average_loss):
     return 100.0 * (average_gain / total)
 
 
-@njit(cache=True, inline="always")
+@njit(error_model="numpy", cache=True, inline="always")
 def rsi_step(state, params, open_, high, low, close, volume, new_session, out):
     """Wilder RSI, TA-Lib seeding: simple averages of the first ``period`` changes, then smoothing.
     State = (bars seen, previous close, average gain, average loss)."""
@@ -277,7 +277,7 @@ def rsi_step(state, params, open_, high, low, close, volume, new_session, out):
 
 
 # ------------------------------------------------------------------ MACD
-@njit(cache=True, inline="always")
+@njit(error_model="numpy", cache=True, inline="always")
 def macd_step(state, params, open_, high, low, close, volume, new_session, out):
     """TA-Lib MACD. The fast EMA starts at the slow EMA's first row, seeded with the SMA of the
     ``fast`` closes ending there; the signal EMA is seeded on the first ``signal`` MACD values.
@@ -314,7 +314,7 @@ def bollinger_state_size(params: tuple) -> int:
     return sma_state_size(params) + WINDOW_SLOTS + int(params[0])
 
 
-@njit(cache=True, inline="always")
+@njit(error_model="numpy", cache=True, inline="always")
 def bollinger_step(state, params, open_, high, low, close, volume, new_session, out):
     """TA-Lib BBANDS with one ``nbdev`` both ways: the middle band is the SMA step itself (so it
     equals ``sma`` bit for bit); the deviation is the population standard deviation, 0 below
@@ -335,7 +335,7 @@ def bollinger_step(state, params, open_, high, low, close, volume, new_session, 
 
 
 # ------------------------------------------------------------------ ROC, MOM
-@njit(cache=True, inline="always")
+@njit(error_model="numpy", cache=True, inline="always")
 def roc_step(state, params, open_, high, low, close, volume, new_session, out):
     """TA-Lib ROC: ((close / close[-period]) - 1) * 100, and 0.0 where close[-period] is 0.
     State = (bars seen, ring head, ring of the last ``period`` closes)."""
@@ -351,7 +351,7 @@ def roc_step(state, params, open_, high, low, close, volume, new_session, out):
         out[0] = 0.0
 
 
-@njit(cache=True, inline="always")
+@njit(error_model="numpy", cache=True, inline="always")
 def mom_step(state, params, open_, high, low, close, volume, new_session, out):
     """TA-Lib MOM: close - close[-period]."""
     period = int(params[0])
@@ -362,7 +362,7 @@ def mom_step(state, params, open_, high, low, close, volume, new_session, out):
 
 
 # ------------------------------------------------------------------ volatility, z-score
-@njit(cache=True, inline="always")
+@njit(error_model="numpy", cache=True, inline="always")
 def volatility_step(state, params, open_, high, low, close, volume, new_session, out):
     """Sample (ddof 1) standard deviation of the last ``period`` simple returns, not annualised:
     ``close / previous - 1`` as pandas' ``pct_change``. State = (bars seen, previous close, window)."""
@@ -378,7 +378,7 @@ def volatility_step(state, params, open_, high, low, close, volume, new_session,
         out[0] = np.sqrt(_window_variance(state, 2, period, 1))
 
 
-@njit(cache=True, inline="always")
+@njit(error_model="numpy", cache=True, inline="always")
 def zscore_step(state, params, open_, high, low, close, volume, new_session, out):
     """(close - mean) / population std over the last ``period`` closes; NaN where the window is
     flat (variance below TA-Lib's epsilon), the z-score being undefined there."""

@@ -46,19 +46,19 @@ _NAN = np.nan
 
 
 # ----------------------------------------------------------------------------- shared pieces
-@njit(cache=True, inline="always")
+@njit(error_model="numpy", cache=True, inline="always")
 def _is_zero(v):
     """TA_IS_ZERO: inside the fixed band (-TA_EPSILON, TA_EPSILON)."""
     return (-_EPSILON < v) and (v < _EPSILON)
 
 
-@njit(cache=True, inline="always")
+@njit(error_model="numpy", cache=True, inline="always")
 def _is_zero_scaled(v, scale):
     """TA_IS_ZERO_SCALED: |v| <= TA_EPSILON * scale (a ~90-ulp relative dead-zone)."""
     return abs(v) <= _EPSILON * scale
 
 
-@njit(cache=True, inline="always")
+@njit(error_model="numpy", cache=True, inline="always")
 def _true_range(high, low, prev_close):
     """TA-Lib's true range: high-low, replaced by each previous-close distance when larger."""
     greatest = high - low
@@ -73,7 +73,7 @@ def _true_range(high, low, prev_close):
 
 
 
-@njit(cache=True, inline="always")
+@njit(error_model="numpy", cache=True, inline="always")
 def _window_extremes(state, base, period, today, high, low):
     """Highest high and lowest low of the last ``period`` bars, the TA-Lib way.
 
@@ -135,7 +135,7 @@ def _window_extremes(state, base, period, today, high, low):
     return True
 
 
-@njit(cache=True, inline="always")
+@njit(error_model="numpy", cache=True, inline="always")
 def _window_extremes_init(state, base):
     state[base] = -1.0
     state[base + 1] = 0.0
@@ -150,12 +150,12 @@ def atr_state_size(params: tuple) -> int:
     return 3
 
 
-@njit(cache=True, inline="always")
+@njit(error_model="numpy", cache=True, inline="always")
 def atr_init(state, params):
     state[:] = 0.0
 
 
-@njit(cache=True, inline="always")
+@njit(error_model="numpy", cache=True, inline="always")
 def _atr_update(state, period, high, low, close):
     """Advance the ATR state by one bar; returns (ready, atr)."""
     count = int(state[0])
@@ -180,14 +180,14 @@ def _atr_update(state, period, high, low, close):
     return True, atr
 
 
-@njit(cache=True, inline="always")
+@njit(error_model="numpy", cache=True, inline="always")
 def atr_step(state, params, open_, high, low, close, volume, new_session, out):
     """TA-Lib ATR: SMA-seeded Wilder average of the true range; lookback = period."""
     ready, atr = _atr_update(state, int(params[0]), high, low, close)
     out[0] = atr if ready else _NAN
 
 
-@njit(cache=True, inline="always")
+@njit(error_model="numpy", cache=True, inline="always")
 def natr_step(state, params, open_, high, low, close, volume, new_session, out):
     """TA-Lib NATR: ATR / close * 100 (0 on a zero close; raw true range at period 1)."""
     period = int(params[0])
@@ -210,13 +210,13 @@ def stoch_state_size(params: tuple) -> int:
     return 1 + (5 + 2 * fastk) + (3 + slowk) + (3 + slowd)
 
 
-@njit(cache=True, inline="always")
+@njit(error_model="numpy", cache=True, inline="always")
 def stoch_init(state, params):
     state[:] = 0.0
     _window_extremes_init(state, 1)
 
 
-@njit(cache=True, inline="always")
+@njit(error_model="numpy", cache=True, inline="always")
 def stoch_step(state, params, open_, high, low, close, volume, new_session, out):
     """TA-Lib STOCH with SMA slow-K / slow-D: fast K = (c-ll)/(hh-ll)*100 over fastk bars."""
     fastk = int(params[0])
@@ -250,13 +250,13 @@ def willr_state_size(params: tuple) -> int:
     return 1 + 5 + 2 * int(params[0])
 
 
-@njit(cache=True, inline="always")
+@njit(error_model="numpy", cache=True, inline="always")
 def willr_init(state, params):
     state[:] = 0.0
     _window_extremes_init(state, 1)
 
 
-@njit(cache=True, inline="always")
+@njit(error_model="numpy", cache=True, inline="always")
 def willr_step(state, params, open_, high, low, close, volume, new_session, out):
     """TA-Lib WILLR: (hh-c)/(hh-ll) * -100, clamped into [-100, 0]; 0 on a flat window."""
     period = int(params[0])
@@ -284,12 +284,12 @@ def cci_state_size(params: tuple) -> int:
     return 2 + int(params[0])
 
 
-@njit(cache=True, inline="always")
+@njit(error_model="numpy", cache=True, inline="always")
 def cci_init(state, params):
     state[:] = 0.0
 
 
-@njit(cache=True, inline="always")
+@njit(error_model="numpy", cache=True, inline="always")
 def cci_step(state, params, open_, high, low, close, volume, new_session, out):
     """TA-Lib CCI: (tp - mean) / (0.015 * mean deviation), sums in circular-buffer slot order."""
     period = int(params[0])
@@ -326,12 +326,12 @@ def adx_state_size(params: tuple) -> int:
     return 9
 
 
-@njit(cache=True, inline="always")
+@njit(error_model="numpy", cache=True, inline="always")
 def adx_init(state, params):
     state[:] = 0.0
 
 
-@njit(cache=True, inline="always")
+@njit(error_model="numpy", cache=True, inline="always")
 def adx_step(state, params, open_, high, low, close, volume, new_session, out):
     """TA-Lib ADX, PLUS_DI and MINUS_DI over one shared DM/TR state.
 
@@ -417,12 +417,12 @@ def obv_state_size(params: tuple) -> int:
     return 3
 
 
-@njit(cache=True, inline="always")
+@njit(error_model="numpy", cache=True, inline="always")
 def obv_init(state, params):
     state[:] = 0.0
 
 
-@njit(cache=True, inline="always")
+@njit(error_model="numpy", cache=True, inline="always")
 def obv_step(state, params, open_, high, low, close, volume, new_session, out):
     """TA-Lib OBV: starts at the first bar's volume; +volume on an up close, -volume on down."""
     if state[0] == 0.0:
@@ -447,12 +447,12 @@ def mfi_state_size(params: tuple) -> int:
     return 6 + 2 * int(params[0])
 
 
-@njit(cache=True, inline="always")
+@njit(error_model="numpy", cache=True, inline="always")
 def mfi_init(state, params):
     state[:] = 0.0
 
 
-@njit(cache=True, inline="always")
+@njit(error_model="numpy", cache=True, inline="always")
 def mfi_step(state, params, open_, high, low, close, volume, new_session, out):
     """TA-Lib MFI: 100 * positive flow / total flow over the last ``period`` price moves."""
     period = int(params[0])
@@ -520,12 +520,12 @@ def vwap_state_size(params: tuple) -> int:
     return 2 if window == 0 else 7 + 2 * window
 
 
-@njit(cache=True, inline="always")
+@njit(error_model="numpy", cache=True, inline="always")
 def vwap_init(state, params):
     state[:] = 0.0
 
 
-@njit(cache=True, inline="always")
+@njit(error_model="numpy", cache=True, inline="always")
 def _neumaier_add(state, at, x):
     """state[at] += x with the Neumaier compensation kept in state[at+1]."""
     total = state[at]
@@ -537,7 +537,7 @@ def _neumaier_add(state, at, x):
     state[at] = t
 
 
-@njit(cache=True, inline="always")
+@njit(error_model="numpy", cache=True, inline="always")
 def vwap_step(state, params, open_, high, low, close, volume, new_session, out):
     """VWAP of the typical price (h+l+c)/3: per session, or rolling over ``window`` bars."""
     window = int(params[0])
