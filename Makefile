@@ -45,7 +45,16 @@ worker: deps
 test: $(TEST_STAMP) protos
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
-bench: $(TEST_STAMP) protos
+# The anchors (arq needs redis-py < 6) live in their own venv, built here so `make bench`
+# compares against them in the same run on a fresh machine too.
+ANCHOR_STAMP := bench/.venv/.installed
+
+$(ANCHOR_STAMP): bench/requirements.txt
+	test -x bench/.venv/bin/python || $(PYTHON) -m venv bench/.venv
+	bench/.venv/bin/pip install -q -r bench/requirements.txt
+	touch $@
+
+bench: $(TEST_STAMP) protos $(ANCHOR_STAMP)
 	$(BIN)/python -m bench
 
 clean:
