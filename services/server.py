@@ -120,7 +120,8 @@ def create_server(settings: Any, registry: CollectorRegistry | None = None) -> R
     stop_event = threading.Event()
     _watch_redis(client, health_servicer, stop_event)
     periodic(5.0, lambda: record_samples(metrics, sample_devices()), stop_event, "device-sampler")
-    periodic(1.0, states.flush, stop_event, "stream-state-snapshots")
+    periodic(1.0, lambda: metrics.state_snapshots.inc(states.flush()), stop_event, "stream-state-snapshots")
+    periodic(0.5, lambda: metrics.tick_backlog.set(writer.backlog), stop_event, "tick-backlog")
     warm_up_in_background(warm_up_names(settings.warm_up_indicators))
     log.info("gRPC listening on %s:%d", settings.grpc_host, port)
     return RunningServer(server, port, metrics, registry, queue, store, health_servicer, stop_event, states,

@@ -75,6 +75,10 @@ class Metrics:
                                        registry=registry)
         self.ticks_rejected = Counter("realtime_ticks_rejected", "Ticks rejected with a per-tick error",
                                       ["reason"], registry=registry)
+        self.tick_backlog = Gauge("realtime_tick_backlog", "Accepted ticks not yet written to Redis",
+                                  registry=registry)
+        self.state_snapshots = Counter("realtime_state_snapshots", "Symbol state snapshots written to Redis",
+                                       registry=registry)
         self.predictions = Counter("ml_predictions", "Rows predicted", ["model_type", "device"],
                                    registry=registry)
         self.jobs_in_progress = Gauge("jobs_in_progress", "Jobs running in this worker", ["task_type"],

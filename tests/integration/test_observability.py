@@ -38,6 +38,8 @@ def test_guide_metric_names_are_served_after_traffic(platform, channel):
                    'queue_depth{priority="normal",state="waiting",task_type="backtest"} 0.0',
                    'dead_letter_jobs{task_type="backtest"} 0.0',
                    'queue_redis_up 1.0',
+                   'realtime_tick_backlog 0.0',
+                   'realtime_state_snapshots_total',
                    'grpc_requests_total{code="OK",method="IntegratedBacktest"} 1.0',
                    'grpc_request_duration_seconds_bucket{le="0.005",method="ComputeFeatures"}'):
         assert needle in body, needle

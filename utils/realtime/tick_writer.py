@@ -93,6 +93,11 @@ class TickWriter:
         self._thread = threading.Thread(target=self._run, name="tick-writer", daemon=True)
         self._thread.start()
 
+    @property
+    def backlog(self) -> int:
+        """Accepted ticks not yet written (pending plus in flight)."""
+        return self._pending_ticks
+
     def note_subscribers(self, symbols: list[str]) -> None:
         """A subscriber in this process: publish for these symbols from now on."""
         now = time.monotonic()
