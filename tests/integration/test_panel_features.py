@@ -53,3 +53,12 @@ def test_panel_without_a_worker_times_out_and_cancels_its_job(platform, channel)
         realtime_pb2_grpc.RealTimeServiceStub(channel).ComputeFeatures(
             realtime_pb2.FeatureRequest(stock_codes=["000001.SZ"]), timeout=1.0)
     assert error.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+
+
+def test_panel_with_a_symbol_still_in_warm_up_returns_nan_not_a_failure(channel):
+    import_symbol(channel, "SHORT", np.arange(np.datetime64("2024-01-02"), np.datetime64("2024-01-12")), seed=3)
+    reply = realtime_pb2_grpc.RealTimeServiceStub(channel).ComputeFeatures(realtime_pb2.FeatureRequest(
+        stock_codes=["SHORT", "000001.SZ"], feature_types=["sma_5", "sma_50"]), timeout=60)
+    assert reply.panel["SHORT"].features["sma_5"] > 0
+    assert np.isnan(reply.panel["SHORT"].features["sma_50"])  # 10 bars: still in warm-up
+    assert reply.panel["000001.SZ"].features["sma_50"] > 0

@@ -25,12 +25,13 @@ def _load(store: BarStore, symbol: str, interval: str) -> Bars:
     return store.read_interval_bars(symbol, interval) if interval else store.read(symbol)
 
 
-def _latest(column: np.ndarray) -> float:
+def _latest(column: np.ndarray) -> float | None:
+    """The last value; None (JSON null) during warm-up, as job results are strict JSON."""
     value = float(column[-1])
-    return value if np.isfinite(value) else float("nan")
+    return value if np.isfinite(value) else None
 
 
-def panel_latest(backend: Backend, names: list[str], bars: list[Bars]) -> dict[str, dict[str, float]]:
+def panel_latest(backend: Backend, names: list[str], bars: list[Bars]) -> dict[str, dict[str, float | None]]:
     """Latest values per symbol for bars that share one calendar (same ``time`` array)."""
     panel = {name: np.column_stack([getattr(b, name) for b in bars]) for name in COLUMNS}
     panel["time"] = bars[0].time
@@ -55,7 +56,7 @@ def make_features_handler(store: BarStore, worker_backend: Backend):
             if len(bars):
                 calendars.setdefault(bars.time.tobytes(), []).append(bars)
             context.progress(0.5 * (index + 1) / len(symbols))
-        features: dict[str, dict[str, float]] = {}
+        features: dict[str, dict[str, float | None]] = {}
         timestamps: dict[str, str] = {}
         for done, group in enumerate(calendars.values(), start=1):
             try:
