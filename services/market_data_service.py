@@ -10,7 +10,6 @@ from services import validation
 from services.errors import invalid
 from utils.data.store import Bars, BarStore, SymbolInfo
 from utils.data.timeutil import format_time, format_times, parse_time
-from utils.realtime.bar_aggregator import INTERVAL_NS
 
 MAX_BARS_PER_IMPORT = 2_000_000
 
@@ -52,7 +51,7 @@ class MarketDataServicer(market_data_pb2_grpc.MarketDataServiceServicer):
         if request.limit < 0:
             raise invalid("limit", f"must be >= 0, got {request.limit}")
         if request.interval:
-            interval = self._interval(request.interval)
+            interval = validation.interval("interval", request.interval)
             self.flush_ticks()
             bars = self.store.read_interval_bars(symbol, interval, start, end)
         else:
@@ -64,12 +63,6 @@ class MarketDataServicer(market_data_pb2_grpc.MarketDataServiceServicer):
                     for t, o, h, lo, c, v in zip(times, bars.open.tolist(), bars.high.tolist(), bars.low.tolist(),
                                                  bars.close.tolist(), bars.volume.tolist())]
         return market_data_pb2.GetBarsResponse(symbol=symbol, bars=messages, version=bars.version)
-
-    @staticmethod
-    def _interval(value: str) -> str:
-        if value not in INTERVAL_NS:
-            raise invalid("interval", f"{value!r} is not a bar interval; valid: {', '.join(INTERVAL_NS)}")
-        return value
 
     def ListSymbols(self, request, context):
         return market_data_pb2.ListSymbolsResponse(

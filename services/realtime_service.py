@@ -25,11 +25,10 @@ from utils.cache import RedisCache, digest
 from utils.data.store import Bars, BarStore
 from utils.data.timeutil import format_time, format_times
 from utils.engine.indicators.features import (UnknownFeatureError, compute_features, latest_values,
-                                              list_features, max_lookback, parse_feature)
+                                              list_features, parse_feature)
 from utils.queue import keys
 from utils.queue.jobs import JobSpec, JobStatus
 from utils.queue.streams import JobQueue
-from utils.realtime.bar_aggregator import INTERVAL_NS
 from utils.realtime.symbol_state import SymbolStates
 from utils.realtime.tick_processor import TickResults, process_ticks
 from utils.realtime.tick_writer import SUBSCRIBER_TTL_SECONDS, Backlogged, TickWriter
@@ -227,9 +226,7 @@ class RealTimeServicer(realtime_pb2_grpc.RealTimeServiceServicer):
         return response
 
     def _interval(self, interval: str) -> str:
-        if interval and interval not in INTERVAL_NS:
-            raise invalid("interval", f"{interval!r} is not a bar interval; valid: {', '.join(INTERVAL_NS)}")
-        if interval:
+        if validation.interval("interval", interval):
             self.writer.flush()  # bars built from this server's latest ticks
         return interval
 
@@ -261,7 +258,6 @@ class RealTimeServicer(realtime_pb2_grpc.RealTimeServiceServicer):
         result: dict[str, Any] = {
             "latest": {k: finite_or_nan(v) for k, v in latest_values(series).items()},
             "timestamp": format_time(int(bars.time[-1])) if len(bars) else "",
-            "needs_bars": max_lookback(names),
         }
         if return_series:
             tail = slice(max(len(bars) - lookback, 0), len(bars))

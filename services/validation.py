@@ -9,6 +9,7 @@ from services.errors import invalid
 from utils.data.store import SYMBOL_PATTERN
 from utils.data.timeutil import parse_time
 from utils.engine.backend import VALID_DEVICES
+from utils.realtime.bar_aggregator import INTERVAL_NS
 
 PRIORITY_NAMES = {0: "normal", 1: "low", 2: "normal", 3: "high"}
 
@@ -91,6 +92,13 @@ def device(field: str, value: str) -> str:
     value = (value or "auto").lower()
     if value not in VALID_DEVICES:
         raise invalid(field, f"must be one of {', '.join(VALID_DEVICES)}, got {value!r}")
+    return value
+
+
+def interval(field: str, value: str) -> str:
+    """A bar interval built from ticks ('1m', '1d', ...); '' passes through (no interval)."""
+    if value and value not in INTERVAL_NS:
+        raise invalid(field, f"{value!r} is not a bar interval; valid: {', '.join(INTERVAL_NS)}")
     return value
 
 

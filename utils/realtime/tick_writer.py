@@ -48,19 +48,20 @@ class PendingTicks:
 
 
 def merge(batches: list[PendingTicks]) -> list[PendingTicks]:
-    """Join consecutive batches of the same symbol and feature set (order kept)."""
-    merged: list[PendingTicks] = []
+    """Join consecutive batches of the same symbol and feature set (order kept), each run with
+    one concatenation."""
+    runs: list[list[PendingTicks]] = []
     for batch in batches:
-        last = merged[-1] if merged else None
+        last = runs[-1][-1] if runs else None
         if last and last.symbol == batch.symbol and last.indicators.keys() == batch.indicators.keys():
-            merged[-1] = PendingTicks(
-                batch.symbol, last.timestamps + batch.timestamps,
-                np.concatenate([last.time_ns, batch.time_ns]), np.concatenate([last.price, batch.price]),
-                np.concatenate([last.volume, batch.volume]),
-                {k: np.concatenate([last.indicators[k], batch.indicators[k]]) for k in batch.indicators})
+            runs[-1].append(batch)
         else:
-            merged.append(batch)
-    return merged
+            runs.append([batch])
+    return [run[0] if len(run) == 1 else PendingTicks(
+        run[0].symbol, [stamp for batch in run for stamp in batch.timestamps],
+        np.concatenate([b.time_ns for b in run]), np.concatenate([b.price for b in run]),
+        np.concatenate([b.volume for b in run]),
+        {k: np.concatenate([b.indicators[k] for b in run]) for k in run[0].indicators}) for run in runs]
 
 
 def live_message(batch: PendingTicks) -> str:
