@@ -13,12 +13,14 @@ from utils.data.timeutil import epoch_to_iso, format_time
 from utils.queue import keys
 from utils.queue.jobs import JobRecord, JobSpec, JobStatus
 from utils.queue.streams import JobQueue
+from utils.reports import render_tearsheet
 
 import grpc
 
 TASK_TYPE = "backtest"
 NOUN = "backtest"
 MAX_STRATEGY_CONFIG_BYTES = 64 * 1024
+REPORT_CONTENT_TYPE = "text/html; charset=utf-8"
 
 
 def status_enum(status: JobStatus) -> int:
@@ -40,6 +42,32 @@ def status_message(record: JobRecord) -> backtest_pb2.BacktestStatusResponse:
         error_message=record.error, attempts=record.attempts, created_at=epoch_to_iso(record.created_at),
         started_at=epoch_to_iso(record.started_at), finished_at=epoch_to_iso(record.finished_at),
         device=record.device)
+
+
+def completed_backtest(queue: JobQueue, backtest_id: str) -> tuple[JobRecord, dict[str, Any]]:
+    """Record and stored result of a COMPLETED backtest, else a ServiceError: NOT_FOUND for an
+    unknown id or an expired result, FAILED_PRECONDITION while it is not COMPLETED. Shared by
+    the result and report RPCs and by `main_server.py report`."""
+    job_id = validation.identifier("backtest_id", backtest_id, NOUN)
+    record = require_job(queue, job_id, TASK_TYPE, NOUN)
+    if record.status is not JobStatus.COMPLETED:
+        detail = f": {record.error}" if record.error else ""
+        raise failed_precondition(
+            f"backtest {job_id} is {record.status.value} (progress {record.progress:.0%}){detail}; "
+            f"results exist only for COMPLETED backtests (poll GetBacktestStatus or use WatchBacktest)")
+    result = queue.result(job_id)
+    if result is None:
+        raise not_found(f"the result of backtest {job_id} has expired")
+    return record, result
+
+
+def backtest_report(queue: JobQueue, backtest_id: str) -> tuple[str, str]:
+    """(job id, HTML tearsheet) of a COMPLETED backtest; errors as ``completed_backtest``."""
+    record, result = completed_backtest(queue, backtest_id)
+    meta = {**record.meta, "initial_capital": record.payload.get("initial_capital"),
+            "commission_rate": record.payload.get("commission_rate"), "device": record.device,
+            "created_at": epoch_to_iso(record.created_at), "finished_at": epoch_to_iso(record.finished_at)}
+    return record.id, render_tearsheet(record.id, result, meta)
 
 
 class BacktestServicer(backtest_pb2_grpc.BacktestServiceServicer):
@@ -76,7 +104,7 @@ class BacktestServicer(backtest_pb2_grpc.BacktestServiceServicer):
 
     @staticmethod
     def _strategy(config: dict[str, Any]):
-        from utils.engine.backtest.strategies import validate_strategy_config
+        from utils.engine.backtest.config import validate_strategy_config
         try:
             return validate_strategy_config(config)
         except ValueError as exc:
@@ -120,16 +148,8 @@ class BacktestServicer(backtest_pb2_grpc.BacktestServiceServicer):
         return self._result(request)
 
     def _result(self, request) -> backtest_pb2.BacktestResultResponse:
-        job_id = validation.identifier("backtest_id", request.backtest_id, NOUN)
-        record = require_job(self.queue, job_id, TASK_TYPE, NOUN)
-        if record.status is not JobStatus.COMPLETED:
-            detail = f": {record.error}" if record.error else ""
-            raise failed_precondition(
-                f"backtest {job_id} is {record.status.value} (progress {record.progress:.0%}){detail}; "
-                f"results exist only for COMPLETED backtests (poll GetBacktestStatus or use WatchBacktest)")
-        result = self.queue.result(job_id)
-        if result is None:
-            raise not_found(f"the result of backtest {job_id} has expired")
+        record, result = completed_backtest(self.queue, request.backtest_id)
+        job_id = record.id
         offset, size = validation.page("page_size", request.page_size, request.page_token, 1000, 10_000)
         trades = result.get("trades", [])
         page = trades[offset:offset + size]
@@ -145,6 +165,10 @@ class BacktestServicer(backtest_pb2_grpc.BacktestServiceServicer):
             symbol_metrics={s: metrics_message(m) for s, m in result.get("symbol_metrics", {}).items()},
             strategy_config=json.dumps(result.get("strategy_config", {}), sort_keys=True),
             device=result.get("device", record.device), compute_seconds=result.get("compute_seconds", 0.0))
+
+    def GetBacktestReport(self, request, context):
+        job_id, html = backtest_report(self.queue, request.backtest_id)
+        return backtest_pb2.BacktestReportResponse(backtest_id=job_id, html=html, content_type=REPORT_CONTENT_TYPE)
 
     def GetBacktestHistory(self, request, context):
         offset, size = validation.page("page_size", request.page_size, request.page_token, 50, 500)

@@ -220,8 +220,9 @@ def test_strategy_config_errors_name_the_field(config, message):
 
 
 def test_unknown_strategy_lists_valid_names():
-    with pytest.raises(UnknownStrategyError, match="sma_crossover, trend_following"):
-        validate_strategy_config({"strategy_type": "mean_reversion"})
+    with pytest.raises(UnknownStrategyError, match="breakout, mean_reversion, momentum, signals, "
+                                                   "sma_crossover, trend_following"):
+        validate_strategy_config({"strategy_type": "pairs_trading"})
 
 
 # --- runner ----------------------------------------------------------------------------------

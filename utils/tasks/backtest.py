@@ -9,7 +9,7 @@ from utils.data.store import BarStore, SymbolNotFound
 from utils.data.timeutil import format_times
 from utils.engine.backend import Backend, cpu_backend
 from utils.engine.backtest.runner import NoDataInRange, run_backtest
-from utils.engine.backtest.strategies import validate_strategy_config
+from utils.engine.backtest.config import validate_strategy_config
 from utils.queue.worker import JobContext, PermanentJobError
 
 LOAD_SHARE = 0.2  # progress fraction attributed to loading bars

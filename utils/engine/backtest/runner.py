@@ -17,8 +17,9 @@ import numpy as np
 
 from utils.data.timeutil import format_time
 from utils.engine.backend import Backend
+from utils.engine.backtest.config import StrategySpec, size_fractions, target_positions, warmup_bars
+from utils.engine.backtest.rebalance import simulate_rebalancing
 from utils.engine.backtest.simulate import BacktestOutput, simulate_portfolio
-from utils.engine.backtest.strategies import StrategySpec, target_positions, warmup_bars
 from utils.engine.metrics import drawdown_curve, performance_metrics
 
 PRICE_FIELDS = ("open", "high", "low", "close")
@@ -38,11 +39,13 @@ class TradeRecord:
     exit_time: str         # last bar's time for an open trade
     entry_price: float
     exit_price: float
-    size: float
+    size: float            # shares, negative for a short
     pnl: float
     return_pct: float      # fraction
     commission: float
     is_open: bool
+    direction: str         # long | short
+    exit_reason: str       # signal | stop_loss | take_profit | trailing_stop | open
 
 
 @dataclass(frozen=True)
@@ -97,30 +100,38 @@ def _aligned_panels(symbols: list[str], bars: Mapping[str, Mapping[str, Any]],
     return panels
 
 
-def _per_symbol_summary(symbols: list[str], output: BacktestOutput,
-                        sleeve_capital: float) -> dict[str, dict[str, float]]:
+def _per_symbol_summary(symbols: list[str], output: BacktestOutput, sleeve_capital: float,
+                        shared_cash: bool) -> dict[str, dict[str, float]]:
     summary = {}
     for column, symbol in enumerate(symbols):
         trades = [trade for trade in output.trades if trade.symbol_index == column]
         closed = [trade for trade in trades if not trade.is_open]
-        sleeve = output.sleeve_equity[:, column]
-        summary[symbol] = {
+        row = {
             "num_trades": float(len(closed)),
             "open_trades": float(len(trades) - len(closed)),
             "total_pnl": float(sum(trade.pnl for trade in trades)),
             "win_rate": float(np.mean([trade.pnl > 0 for trade in closed])) if closed else 0.0,
-            "total_return": float(sleeve[-1] / sleeve_capital - 1.0),
-            "final_equity": float(sleeve[-1]),
-            "exposure": float((output.positions[:, column] > 0).mean()),
+            "exposure": float((output.positions[:, column] != 0).mean()),
         }
+        if not shared_cash:  # a sleeve of its own: its return is meaningful alone
+            sleeve = output.sleeve_equity[:, column]
+            row.update(total_return=float(sleeve[-1] / sleeve_capital - 1.0), final_equity=float(sleeve[-1]))
+        summary[symbol] = row
     return summary
 
 
-def run_backtest(backend: Backend, spec: StrategySpec, bars: Mapping[str, Mapping[str, Any]],
-                 start_ns: int, end_ns: int, initial_capital: float, commission_rate: float,
-                 progress: Callable[[float], None] | None = None,
-                 periods_per_year: int = 252) -> BacktestReport:
-    """Backtest ``spec`` on ``bars`` (symbol -> {'time' ns, 'open', 'high', 'low', 'close', 'volume'})."""
+@dataclass(frozen=True)
+class AlignedBars:
+    symbols: list[str]
+    calendar: np.ndarray               # int64 ns, from warm-up to end
+    panels: dict[str, np.ndarray]      # field -> (time, symbols)
+    start_index: int                   # first row at or after start_ns
+    warmup: int
+
+
+def align_bars(spec: StrategySpec, bars: Mapping[str, Mapping[str, Any]], start_ns: int,
+               end_ns: int) -> AlignedBars:
+    """Check and align per-symbol bars on their union calendar, keeping the warm-up rows."""
     if not bars:
         raise ValueError("no symbols to backtest")
     if start_ns > end_ns:
@@ -141,23 +152,52 @@ def run_backtest(backend: Backend, spec: StrategySpec, bars: Mapping[str, Mappin
     panels = {field: panel[first_row:] for field, panel in panels.items()}
     start_index = start_row - first_row
 
-    device_panels = {field: backend.asarray(panel) for field, panel in panels.items()}
-    targets = backend.to_numpy(target_positions(backend.xp, spec, device_panels))
-    output = simulate_portfolio(panels["open"], panels["close"], targets, initial_capital,
-                                commission_rate, fill=spec.fill, start_index=start_index,
-                                progress=progress)
+    return AlignedBars(symbols, calendar, panels, start_index, warmup)
 
+
+def simulate_spec(spec: StrategySpec, aligned: AlignedBars, initial_capital: float, commission_rate: float,
+                  progress: Callable[[float], None] | None = None, targets: np.ndarray | None = None,
+                  start_index: int | None = None) -> BacktestOutput:
+    """Signals and simulation of one parameter set (no grid) over aligned bars."""
+    panels = aligned.panels
+    start = aligned.start_index if start_index is None else start_index
+    if targets is None:
+        targets = target_positions(np, spec, panels)
+    config = spec.simulation_config(commission_rate)
+    if spec.is_portfolio:
+        return simulate_rebalancing(panels["open"], panels["close"], targets, initial_capital, config, start)
+    return simulate_portfolio(panels["open"], panels["close"], targets, initial_capital, start_index=start,
+                              progress=progress, high=panels["high"], low=panels["low"], config=config,
+                              size_fraction=size_fractions(spec, panels["close"]))
+
+
+def report_of(spec: StrategySpec, aligned: AlignedBars, output: BacktestOutput,
+              initial_capital: float) -> BacktestReport:
+    calendar, symbols = aligned.calendar, aligned.symbols
     trades = [TradeRecord(symbol=symbols[trade.symbol_index],
                           entry_time=iso_time(calendar[trade.entry_index]),
                           exit_time=iso_time(calendar[trade.exit_index]),
                           entry_price=trade.entry_price, exit_price=trade.exit_price,
                           size=trade.size, pnl=trade.pnl, return_pct=trade.return_pct,
-                          commission=trade.commission, is_open=trade.is_open)
+                          commission=trade.commission, is_open=trade.is_open,
+                          direction=trade.direction, exit_reason=trade.exit_reason)
               for trade in output.trades]
+    metrics = performance_metrics(output.equity, output.trades, spec.periods_per_year, output.exposure,
+                                  initial_capital)
+    metrics["turnover"] = output.turnover
     return BacktestReport(
-        metrics=performance_metrics(output.equity, output.trades, periods_per_year,
-                                    output.exposure, initial_capital),
-        equity_times=calendar[start_index:].copy(), equity=output.equity,
+        metrics=metrics, equity_times=calendar[output.start_index:].copy(), equity=output.equity,
         drawdown=drawdown_curve(output.equity), trades=trades,
-        per_symbol=_per_symbol_summary(symbols, output, initial_capital / len(symbols)),
-        warmup_bars=warmup)
+        per_symbol=_per_symbol_summary(symbols, output, initial_capital / len(symbols), spec.is_portfolio),
+        warmup_bars=aligned.warmup)
+
+
+def run_backtest(backend: Backend, spec: StrategySpec, bars: Mapping[str, Mapping[str, Any]],
+                 start_ns: int, end_ns: int, initial_capital: float, commission_rate: float,
+                 progress: Callable[[float], None] | None = None) -> BacktestReport:
+    """Backtest ``spec`` (one parameter set) on ``bars`` (symbol -> {'time' ns, 'open', 'high',
+    'low', 'close', 'volume'}). Signals and simulation run on the host (numba); ``backend`` is
+    accepted for the GPU sweep path."""
+    aligned = align_bars(spec, bars, start_ns, end_ns)
+    output = simulate_spec(spec, aligned, initial_capital, commission_rate, progress)
+    return report_of(spec, aligned, output, initial_capital)

@@ -1,24 +1,28 @@
 """Strategy registry: names clients may request, their parameters, and their signal functions.
 
 A signal function maps bar panels (``{"open", "high", "low", "close", "volume"}``, each time x
-symbols) to target positions (1.0 long, 0.0 flat; flat wherever an indicator is still NaN). The
-indicator kernels are the same ones that serve features, so a backtest and a feature request see
-identical values. Names map to known functions only; nothing is looked up dynamically.
+symbols, host float64) to a target panel: for sleeve strategies a direction (1 long, -1 short,
+0 flat; flat wherever an indicator is still NaN), for portfolio strategies (``momentum``) target
+weights on rebalance bars and NaN elsewhere. The indicator kernels are the ones that serve
+features, so a backtest and a feature request see identical values. Names map to known functions
+only; nothing is looked up dynamically, and ``signals`` rules are parsed, never evaluated as code.
 
-Config (e.g. a job payload): ``{"strategy_type": "trend_following", "lookback_period": 20, ...}``.
-Besides the strategy's own parameters only ``GENERAL_KEYS`` are allowed; ``fill`` picks the
-simulator's fill convention. Integers may arrive as integral floats (protobuf Struct numbers are
-doubles) or decimal strings (string maps); anything else is rejected with the field named.
+Level strategies (``trend_following``, ``sma_crossover``) hold while their condition holds; with
+``direction: long_short`` the opposite condition holds the short. Event strategies
+(``mean_reversion``, ``breakout``, ``signals``) have entry and exit conditions, turned into a
+held direction by ``events_to_target``; with ``long_short`` and no explicit short rules, the long
+exit is the short entry and the long entry the short exit (a sell signal reverses).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
-from utils.engine.backtest.simulate import FILLS
-from utils.engine.indicators.kernels import sma
+import numpy as np
+from numba import njit
 
-GENERAL_KEYS = ("strategy_type", "fill")
+from utils.engine.indicators.kernels import bollinger, rsi, sma
+
 MAX_WINDOW = 5000
 
 
@@ -29,111 +33,245 @@ class UnknownStrategyError(ValueError):
 
 
 @dataclass(frozen=True)
-class StrategySpec:
-    strategy_type: str
-    params: tuple[tuple[str, int], ...]   # (name, value) in the registry's order, defaults filled
-    fill: str = "next_open"
-
-    @property
-    def param_values(self) -> dict[str, int]:
-        return dict(self.params)
-
-
-def _long_where(xp: Any, condition: Any) -> Any:
-    return xp.where(condition, 1.0, 0.0)
-
-
-def trend_following(xp: Any, bars: Mapping[str, Any], lookback_period: int,
-                    moving_average_window: int) -> Any:
-    """Long while close > SMA(close, window) and the ``lookback_period`` return is positive."""
-    close = xp.asarray(bars["close"], dtype=xp.float64)
-    average = sma(xp, close, moving_average_window)
-    past_close = xp.full(close.shape, xp.nan)
-    past_close[lookback_period:] = close[:-lookback_period]
-    momentum = close / past_close - 1.0
-    # NaN comparisons are False, so warm-up bars come out flat.
-    return _long_where(xp, (close > average) & (momentum > 0))
-
-
-def sma_crossover(xp: Any, bars: Mapping[str, Any], fast: int, slow: int) -> Any:
-    """Long while SMA(close, fast) > SMA(close, slow)."""
-    close = xp.asarray(bars["close"], dtype=xp.float64)
-    return _long_where(xp, sma(xp, close, fast) > sma(xp, close, slow))
+class ParamDef:
+    name: str
+    default: Any
+    kind: str = "int"             # int | float | choice | rule
+    low: float = 1
+    high: float = MAX_WINDOW
+    choices: tuple[str, ...] = ()
+    optional: bool = False        # rule parameters that may be left out
 
 
 @dataclass(frozen=True)
-class _StrategyDef:
-    signal: Callable[..., Any]
-    defaults: tuple[tuple[str, int], ...]
-    warmup: Callable[[dict[str, int]], int]
-    check: Callable[[dict[str, int]], str | None] = lambda params: None
+class StrategyDef:
+    signal: Callable[..., np.ndarray]       # (bars, allow_short, **params) -> target
+    params: tuple[ParamDef, ...]
+    warmup: Callable[[dict[str, Any]], int]
+    check: Callable[[dict[str, Any]], str | None] = lambda params: None
+    portfolio: bool = False                 # returns rebalance weights, not directions
+    description: str = ""
 
 
-def _crossover_check(params: dict[str, int]) -> str | None:
+# ------------------------------------------------------------------ helpers
+def _finite_and(*conditions: np.ndarray) -> np.ndarray:
+    result = conditions[0]
+    for condition in conditions[1:]:
+        result = result & condition
+    return result
+
+
+@njit(cache=True)
+def _events_to_target(long_entry, long_exit, short_entry, short_exit):
+    rows, cols = long_entry.shape
+    target = np.zeros((rows, cols))
+    for col in range(cols):
+        held = 0
+        for row in range(rows):
+            if held == 0:
+                if long_entry[row, col]:
+                    held = 1
+                elif short_entry[row, col]:
+                    held = -1
+            elif held > 0:
+                if short_entry[row, col]:
+                    held = -1
+                elif long_exit[row, col]:
+                    held = 0
+            else:
+                if long_entry[row, col]:
+                    held = 1
+                elif short_exit[row, col]:
+                    held = 0
+            target[row, col] = held
+    return target
+
+
+def events_to_target(long_entry: np.ndarray, long_exit: np.ndarray,
+                     short_entry: np.ndarray | None = None, short_exit: np.ndarray | None = None,
+                     allow_short: bool = False) -> np.ndarray:
+    """Held direction from entry/exit events (an entry while flat opens; an exit while held closes;
+    the opposite entry reverses). Without shorts, short events are ignored."""
+    long_entry = np.ascontiguousarray(long_entry, dtype=np.bool_)
+    long_exit = np.ascontiguousarray(long_exit, dtype=np.bool_)
+    if allow_short:
+        short_entry = long_exit if short_entry is None else short_entry
+        short_exit = long_entry if short_exit is None else short_exit
+    else:
+        short_entry = short_exit = np.zeros_like(long_entry)
+    squeeze = long_entry.ndim == 1
+    arrays = [np.ascontiguousarray(a, dtype=np.bool_).reshape(len(a), -1)
+              for a in (long_entry, long_exit, short_entry, short_exit)]
+    target = _events_to_target(*arrays)
+    return target[:, 0] if squeeze else target
+
+
+def _levels(long_condition: np.ndarray, short_condition: np.ndarray, allow_short: bool) -> np.ndarray:
+    target = np.where(long_condition, 1.0, 0.0)
+    if allow_short:
+        target = np.where(short_condition, -1.0, target)
+    return target
+
+
+def _past(values: np.ndarray, bars: int) -> np.ndarray:
+    past = np.full(values.shape, np.nan)
+    past[bars:] = values[:-bars]
+    return past
+
+
+def rolling_extreme(values: np.ndarray, window: int, highest: bool) -> np.ndarray:
+    """Max (or min) of the last ``window`` rows including the current one; NaN before that."""
+    from numpy.lib.stride_tricks import sliding_window_view
+    out = np.full(values.shape, np.nan)
+    if len(values) >= window:
+        windows = sliding_window_view(values, window, axis=0)
+        out[window - 1:] = windows.max(axis=-1) if highest else windows.min(axis=-1)
+    return out
+
+
+# ------------------------------------------------------------------ strategies
+def trend_following(bars: Mapping[str, np.ndarray], allow_short: bool, lookback_period: int,
+                    moving_average_window: int) -> np.ndarray:
+    """Long while close > SMA(close, window) and the ``lookback_period`` return is positive
+    (short while close < SMA and that return is negative)."""
+    close = bars["close"]
+    average = sma(np, close, moving_average_window)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        momentum = close / _past(close, lookback_period) - 1.0
+    # NaN comparisons are False, so warm-up bars come out flat.
+    return _levels((close > average) & (momentum > 0), (close < average) & (momentum < 0), allow_short)
+
+
+def sma_crossover(bars: Mapping[str, np.ndarray], allow_short: bool, fast: int, slow: int) -> np.ndarray:
+    """Long while SMA(close, fast) > SMA(close, slow) (short while below)."""
+    close = bars["close"]
+    fast_line, slow_line = sma(np, close, fast), sma(np, close, slow)
+    return _levels(fast_line > slow_line, fast_line < slow_line, allow_short)
+
+
+def mean_reversion(bars: Mapping[str, np.ndarray], allow_short: bool, indicator: str, period: int,
+                   nbdev: float, lower: float, upper: float, exit_level: float) -> np.ndarray:
+    """Bollinger: buy a close below the lower band, sell it back above the middle band (short above
+    the upper band, cover below the middle). RSI: buy RSI < lower, exit RSI > exit_level (short
+    RSI > upper, cover RSI < exit_level)."""
+    close = bars["close"]
+    if indicator == "bollinger":
+        upper_band, middle, lower_band = bollinger(np, close, period, nbdev, nbdev)
+        long_entry, long_exit = close < lower_band, close > middle
+        short_entry, short_exit = close > upper_band, close < middle
+    else:
+        strength = rsi(np, close, period)
+        long_entry, long_exit = strength < lower, strength > exit_level
+        short_entry, short_exit = strength > upper, strength < exit_level
+    return events_to_target(long_entry, long_exit, short_entry, short_exit, allow_short)
+
+
+def breakout(bars: Mapping[str, np.ndarray], allow_short: bool, entry_window: int,
+             exit_window: int) -> np.ndarray:
+    """Donchian: buy a close above the highest high of the previous ``entry_window`` bars, exit
+    below the lowest low of the previous ``exit_window`` bars (short/cover mirrored)."""
+    close, high, low = bars["close"], bars.get("high", bars["close"]), bars.get("low", bars["close"])
+    entry_high = _past(rolling_extreme(high, entry_window, True), 1)
+    entry_low = _past(rolling_extreme(low, entry_window, False), 1)
+    exit_low = _past(rolling_extreme(low, exit_window, False), 1)
+    exit_high = _past(rolling_extreme(high, exit_window, True), 1)
+    return events_to_target(close > entry_high, close < exit_low, close < entry_low, close > exit_high,
+                            allow_short)
+
+
+def momentum(bars: Mapping[str, np.ndarray], allow_short: bool, lookback: int, top_k: int,
+             rebalance: int) -> np.ndarray:
+    """Every ``rebalance`` bars, hold the ``top_k`` symbols with the best ``lookback`` return in
+    equal weights (and short the ``top_k`` worst with ``long_short``, half the book each side).
+    Weights on rebalance bars, NaN elsewhere; symbols without a return yet are not ranked."""
+    close = bars["close"]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        past_return = close / _past(close, lookback) - 1.0
+    weights = np.full(close.shape, np.nan)
+    for row in range(lookback, close.shape[0], rebalance):
+        returns = past_return[row]
+        valid = np.flatnonzero(np.isfinite(returns))
+        if len(valid) == 0:
+            continue
+        order = valid[np.argsort(-returns[valid], kind="stable")]
+        k = min(top_k, len(order) // 2 if allow_short else len(order))
+        weights[row] = 0.0
+        if k == 0:
+            continue
+        side = 0.5 if allow_short else 1.0
+        weights[row, order[:k]] = side / k
+        if allow_short:
+            weights[row, order[-k:]] = -side / k
+    return weights
+
+
+def signals(bars: Mapping[str, np.ndarray], allow_short: bool, entry: str, exit: str | None,
+            short_entry: str | None, short_exit: str | None) -> np.ndarray:
+    """User rules in the signal rule language (``signal_rules``); ``exit`` defaults to
+    ``not (entry)``."""
+    from utils.engine.backtest.signal_rules import evaluate_rules
+    rules = compiled_rules(entry, exit, short_entry, short_exit)
+    values = evaluate_rules(rules, bars)
+    long_entry = values["entry"]
+    long_exit = values["exit"] if "exit" in values else ~long_entry
+    return events_to_target(long_entry, long_exit, values.get("short_entry"), values.get("short_exit"),
+                            allow_short)
+
+
+def compiled_rules(entry: str, exit: str | None, short_entry: str | None, short_exit: str | None):
+    from utils.engine.backtest.signal_rules import parse_rule
+    texts = {"entry": entry, "exit": exit, "short_entry": short_entry, "short_exit": short_exit}
+    return {name: parse_rule(text, f"strategy_config.{name}") for name, text in texts.items() if text}
+
+
+def _signals_warmup(params: dict[str, Any]) -> int:
+    rules = compiled_rules(params["entry"], params.get("exit"), params.get("short_entry"),
+                           params.get("short_exit"))
+    return max(rule.warmup() for rule in rules.values())
+
+
+def _crossover_check(params: dict[str, Any]) -> str | None:
     if params["fast"] >= params["slow"]:
         return (f"strategy_config.fast must be smaller than strategy_config.slow, "
                 f"got fast={params['fast']}, slow={params['slow']}")
     return None
 
 
-STRATEGIES: dict[str, _StrategyDef] = {
-    "trend_following": _StrategyDef(
-        trend_following, (("lookback_period", 20), ("moving_average_window", 50)),
-        lambda p: max(p["moving_average_window"] - 1, p["lookback_period"])),
-    "sma_crossover": _StrategyDef(
-        sma_crossover, (("fast", 10), ("slow", 30)), lambda p: p["slow"] - 1, _crossover_check),
+def _mean_reversion_check(params: dict[str, Any]) -> str | None:
+    if params["indicator"] == "rsi" and not params["lower"] < params["exit_level"] < params["upper"]:
+        return (f"strategy_config needs lower < exit_level < upper for RSI, got lower={params['lower']}, "
+                f"exit_level={params['exit_level']}, upper={params['upper']}")
+    if params["indicator"] == "bollinger" and params["period"] < 2:
+        return "strategy_config.period must be at least 2 for Bollinger bands"
+    return None
+
+
+STRATEGIES: dict[str, StrategyDef] = {
+    "trend_following": StrategyDef(
+        trend_following, (ParamDef("lookback_period", 20), ParamDef("moving_average_window", 50)),
+        lambda p: max(p["moving_average_window"] - 1, p["lookback_period"]),
+        description="long while close > SMA(window) and the lookback return is positive"),
+    "sma_crossover": StrategyDef(
+        sma_crossover, (ParamDef("fast", 10), ParamDef("slow", 30)), lambda p: p["slow"] - 1,
+        _crossover_check, description="long while SMA(fast) > SMA(slow)"),
+    "mean_reversion": StrategyDef(
+        mean_reversion,
+        (ParamDef("indicator", "bollinger", "choice", choices=("bollinger", "rsi")), ParamDef("period", 20),
+         ParamDef("nbdev", 2.0, "float", 0.0, 100.0), ParamDef("lower", 30.0, "float", 0.0, 100.0),
+         ParamDef("upper", 70.0, "float", 0.0, 100.0), ParamDef("exit_level", 50.0, "float", 0.0, 100.0)),
+        lambda p: p["period"] - 1 if p["indicator"] == "bollinger" else p["period"],
+        _mean_reversion_check, description="Bollinger-band or RSI threshold reversion"),
+    "breakout": StrategyDef(
+        breakout, (ParamDef("entry_window", 20), ParamDef("exit_window", 10)),
+        lambda p: max(p["entry_window"], p["exit_window"]),
+        description="Donchian channel breakout"),
+    "momentum": StrategyDef(
+        momentum, (ParamDef("lookback", 60), ParamDef("top_k", 1, high=10_000), ParamDef("rebalance", 21)),
+        lambda p: p["lookback"], portfolio=True,
+        description="cross-sectional top-k by lookback return, rebalanced every `rebalance` bars"),
+    "signals": StrategyDef(
+        signals, (ParamDef("entry", None, "rule"), ParamDef("exit", None, "rule", optional=True),
+                  ParamDef("short_entry", None, "rule", optional=True),
+                  ParamDef("short_exit", None, "rule", optional=True)),
+        _signals_warmup, description="entry/exit rules in the signal rule language"),
 }
-
-
-def _parse_integer(field: str, value: Any) -> int:
-    parsed: int | None = None
-    if isinstance(value, bool):
-        parsed = None
-    elif isinstance(value, int):
-        parsed = value
-    elif isinstance(value, float) and value.is_integer():
-        parsed = int(value)
-    elif isinstance(value, str) and value.strip().lstrip("-").isdigit() and value.strip().isascii():
-        parsed = int(value.strip())
-    if parsed is None or not 1 <= parsed <= MAX_WINDOW:
-        raise ValueError(f"strategy_config.{field} must be an integer in [1, {MAX_WINDOW}], got {value!r}")
-    return parsed
-
-
-def validate_strategy_config(config: Mapping[str, Any]) -> StrategySpec:
-    """Check a client's strategy config once, at the edge; errors name the offending field."""
-    if not isinstance(config, Mapping):
-        raise ValueError(f"strategy_config must be an object, got {type(config).__name__}")
-    name = config.get("strategy_type")
-    if not isinstance(name, str) or name not in STRATEGIES:
-        raise UnknownStrategyError(name)
-    definition = STRATEGIES[name]
-    allowed = set(GENERAL_KEYS) | {key for key, _ in definition.defaults}
-    unknown = sorted(str(key) for key in config if key not in allowed)
-    if unknown:
-        raise ValueError(f"strategy_config has unknown keys for {name}: {', '.join(unknown)}; "
-                         f"allowed: {', '.join(sorted(allowed))}")
-    fill = config.get("fill", "next_open")
-    if fill not in FILLS:
-        raise ValueError(f"strategy_config.fill must be one of {', '.join(FILLS)}, got {fill!r}")
-    params = {key: _parse_integer(key, config[key]) if key in config else default
-              for key, default in definition.defaults}
-    problem = definition.check(params)
-    if problem:
-        raise ValueError(problem)
-    return StrategySpec(strategy_type=name, params=tuple(params.items()), fill=fill)
-
-
-def warmup_bars(spec: StrategySpec) -> int:
-    """Bars of history needed before the start date for the first signal to be defined."""
-    return int(STRATEGIES[spec.strategy_type].warmup(spec.param_values))
-
-
-def target_positions(xp: Any, spec: StrategySpec, bars: Mapping[str, Any]) -> Any:
-    """Target positions (time x symbols, 1.0 long / 0.0 flat) for a validated spec."""
-    return STRATEGIES[spec.strategy_type].signal(xp, bars, **spec.param_values)
-
-
-def list_strategies() -> list[dict[str, Any]]:
-    """Names and parameter defaults, for discovery RPCs."""
-    return [{"name": name, "params": dict(definition.defaults)} for name, definition in STRATEGIES.items()]
