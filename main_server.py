@@ -3,6 +3,8 @@
     python main_server.py            all-in-one: gRPC server + metrics + supervised workers
     python main_server.py serve      gRPC server and metrics only (scale out against one Redis)
     python main_server.py worker     worker processes only
+    python main_server.py report <backtest_id> [--output FILE]
+                                     HTML tearsheet of a completed backtest, read from Redis
 
 Settings come from the environment and `.env` (see .env.example). SIGTERM/SIGINT stop
 gracefully: the server stops accepting, running jobs finish or go back to the queue.
@@ -91,10 +93,52 @@ def run(mode: str) -> int:
     return 0
 
 
+def report(backtest_id: str, output: str | None) -> int:
+    """Write a completed backtest's tearsheet to ``output`` (stdout when None). Reads the
+    configured Redis only: never starts an embedded one, since its data would be empty."""
+    import redis
+    from config.settings import load_settings
+    from services.backtest_service import backtest_report
+    from services.errors import ServiceError
+    from utils.queue.streams import JobQueue, QueueConfig
+    from utils.redis_client import redis_from_settings
+    settings = load_settings()
+    address = f"{settings.redis_host}:{settings.redis_port} db {settings.redis_db}"
+    try:
+        client = redis_from_settings(settings)
+        client.ping()
+        _, html = backtest_report(JobQueue(client, QueueConfig.from_settings(settings)), backtest_id)
+    except redis.RedisError as exc:
+        print(f"error: cannot reach Redis at {address} ({exc}); set REDIS_HOST/REDIS_PORT", file=sys.stderr)
+        return 1
+    except ServiceError as exc:
+        print(f"error: {exc.message}", file=sys.stderr)
+        return 1
+    if output is None:
+        sys.stdout.write(html)
+    else:
+        try:
+            with open(output, "w", encoding="utf-8") as handle:
+                handle.write(html)
+        except OSError as exc:
+            print(f"error: cannot write {output}: {exc.strerror or exc}", file=sys.stderr)
+            return 1
+        print(f"wrote {output} ({len(html):,} bytes)", file=sys.stderr)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("mode", nargs="?", default="all", choices=("all", "serve", "worker"))
+    parser.add_argument("mode", nargs="?", default="all", choices=("all", "serve", "worker", "report"))
+    parser.add_argument("backtest_id", nargs="?", help="report mode: the backtest to render")
+    parser.add_argument("--output", "-o", metavar="FILE", help="report mode: write the HTML here, not to stdout")
     args = parser.parse_args(argv)
+    if args.mode == "report":
+        if not args.backtest_id:
+            parser.error("report needs a backtest id: main_server.py report <backtest_id> [--output FILE]")
+        return report(args.backtest_id, args.output)
+    if args.backtest_id or args.output:
+        parser.error(f"{args.mode} mode takes no backtest id or --output (those are for `report`)")
     from utils.engine.backend import BackendUnavailable
     try:
         return run(args.mode)

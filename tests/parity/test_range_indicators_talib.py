@@ -182,7 +182,7 @@ def test_run_panel_directly_with_explicit_first_rows():
     arrays = {name: np.ascontiguousarray(data[name][:, None]) for name in BASE}
     first_rows = first_valid_rows(kind, arrays)
     assert first_rows.tolist() == [41]
-    out = run_panel(kind.step, kind.init, kind.state_size((14,)), np.array([14.0]),
+    out = run_panel(kind, kind.state_size((14,)), np.array([14.0]),
                     arrays["open"], arrays["high"], arrays["low"], arrays["close"],
                     arrays["volume"], np.zeros(N_BARS, dtype=np.bool_), first_rows, 1)
     assert_matches(out[:, 0, 0], talib.ATR(data["high"], data["low"], data["close"], 14))

@@ -77,7 +77,7 @@ def stream(kind, params, data, state, bounds):
     out = np.full((total, kind.n_outputs), np.nan)
     for a, b in zip(bounds[:-1], bounds[1:]):
         chunk = np.empty((b - a, kind.n_outputs))
-        run_series(kind.step, state, param_array, data["open"][a:b], data["high"][a:b],
+        run_series(kind, state, param_array, data["open"][a:b], data["high"][a:b],
                    data["low"][a:b], data["close"][a:b], data["volume"][a:b],
                    data["new_session"][a:b], chunk)
         out[a:b] = chunk

@@ -51,7 +51,7 @@ def run_kind(kind: IndicatorKind, params: tuple, panels: Mapping[str, np.ndarray
     inputs = [panels[name] if name in kind.inputs else stand_in for name in INPUT_NAMES]
     reads = np.array([name in kind.inputs for name in INPUT_NAMES], dtype=np.bool_)
     first_rows = first_valid_rows_of(reads, *inputs)
-    out = drive_panel(kind.step, kind.init, kind.state_size(params), np.asarray(params, dtype=np.float64),
+    out = drive_panel(kind, kind.state_size(params), np.asarray(params, dtype=np.float64),
                       *inputs, np.ascontiguousarray(new_session, dtype=np.bool_), first_rows, kind.n_outputs)
     return out.transpose(1, 2, 0)
 

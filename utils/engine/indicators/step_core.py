@@ -1,17 +1,29 @@
 """The one shape every indicator kernel has: an O(1) ``step`` over its own state.
 
 Why: batch features, backtests, panels and live streams must agree exactly. Each indicator is
-written once as a step that consumes one bar and updates a small float64 state; the batch
-kernel is that same step driven over a series by ``run_series``, so a stream that has seen N
-ticks holds bit-for-bit the values the batch gives on the same N points (no second
-implementation to drift), and the state is a plain array that can be snapshotted to Redis.
+written once as a step that consumes one bar and updates a small state; the batch kernel is that
+same step driven over a series by ``run_series``, so a stream that has seen N ticks holds bit for
+bit the values the batch gives on the same N points (no second implementation to drift), and the
+state is a plain float64 array that can be snapshotted to Redis.
+
+A state has two parts. Its *scalars* (counts, running sums, ring heads, previous values) are
+handed to the step as a tuple and returned updated: the drivers keep that tuple in registers for
+a whole series, where a scalar kept in the array would be reloaded and stored on every bar (numba
+cannot prove that the state, the inputs and the outputs do not overlap), and counts and ring heads
+stay integers instead of round-tripping through float64 on every bar. Its *rings* (windows of past
+values) stay in the array, which the step reads and writes in place. ``load`` and ``store`` move
+the scalars between the array and the tuple; in the array they keep their slots, as float64.
 
 Convention for an indicator kind (see ``sma_*`` below as the worked example):
 
-    state_size(params: tuple) -> int            Python; length of its state slice
-    @njit init(state, params)                    reset the state (start of a series)
-    @njit step(state, params, open_, high, low, close, volume, new_session, out)
-        consume one bar; write its outputs into out[:n_outputs] (NaN during warm-up)
+    state_size(params: tuple) -> int             Python; length of its state array
+    @njit init(state, params)                    reset the state array (start of a series)
+    @njit load(state, params) -> scalars         the scalar slots as a typed tuple
+    @njit store(state, params, scalars)          write them back into their slots
+    @njit step(scalars, state, params, open_, high, low, close, volume, new_session, out) -> scalars
+        consume one bar; write its outputs into out[:n_outputs] (NaN during warm-up). Reads and
+        writes only the ring slots of ``state`` (its scalar slots are stale during a run: the
+        drivers store the scalars back at the end); returns the scalars with the same types.
 
 ``params`` is a float64 array of the kind's parameters in declaration order. ``new_session``
 is True on the first bar of a new session (VWAP resets there). Steps must use the same
@@ -20,13 +32,16 @@ indicator (parity to 1e-9 is tested; most agree exactly). No fastmath: reassocia
 break the batch/stream identity.
 
 Drivers: ``run_series`` continues a state over a 1-D series (streaming chunks, rebuilds);
-``drive_panel`` (and ``run_panel``, its (time, symbols, outputs) view) runs every column of a
-(time x symbols) panel from a fresh state, starting each column at its first row where the kind's
-inputs are all non-NaN (TA-Lib's convention). Both are compiled per kind around its step (see
-"drivers" below). A panel runs time-major (row by row over a block of columns, so C-ordered inputs
-and outputs are walked contiguously and the columns' independent recurrences overlap in the CPU)
-with one block per numba thread; a series or a panel of a few columns runs column by column.
-Outputs are (n_outputs, rows, cols): each output is one contiguous panel, handed out without copies.
+``tick_driver`` advances it by one bar (``StreamState.update``); ``drive_panel`` (and
+``run_panel``, its (time, symbols, outputs) view) runs every column of a (time x symbols) panel
+from a fresh state, starting each column at its first row where the kind's inputs are all non-NaN
+(TA-Lib's convention). All are compiled per kind around its step (see "drivers" below) and do
+load, steps, store. A panel runs time-major (row by row over a block of columns, so C-ordered
+inputs and outputs are walked contiguously and the columns' independent recurrences overlap in the
+CPU) with one block per numba thread; there the scalars go through the array on every bar, as
+each bar belongs to another column. A series or a panel of a few columns runs column by column
+with the scalars in registers. Outputs are (n_outputs, rows, cols): each output is one contiguous
+panel, handed out without copies.
 """
 from __future__ import annotations
 
@@ -36,6 +51,8 @@ from typing import Any, Callable
 import numpy as np
 from llvmlite import ir
 from numba import carray, get_num_threads, njit, prange, types
+from numba.core import cgutils
+from numba.core.errors import RequireLiteralValue
 from numba.extending import intrinsic
 
 INPUT_NAMES = ("open", "high", "low", "close", "volume")
@@ -60,8 +77,10 @@ class IndicatorKind:
     outputs: tuple[str, ...]  # output key stems; () means one output named like the feature
     inputs: tuple[str, ...]  # which of INPUT_NAMES it reads (its warm-up starts when all are valid)
     state_size: Callable[[tuple], int]
-    init: Any  # numba dispatcher
-    step: Any  # numba dispatcher
+    init: Any  # numba dispatchers, see the convention above
+    load: Any
+    store: Any
+    step: Any
     lookback: Callable[[tuple], int]  # bars of NaN after the first valid input (TA-Lib lookback)
     lookback_formula: str  # the same, for people: "period - 1"
     check: Callable[[tuple], str | None] = field(default=lambda params: None)  # cross-param rules
@@ -104,6 +123,27 @@ def unowned(array):
     return carray(_data_pointer(array), array.shape)
 
 
+@intrinsic
+def _stack_doubles(typingctx, length):
+    """A pointer to ``length`` (a constant) float64 slots on the calling function's stack."""
+    if not isinstance(length, types.IntegerLiteral):
+        raise RequireLiteralValue("length must be a compile-time constant")
+    count = length.literal_value
+
+    def codegen(context, builder, sig, args):
+        return cgutils.alloca_once(builder, ir.DoubleType(), size=count)
+
+    return types.CPointer(types.float64)(length), codegen
+
+
+@njit(error_model="numpy", inline="always")
+def stack_scratch(length):
+    """A float64 array of ``length`` (a constant) on the driver's stack, for the outputs of one
+    step: no heap allocation and no reference count, so the per-bar calls into the step do no
+    atomic increments, and LLVM keeps its slots in registers. Valid until the driver returns."""
+    return carray(_stack_doubles(length), (length,))
+
+
 @njit(error_model="numpy", cache=True)
 def first_valid_rows_of(reads, open_, high, low, close, volume):
     """Per column, the first row where every input flagged in ``reads`` (INPUT_NAMES order) is
@@ -122,27 +162,46 @@ def first_valid_rows_of(reads, open_, high, low, close, volume):
     return first
 
 
-def _make_series_driver(step, n_outputs):
+def _make_series_driver(kind_functions, n_outputs):
+    step, load, store = kind_functions
+
     @njit(error_model="numpy")
     def series(state_owned, params, open_, high, low, close, volume, new_session, out):
-        scratch = np.empty(n_outputs)
+        scratch = stack_scratch(n_outputs)
         state = unowned(state_owned)
+        scalars = load(state, params)
         for row in range(close.shape[0]):
-            step(state, params, open_[row], high[row], low[row], close[row], volume[row],
-                 new_session[row], scratch)
+            scalars = step(scalars, state, params, open_[row], high[row], low[row], close[row], volume[row],
+                           new_session[row], scratch)
             for k in range(n_outputs):
                 out[row, k] = scratch[k]
+        store(state, params, scalars)
 
     return series
 
 
-def _make_panel_drivers(step, init, n_outputs):
+def _make_tick_driver(kind_functions):
+    step, load, store = kind_functions
+
+    @njit(error_model="numpy")
+    def tick(state, params, open_, high, low, close, volume, new_session, out):
+        scalars = step(load(state, params), state, params, open_, high, low, close, volume, new_session, out)
+        store(state, params, scalars)
+
+    return tick
+
+
+def _make_panel_drivers(kind_functions, init, n_outputs):
+    step, load, store = kind_functions
+    tick = _make_tick_driver(kind_functions)
+
     @njit(error_model="numpy")
     def columns(states_owned, params, open_, high, low, close, volume, new_session, first_rows, out):
-        """Column by column; ``out`` is (n_outputs, rows, cols), ``states_owned`` (cols, state size)."""
+        """Column by column, the scalars in registers; ``out`` is (n_outputs, rows, cols),
+        ``states_owned`` (cols, state size)."""
         _, rows, cols = out.shape
         states = unowned(states_owned)
-        scratch = np.empty(n_outputs)
+        scratch = stack_scratch(n_outputs)
         for col in range(cols):
             state = states[col]
             init(state, params)
@@ -150,11 +209,13 @@ def _make_panel_drivers(step, init, n_outputs):
             for row in range(first):
                 for k in range(n_outputs):
                     out[k, row, col] = np.nan
+            scalars = load(state, params)
             for row in range(first, rows):
-                step(state, params, open_[row, col], high[row, col], low[row, col], close[row, col],
-                     volume[row, col], new_session[row], scratch)
+                scalars = step(scalars, state, params, open_[row, col], high[row, col], low[row, col],
+                               close[row, col], volume[row, col], new_session[row], scratch)
                 for k in range(n_outputs):
                     out[k, row, col] = scratch[k]
+            store(state, params, scalars)
 
     @njit(error_model="numpy", parallel=True)
     def panel(states_owned, params, open_, high, low, close, volume, new_session, first_rows, out, block):
@@ -167,7 +228,7 @@ def _make_panel_drivers(step, init, n_outputs):
         for index in prange(n_blocks):
             start = index * block
             stop = min(start + block, cols)
-            scratch = np.empty(n_outputs)
+            scratch = stack_scratch(n_outputs)
             for col in range(start, stop):
                 init(states[col], params)
             for row in range(rows):
@@ -177,49 +238,62 @@ def _make_panel_drivers(step, init, n_outputs):
                         for k in range(n_outputs):
                             out[k, row, col] = np.nan
                         continue
-                    step(states[col], params, open_[row, col], high[row, col], low[row, col],
-                         close[row, col], volume[row, col], session, scratch)
+                    tick(states[col], params, open_[row, col], high[row, col], low[row, col], close[row, col],
+                         volume[row, col], session, scratch)
                     for k in range(n_outputs):
                         out[k, row, col] = scratch[k]
 
     return columns, panel
 
 
-_SERIES_DRIVERS: dict[tuple[Any, int], Any] = {}
-_PANEL_DRIVERS: dict[tuple[Any, Any, int], tuple[Any, Any]] = {}
+_DRIVERS: dict[tuple, Any] = {}
 
 
-def series_driver(step, n_outputs: int):
-    """``run_series`` compiled around ``step`` (once per step, output count and process)."""
-    key = (step, n_outputs)
-    found = _SERIES_DRIVERS.get(key)
+def _compiled(kind: IndicatorKind, role: str, n_outputs: int):
+    """The ``role`` driver compiled around ``kind``'s functions (once per kind, role and process)."""
+    key = (kind.step, kind.load, kind.store, kind.init, role, n_outputs)
+    found = _DRIVERS.get(key)
     if found is None:
-        found = _SERIES_DRIVERS[key] = _make_series_driver(step, n_outputs)
+        functions = (kind.step, kind.load, kind.store)
+        if role == "series":
+            found = _make_series_driver(functions, n_outputs)
+        elif role == "tick":
+            found = _make_tick_driver(functions)
+        else:
+            found = _make_panel_drivers(functions, kind.init, n_outputs)
+        _DRIVERS[key] = found
     return found
 
 
-def panel_drivers(step, init, n_outputs: int):
-    """``(columns, panel)`` drivers compiled around ``step`` and ``init`` (once per kind)."""
-    key = (step, init, n_outputs)
-    found = _PANEL_DRIVERS.get(key)
-    if found is None:
-        found = _PANEL_DRIVERS[key] = _make_panel_drivers(step, init, n_outputs)
-    return found
+def series_driver(kind: IndicatorKind, n_outputs: int):
+    """``run_series`` compiled around ``kind``'s step."""
+    return _compiled(kind, "series", n_outputs)
 
 
-def run_series(step, state, params, open_, high, low, close, volume, new_session, out):
+def tick_driver(kind: IndicatorKind):
+    """``tick(state, params, open_, high, low, close, volume, new_session, out)``: one bar,
+    load, step and store (what ``StreamState.update`` calls)."""
+    return _compiled(kind, "tick", kind.n_outputs)
+
+
+def panel_drivers(kind: IndicatorKind, n_outputs: int):
+    """``(columns, panel)`` drivers compiled around ``kind``'s step."""
+    return _compiled(kind, "panel", n_outputs)
+
+
+def run_series(kind: IndicatorKind, state, params, open_, high, low, close, volume, new_session, out):
     """Advance ``state`` over a 1-D series, writing each bar's outputs into out[row, :]."""
-    series_driver(step, out.shape[1])(state, params, open_, high, low, close, volume, new_session, out)
+    series_driver(kind, out.shape[1])(state, params, open_, high, low, close, volume, new_session, out)
 
 
-def drive_panel(step, init, state_size, params, open_, high, low, close, volume, new_session,
+def drive_panel(kind: IndicatorKind, state_size, params, open_, high, low, close, volume, new_session,
                 first_rows, n_outputs) -> np.ndarray:
     """Every column of C-ordered (time x symbols) inputs from a fresh state; rows before
     ``first_rows[col]`` are NaN. Returns (n_outputs, rows, cols): each output a contiguous panel."""
     rows, cols = close.shape
     out = np.empty((n_outputs, rows, cols))
     states = np.empty((cols, state_size))  # owned here: the drivers view it without a reference
-    columns, panel = panel_drivers(step, init, n_outputs)
+    columns, panel = panel_drivers(kind, n_outputs)
     if cols <= SERIAL_COLUMNS:
         columns(states, params, open_, high, low, close, volume, new_session, first_rows, out)
     else:
@@ -229,12 +303,12 @@ def drive_panel(step, init, state_size, params, open_, high, low, close, volume,
     return out
 
 
-def run_panel(step, init, state_size, params, open_, high, low, close, volume, new_session,
+def run_panel(kind: IndicatorKind, state_size, params, open_, high, low, close, volume, new_session,
               first_rows, n_outputs):
     """Every column from a fresh state; rows before ``first_rows[col]`` stay NaN. Returns a
     (rows, cols, n_outputs) view of ``drive_panel``'s (n_outputs, rows, cols) array."""
     inputs = [np.ascontiguousarray(values, dtype=np.float64) for values in (open_, high, low, close, volume)]
-    out = drive_panel(step, init, int(state_size), np.ascontiguousarray(params, dtype=np.float64), *inputs,
+    out = drive_panel(kind, int(state_size), np.ascontiguousarray(params, dtype=np.float64), *inputs,
                       np.ascontiguousarray(new_session, dtype=np.bool_),
                       np.ascontiguousarray(first_rows, dtype=np.int64), int(n_outputs))
     return out.transpose(1, 2, 0)
@@ -270,33 +344,56 @@ def sma_init(state, params):
 
 
 @njit(error_model="numpy", cache=True, inline="always")
-def sma_push(state, base, period, x):
-    """TA_INT_SMA as a step over state[base:base+3+period] = count, total, head, ring.
+def sma_slots(state, at):
+    """The SMA scalars kept at state[at:at+3]: (count, running total, ring head)."""
+    return int(state[at]), state[at + 1], int(state[at + 2])
 
-    Returns (ready, value): the running total gains the new value, is divided by the period,
-    then loses the oldest value of the window (same order as the C loop)."""
-    count = int(state[base])
-    head = int(state[base + 2])
+
+@njit(error_model="numpy", cache=True, inline="always")
+def sma_put(state, at, sma):
+    count, total, head = sma
+    state[at] = count
+    state[at + 1] = total
+    state[at + 2] = head
+
+
+@njit(error_model="numpy", cache=True, inline="always")
+def sma_push(sma, state, ring, period, x):
+    """TA_INT_SMA as a step: ``sma`` = (count, total, head) scalars, the ring of the last
+    ``period`` values at state[ring:ring+period].
+
+    Returns (sma, ready, value): the running total gains the new value, is divided by the
+    period, then loses the oldest value of the window (same order as the C loop)."""
+    count, total, head = sma
     next_head = head + 1
     if next_head == period:
         next_head = 0
-    total = state[base + 1] + x
-    state[base + 3 + head] = x
+    total = total + x
+    state[ring + head] = x
     ready = count + 1 >= period
     value = np.nan
     if ready:
         value = total / period
-        total -= state[base + 3 + next_head]  # the oldest value of the window
-        state[base] = period  # saturate: only "at least period" matters from here on
+        total -= state[ring + next_head]  # the oldest value of the window
+        count = period  # saturate: only "at least period" matters from here on
     else:
-        state[base] = count + 1
-    state[base + 1] = total
-    state[base + 2] = next_head
-    return ready, value
+        count = count + 1
+    return (count, total, next_head), ready, value
 
 
 @njit(error_model="numpy", cache=True, inline="always")
-def sma_step(state, params, open_, high, low, close, volume, new_session, out):
+def sma_load(state, params):
+    return sma_slots(state, 0)
+
+
+@njit(error_model="numpy", cache=True, inline="always")
+def sma_store(state, params, scalars):
+    sma_put(state, 0, scalars)
+
+
+@njit(error_model="numpy", cache=True, inline="always")
+def sma_step(scalars, state, params, open_, high, low, close, volume, new_session, out):
     """TA-Lib TA_INT_SMA: add the new close, divide, then subtract the oldest of the window."""
-    ready, value = sma_push(state, 0, int(params[0]), close)
+    scalars, ready, value = sma_push(scalars, state, 3, int(params[0]), close)
     out[0] = value
+    return scalars

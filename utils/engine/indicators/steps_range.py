@@ -39,7 +39,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from utils.engine.indicators.step_core import INPUT_NAMES, IndicatorKind, Param, fma, run_panel, sma_push
+from utils.engine.indicators.step_core import (INPUT_NAMES, IndicatorKind, Param, fma, run_panel, sma_push,
+                                               sma_put, sma_slots)
 
 _EPSILON = 1e-14  # TA_EPSILON of TA-Lib 0.8 (ta_utility.h)
 _NAN = np.nan
@@ -74,30 +75,42 @@ def _true_range(high, low, prev_close):
 
 
 @njit(error_model="numpy", cache=True, inline="always")
-def _window_extremes(state, base, period, today, high, low):
+def _extremes_slots(state, at):
+    """Window-extremes scalars at state[at:at+5]: lowest index, lowest, highest index, highest,
+    ring slot of the next bar (the rings of highs and lows follow them)."""
+    return int(state[at]), state[at + 1], int(state[at + 2]), state[at + 3], int(state[at + 4])
+
+
+@njit(error_model="numpy", cache=True, inline="always")
+def _extremes_put(state, at, extremes):
+    lowest_idx, lowest, highest_idx, highest, slot = extremes
+    state[at] = lowest_idx
+    state[at + 1] = lowest
+    state[at + 2] = highest_idx
+    state[at + 3] = highest
+    state[at + 4] = slot
+
+
+@njit(error_model="numpy", cache=True, inline="always")
+def _window_extremes(extremes, state, ring_high, period, today, high, low):
     """Highest high and lowest low of the last ``period`` bars, the TA-Lib way.
 
-    Layout of state[base:base+5+2*period]: lowest index, lowest, highest index, highest, ring
-    slot of this bar, then the rings of the last ``period`` highs and lows. Returns False while
-    fewer than ``period`` bars were seen. Ties move the cached index to the newest bar; an
-    expired extreme triggers a forward rescan of the window where the earliest extreme wins
-    (TA-Lib's per-bar form; its batch block scan finds the same extremes on NaN-free data)."""
-    ring_high = base + 5
-    ring_low = base + 5 + period
-    slot = int(state[base + 4])
+    ``extremes`` = (lowest index, lowest, highest index, highest, ring slot of this bar); the
+    rings of the last ``period`` highs and lows are at state[ring_high:] and
+    state[ring_high + period:]. Returns (extremes, ready), not ready while fewer than ``period``
+    bars were seen. Ties move the cached index to the newest bar; an expired extreme triggers a
+    forward rescan of the window where the earliest extreme wins (TA-Lib's per-bar form; its
+    batch block scan finds the same extremes on NaN-free data)."""
+    lowest_idx, lowest, highest_idx, highest, slot = extremes
+    ring_low = ring_high + period
     state[ring_high + slot] = high
     state[ring_low + slot] = low
     next_slot = slot + 1
     if next_slot == period:
         next_slot = 0
-    state[base + 4] = next_slot
     if today < period - 1:
-        return False
+        return (lowest_idx, lowest, highest_idx, highest, next_slot), False
     trailing = today - period + 1  # its ring slot is next_slot: the oldest in the window
-    lowest_idx = int(state[base])
-    lowest = state[base + 1]
-    highest_idx = int(state[base + 2])
-    highest = state[base + 3]
     if lowest_idx < trailing:
         lowest_idx = trailing
         lowest = state[ring_low + next_slot]
@@ -128,11 +141,7 @@ def _window_extremes(state, base, period, today, high, low):
     elif high >= highest:
         highest_idx = today
         highest = high
-    state[base] = lowest_idx
-    state[base + 1] = lowest
-    state[base + 2] = highest_idx
-    state[base + 3] = highest
-    return True
+    return (lowest_idx, lowest, highest_idx, highest, next_slot), True
 
 
 @njit(error_model="numpy", cache=True, inline="always")
@@ -156,42 +165,50 @@ def atr_init(state, params):
 
 
 @njit(error_model="numpy", cache=True, inline="always")
-def _atr_update(state, period, high, low, close):
-    """Advance the ATR state by one bar; returns (ready, atr)."""
-    count = int(state[0])
-    prev_close = state[1]
-    state[1] = close
+def atr_load(state, params):
+    return int(state[0]), state[1], state[2]
+
+
+@njit(error_model="numpy", cache=True, inline="always")
+def atr_store(state, params, scalars):
+    count, prev_close, atr = scalars
+    state[0] = count
+    state[1] = prev_close
+    state[2] = atr
+
+
+@njit(error_model="numpy", cache=True, inline="always")
+def _atr_update(scalars, period, high, low, close):
+    """Advance the ATR scalars by one bar; returns (scalars, ready, atr)."""
+    count, prev_close, total = scalars
     if count == 0:
-        state[0] = 1.0
-        return False, _NAN
+        return (1, close, total), False, _NAN
     tr = _true_range(high, low, prev_close)
     if count < period:  # seed: accumulate from 0.0 in input order
-        state[2] += tr
-        state[0] = count + 1
-        return False, _NAN
+        return (count + 1, close, total + tr), False, _NAN
     if count == period:
-        atr = (state[2] + tr) / period
-        state[0] = period + 1
+        atr = (total + tr) / period
+        count = period + 1
     else:
         w_beta = (period - 1) / period
         w_alpha = 1.0 - w_beta
-        atr = fma(w_beta, state[2], w_alpha * tr)  # TA-Lib 0.8 fuses this step
-    state[2] = atr
-    return True, atr
+        atr = fma(w_beta, total, w_alpha * tr)  # TA-Lib 0.8 fuses this step
+    return (count, close, atr), True, atr
 
 
 @njit(error_model="numpy", cache=True, inline="always")
-def atr_step(state, params, open_, high, low, close, volume, new_session, out):
+def atr_step(scalars, state, params, open_, high, low, close, volume, new_session, out):
     """TA-Lib ATR: SMA-seeded Wilder average of the true range; lookback = period."""
-    ready, atr = _atr_update(state, int(params[0]), high, low, close)
+    scalars, ready, atr = _atr_update(scalars, int(params[0]), high, low, close)
     out[0] = atr if ready else _NAN
+    return scalars
 
 
 @njit(error_model="numpy", cache=True, inline="always")
-def natr_step(state, params, open_, high, low, close, volume, new_session, out):
+def natr_step(scalars, state, params, open_, high, low, close, volume, new_session, out):
     """TA-Lib NATR: ATR / close * 100 (0 on a zero close; raw true range at period 1)."""
     period = int(params[0])
-    ready, atr = _atr_update(state, period, high, low, close)
+    scalars, ready, atr = _atr_update(scalars, period, high, low, close)
     if not ready:
         out[0] = _NAN
     elif period <= 1:
@@ -200,6 +217,7 @@ def natr_step(state, params, open_, high, low, close, volume, new_session, out):
         out[0] = (atr / close) * 100.0
     else:
         out[0] = 0.0
+    return scalars
 
 
 # ----------------------------------------------------------------------------- STOCH
@@ -217,31 +235,47 @@ def stoch_init(state, params):
 
 
 @njit(error_model="numpy", cache=True, inline="always")
-def stoch_step(state, params, open_, high, low, close, volume, new_session, out):
+def stoch_load(state, params):
+    base_k = 1 + 5 + 2 * int(params[0])
+    return (int(state[0]), _extremes_slots(state, 1), sma_slots(state, base_k),
+            sma_slots(state, base_k + 3 + int(params[1])))
+
+
+@njit(error_model="numpy", cache=True, inline="always")
+def stoch_store(state, params, scalars):
+    today, extremes, sma_k, sma_d = scalars
+    base_k = 1 + 5 + 2 * int(params[0])
+    state[0] = today
+    _extremes_put(state, 1, extremes)
+    sma_put(state, base_k, sma_k)
+    sma_put(state, base_k + 3 + int(params[1]), sma_d)
+
+
+@njit(error_model="numpy", cache=True, inline="always")
+def stoch_step(scalars, state, params, open_, high, low, close, volume, new_session, out):
     """TA-Lib STOCH with SMA slow-K / slow-D: fast K = (c-ll)/(hh-ll)*100 over fastk bars."""
     fastk = int(params[0])
     slowk = int(params[1])
     slowd = int(params[2])
-    today = int(state[0])
-    state[0] = today + 1
+    today, extremes, sma_k, sma_d = scalars
     out[0] = _NAN
     out[1] = _NAN
-    if not _window_extremes(state, 1, fastk, today, high, low):
-        return
-    lowest = state[2]
-    highest = state[4]
-    if not _is_zero_scaled(highest - lowest, abs(highest) + abs(lowest)):
-        fast_k = (close - lowest) / (highest - lowest) * 100.0
-    else:
-        fast_k = 0.0
-    base_k = 1 + 5 + 2 * fastk
-    ready_k, slow_k = sma_push(state, base_k, slowk, fast_k)
-    if not ready_k:
-        return
-    ready_d, slow_d = sma_push(state, base_k + 3 + slowk, slowd, slow_k)
-    if ready_d:
-        out[0] = slow_k
-        out[1] = slow_d
+    extremes, ready = _window_extremes(extremes, state, 1 + 5, fastk, today, high, low)
+    if ready:
+        lowest = extremes[1]
+        highest = extremes[3]
+        if not _is_zero_scaled(highest - lowest, abs(highest) + abs(lowest)):
+            fast_k = (close - lowest) / (highest - lowest) * 100.0
+        else:
+            fast_k = 0.0
+        base_k = 1 + 5 + 2 * fastk
+        sma_k, ready_k, slow_k = sma_push(sma_k, state, base_k + 3, slowk, fast_k)
+        if ready_k:
+            sma_d, ready_d, slow_d = sma_push(sma_d, state, base_k + 3 + slowk + 3, slowd, slow_k)
+            if ready_d:
+                out[0] = slow_k
+                out[1] = slow_d
+    return today + 1, extremes, sma_k, sma_d
 
 
 # ----------------------------------------------------------------------------- WILLR
@@ -257,16 +291,27 @@ def willr_init(state, params):
 
 
 @njit(error_model="numpy", cache=True, inline="always")
-def willr_step(state, params, open_, high, low, close, volume, new_session, out):
+def willr_load(state, params):
+    return int(state[0]), _extremes_slots(state, 1)
+
+
+@njit(error_model="numpy", cache=True, inline="always")
+def willr_store(state, params, scalars):
+    state[0] = scalars[0]
+    _extremes_put(state, 1, scalars[1])
+
+
+@njit(error_model="numpy", cache=True, inline="always")
+def willr_step(scalars, state, params, open_, high, low, close, volume, new_session, out):
     """TA-Lib WILLR: (hh-c)/(hh-ll) * -100, clamped into [-100, 0]; 0 on a flat window."""
     period = int(params[0])
-    today = int(state[0])
-    state[0] = today + 1
-    if not _window_extremes(state, 1, period, today, high, low):
+    today, extremes = scalars
+    extremes, ready = _window_extremes(extremes, state, 1 + 5, period, today, high, low)
+    if not ready:
         out[0] = _NAN
-        return
-    lowest = state[2]
-    highest = state[4]
+        return today + 1, extremes
+    lowest = extremes[1]
+    highest = extremes[3]
     if not _is_zero_scaled(highest - lowest, abs(highest) + abs(lowest)):
         value = ((highest - close) / (highest - lowest)) * (-100.0)
         if value > 0.0:
@@ -276,6 +321,7 @@ def willr_step(state, params, open_, high, low, close, volume, new_session, out)
         out[0] = value
     else:
         out[0] = 0.0
+    return today + 1, extremes
 
 
 # ----------------------------------------------------------------------------- CCI
@@ -290,19 +336,27 @@ def cci_init(state, params):
 
 
 @njit(error_model="numpy", cache=True, inline="always")
-def cci_step(state, params, open_, high, low, close, volume, new_session, out):
+def cci_load(state, params):
+    return int(state[0]), int(state[1])
+
+
+@njit(error_model="numpy", cache=True, inline="always")
+def cci_store(state, params, scalars):
+    state[0] = scalars[0]
+    state[1] = scalars[1]
+
+
+@njit(error_model="numpy", cache=True, inline="always")
+def cci_step(scalars, state, params, open_, high, low, close, volume, new_session, out):
     """TA-Lib CCI: (tp - mean) / (0.015 * mean deviation), sums in circular-buffer slot order."""
     period = int(params[0])
-    count = int(state[0])
-    slot = int(state[1])
+    count, slot = scalars
     last = (high + low + close) / 3
     state[2 + slot] = last
-    state[1] = 0 if slot + 1 == period else slot + 1
+    slot = 0 if slot + 1 == period else slot + 1
     if count + 1 < period:
-        state[0] = count + 1
         out[0] = _NAN
-        return
-    state[0] = period
+        return count + 1, slot
     average = 0.0
     for j in range(period):
         average += state[2 + j]
@@ -317,6 +371,7 @@ def cci_step(state, params, open_, high, low, close, volume, new_session, out):
         out[0] = deviation / (0.015 * mean_dev)
     else:
         out[0] = 0.0
+    return period, slot
 
 
 # ----------------------------------------------------------------------------- ADX / +DI / -DI
@@ -332,30 +387,39 @@ def adx_init(state, params):
 
 
 @njit(error_model="numpy", cache=True, inline="always")
-def adx_step(state, params, open_, high, low, close, volume, new_session, out):
+def adx_load(state, params):
+    return (int(state[0]), state[1], state[2], state[3], state[4], state[5], state[6], state[7],
+            state[8])
+
+
+@njit(error_model="numpy", cache=True, inline="always")
+def adx_store(state, params, scalars):
+    count, prev_high, prev_low, prev_close, plus_dm, minus_dm, tr_sum, dx_sum, adx = scalars
+    state[0] = count
+    state[1] = prev_high
+    state[2] = prev_low
+    state[3] = prev_close
+    state[4] = plus_dm
+    state[5] = minus_dm
+    state[6] = tr_sum
+    state[7] = dx_sum
+    state[8] = adx
+
+
+@njit(error_model="numpy", cache=True, inline="always")
+def adx_step(scalars, state, params, open_, high, low, close, volume, new_session, out):
     """TA-Lib ADX, PLUS_DI and MINUS_DI over one shared DM/TR state.
 
     outputs: adx (from bar 2*period-1), plus_di and minus_di (from bar period)."""
     period = int(params[0])
-    count = int(state[0])
+    count, prev_high, prev_low, prev_close, plus_dm, minus_dm, tr_sum, dx_sum, adx = scalars
     out[0] = _NAN
     out[1] = _NAN
     out[2] = _NAN
     if count == 0:
-        state[1] = high
-        state[2] = low
-        state[3] = close
-        state[0] = 1.0
-        return
-    diff_p = high - state[1]
-    diff_m = state[2] - low
-    prev_close = state[3]
-    state[1] = high
-    state[2] = low
-    state[3] = close
-    plus_dm = state[4]
-    minus_dm = state[5]
-    tr_sum = state[6]
+        return 1, high, low, close, plus_dm, minus_dm, tr_sum, dx_sum, adx
+    diff_p = high - prev_high
+    diff_m = prev_low - low
     tr = _true_range(high, low, prev_close)
     if count < period:  # raw sums of the first period-1 one-bar moves
         if diff_m > 0 and diff_p < diff_m:
@@ -363,11 +427,7 @@ def adx_step(state, params, open_, high, low, close, volume, new_session, out):
         elif diff_p > 0 and diff_p > diff_m:
             plus_dm += diff_p
         tr_sum += tr
-        state[4] = plus_dm
-        state[5] = minus_dm
-        state[6] = tr_sum
-        state[0] = count + 1
-        return
+        return count + 1, high, low, close, plus_dm, minus_dm, tr_sum, dx_sum, adx
     minus_dm -= minus_dm / period
     plus_dm -= plus_dm / period
     if diff_m > 0 and diff_p < diff_m:
@@ -375,9 +435,6 @@ def adx_step(state, params, open_, high, low, close, volume, new_session, out):
     elif diff_p > 0 and diff_p > diff_m:
         plus_dm += diff_p
     tr_sum = tr_sum - tr_sum / period + tr
-    state[4] = plus_dm
-    state[5] = minus_dm
-    state[6] = tr_sum
     has_dx = False
     dx = 0.0
     if tr_sum > 0.0:
@@ -395,20 +452,17 @@ def adx_step(state, params, open_, high, low, close, volume, new_session, out):
     last_seed = 2 * period - 1
     if count < last_seed:  # DX values summed for the first ADX
         if has_dx:
-            state[7] += dx
-        state[0] = count + 1
-        return
+            dx_sum += dx
+        return count + 1, high, low, close, plus_dm, minus_dm, tr_sum, dx_sum, adx
     if count == last_seed:
         if has_dx:
-            state[7] += dx
-        adx = state[7] / period
-        state[0] = last_seed + 1
-    else:
-        adx = state[8]
-        if has_dx:
-            adx = (adx * (period - 1) + dx) / period
-    state[8] = adx
+            dx_sum += dx
+        adx = dx_sum / period
+        count = last_seed + 1
+    elif has_dx:
+        adx = (adx * (period - 1) + dx) / period
     out[0] = adx
+    return count, high, low, close, plus_dm, minus_dm, tr_sum, dx_sum, adx
 
 
 # ----------------------------------------------------------------------------- OBV
@@ -423,21 +477,32 @@ def obv_init(state, params):
 
 
 @njit(error_model="numpy", cache=True, inline="always")
-def obv_step(state, params, open_, high, low, close, volume, new_session, out):
+def obv_load(state, params):
+    return state[0] != 0.0, state[1], state[2]
+
+
+@njit(error_model="numpy", cache=True, inline="always")
+def obv_store(state, params, scalars):
+    started, prev, obv = scalars
+    state[0] = 1.0 if started else 0.0
+    state[1] = prev
+    state[2] = obv
+
+
+@njit(error_model="numpy", cache=True, inline="always")
+def obv_step(scalars, state, params, open_, high, low, close, volume, new_session, out):
     """TA-Lib OBV: starts at the first bar's volume; +volume on an up close, -volume on down."""
-    if state[0] == 0.0:
-        state[0] = 1.0
-        state[1] = close
-        state[2] = volume
-    obv = state[2]
-    prev = state[1]
+    started, prev, obv = scalars
+    if not started:
+        started = True
+        prev = close
+        obv = volume
     if close > prev:
         obv += volume
     elif close < prev:
         obv -= volume
-    state[1] = close
-    state[2] = obv
     out[0] = obv
+    return started, close, obv
 
 
 # ----------------------------------------------------------------------------- MFI
@@ -453,29 +518,37 @@ def mfi_init(state, params):
 
 
 @njit(error_model="numpy", cache=True, inline="always")
-def mfi_step(state, params, open_, high, low, close, volume, new_session, out):
+def mfi_load(state, params):
+    return int(state[0]), state[1], state[2], state[3], int(state[4]), int(state[5])
+
+
+@njit(error_model="numpy", cache=True, inline="always")
+def mfi_store(state, params, scalars):
+    count, prev, pos_sum, neg_sum, slot, null_run = scalars
+    state[0] = count
+    state[1] = prev
+    state[2] = pos_sum
+    state[3] = neg_sum
+    state[4] = slot
+    state[5] = null_run
+
+
+@njit(error_model="numpy", cache=True, inline="always")
+def mfi_step(scalars, state, params, open_, high, low, close, volume, new_session, out):
     """TA-Lib MFI: 100 * positive flow / total flow over the last ``period`` price moves."""
     period = int(params[0])
-    count = int(state[0])
+    count, prev, pos_sum, neg_sum, slot, null_run = scalars
     typical = (high + low + close) / 3.0
     if count == 0:
-        state[1] = typical
-        state[0] = 1.0
         out[0] = _NAN
-        return
-    pos_sum = state[2]
-    neg_sum = state[3]
-    slot = int(state[4])
-    null_run = int(state[5])
+        return 1, typical, pos_sum, neg_sum, slot, null_run
     ring_pos = 6
     ring_neg = 6 + period
     if count > period:  # the window is full: drop the oldest flow first
         pos_sum -= state[ring_pos + slot]
         neg_sum -= state[ring_neg + slot]
-    prev = state[1]
     move = typical - prev
     scale = abs(typical) + abs(prev)
-    state[1] = typical
     flow = typical * volume
     money_flow = 0.0 if _is_zero_scaled(move, scale) else flow
     pos_flow = 0.0 if move < 0.0 else money_flow
@@ -489,15 +562,10 @@ def mfi_step(state, params, open_, high, low, close, volume, new_session, out):
         null_run = period
         pos_sum = 0.0
         neg_sum = 0.0
-    state[2] = pos_sum
-    state[3] = neg_sum
-    state[4] = 0 if slot + 1 == period else slot + 1
-    state[5] = null_run
+    slot = 0 if slot + 1 == period else slot + 1
     if count < period:
-        state[0] = count + 1
         out[0] = _NAN
-        return
-    state[0] = period + 1
+        return count + 1, typical, pos_sum, neg_sum, slot, null_run
     total = pos_sum + neg_sum
     if pos_sum < 0.0:
         pos_clamped = 0.0
@@ -509,6 +577,7 @@ def mfi_step(state, params, open_, high, low, close, volume, new_session, out):
         out[0] = 0.0
     else:
         out[0] = 100.0 * (pos_clamped / total)
+    return period + 1, typical, pos_sum, neg_sum, slot, null_run
 
 
 # ----------------------------------------------------------------------------- VWAP
@@ -526,57 +595,80 @@ def vwap_init(state, params):
 
 
 @njit(error_model="numpy", cache=True, inline="always")
-def _neumaier_add(state, at, x):
-    """state[at] += x with the Neumaier compensation kept in state[at+1]."""
-    total = state[at]
-    t = total + x
-    if abs(total) >= abs(x):
-        state[at + 1] += (total - t) + x
-    else:
-        state[at + 1] += (x - t) + total
-    state[at] = t
+def vwap_load(state, params):
+    """(count, ring slot, non-zero volumes, sum(tp*v), its compensation, sum(v), its
+    compensation); a session VWAP keeps only the two sums (the rest stay 0)."""
+    if int(params[0]) == 0:
+        return 0, 0, 0, state[0], 0.0, state[1], 0.0
+    return int(state[0]), int(state[1]), int(state[2]), state[3], state[4], state[5], state[6]
 
 
 @njit(error_model="numpy", cache=True, inline="always")
-def vwap_step(state, params, open_, high, low, close, volume, new_session, out):
+def vwap_store(state, params, scalars):
+    count, slot, nonzero, pv_sum, pv_comp, v_sum, v_comp = scalars
+    if int(params[0]) == 0:
+        state[0] = pv_sum
+        state[1] = v_sum
+        return
+    state[0] = count
+    state[1] = slot
+    state[2] = nonzero
+    state[3] = pv_sum
+    state[4] = pv_comp
+    state[5] = v_sum
+    state[6] = v_comp
+
+
+@njit(error_model="numpy", cache=True, inline="always")
+def _neumaier_add(total, compensation, x):
+    """(total + x, compensation) with the Neumaier compensation of the rounding added."""
+    t = total + x
+    if abs(total) >= abs(x):
+        compensation += (total - t) + x
+    else:
+        compensation += (x - t) + total
+    return t, compensation
+
+
+@njit(error_model="numpy", cache=True, inline="always")
+def vwap_step(scalars, state, params, open_, high, low, close, volume, new_session, out):
     """VWAP of the typical price (h+l+c)/3: per session, or rolling over ``window`` bars."""
     window = int(params[0])
+    count, slot, nonzero, pv_sum, pv_comp, v_sum, v_comp = scalars
     pv = (high + low + close) / 3.0 * volume
     if window == 0:
         if new_session:
-            state[0] = 0.0
-            state[1] = 0.0
-        state[0] += pv
-        state[1] += volume
-        out[0] = state[0] / state[1] if state[1] != 0.0 else _NAN
-        return
-    count = int(state[0])
-    slot = int(state[1])
+            pv_sum = 0.0
+            v_sum = 0.0
+        pv_sum += pv
+        v_sum += volume
+        out[0] = pv_sum / v_sum if v_sum != 0.0 else _NAN
+        return count, slot, nonzero, pv_sum, pv_comp, v_sum, v_comp
     ring_pv = 7
     ring_v = 7 + window
     if count >= window:  # drop the bar leaving the window
         old_v = state[ring_v + slot]
-        _neumaier_add(state, 3, -state[ring_pv + slot])
-        _neumaier_add(state, 5, -old_v)
+        pv_sum, pv_comp = _neumaier_add(pv_sum, pv_comp, -state[ring_pv + slot])
+        v_sum, v_comp = _neumaier_add(v_sum, v_comp, -old_v)
         if old_v != 0.0:
-            state[2] -= 1.0
+            nonzero -= 1
     else:
-        state[0] = count + 1
+        count += 1
     state[ring_pv + slot] = pv
     state[ring_v + slot] = volume
-    _neumaier_add(state, 3, pv)
-    _neumaier_add(state, 5, volume)
+    pv_sum, pv_comp = _neumaier_add(pv_sum, pv_comp, pv)
+    v_sum, v_comp = _neumaier_add(v_sum, v_comp, volume)
     if volume != 0.0:
-        state[2] += 1.0
-    state[1] = 0 if slot + 1 == window else slot + 1
-    if count + 1 < window:
+        nonzero += 1
+    slot = 0 if slot + 1 == window else slot + 1
+    total_v = v_sum + v_comp
+    if count < window:  # ``count`` counts this bar already
         out[0] = _NAN
-        return
-    total_v = state[5] + state[6]
-    if state[2] == 0.0 or total_v == 0.0:
+    elif nonzero == 0 or total_v == 0.0:
         out[0] = _NAN
     else:
-        out[0] = (state[3] + state[4]) / total_v
+        out[0] = (pv_sum + pv_comp) / total_v
+    return count, slot, nonzero, pv_sum, pv_comp, v_sum, v_comp
 
 
 # ----------------------------------------------------------------------------- registry
@@ -593,12 +685,12 @@ RANGE_KINDS: list[IndicatorKind] = [
     IndicatorKind(
         name="atr", description="Average True Range (Wilder), TA-Lib ATR",
         params=(_period(14, low=1),), outputs=(), inputs=("high", "low", "close"),
-        state_size=atr_state_size, init=atr_init, step=atr_step,
+        state_size=atr_state_size, init=atr_init, load=atr_load, store=atr_store, step=atr_step,
         lookback=lambda p: int(p[0]), lookback_formula="period"),
     IndicatorKind(
         name="natr", description="Normalized ATR (ATR / close * 100), TA-Lib NATR",
         params=(_period(14, low=1),), outputs=(), inputs=("high", "low", "close"),
-        state_size=atr_state_size, init=atr_init, step=natr_step,
+        state_size=atr_state_size, init=atr_init, load=atr_load, store=atr_store, step=natr_step,
         lookback=lambda p: int(p[0]), lookback_formula="period"),
     IndicatorKind(
         name="stoch", description="Slow stochastic %K/%D with SMA smoothing, TA-Lib STOCH",
@@ -606,43 +698,43 @@ RANGE_KINDS: list[IndicatorKind] = [
                 Param("slowk_period", 3, True, 1, 10_000),
                 Param("slowd_period", 3, True, 1, 10_000)),
         outputs=("stoch_k", "stoch_d"), inputs=("high", "low", "close"),
-        state_size=stoch_state_size, init=stoch_init, step=stoch_step,
+        state_size=stoch_state_size, init=stoch_init, load=stoch_load, store=stoch_store, step=stoch_step,
         lookback=_stoch_lookback,
         lookback_formula="(fastk_period - 1) + (slowk_period - 1) + (slowd_period - 1)"),
     IndicatorKind(
         name="willr", description="Williams %R, TA-Lib WILLR",
         params=(_period(14),), outputs=(), inputs=("high", "low", "close"),
-        state_size=willr_state_size, init=willr_init, step=willr_step,
+        state_size=willr_state_size, init=willr_init, load=willr_load, store=willr_store, step=willr_step,
         lookback=lambda p: int(p[0]) - 1, lookback_formula="period - 1"),
     IndicatorKind(
         name="cci", description="Commodity Channel Index of the typical price, TA-Lib CCI",
         params=(_period(20),), outputs=(), inputs=("high", "low", "close"),
-        state_size=cci_state_size, init=cci_init, step=cci_step,
+        state_size=cci_state_size, init=cci_init, load=cci_load, store=cci_store, step=cci_step,
         lookback=lambda p: int(p[0]) - 1, lookback_formula="period - 1"),
     IndicatorKind(
         name="adx",
         description="Average Directional Index with +DI/-DI, TA-Lib ADX, PLUS_DI, MINUS_DI",
         params=(_period(14),), outputs=("adx", "plus_di", "minus_di"),
         inputs=("high", "low", "close"),
-        state_size=adx_state_size, init=adx_init, step=adx_step,
+        state_size=adx_state_size, init=adx_init, load=adx_load, store=adx_store, step=adx_step,
         lookback=lambda p: 2 * int(p[0]) - 1,
         lookback_formula="2 * period - 1 (adx); period (plus_di, minus_di)"),
     IndicatorKind(
         name="obv", description="On-Balance Volume, TA-Lib OBV",
         params=(), outputs=(), inputs=("close", "volume"),
-        state_size=obv_state_size, init=obv_init, step=obv_step,
+        state_size=obv_state_size, init=obv_init, load=obv_load, store=obv_store, step=obv_step,
         lookback=lambda p: 0, lookback_formula="0"),
     IndicatorKind(
         name="mfi", description="Money Flow Index, TA-Lib MFI",
         params=(_period(14),), outputs=(), inputs=("high", "low", "close", "volume"),
-        state_size=mfi_state_size, init=mfi_init, step=mfi_step,
+        state_size=mfi_state_size, init=mfi_init, load=mfi_load, store=mfi_store, step=mfi_step,
         lookback=lambda p: int(p[0]), lookback_formula="period"),
     IndicatorKind(
         name="vwap",
         description="VWAP of the typical price: per session (window 0) or rolling over window bars",
         params=(Param("window", 0, True, 0, 10_000),), outputs=(),
         inputs=("high", "low", "close", "volume"),
-        state_size=vwap_state_size, init=vwap_init, step=vwap_step,
+        state_size=vwap_state_size, init=vwap_init, load=vwap_load, store=vwap_store, step=vwap_step,
         lookback=lambda p: max(int(p[0]) - 1, 0),
         lookback_formula="0 (session, window 0); window - 1 (rolling)"),
 ]
@@ -697,6 +789,6 @@ def compute_panel(kind: IndicatorKind, params: tuple, open_=None, high=None, low
         sessions = np.ascontiguousarray(np.asarray(new_session, dtype=np.bool_))
     first_rows = first_valid_rows(kind, {name: arrays[name] for name in kind.inputs})
     param_array = np.asarray(params, dtype=np.float64)
-    return run_panel(kind.step, kind.init, kind.state_size(tuple(params)), param_array,
+    return run_panel(kind, kind.state_size(tuple(params)), param_array,
                      arrays["open"], arrays["high"], arrays["low"], arrays["close"],
                      arrays["volume"], sessions, first_rows, kind.n_outputs)

@@ -1,8 +1,8 @@
 """Streaming indicator state: the batch steps, advanced one tick (or one chunk) at a time.
 
 ``StreamState.create(names)`` holds, per feature of a ``FeaturePlan``, its kind, its parameters
-and its float64 state. ``update`` feeds one bar (a direct call of the kind's compiled step,
-well under 2 us per indicator) and ``update_many`` a chunk (one ``run_series`` per feature). The
+and its float64 state. ``update`` feeds one bar (one call of the kind's compiled ``tick_driver``:
+load, step, store; well under 2 us per indicator) and ``update_many`` a chunk (one ``run_series`` per feature). The
 values after N bars equal ``compute_features`` over the same N bars bit for bit: the same step
 does the same floating-point operations whichever driver runs it, and, like ``run_panel``, a
 feature's state only starts at its first bar where all of its kind's inputs are non-NaN.
@@ -21,7 +21,7 @@ from typing import Any, Iterable
 import numpy as np
 
 from utils.engine.indicators.features import FeaturePlan, FeatureSpec, MissingInputError
-from utils.engine.indicators.step_core import INPUT_NAMES, run_series
+from utils.engine.indicators.step_core import INPUT_NAMES, run_series, tick_driver
 
 __all__ = ["FeaturePlan", "MissingInputError", "StreamState"]
 
@@ -39,7 +39,7 @@ class _Feature:
     started: bool = False
 
     def __post_init__(self) -> None:
-        self.step = self.spec.kind.step  # hot-path shortcuts for ``update``
+        self.tick = tick_driver(self.spec.kind)  # hot-path shortcuts for ``update``
         self.output_keys = self.spec.output_keys
 
     def begin(self, inputs: tuple[float, ...]) -> bool:
@@ -96,7 +96,7 @@ class StreamState:
         values: dict[str, float] = {}
         for feature in self._features:
             if feature.started or feature.begin(inputs):
-                feature.step(feature.state, feature.params, open_, high_, low_, close_, volume_,
+                feature.tick(feature.state, feature.params, open_, high_, low_, close_, volume_,
                              new_session, feature.out)
             values.update(zip(feature.output_keys, feature.out.tolist()))
         self.ticks_seen += 1
@@ -129,7 +129,7 @@ class StreamState:
                 begin = int(np.argmax(valid)) if valid.any() else rows
                 feature.started = begin < rows
             if begin < rows:
-                run_series(feature.spec.kind.step, feature.state, feature.params,
+                run_series(feature.spec.kind, feature.state, feature.params,
                            *(values[begin:] for values in arrays), sessions[begin:], out[begin:])
                 feature.out[:] = out[-1]
             for k, key in enumerate(feature.spec.output_keys):
