@@ -172,7 +172,7 @@ def test_close_fill_matches_vectorbt(dataset, config, costs):
                                            fees=costs["fees"], slippage=costs.get("slippage", 0.0), freq="1D")
     # Without fees the curves agree to RTOL. With fees, some rebalances differ by one cash-limited
     # buy (vectorbt ranks orders by an approximate value; ~1e-4 of equity): known, documented.
-    np.testing.assert_allclose(output.equity, portfolio.value().to_numpy(), rtol=RTOL if fees == 0 else 2e-4)
+    np.testing.assert_allclose(output.equity, portfolio.value().to_numpy(), rtol=RTOL)
     records = portfolio.trades.records_readable
     assert len(records) == len(output.trades) > 0
     np.testing.assert_allclose([t.size for t in output.trades], records["Size"].to_numpy(), rtol=RTOL)
