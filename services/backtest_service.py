@@ -8,6 +8,7 @@ from api_proto import backtest_pb2, backtest_pb2_grpc
 from services import validation
 from services.errors import ServiceError, failed_precondition, not_found
 from services.job_views import history_page, require_job, watch
+from utils.cache import RedisCache, digest
 from utils.data.store import BarStore
 from utils.data.timeutil import epoch_to_iso, format_time
 from utils.queue import keys
@@ -70,11 +71,31 @@ def backtest_report(queue: JobQueue, backtest_id: str) -> tuple[str, str]:
     return record.id, render_tearsheet(record.id, result, meta)
 
 
+def _text_map(values: dict[str, Any]) -> dict[str, str]:
+    return {name: str(value) for name, value in values.items()}
+
+
+def search_fields(result: dict[str, Any]) -> dict[str, Any]:
+    """Sweep and walk-forward parts of a stored result as response fields (none without a grid)."""
+    sweep = result.get("sweep")
+    if not sweep:
+        return {}
+    windows = [backtest_pb2.WalkForwardWindow(
+        window=window["window"], train_start=window["train_start"], train_end=window["train_end"],
+        test_start=window["test_start"], test_end=window["test_end"], best_params=_text_map(window["best_params"]),
+        in_sample=metrics_message(window["in_sample"]), out_of_sample=metrics_message(window["out_of_sample"]))
+        for window in result.get("walk_forward", [])]
+    return {"sweep": [backtest_pb2.SweepRow(rank=row["rank"], params=_text_map(row["params"]),
+                                            metrics=metrics_message(row["metrics"])) for row in sweep["rows"]],
+            "rank_by": sweep["rank_by"], "sweep_combinations": sweep["combinations"], "walk_forward": windows}
+
+
 class BacktestServicer(backtest_pb2_grpc.BacktestServiceServicer):
-    def __init__(self, queue: JobQueue, store: BarStore, settings: Any) -> None:
+    def __init__(self, queue: JobQueue, store: BarStore, settings: Any, results: RedisCache | None = None) -> None:
         self.queue = queue
         self.store = store
         self.settings = settings
+        self.results = results  # content address of a request -> the backtest that answers it
 
     # ------------------------------------------------------------ submission
     def IntegratedBacktest(self, request, context):
@@ -92,15 +113,38 @@ class BacktestServicer(backtest_pb2_grpc.BacktestServiceServicer):
         commission = validation.finite("commission_rate", request.commission_rate, minimum=0, maximum=0.1)
         device = validation.device("device", request.device)
         self._require_device(device)
-        for symbol in symbols:
-            self._require_bars(symbol, start_ns, end_ns, request.start_time, request.end_time)
+        versions = [self._require_bars(symbol, start_ns, end_ns, request.start_time, request.end_time)
+                    for symbol in symbols]
+        address = digest(spec.normalised(), symbols, versions, start_ns, end_ns, capital, commission)
+        reused = self._reuse(address)
+        if reused is not None:
+            return reused
         payload = {"symbols": symbols, "start_ns": start_ns, "end_ns": end_ns, "strategy_config": config,
                    "initial_capital": capital, "commission_rate": commission, "device": device}
         meta = {"symbols": symbols, "strategy_type": spec.strategy_type,
                 "start_time": format_time(start_ns), "end_time": format_time(end_ns)}
         priority = validation.PRIORITY_NAMES.get(request.priority, "normal")
         job_id = self.queue.enqueue(JobSpec(TASK_TYPE, payload, priority, self.settings.job_max_attempts, meta))
+        if self.results is not None:
+            self.results.set(address, {"backtest_id": job_id})
         return backtest_pb2.BacktestResponse(backtest_id=job_id, status=backtest_pb2.PENDING, message="queued")
+
+    def _reuse(self, address: str) -> backtest_pb2.BacktestResponse | None:
+        """The earlier backtest of an identical request (same config, symbols, period, capital,
+        commission and data versions) when it is done or still on its way; failed or cancelled
+        ones are run again."""
+        if self.results is None:
+            return None
+        cached = self.results.get(address)
+        record = self.queue.get(cached["backtest_id"]) if cached else None
+        if record is None or record.status in (JobStatus.FAILED, JobStatus.CANCELLED):
+            return None
+        if record.status is JobStatus.COMPLETED and self.queue.result(record.id) is None:
+            return None
+        message = ("cached: identical request already computed" if record.status is JobStatus.COMPLETED
+                   else "identical request already queued; returning its id")
+        return backtest_pb2.BacktestResponse(backtest_id=record.id, status=status_enum(record.status),
+                                             message=message)
 
     @staticmethod
     def _strategy(config: dict[str, Any]):
@@ -121,7 +165,7 @@ class BacktestServicer(backtest_pb2_grpc.BacktestServiceServicer):
             raise failed_precondition("device 'gpu' requested but no GPU worker is running "
                                       "(use device 'auto' to run on the CPU when no GPU is present)")
 
-    def _require_bars(self, symbol: str, start_ns: int, end_ns: int, start: str, end: str) -> None:
+    def _require_bars(self, symbol: str, start_ns: int, end_ns: int, start: str, end: str) -> int:
         info = self.store.info(symbol)
         if info is None:
             stored = ", ".join(i.symbol for i in self.store.list_symbols()[:10]) or "none"
@@ -130,6 +174,7 @@ class BacktestServicer(backtest_pb2_grpc.BacktestServiceServicer):
         if info.first_time is None or info.last_time < start_ns or info.first_time > end_ns:
             raise not_found(f"symbol {symbol!r} has no bars between {start} and {end} (stored from "
                             f"{format_time(info.first_time)} to {format_time(info.last_time)})")
+        return info.version
 
     # --------------------------------------------------------------- reading
     def GetBacktestStatus(self, request, context):
@@ -164,7 +209,8 @@ class BacktestServicer(backtest_pb2_grpc.BacktestServiceServicer):
             total_trades=len(trades),
             symbol_metrics={s: metrics_message(m) for s, m in result.get("symbol_metrics", {}).items()},
             strategy_config=json.dumps(result.get("strategy_config", {}), sort_keys=True),
-            device=result.get("device", record.device), compute_seconds=result.get("compute_seconds", 0.0))
+            device=result.get("device", record.device), compute_seconds=result.get("compute_seconds", 0.0),
+            **search_fields(result))
 
     def GetBacktestReport(self, request, context):
         job_id, html = backtest_report(self.queue, request.backtest_id)

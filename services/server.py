@@ -95,7 +95,9 @@ def create_server(settings: Any, registry: CollectorRegistry | None = None) -> R
                ("grpc.max_send_message_length", settings.grpc_max_message_bytes)]
     server = grpc.server(ThreadPoolExecutor(max_workers=settings.grpc_max_workers, thread_name_prefix="rpc"),
                          interceptors=[ObservabilityInterceptor(metrics)], options=options)
-    backtest_pb2_grpc.add_BacktestServiceServicer_to_server(BacktestServicer(queue, store, settings), server)
+    backtest_pb2_grpc.add_BacktestServiceServicer_to_server(BacktestServicer(
+        queue, store, settings,
+        RedisCache(client, "backtests", settings.result_ttl_seconds, metrics.cache("backtests"))), server)
     writer = TickWriter(store, store.redis, settings.tick_stream_maxlen, settings.tick_backlog_max,
                         aggregator=BarAggregator(parse_intervals(settings.bar_intervals)))
     states = SymbolStates(store, flush_pending=writer.flush)

@@ -46,16 +46,15 @@ def drawdown_curve(equity: np.ndarray) -> np.ndarray:
 def max_drawdown_duration(equity: np.ndarray) -> int:
     """Longest number of bars from a peak to the bar that regains it (or to the last bar)."""
     equity = np.asarray(equity, dtype=np.float64)
-    longest = 0
-    peak_index = 0
-    for index in range(1, len(equity)):
-        if equity[index] >= equity[peak_index]:
-            if index - peak_index > 1:  # bars under water in between: a drawdown ended here
-                longest = max(longest, index - peak_index)
-            peak_index = index
-    if len(equity):
-        longest = max(longest, len(equity) - 1 - peak_index)
-    return longest
+    if len(equity) == 0:
+        return 0
+    index = np.arange(len(equity))
+    is_peak = equity >= np.maximum.accumulate(equity)
+    last_peak = np.maximum.accumulate(np.where(is_peak, index, 0))
+    gaps = index[1:][is_peak[1:]] - last_peak[:-1][is_peak[1:]]  # a regained peak: bars since the last one
+    gaps = gaps[gaps > 1]
+    longest = int(gaps.max()) if len(gaps) else 0
+    return max(longest, int(len(equity) - 1 - last_peak[-1]))
 
 
 def _bar_returns(equity: np.ndarray) -> np.ndarray:
@@ -64,11 +63,12 @@ def _bar_returns(equity: np.ndarray) -> np.ndarray:
     return np.where(np.isfinite(returns), returns, 0.0)
 
 
-def performance_metrics(equity: np.ndarray, trades: Sequence[Any], periods_per_year: int = 252,
+def performance_metrics(equity: np.ndarray, trades: Sequence[Any] | np.ndarray, periods_per_year: int = 252,
                         exposure: float | None = None,
                         initial_capital: float | None = None) -> dict[str, float]:
     """Summary statistics of a backtest.
 
+    ``trades`` are trade objects/dicts (open ones skipped) or an array of closed trades' P&L.
     ``exposure`` (fraction of bars in a position) is passed through from the simulator, 0.0 when
     not given. ``total_return`` (and so ``annualized_return``) is measured from
     ``initial_capital`` when given, else from ``equity[0]``: with fills at the close, the first
@@ -101,8 +101,11 @@ def performance_metrics(equity: np.ndarray, trades: Sequence[Any], periods_per_y
     max_drawdown = float(drawdown_curve(equity).max())
     calmar = annualized_return / max_drawdown if max_drawdown > 0 else 0.0
 
-    closed_pnl = np.array([float(_trade_field(trade, "pnl", 0.0)) for trade in trades
-                           if not _trade_field(trade, "is_open", False)], dtype=np.float64)
+    if isinstance(trades, np.ndarray):  # already the closed trades' P&L
+        closed_pnl = np.asarray(trades, dtype=np.float64)
+    else:
+        closed_pnl = np.array([float(_trade_field(trade, "pnl", 0.0)) for trade in trades
+                               if not _trade_field(trade, "is_open", False)], dtype=np.float64)
     gross_profit = float(closed_pnl[closed_pnl > 0].sum())
     gross_loss = float(-closed_pnl[closed_pnl < 0].sum())
     if gross_profit <= 0:

@@ -8,8 +8,10 @@ from typing import Any
 from utils.data.store import BarStore, SymbolNotFound
 from utils.data.timeutil import format_times
 from utils.engine.backend import Backend, cpu_backend
-from utils.engine.backtest.runner import NoDataInRange, run_backtest
-from utils.engine.backtest.config import validate_strategy_config
+from utils.engine.backtest.config import StrategySpec, validate_strategy_config
+from utils.engine.backtest.runner import (AlignedBars, NoDataInRange, align_bars, iso_time, report_of,
+                                          simulate_spec)
+from utils.engine.backtest.sweep import SweepResult, best_spec, sweep_panels, walk_forward
 from utils.queue.worker import JobContext, PermanentJobError
 
 LOAD_SHARE = 0.2  # progress fraction attributed to loading bars
@@ -21,10 +23,6 @@ def backend_for_job(requested: str, worker_backend: Backend) -> Backend:
     if requested == "gpu" and not worker_backend.is_gpu:
         raise PermanentJobError("device 'gpu' requested but this worker has no GPU")
     return worker_backend
-
-
-def normalised_config(spec: Any) -> dict[str, Any]:
-    return {"strategy_type": spec.strategy_type, **spec.param_values, "fill": spec.fill}
 
 
 def backtest_result(report: Any, spec: Any, backend: Backend, seconds: float) -> dict[str, Any]:
@@ -40,7 +38,7 @@ def backtest_result(report: Any, spec: Any, backend: Backend, seconds: float) ->
                          "drawdown": report.drawdown.tolist()},
         "trades": trades,
         "symbol_metrics": report.per_symbol,
-        "strategy_config": normalised_config(spec),
+        "strategy_config": spec.normalised(),
         "device": backend.label,
         "compute_seconds": seconds,
     }
@@ -64,10 +62,40 @@ def make_backtest_handler(store: BarStore, worker_backend: Backend):
                 raise PermanentJobError(str(exc)) from None
             context.progress(LOAD_SHARE * (index + 1) / len(symbols))
         try:
-            report = run_backtest(backend, spec, bars, payload["start_ns"], payload["end_ns"],
-                                  payload["initial_capital"], payload["commission_rate"],
-                                  progress=lambda f: context.progress(LOAD_SHARE + (1 - LOAD_SHARE) * f * 0.99))
+            aligned = align_bars(spec, bars, payload["start_ns"], payload["end_ns"])
         except NoDataInRange as exc:
             raise PermanentJobError(str(exc)) from None
-        return backtest_result(report, spec, backend, time.perf_counter() - started)
+        capital, commission = payload["initial_capital"], payload["commission_rate"]
+        search: dict[str, Any] = {}
+        if spec.param_grid:
+            search, spec = _search(spec, aligned, capital, commission, context)
+        output = simulate_spec(spec, aligned, capital, commission,
+                               progress=lambda f: context.progress(0.9 + 0.09 * f))
+        report = report_of(spec, aligned, output, capital)
+        return {**backtest_result(report, spec, backend, time.perf_counter() - started), **search}
     return handle
+
+
+def _sweep_summary(result: SweepResult) -> dict[str, Any]:
+    return {"rank_by": result.rank_by, "combinations": result.combinations, "cells": result.cells,
+            "seconds": result.seconds, "rows": result.table, "best": result.best}
+
+
+def _search(spec: StrategySpec, aligned: AlignedBars, capital: float, commission: float,
+            context: JobContext) -> tuple[dict[str, Any], StrategySpec]:
+    """Sweep (and walk-forward) a grid; returns the result fields and the best parameter set,
+    whose full backtest (equity curve, trades) becomes the job's main result."""
+    share = 0.7 if spec.walk_forward else 0.9
+    result = sweep_panels(spec, aligned.panels, aligned.start_index, capital, commission,
+                          progress=lambda f: context.progress(LOAD_SHARE + (share - LOAD_SHARE) * f))
+    fields: dict[str, Any] = {"sweep": _sweep_summary(result), "best_params": result.best["params"]}
+    if spec.walk_forward:
+        calendar = aligned.calendar
+        windows = walk_forward(spec, aligned.panels, aligned.start_index, capital, commission,
+                               progress=lambda f: context.progress(share + (0.9 - share) * f))
+        for window in windows:
+            (train_start, test_start), (_, test_end) = window.pop("train_rows"), window.pop("test_rows")
+            window.update(train_start=iso_time(calendar[train_start]), train_end=iso_time(calendar[test_start - 1]),
+                          test_start=iso_time(calendar[test_start]), test_end=iso_time(calendar[test_end - 1]))
+        fields["walk_forward"] = windows
+    return fields, best_spec(spec, result)

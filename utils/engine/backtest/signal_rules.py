@@ -502,7 +502,11 @@ def parse_rule(text: str, field: str = "rule") -> Rule:
     if len(text) > MAX_RULE_CHARS:
         raise RuleError(field, MAX_RULE_CHARS + 1, f"rule is {len(text)} characters long; "
                                                    f"at most {MAX_RULE_CHARS} are allowed")
-    return Rule(text, _Parser(text, field).parse())
+    parser = _Parser(text, field)
+    try:
+        return Rule(text, parser.parse())
+    except RecursionError:  # MAX_DEPTH keeps the parser near 600 frames; a deep caller may still hit this
+        raise RuleError(field, parser.token.column, "rule nests too deeply") from None
 
 
 # ------------------------------------------------------------------ evaluation

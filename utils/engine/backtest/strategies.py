@@ -15,15 +15,53 @@ exit is the short entry and the long entry the short exit (a sell signal reverse
 """
 from __future__ import annotations
 
+import contextlib
+import contextvars
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Iterator, Mapping
 
 import numpy as np
 from numba import njit
 
-from utils.engine.indicators.kernels import bollinger, rsi, sma
+from utils.engine.indicators import kernels
 
 MAX_WINDOW = 5000
+_MEMO: contextvars.ContextVar[dict | None] = contextvars.ContextVar("indicator_memo", default=None)
+
+
+@contextlib.contextmanager
+def indicator_memo() -> Iterator[None]:
+    """Within the block, an indicator over the same input array and parameters is computed once
+    (a sweep's combinations share their SMA panels...). Keys hold the input's id, so the inputs
+    must stay alive and unchanged inside the block."""
+    token = _MEMO.set({})
+    try:
+        yield
+    finally:
+        _MEMO.reset(token)
+
+
+def _indicator(name: str, values: np.ndarray, *params: Any) -> Any:
+    memo = _MEMO.get()
+    compute = getattr(kernels, name)
+    if memo is None:
+        return compute(np, values, *params)
+    key = (name, id(values), params)
+    if key not in memo:
+        memo[key] = compute(np, values, *params)
+    return memo[key]
+
+
+def sma(xp: Any, close: np.ndarray, period: int) -> np.ndarray:
+    return _indicator("sma", close, period)
+
+
+def rsi(xp: Any, close: np.ndarray, period: int) -> np.ndarray:
+    return _indicator("rsi", close, period)
+
+
+def bollinger(xp: Any, close: np.ndarray, period: int, nbdev_up: float, nbdev_dn: float) -> Any:
+    return _indicator("bollinger", close, period, nbdev_up, nbdev_dn)
 
 
 class UnknownStrategyError(ValueError):

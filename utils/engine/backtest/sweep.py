@@ -1,0 +1,189 @@
+"""Parameter sweeps and walk-forward analysis over one set of aligned bars.
+
+A sweep runs every combination of ``spec.param_grid`` over all symbols as one job and ranks the
+combinations by ``spec.rank_by`` (``max_drawdown`` ascending, every other metric descending).
+Each combination is the same simulation as a single backtest (``simulate_sleeve``; identical
+numbers), run for all symbol sleeves at once in a parallel numba loop that keeps only what the
+metrics need (portfolio equity, closed-trade P&L), so memory is bounded by one combination's
+buffers (about ``symbols x bars x 100`` bytes) however large the grid. Indicator panels are
+computed once per distinct parameter value and shared across combinations (``indicator_memo``).
+
+Walk-forward: the evaluated period is cut into ``splits`` consecutive windows; in each, the first
+``train_fraction`` of bars is the in-sample part where the grid is swept and the best combination
+chosen, and that combination is then evaluated on the rest (out-of-sample), starting flat.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, replace
+from typing import Any, Callable
+
+import numpy as np
+from numba import njit, prange
+
+from utils.engine.backtest.config import StrategySpec, size_fractions, target_positions
+from utils.engine.backtest.simulate import FULL_EQUITY, T_PNL, T_REASON, TRADE_COLUMNS, simulate_sleeve
+from utils.engine.backtest.strategies import indicator_memo
+from utils.engine.metrics import performance_metrics
+
+ASCENDING_METRICS = ("max_drawdown",)
+TABLE_LIMIT = 1000  # rows of the ranked table kept in a result
+
+
+@dataclass(frozen=True)
+class SweepResult:
+    rank_by: str
+    table: list[dict[str, Any]]       # ranked rows: {"rank", "params": {...}, "metrics": {...}}
+    combinations: int
+    cells: int                        # combinations x symbols x bars
+    seconds: float
+
+    @property
+    def best(self) -> dict[str, Any]:
+        return self.table[0]
+
+
+@njit(parallel=True, cache=True)
+def _simulate_sleeves(open_t, high_t, low_t, close_t, target_t, fraction_t, capital, costs, fill_at_close,
+                      allow_short, start, equity, shares, trades, n_trades, traded):
+    for column in prange(close_t.shape[0]):
+        count, _, value = simulate_sleeve(open_t[column], high_t[column], low_t[column], close_t[column],
+                                          target_t[column], fraction_t[column], capital, costs, fill_at_close,
+                                          allow_short, start, equity[column], shares[column], trades[column],
+                                          column)
+        n_trades[column] = count
+        traded[column] = value
+
+
+class SleeveBatch:
+    """Reusable buffers and transposed inputs for running many parameter sets over one panel."""
+
+    def __init__(self, panels: dict[str, np.ndarray], start: int):
+        self.start = start
+        self.columns = {field: np.ascontiguousarray(panels[field].T) for field in ("open", "high", "low", "close")}
+        symbols, bars = self.columns["close"].shape
+        reported = bars - start
+        self.equity = np.empty((symbols, reported))
+        self.shares = np.empty((symbols, reported))
+        self.trades = np.empty((symbols, reported * 2 + 2, TRADE_COLUMNS))
+        self.n_trades = np.empty(symbols, dtype=np.int64)
+        self.traded = np.empty(symbols)
+
+    def run(self, spec: StrategySpec, target: np.ndarray, fractions: np.ndarray | None, capital: float,
+            commission_rate: float) -> dict[str, float]:
+        """Metrics of the equal-sleeve portfolio for one parameter set."""
+        config = spec.simulation_config(commission_rate)
+        symbols = self.equity.shape[0]
+        if fractions is None:
+            fractions = np.full(target.shape, FULL_EQUITY if config.fill == "next_open" else 1.0)
+        c = self.columns
+        _simulate_sleeves(c["open"], c["high"], c["low"], c["close"], np.ascontiguousarray(target.T),
+                          np.ascontiguousarray(fractions.T), capital / symbols, config.cost_vector(),
+                          config.fill == "close", config.allow_short, self.start, self.equity, self.shares,
+                          self.trades, self.n_trades, self.traded)
+        rows = np.arange(self.trades.shape[1])
+        recorded = rows[None, :] < self.n_trades[:, None]
+        closed = recorded & (self.trades[:, :, T_REASON] != 4)
+        equity = self.equity.sum(axis=0)
+        exposure = float((self.shares != 0).any(axis=0).mean())
+        metrics = performance_metrics(equity, self.trades[:, :, T_PNL][closed], spec.periods_per_year,
+                                      exposure, capital)
+        mean_equity = float(equity.mean())
+        metrics["turnover"] = (float(self.traded.sum()) / mean_equity * spec.periods_per_year / len(equity)
+                               if mean_equity > 0 else 0.0)
+        return metrics
+
+
+def _rank(rows: list[dict[str, Any]], rank_by: str) -> list[dict[str, Any]]:
+    sign = 1.0 if rank_by in ASCENDING_METRICS else -1.0
+    rows.sort(key=lambda row: sign * row["metrics"][rank_by])
+    for index, row in enumerate(rows, 1):
+        row["rank"] = index
+    return rows
+
+
+def sweep_panels(spec: StrategySpec, panels: dict[str, np.ndarray], start: int, capital: float,
+                 commission_rate: float, progress: Callable[[float], None] | None = None,
+                 limit: int = TABLE_LIMIT) -> SweepResult:
+    """Every combination of ``spec.param_grid`` over (time x symbols) ``panels``, evaluated from
+    row ``start``; the ranked table keeps the best ``limit`` rows."""
+    started = time.perf_counter()
+    combinations = spec.combinations()
+    grid_names = [name for name, _ in spec.param_grid]
+    rows = []
+    with indicator_memo():
+        if spec.is_portfolio:
+            from utils.engine.backtest.rebalance import simulate_rebalancing
+            batch = None
+        else:
+            batch = SleeveBatch(panels, start)
+            fractions = size_fractions(spec, panels["close"])
+        for index, combination in enumerate(combinations):
+            target = target_positions(np, combination, panels)
+            if batch is None:
+                output = simulate_rebalancing(panels["open"], panels["close"], target, capital,
+                                              combination.simulation_config(commission_rate), start)
+                metrics = performance_metrics(output.equity, output.trades, spec.periods_per_year,
+                                              output.exposure, capital)
+                metrics["turnover"] = output.turnover
+            else:
+                metrics = batch.run(combination, target, fractions, capital, commission_rate)
+            params = combination.param_values
+            rows.append({"params": {name: params[name] for name in grid_names}, "metrics": metrics})
+            if progress is not None and (index % 16 == 15 or index + 1 == len(combinations)):
+                progress((index + 1) / len(combinations))
+    rows = _rank(rows, spec.rank_by)[:limit]
+    cells = len(combinations) * panels["close"].shape[1] * (panels["close"].shape[0] - start)
+    return SweepResult(spec.rank_by, rows, len(combinations), cells, time.perf_counter() - started)
+
+
+def best_spec(spec: StrategySpec, result: SweepResult) -> StrategySpec:
+    """``spec`` with the best row's parameters and no grid."""
+    return replace(spec, params=tuple({**spec.param_values, **result.best["params"]}.items()), param_grid=(),
+                   walk_forward=None)
+
+
+def walk_forward_windows(first: int, rows: int, splits: int, train_fraction: float) -> list[tuple[int, int, int]]:
+    """``(train_start, test_start, test_end)`` row bounds (end exclusive) of each window."""
+    bounds = np.linspace(first, rows, splits + 1).astype(int)
+    windows = []
+    for start, end in zip(bounds[:-1], bounds[1:]):
+        test_start = start + int((end - start) * train_fraction)
+        if test_start - start >= 2 and end - test_start >= 2:
+            windows.append((int(start), int(test_start), int(end)))
+    return windows
+
+
+def walk_forward(spec: StrategySpec, panels: dict[str, np.ndarray], start: int, capital: float,
+                 commission_rate: float, progress: Callable[[float], None] | None = None) -> list[dict[str, Any]]:
+    """In-sample sweep then out-of-sample run per window (rows of ``panels``); each window's
+    indicators see all bars before it (no look-ahead: bars after the window are cut off)."""
+    rows = panels["close"].shape[0]
+    windows = walk_forward_windows(start, rows, spec.walk_forward.splits, spec.walk_forward.train_fraction)
+    if not windows:
+        raise ValueError(f"walk_forward: {rows - start} bars are too few for {spec.walk_forward.splits} splits")
+    results = []
+    for number, (train_start, test_start, test_end) in enumerate(windows):
+        train = {field: panel[:test_start] for field, panel in panels.items()}
+        in_sample = sweep_panels(spec, train, train_start, capital, commission_rate, limit=1)
+        chosen = best_spec(spec, in_sample)
+        test = {field: panel[:test_end] for field, panel in panels.items()}
+        out_of_sample = SleeveBatch(test, test_start).run(
+            chosen, target_positions(np, chosen, test), size_fractions(chosen, test["close"]), capital,
+            commission_rate) if not spec.is_portfolio else _portfolio_metrics(chosen, test, test_start, capital,
+                                                                                 commission_rate)
+        results.append({"window": number + 1, "train_rows": (train_start, test_start),
+                        "test_rows": (test_start, test_end), "best_params": in_sample.best["params"],
+                        "in_sample": in_sample.best["metrics"], "out_of_sample": out_of_sample})
+        if progress is not None:
+            progress((number + 1) / len(windows))
+    return results
+
+
+def _portfolio_metrics(spec, panels, start, capital, commission_rate) -> dict[str, float]:
+    from utils.engine.backtest.rebalance import simulate_rebalancing
+    output = simulate_rebalancing(panels["open"], panels["close"], target_positions(np, spec, panels), capital,
+                                  spec.simulation_config(commission_rate), start)
+    metrics = performance_metrics(output.equity, output.trades, spec.periods_per_year, output.exposure, capital)
+    metrics["turnover"] = output.turnover
+    return metrics
