@@ -13,6 +13,7 @@ from dataclasses import dataclass
 MODULES: dict[str, str] = {
     "queue": "bench.job_queue",
     "indicators": "bench.indicators",
+    "backtest": "bench.backtest",
 }
 
 

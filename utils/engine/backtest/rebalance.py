@@ -17,7 +17,7 @@ import numpy as np
 from numba import njit
 
 from utils.engine.backtest.simulate import (C_MIN, C_RATE, C_SLIPPAGE, T_ENTRY, T_SYMBOL, TRADE_COLUMNS,
-                                            BacktestOutput, SimulationConfig, trades_from_table, write_trade)
+                                            BacktestOutput, SimulationConfig, write_trade)
 
 
 @njit(cache=True)
@@ -146,5 +146,4 @@ def simulate_rebalancing(open_: np.ndarray, close: np.ndarray, weights: np.ndarr
     turnover = traded / mean_equity * config.periods_per_year / reported if mean_equity > 0 else 0.0
     return BacktestOutput(equity=equity, positions=positions, sleeve_equity=np.zeros_like(positions),
                           trade_table=table, exposure=float((positions != 0).any(axis=1).mean()),
-                          turnover=float(turnover), start_index=int(start_index),
-                          trades=trades_from_table(table))
+                          turnover=float(turnover), start_index=int(start_index))

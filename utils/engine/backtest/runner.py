@@ -19,7 +19,7 @@ from utils.data.timeutil import format_time
 from utils.engine.backend import Backend
 from utils.engine.backtest.config import StrategySpec, size_fractions, target_positions, warmup_bars
 from utils.engine.backtest.rebalance import simulate_rebalancing
-from utils.engine.backtest.simulate import BacktestOutput, simulate_portfolio
+from utils.engine.backtest.simulate import T_PNL, T_REASON, T_SYMBOL, BacktestOutput, simulate_portfolio
 from utils.engine.metrics import drawdown_curve, performance_metrics
 
 PRICE_FIELDS = ("open", "high", "low", "close")
@@ -102,20 +102,24 @@ def _aligned_panels(symbols: list[str], bars: Mapping[str, Mapping[str, Any]],
 
 def _per_symbol_summary(symbols: list[str], output: BacktestOutput, sleeve_capital: float,
                         shared_cash: bool) -> dict[str, dict[str, float]]:
+    table = output.trade_table
+    column = table[:, T_SYMBOL].astype(np.int64)
+    closed = table[:, T_REASON] != 4
+    count = len(symbols)
+    closed_count = np.bincount(column[closed], minlength=count)
+    wins = np.bincount(column[closed & (table[:, T_PNL] > 0)], minlength=count)
+    open_count = np.bincount(column[~closed], minlength=count)
+    pnl = np.bincount(column, weights=table[:, T_PNL], minlength=count)
+    exposure = (output.positions != 0).mean(axis=0)
     summary = {}
-    for column, symbol in enumerate(symbols):
-        trades = [trade for trade in output.trades if trade.symbol_index == column]
-        closed = [trade for trade in trades if not trade.is_open]
-        row = {
-            "num_trades": float(len(closed)),
-            "open_trades": float(len(trades) - len(closed)),
-            "total_pnl": float(sum(trade.pnl for trade in trades)),
-            "win_rate": float(np.mean([trade.pnl > 0 for trade in closed])) if closed else 0.0,
-            "exposure": float((output.positions[:, column] != 0).mean()),
-        }
+    for index, symbol in enumerate(symbols):
+        row = {"num_trades": float(closed_count[index]), "open_trades": float(open_count[index]),
+               "total_pnl": float(pnl[index]),
+               "win_rate": float(wins[index] / closed_count[index]) if closed_count[index] else 0.0,
+               "exposure": float(exposure[index])}
         if not shared_cash:  # a sleeve of its own: its return is meaningful alone
-            sleeve = output.sleeve_equity[:, column]
-            row.update(total_return=float(sleeve[-1] / sleeve_capital - 1.0), final_equity=float(sleeve[-1]))
+            final = float(output.sleeve_equity[-1, index])
+            row.update(total_return=final / sleeve_capital - 1.0, final_equity=final)
         summary[symbol] = row
     return summary
 
@@ -182,7 +186,7 @@ def report_of(spec: StrategySpec, aligned: AlignedBars, output: BacktestOutput,
                           commission=trade.commission, is_open=trade.is_open,
                           direction=trade.direction, exit_reason=trade.exit_reason)
               for trade in output.trades]
-    metrics = performance_metrics(output.equity, output.trades, spec.periods_per_year, output.exposure,
+    metrics = performance_metrics(output.equity, output.closed_pnl, spec.periods_per_year, output.exposure,
                                   initial_capital)
     metrics["turnover"] = output.turnover
     return BacktestReport(

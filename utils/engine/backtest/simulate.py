@@ -40,7 +40,8 @@ the last close with no exit commission.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from functools import cached_property
 from typing import Callable
 
 import numpy as np
@@ -139,7 +140,16 @@ class BacktestOutput:
     exposure: float             # fraction of reported bars with at least one position
     turnover: float             # traded value / average equity, per year
     start_index: int
-    trades: list[Trade] = field(default_factory=list)
+
+    @cached_property
+    def trades(self) -> list[Trade]:
+        """The trade table as objects, built on first use (metrics need only ``closed_pnl``)."""
+        return trades_from_table(self.trade_table)
+
+    @property
+    def closed_pnl(self) -> np.ndarray:
+        """P&L of the trades closed within the run (open ones excluded), in table order."""
+        return self.trade_table[self.trade_table[:, T_REASON] != 4, T_PNL]
 
 
 @njit(cache=True, inline="always")
@@ -424,5 +434,4 @@ def simulate_portfolio(open_: np.ndarray, close: np.ndarray, target_position: np
     turnover = traded / mean_equity * config.periods_per_year / reported if mean_equity > 0 else 0.0
     return BacktestOutput(equity=equity, positions=positions.T, sleeve_equity=sleeve_equity.T,
                           trade_table=table, exposure=float((positions != 0).any(axis=0).mean()),
-                          turnover=float(turnover), start_index=int(start_index),
-                          trades=trades_from_table(table))
+                          turnover=float(turnover), start_index=int(start_index))

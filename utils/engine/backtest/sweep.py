@@ -123,7 +123,7 @@ def sweep_panels(spec: StrategySpec, panels: dict[str, np.ndarray], start: int, 
             if batch is None:
                 output = simulate_rebalancing(panels["open"], panels["close"], target, capital,
                                               combination.simulation_config(commission_rate), start)
-                metrics = performance_metrics(output.equity, output.trades, spec.periods_per_year,
+                metrics = performance_metrics(output.equity, output.closed_pnl, spec.periods_per_year,
                                               output.exposure, capital)
                 metrics["turnover"] = output.turnover
             else:
@@ -184,6 +184,6 @@ def _portfolio_metrics(spec, panels, start, capital, commission_rate) -> dict[st
     from utils.engine.backtest.rebalance import simulate_rebalancing
     output = simulate_rebalancing(panels["open"], panels["close"], target_positions(np, spec, panels), capital,
                                   spec.simulation_config(commission_rate), start)
-    metrics = performance_metrics(output.equity, output.trades, spec.periods_per_year, output.exposure, capital)
+    metrics = performance_metrics(output.equity, output.closed_pnl, spec.periods_per_year, output.exposure, capital)
     metrics["turnover"] = output.turnover
     return metrics
