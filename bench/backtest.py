@@ -498,4 +498,7 @@ def run() -> Section:
     single = measure_single()
     print("[bench:backtest] sweep ...", flush=True)
     sweep = measure_sweep()
-    return Section("Backtests", render(single, sweep))
+    print("[bench:backtest] end to end over gRPC ...", flush=True)
+    from bench import backtest_service
+    e2e = backtest_service.measure()
+    return Section("Backtests", render(single, sweep) + "\n\n" + "\n".join(backtest_service.render(e2e)))

@@ -113,7 +113,8 @@ class BacktestServicer(backtest_pb2_grpc.BacktestServiceServicer):
         commission = validation.finite("commission_rate", request.commission_rate, minimum=0, maximum=0.1)
         device = validation.device("device", request.device)
         self._require_device(device)
-        versions = [self._require_bars(symbol, start_ns, end_ns, request.start_time, request.end_time)
+        infos = self.store.info_many(symbols)
+        versions = [self._require_bars(symbol, infos[symbol], start_ns, end_ns, request.start_time, request.end_time)
                     for symbol in symbols]
         address = digest(spec.normalised(), symbols, versions, start_ns, end_ns, capital, commission)
         reused = self._reuse(address)
@@ -165,8 +166,7 @@ class BacktestServicer(backtest_pb2_grpc.BacktestServiceServicer):
             raise failed_precondition("device 'gpu' requested but no GPU worker is running "
                                       "(use device 'auto' to run on the CPU when no GPU is present)")
 
-    def _require_bars(self, symbol: str, start_ns: int, end_ns: int, start: str, end: str) -> int:
-        info = self.store.info(symbol)
+    def _require_bars(self, symbol: str, info: Any, start_ns: int, end_ns: int, start: str, end: str) -> int:
         if info is None:
             stored = ", ".join(i.symbol for i in self.store.list_symbols()[:10]) or "none"
             raise not_found(f"symbol {symbol!r} has no bars in the market-data store (stored: {stored}); "

@@ -8,6 +8,7 @@ import grpc
 
 from services.errors import not_found
 from utils.queue.jobs import JobRecord
+from utils.queue import keys
 from utils.queue.streams import JobQueue
 
 WATCH_POLL_SECONDS = 0.1
@@ -22,17 +23,24 @@ def require_job(queue: JobQueue, job_id: str, task_type: str, noun: str) -> JobR
 
 def watch(queue: JobQueue, job_id: str, task_type: str, noun: str,
           context: grpc.ServicerContext) -> Iterator[JobRecord]:
-    """Yield the job record whenever its status or progress changes, until it is terminal."""
+    """Yield the job record whenever its status or progress changes, until it is terminal.
+    Wakes on the job's announcements (pub/sub on its key) and re-reads at least every
+    ``WATCH_POLL_SECONDS`` (an announcement can be missed across a reconnect)."""
     last: tuple | None = None
-    while context.is_active():
-        record = require_job(queue, job_id, task_type, noun)
-        state = (record.status, round(record.progress, 4), record.attempts, record.error)
-        if state != last:
-            last = state
-            yield record
-        if record.status.is_terminal:
-            return
-        time.sleep(WATCH_POLL_SECONDS)
+    announcements = queue.redis.pubsub(ignore_subscribe_messages=True)
+    try:
+        announcements.subscribe(keys.job(job_id))
+        while context.is_active():
+            record = require_job(queue, job_id, task_type, noun)
+            state = (record.status, round(record.progress, 4), record.attempts, record.error)
+            if state != last:
+                last = state
+                yield record
+            if record.status.is_terminal:
+                return
+            announcements.get_message(timeout=WATCH_POLL_SECONDS)
+    finally:
+        announcements.close()
 
 
 def wait_for(queue: JobQueue, job_id: str, context: grpc.ServicerContext, default_timeout: float,

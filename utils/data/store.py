@@ -144,6 +144,20 @@ class BarStore:
             raise SymbolNotFound(symbol)
         return bars.between(start_ns, end_ns)
 
+    def read_many(self, symbols: list[str], start_ns: int | None = None,
+                  end_ns: int | None = None) -> dict[str, Bars]:
+        """Several symbols' bars in one round trip (a pipeline of HGETALL)."""
+        pipe = self.redis.pipeline(transaction=False)
+        for symbol in symbols:
+            pipe.hgetall(keys.bars(symbol))
+        found = {}
+        for symbol, fields in zip(symbols, pipe.execute()):
+            bars = self._decode(symbol, fields)
+            if bars is None:
+                raise SymbolNotFound(symbol)
+            found[symbol] = bars.between(start_ns, end_ns)
+        return found
+
     # Ticks: one stream entry per (message, symbol) holding packed int64/float64 arrays, so a
     # batch of ticks costs one XADD; TICK_STREAM_MAXLEN caps entries (approximately).
     @staticmethod
@@ -204,8 +218,20 @@ class BarStore:
     def exists(self, symbol: str) -> bool:
         return bool(self.redis.exists(keys.bars(symbol)))
 
+    INFO_FIELDS = ("rows", "first", "last", "version", "synthetic", "source")
+
     def info(self, symbol: str) -> SymbolInfo | None:
-        fields = self.redis.hmget(keys.bars(symbol), "rows", "first", "last", "version", "synthetic", "source")
+        return self._info(symbol, self.redis.hmget(keys.bars(symbol), *self.INFO_FIELDS))
+
+    def info_many(self, symbols: list[str]) -> dict[str, SymbolInfo | None]:
+        """``info`` of several symbols in one round trip."""
+        pipe = self.redis.pipeline(transaction=False)
+        for symbol in symbols:
+            pipe.hmget(keys.bars(symbol), *self.INFO_FIELDS)
+        return {symbol: self._info(symbol, fields) for symbol, fields in zip(symbols, pipe.execute())}
+
+    @staticmethod
+    def _info(symbol: str, fields: list[bytes | None]) -> SymbolInfo | None:
         if fields[0] is None:
             return None
         rows, first, last, version, synthetic, source = fields

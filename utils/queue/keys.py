@@ -9,7 +9,8 @@ PRIORITIES = ("high", "normal", "low")  # read order
 
 
 def job(job_id: str) -> str:
-    """Hash: the job record (status, progress, attempts, error, payload...)."""
+    """Hash: the job record (status, progress, attempts, error, payload...). The same name is
+    the pub/sub channel on which its progress and final status are announced."""
     return f"{PREFIX}:job:{job_id}"
 
 

@@ -57,6 +57,9 @@ redis.call('HSET', KEYS[1], 'lease_at', ARGV[4])
 return {1, tonumber(redis.call('HGET', KEYS[1], 'cancel_requested') or '0')}
 """
 
+# Every state change a watcher waits for is also PUBLISHed on the job key's name (see
+# ``keys.job``), so WatchBacktest & co. wake at once instead of at their next poll.
+
 # KEYS: job, stream, stats, result
 # ARGV: group, msg_id, now, final_status ('COMPLETED'|'CANCELLED'), result_json ('' for none), ttl, counter
 # The first finisher wins; a late duplicate (reclaimed job) only acks. Returns 1 when written.
@@ -69,6 +72,7 @@ if ARGV[4] ~= 'COMPLETED' then progress = redis.call('HGET', KEYS[1], 'progress'
 redis.call('HSET', KEYS[1], 'status', ARGV[4], 'progress', progress, 'finished_at', ARGV[3], 'owner', '')
 redis.call('EXPIRE', KEYS[1], ARGV[6])
 redis.call('HINCRBY', KEYS[3], ARGV[7], 1)
+redis.call('PUBLISH', KEYS[1], ARGV[4])
 ack_del(KEYS[2], ARGV[1], ARGV[2])
 return 1
 """
@@ -93,6 +97,7 @@ redis.call('HSET', KEYS[1], 'status', 'FAILED', 'error', ARGV[4], 'finished_at',
 redis.call('EXPIRE', KEYS[1], ARGV[8])
 redis.call('XADD', KEYS[4], '*', 'job_id', ARGV[7], 'error', ARGV[4], 'attempts', attempts)
 redis.call('HINCRBY', KEYS[3], 'failed', 1)
+redis.call('PUBLISH', KEYS[1], 'FAILED')
 ack_del(KEYS[2], ARGV[1], ARGV[2])
 return 'failed'
 """
@@ -109,6 +114,7 @@ if status == 'PENDING' then
   redis.call('EXPIRE', KEYS[1], ARGV[3])
   redis.call('ZREM', KEYS[2], ARGV[2])
   redis.call('HINCRBY', KEYS[3], 'cancelled', 1)
+  redis.call('PUBLISH', KEYS[1], 'CANCELLED')
   return 'cancelled'
 end
 if status == 'RUNNING' then

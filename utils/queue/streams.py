@@ -165,7 +165,10 @@ class JobQueue:
         self.redis.xclaim(delivery.stream, keys.GROUP, consumer, 0, [delivery.msg_id], justid=True)
 
     def set_progress(self, job_id: str, fraction: float) -> None:
-        self.redis.hset(keys.job(job_id), "progress", f"{min(max(fraction, 0.0), 1.0):.6f}")
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.hset(keys.job(job_id), "progress", f"{min(max(fraction, 0.0), 1.0):.6f}")
+        pipe.publish(keys.job(job_id), "progress")
+        pipe.execute()
 
     def finish(self, delivery: Delivery, status: JobStatus, result: dict[str, Any] | None) -> bool:
         """Store the result and mark COMPLETED (or CANCELLED); False if someone finished first."""

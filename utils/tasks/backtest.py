@@ -2,15 +2,14 @@
 from __future__ import annotations
 
 import time
-from dataclasses import asdict
 from typing import Any
 
 from utils.data.store import BarStore, SymbolNotFound
 from utils.data.timeutil import format_times
 from utils.engine.backend import Backend, cpu_backend
 from utils.engine.backtest.config import StrategySpec, validate_strategy_config
-from utils.engine.backtest.runner import (AlignedBars, NoDataInRange, align_bars, iso_time, report_of,
-                                          simulate_spec)
+from utils.engine.backtest.runner import (AlignedBars, NoDataInRange, TradeRecord, align_bars, iso_time,
+                                          report_of, simulate_spec)
 from utils.engine.backtest.sweep import SweepResult, best_spec, sweep_panels, walk_forward
 from utils.queue.worker import JobContext, PermanentJobError
 
@@ -26,12 +25,11 @@ def backend_for_job(requested: str, worker_backend: Backend) -> Backend:
 
 
 def backtest_result(report: Any, spec: Any, backend: Backend, seconds: float) -> dict[str, Any]:
-    trades = []
-    for trade in report.trades:
-        row = asdict(trade)
-        if trade.is_open:
+    fields = TradeRecord._fields
+    trades = [dict(zip(fields, trade)) for trade in report.trades]
+    for row in trades:
+        if row["is_open"]:
             row["exit_time"] = ""
-        trades.append(row)
     return {
         "metrics": report.metrics,
         "equity_curve": {"time": format_times(report.equity_times), "equity": report.equity.tolist(),
@@ -54,13 +52,12 @@ def make_backtest_handler(store: BarStore, worker_backend: Backend):
         except ValueError as exc:
             raise PermanentJobError(str(exc)) from None
         symbols = payload["symbols"]
-        bars = {}
-        for index, symbol in enumerate(symbols):
-            try:
-                bars[symbol] = store.read(symbol, None, payload["end_ns"]).columns()
-            except SymbolNotFound as exc:
-                raise PermanentJobError(str(exc)) from None
-            context.progress(LOAD_SHARE * (index + 1) / len(symbols))
+        try:
+            stored = store.read_many(symbols, None, payload["end_ns"])
+        except SymbolNotFound as exc:
+            raise PermanentJobError(str(exc)) from None
+        bars = {symbol: stored[symbol].columns() for symbol in symbols}
+        context.progress(LOAD_SHARE)
         try:
             aligned = align_bars(spec, bars, payload["start_ns"], payload["end_ns"])
         except NoDataInRange as exc:

@@ -52,6 +52,7 @@ from utils.engine.indicators.layout import as_panel
 FILLS = ("next_open", "close")
 FULL_EQUITY = 1.0 - 2.0 ** -52  # backtesting.py's size for "all of the equity"
 EXIT_REASONS = ("signal", "stop_loss", "take_profit", "trailing_stop", "open")
+OPEN_REASON = EXIT_REASONS.index("open")  # the row of a position still held after the last bar
 
 # trade record columns
 (T_ENTRY, T_EXIT, T_ENTRY_PRICE, T_EXIT_PRICE, T_SIZE, T_ENTRY_FEE, T_EXIT_FEE, T_REASON,
@@ -149,7 +150,7 @@ class BacktestOutput:
     @property
     def closed_pnl(self) -> np.ndarray:
         """P&L of the trades closed within the run (open ones excluded), in table order."""
-        return self.trade_table[self.trade_table[:, T_REASON] != 4, T_PNL]
+        return self.trade_table[self.trade_table[:, T_REASON] != OPEN_REASON, T_PNL]
 
 
 @njit(cache=True, inline="always")
@@ -364,7 +365,7 @@ def trades_from_table(table: np.ndarray) -> list[Trade]:
     return [Trade(symbol_index=int(row[T_SYMBOL]), entry_index=int(row[T_ENTRY]),
                   exit_index=int(row[T_EXIT]), entry_price=row[T_ENTRY_PRICE],
                   exit_price=row[T_EXIT_PRICE], size=row[T_SIZE], pnl=p, return_pct=r,
-                  commission=c, is_open=int(row[T_REASON]) == 4,
+                  commission=c, is_open=int(row[T_REASON]) == OPEN_REASON,
                   exit_reason=EXIT_REASONS[int(row[T_REASON])], borrow_cost=row[T_BORROW])
             for row, p, r, c in zip(rows, pnl.tolist(), return_pct.tolist(), commission.tolist())]
 

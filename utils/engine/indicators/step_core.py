@@ -36,12 +36,14 @@ Drivers: ``run_series`` continues a state over a 1-D series (streaming chunks, r
 ``run_panel``, its (time, symbols, outputs) view) runs every column of a (time x symbols) panel
 from a fresh state, starting each column at its first row where the kind's inputs are all non-NaN
 (TA-Lib's convention). All are compiled per kind around its step (see "drivers" below) and do
-load, steps, store. A panel runs time-major (row by row over a block of columns, so C-ordered
-inputs and outputs are walked contiguously and the columns' independent recurrences overlap in the
-CPU) with one block per numba thread; there the scalars go through the array on every bar, as
-each bar belongs to another column. A series or a panel of a few columns runs column by column
-with the scalars in registers. Outputs are (n_outputs, rows, cols): each output is one contiguous
-panel, handed out without copies.
+load, steps, store, with ``params`` turned into a tuple once (values LLVM holds in registers; read
+from the array, they would be reloaded and reconverted on every bar, as the stores into the state
+might have changed them) and the step's outputs in a scratch array on the driver's stack. Every
+column runs as a series, the scalars in registers; a panel splits its columns into one block per
+numba thread. (Time-major order, row by row across columns, would walk C-ordered panels
+contiguously, but each bar would then belong to another column and the scalars would go through
+memory on every bar: measured 2-4x slower.) Outputs are (n_outputs, rows, cols): each output is
+one contiguous panel, handed out without copies.
 """
 from __future__ import annotations
 
@@ -54,6 +56,7 @@ from numba import carray, get_num_threads, njit, prange, types
 from numba.core import cgutils
 from numba.core.errors import RequireLiteralValue
 from numba.extending import intrinsic
+from numba.np.unsafe.ndarray import to_fixed_tuple
 
 INPUT_NAMES = ("open", "high", "low", "close", "volume")
 
@@ -91,14 +94,14 @@ class IndicatorKind:
 
 
 # ------------------------------------------------------------------ drivers
-# A driver is compiled per kind by a factory that closes over the kind's step and init, so numba
+# A driver is compiled per kind by a factory that closes over the kind's functions, so numba
 # sees them as globals and inlines them (``inline="always"``) into the bar loop; a step passed as
 # a first-class argument is called through its own compiled function on every bar instead. The
 # drivers are not disk-cached (numba cannot cache closures over dispatchers); each compiles once
 # per kind and process. Inlining changes no floating-point operation (no fastmath, no
 # contraction: only ``fma`` fuses), so every driver, and a direct call of the step, agree bit for
 # bit.
-PANEL_MIN_BLOCK = 32  # at least this many columns per block of the time-major panel driver
+PANEL_MIN_BLOCK = 32  # at least this many columns per block of the parallel panel driver
 SERIAL_COLUMNS = 8  # up to this many columns run column by column on the calling thread
 
 
@@ -162,11 +165,12 @@ def first_valid_rows_of(reads, open_, high, low, close, volume):
     return first
 
 
-def _make_series_driver(kind_functions, n_outputs):
+def _make_series_driver(kind_functions, n_params, n_outputs):
     step, load, store = kind_functions
 
     @njit(error_model="numpy")
-    def series(state_owned, params, open_, high, low, close, volume, new_session, out):
+    def series(state_owned, params_array, open_, high, low, close, volume, new_session, out):
+        params = to_fixed_tuple(params_array, n_params)
         scratch = stack_scratch(n_outputs)
         state = unowned(state_owned)
         scalars = load(state, params)
@@ -180,31 +184,32 @@ def _make_series_driver(kind_functions, n_outputs):
     return series
 
 
-def _make_tick_driver(kind_functions):
+def _make_tick_driver(kind_functions, n_params):
     step, load, store = kind_functions
 
     @njit(error_model="numpy")
-    def tick(state, params, open_, high, low, close, volume, new_session, out):
+    def tick(state, params_array, open_, high, low, close, volume, new_session, out):
+        params = to_fixed_tuple(params_array, n_params)
         scalars = step(load(state, params), state, params, open_, high, low, close, volume, new_session, out)
         store(state, params, scalars)
 
     return tick
 
 
-def _make_panel_drivers(kind_functions, init, n_outputs):
+def _make_panel_drivers(kind_functions, init, n_params, n_outputs):
     step, load, store = kind_functions
-    tick = _make_tick_driver(kind_functions)
 
     @njit(error_model="numpy")
-    def columns(states_owned, params, open_, high, low, close, volume, new_session, first_rows, out):
+    def columns(states_owned, params_array, open_, high, low, close, volume, new_session, first_rows, out):
         """Column by column, the scalars in registers; ``out`` is (n_outputs, rows, cols),
         ``states_owned`` (cols, state size)."""
         _, rows, cols = out.shape
+        params = to_fixed_tuple(params_array, n_params)
         states = unowned(states_owned)
         scratch = stack_scratch(n_outputs)
         for col in range(cols):
             state = states[col]
-            init(state, params)
+            init(state, params_array)
             first = min(first_rows[col], rows)
             for row in range(first):
                 for k in range(n_outputs):
@@ -219,29 +224,16 @@ def _make_panel_drivers(kind_functions, init, n_outputs):
 
     @njit(error_model="numpy", parallel=True)
     def panel(states_owned, params, open_, high, low, close, volume, new_session, first_rows, out, block):
-        """Blocks of ``block`` columns in parallel; within a block, row by row (time-major), so
-        the inputs and outputs are walked along their contiguous axis. Each column has its own
-        state and sees its bars in time order, so the result does not depend on the blocking."""
+        """Blocks of ``block`` columns in parallel, each run by ``columns`` (the blocks' columns
+        are independent, so the result does not depend on the blocking)."""
         _, rows, cols = out.shape
-        states = unowned(states_owned)  # (cols, state size), owned (kept alive) by the caller
         n_blocks = (cols + block - 1) // block
         for index in prange(n_blocks):
             start = index * block
             stop = min(start + block, cols)
-            scratch = stack_scratch(n_outputs)
-            for col in range(start, stop):
-                init(states[col], params)
-            for row in range(rows):
-                session = new_session[row]
-                for col in range(start, stop):
-                    if row < first_rows[col]:
-                        for k in range(n_outputs):
-                            out[k, row, col] = np.nan
-                        continue
-                    tick(states[col], params, open_[row, col], high[row, col], low[row, col], close[row, col],
-                         volume[row, col], session, scratch)
-                    for k in range(n_outputs):
-                        out[k, row, col] = scratch[k]
+            columns(states_owned[start:stop], params, open_[:, start:stop], high[:, start:stop],
+                    low[:, start:stop], close[:, start:stop], volume[:, start:stop], new_session,
+                    first_rows[start:stop], out[:, :, start:stop])
 
     return columns, panel
 
@@ -255,12 +247,13 @@ def _compiled(kind: IndicatorKind, role: str, n_outputs: int):
     found = _DRIVERS.get(key)
     if found is None:
         functions = (kind.step, kind.load, kind.store)
+        n_params = len(kind.params)
         if role == "series":
-            found = _make_series_driver(functions, n_outputs)
+            found = _make_series_driver(functions, n_params, n_outputs)
         elif role == "tick":
-            found = _make_tick_driver(functions)
+            found = _make_tick_driver(functions, n_params)
         else:
-            found = _make_panel_drivers(functions, kind.init, n_outputs)
+            found = _make_panel_drivers(functions, kind.init, n_params, n_outputs)
         _DRIVERS[key] = found
     return found
 
@@ -297,7 +290,7 @@ def drive_panel(kind: IndicatorKind, state_size, params, open_, high, low, close
     if cols <= SERIAL_COLUMNS:
         columns(states, params, open_, high, low, close, volume, new_session, first_rows, out)
     else:
-        # one block per thread: measured faster than narrower blocks (fewer passes over the rows)
+        # one block per thread: neighbouring columns share cache lines, so a thread keeps its own
         block = max(PANEL_MIN_BLOCK, -(-cols // get_num_threads()))
         panel(states, params, open_, high, low, close, volume, new_session, first_rows, out, block)
     return out
