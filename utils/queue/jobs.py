@@ -69,6 +69,7 @@ class JobRecord:
     cancel_requested: bool
     payload: dict[str, Any]
     meta: dict[str, Any]
+    progress_detail: dict[str, Any] = field(default_factory=dict)  # e.g. trees done, validation loss
 
     @classmethod
     def from_hash(cls, fields: Mapping[str, str]) -> "JobRecord":
@@ -94,6 +95,7 @@ class JobRecord:
             cancel_requested=fields.get("cancel_requested") == "1",
             payload=json.loads(fields.get("payload") or "{}"),
             meta=json.loads(fields.get("meta") or "{}"),
+            progress_detail=json.loads(fields.get("progress_detail") or "{}"),
         )
 
 

@@ -88,6 +88,7 @@ local max_attempts = tonumber(redis.call('HGET', KEYS[1], 'max_attempts') or '3'
 if ARGV[5] == '1' and attempts < max_attempts then
   local delay = tonumber(ARGV[6]) * (2 ^ math.max(attempts - 1, 0))
   redis.call('HSET', KEYS[1], 'status', 'PENDING', 'error', ARGV[4], 'owner', '', 'progress', '0')
+  redis.call('HDEL', KEYS[1], 'progress_detail')
   redis.call('ZADD', KEYS[5], tonumber(ARGV[3]) + delay, ARGV[7])
   redis.call('HINCRBY', KEYS[3], 'retried', 1)
   ack_del(KEYS[2], ARGV[1], ARGV[2])
@@ -134,6 +135,7 @@ if status == 'RUNNING' and redis.call('HGET', KEYS[1], 'owner') == ARGV[4] then
   local attempts = tonumber(redis.call('HGET', KEYS[1], 'attempts') or '1')
   redis.call('HSET', KEYS[1], 'status', 'PENDING', 'owner', '', 'progress', '0',
              'attempts', math.max(attempts - 1, 0))
+  redis.call('HDEL', KEYS[1], 'progress_detail')
   status = 'PENDING'
 end
 if status == 'PENDING' then

@@ -164,9 +164,12 @@ class JobQueue:
         """Keep a held-but-not-started entry from being reclaimed."""
         self.redis.xclaim(delivery.stream, keys.GROUP, consumer, 0, [delivery.msg_id], justid=True)
 
-    def set_progress(self, job_id: str, fraction: float) -> None:
+    def set_progress(self, job_id: str, fraction: float, detail: dict[str, Any] | None = None) -> None:
         pipe = self.redis.pipeline(transaction=False)
-        pipe.hset(keys.job(job_id), "progress", f"{min(max(fraction, 0.0), 1.0):.6f}")
+        fields = {"progress": f"{min(max(fraction, 0.0), 1.0):.6f}"}
+        if detail is not None:
+            fields["progress_detail"] = json.dumps(detail, allow_nan=False)
+        pipe.hset(keys.job(job_id), mapping=fields)
         pipe.publish(keys.job(job_id), "progress")
         pipe.execute()
 

@@ -37,7 +37,7 @@ class JobContext:
 
     record: JobRecord
     attempt: int
-    report: Callable[[str, float], None]
+    report: Callable[..., None]  # (job_id, fraction, detail=None)
     cancelled: threading.Event = field(default_factory=threading.Event)
     lost: threading.Event = field(default_factory=threading.Event)
     _last_report: float = 0.0
@@ -54,13 +54,17 @@ class JobContext:
         if self.cancelled.is_set():
             raise JobCancelled(self.job_id)
 
-    def progress(self, fraction: float) -> None:
-        """Report progress (rate-limited) and stop here if the job was cancelled."""
+    def progress(self, fraction: float, detail: dict[str, Any] | None = None) -> None:
+        """Report progress (rate-limited) and stop here if the job was cancelled. ``detail`` (a
+        small JSON object, e.g. trees done and the validation loss) is shown with the status."""
         self.check_cancelled()
         now = time.monotonic()
         if now - self._last_report >= 0.1 or fraction >= 1.0:
             self._last_report = now
-            self.report(self.job_id, fraction)
+            if detail is None:
+                self.report(self.job_id, fraction)
+            else:
+                self.report(self.job_id, fraction, detail)
 
 
 Handler = Callable[[JobContext], dict]

@@ -65,7 +65,7 @@ def make_backtest_handler(store: BarStore, worker_backend: Backend):
         capital, commission = payload["initial_capital"], payload["commission_rate"]
         search: dict[str, Any] = {}
         if spec.param_grid:
-            search, spec = _search(spec, aligned, capital, commission, context)
+            search, spec = _search(spec, aligned, capital, commission, context, backend)
         output = simulate_spec(spec, aligned, capital, commission,
                                progress=lambda f: context.progress(0.9 + 0.09 * f))
         report = report_of(spec, aligned, output, capital)
@@ -79,13 +79,17 @@ def _sweep_summary(result: SweepResult) -> dict[str, Any]:
 
 
 def _search(spec: StrategySpec, aligned: AlignedBars, capital: float, commission: float,
-            context: JobContext) -> tuple[dict[str, Any], StrategySpec]:
+            context: JobContext, backend: Backend) -> tuple[dict[str, Any], StrategySpec]:
     """Sweep (and walk-forward) a grid; returns the result fields and the best parameter set,
-    whose full backtest (equity curve, trades) becomes the job's main result."""
+    whose full backtest (equity curve, trades) becomes the job's main result. On a GPU worker
+    the sweep runs vectorised on the device (``vector_sim``); on a CPU, numba."""
     share = 0.7 if spec.walk_forward else 0.9
     result = sweep_panels(spec, aligned.panels, aligned.start_index, capital, commission,
-                          progress=lambda f: context.progress(LOAD_SHARE + (share - LOAD_SHARE) * f))
-    fields: dict[str, Any] = {"sweep": _sweep_summary(result), "best_params": result.best["params"]}
+                          progress=lambda f: context.progress(LOAD_SHARE + (share - LOAD_SHARE) * f),
+                          backend=backend)
+    fields_device = backend.label
+    fields: dict[str, Any] = {"sweep": {**_sweep_summary(result), "device": fields_device},
+                              "best_params": result.best["params"]}
     if spec.walk_forward:
         calendar = aligned.calendar
         windows = walk_forward(spec, aligned.panels, aligned.start_index, capital, commission,

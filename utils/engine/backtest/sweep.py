@@ -22,12 +22,18 @@ import numpy as np
 from numba import njit, prange
 
 from utils.engine.backtest.config import StrategySpec, size_fractions, target_positions
-from utils.engine.backtest.simulate import FULL_EQUITY, T_PNL, T_REASON, TRADE_COLUMNS, simulate_sleeve
+from utils.engine.backtest.simulate import FULL_EQUITY, OPEN_REASON, T_PNL, T_REASON, TRADE_COLUMNS, simulate_sleeve
 from utils.engine.backtest.strategies import indicator_memo
+from utils.engine.backtest.vector_sim import curve_metrics, simulate_columns
+from utils.engine.backend import Backend
 from utils.engine.metrics import performance_metrics
 
 ASCENDING_METRICS = ("max_drawdown",)
 TABLE_LIMIT = 1000  # rows of the ranked table kept in a result
+GPU_MEMORY_BUDGET = 2 * 1024**3  # bytes a vectorised chunk may hold on the device
+MAX_CHUNK_COLUMNS = 1 << 20      # (combination, symbol) columns per chunk on a GPU
+CPU_CHUNK_COLUMNS = 1 << 13      # ... with NumPy (per-bar vectors that stay in cache)
+COLUMN_STATE_BYTES = 8 * 64      # per-column state vectors and per-bar temporaries, generously
 
 
 @dataclass(frozen=True)
@@ -83,7 +89,7 @@ class SleeveBatch:
                           self.trades, self.n_trades, self.traded)
         rows = np.arange(self.trades.shape[1])
         recorded = rows[None, :] < self.n_trades[:, None]
-        closed = recorded & (self.trades[:, :, T_REASON] != 4)
+        closed = recorded & (self.trades[:, :, T_REASON] != OPEN_REASON)
         equity = self.equity.sum(axis=0)
         exposure = float((self.shares != 0).any(axis=0).mean())
         metrics = performance_metrics(equity, self.trades[:, :, T_PNL][closed], spec.periods_per_year,
@@ -104,12 +110,21 @@ def _rank(rows: list[dict[str, Any]], rank_by: str) -> list[dict[str, Any]]:
 
 def sweep_panels(spec: StrategySpec, panels: dict[str, np.ndarray], start: int, capital: float,
                  commission_rate: float, progress: Callable[[float], None] | None = None,
-                 limit: int = TABLE_LIMIT) -> SweepResult:
+                 limit: int = TABLE_LIMIT, backend: Backend | None = None, vectorised: bool = False,
+                 memory_budget: int = GPU_MEMORY_BUDGET) -> SweepResult:
     """Every combination of ``spec.param_grid`` over (time x symbols) ``panels``, evaluated from
-    row ``start``; the ranked table keeps the best ``limit`` rows."""
+    row ``start``; the ranked table keeps the best ``limit`` rows.
+
+    With a GPU ``backend`` (or ``vectorised=True``, which runs the same route on the backend's
+    array module, NumPy by default) sleeve strategies are evaluated by ``vector_sim`` many
+    combinations at a time (``_sweep_columns``); the table has the same format and numbers."""
     started = time.perf_counter()
     combinations = spec.combinations()
     grid_names = [name for name, _ in spec.param_grid]
+    if not spec.is_portfolio and (vectorised or (backend is not None and backend.is_gpu)):
+        rows = _sweep_columns(spec, combinations, grid_names, panels, start, capital, commission_rate, progress,
+                              backend.xp if backend is not None else np, memory_budget)
+        return _result(spec, rows, limit, len(combinations), panels, start, started)
     rows = []
     with indicator_memo():
         if spec.is_portfolio:
@@ -132,9 +147,78 @@ def sweep_panels(spec: StrategySpec, panels: dict[str, np.ndarray], start: int, 
             rows.append({"params": {name: params[name] for name in grid_names}, "metrics": metrics})
             if progress is not None and (index % 16 == 15 or index + 1 == len(combinations)):
                 progress((index + 1) / len(combinations))
+    return _result(spec, rows, limit, len(combinations), panels, start, started)
+
+
+def _result(spec, rows, limit, combinations, panels, start, started) -> SweepResult:
     rows = _rank(rows, spec.rank_by)[:limit]
-    cells = len(combinations) * panels["close"].shape[1] * (panels["close"].shape[0] - start)
-    return SweepResult(spec.rank_by, rows, len(combinations), cells, time.perf_counter() - started)
+    cells = combinations * panels["close"].shape[1] * (panels["close"].shape[0] - start)
+    return SweepResult(spec.rank_by, rows, combinations, cells, time.perf_counter() - started)
+
+
+def chunk_combinations(bars: int, symbols: int, memory_budget: int = GPU_MEMORY_BUDGET,
+                       max_columns: int = MAX_CHUNK_COLUMNS) -> int:
+    """Combinations per ``simulate_columns`` call: the chunk's int8 targets (bars x columns) plus
+    the per-column state and per-bar temporaries (``COLUMN_STATE_BYTES`` each) stay within
+    ``memory_budget`` bytes, and a chunk has at most ``max_columns`` columns; at least one."""
+    per_combination = symbols * (bars + COLUMN_STATE_BYTES)
+    return max(1, min(memory_budget // per_combination, max_columns // max(symbols, 1)))
+
+
+def _sweep_columns(spec, combinations, grid_names, panels, start, capital, commission_rate, progress, xp,
+                   memory_budget) -> list[dict[str, Any]]:
+    """The vectorised route: targets per combination on the host (shared indicator memo, as the
+    numba route), stacked as int8 signs ``(bars, combinations, symbols)``, and simulated a chunk
+    of combinations at a time with ``simulate_columns`` on ``xp``; metrics from the per-combination
+    portfolio curves (``curve_metrics``), with the numba route's definitions."""
+    config = spec.simulation_config(commission_rate)
+    close = panels["close"]
+    bars, symbols = close.shape
+    fractions = size_fractions(spec, close)
+    if fractions is None:
+        fractions = np.full(close.shape, FULL_EQUITY if config.fill == "next_open" else 1.0)
+    device = {field: xp.asarray(np.ascontiguousarray(panels[field], dtype=np.float64))
+              for field in ("open", "high", "low", "close")}
+    device_fractions = xp.asarray(np.ascontiguousarray(fractions, dtype=np.float64))
+    costs = config.cost_vector()
+    per_chunk = chunk_combinations(bars, symbols, memory_budget,
+                                   MAX_CHUNK_COLUMNS if xp is not np else CPU_CHUNK_COLUMNS)
+    total = len(combinations)
+    rows = []
+    with indicator_memo():
+        for first in range(0, total, per_chunk):
+            chunk = combinations[first:first + per_chunk]
+            signs = np.empty((bars, len(chunk), symbols), dtype=np.int8)
+            for index, combination in enumerate(chunk):
+                target = np.asarray(target_positions(np, combination, panels), dtype=np.float64)
+                signs[:, index, :] = np.sign(np.nan_to_num(target, nan=0.0, posinf=1.0, neginf=-1.0))
+                if progress is not None and index % 16 == 15:
+                    progress((first + 0.5 * (index + 1)) / total)  # targets: the first half of a chunk
+            simulated = (None if progress is None else
+                         lambda done, first=first, size=len(chunk): progress((first + size * (0.5 + 0.5 * done))
+                                                                            / total))
+            out = simulate_columns(xp, device["open"], device["high"], device["low"], device["close"],
+                                   xp.asarray(signs), device_fractions, capital / symbols, costs,
+                                   config.fill == "close", config.allow_short, start, groups=symbols,
+                                   keep_columns=False, progress=simulated)
+            del signs
+            host = {key: _host(xp, out[key]) for key in ("group_equity", "group_exposure_bars", "num_trades",
+                                                          "wins", "gross_profit", "gross_loss", "traded")}
+            reported = host["group_equity"].shape[0]
+            per_symbol = {key: host[key].reshape(len(chunk), symbols)
+                          for key in ("num_trades", "wins", "gross_profit", "gross_loss", "traded")}
+            metrics = curve_metrics(host["group_equity"], per_symbol["num_trades"].sum(axis=1),
+                                    per_symbol["wins"].sum(axis=1), per_symbol["gross_profit"].sum(axis=1),
+                                    per_symbol["gross_loss"].sum(axis=1), host["group_exposure_bars"] / reported,
+                                    spec.periods_per_year, capital, per_symbol["traded"].sum(axis=1))
+            for combination, row in zip(chunk, metrics):
+                params = combination.param_values
+                rows.append({"params": {name: params[name] for name in grid_names}, "metrics": row})
+    return rows
+
+
+def _host(xp, values) -> np.ndarray:
+    return values.get() if xp is not np and hasattr(values, "get") else np.asarray(values)
 
 
 def best_spec(spec: StrategySpec, result: SweepResult) -> StrategySpec:
