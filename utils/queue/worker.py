@@ -225,6 +225,10 @@ class Worker:
             running = list(self._running.values())
         for delivery, context in running:
             owned, cancel = self.queue.renew(delivery, self.consumer)
+            if not owned:
+                record = self.queue.get(delivery.job_id)
+                if record is None or record.status.is_terminal:
+                    continue  # it finished (most often: this attempt, just now) - nothing to abandon
             if not owned and not context.lost.is_set():
                 log.warning("lost the lease of job %s; abandoning this attempt", delivery.job_id)
                 context.lost.set()
