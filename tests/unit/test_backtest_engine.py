@@ -276,3 +276,78 @@ def test_run_backtest_forward_fills_a_missing_bar_as_a_flat_bar():
                                             after_sale * 15 / 14])
     gap_trades = [trade for trade in report.trades if trade.symbol == "GAP"]
     assert [(trade.exit_time, trade.exit_price) for trade in gap_trades][0] == (iso_time(19_003 * DAY_NS), 12.0)
+
+
+# --- sizing, minimum commission, borrow (closed forms) ---------------------------------------
+
+from utils.engine.backtest import SimulationConfig  # noqa: E402
+from utils.engine.backtest.config import size_fractions  # noqa: E402
+
+
+def test_percent_equity_sizing_buys_that_fraction_at_the_close():
+    price = np.full(5, 20.0)
+    spec = validate_strategy_config({"strategy_type": "sma_crossover", "fill": "close", "sizing": "percent_equity",
+                                     "size": 0.25})
+    output = simulate_portfolio(price, price, np.ones(5), 10_000.0, config=spec.simulation_config(0.0),
+                                size_fraction=size_fractions(spec, price))
+    (trade,) = output.trades
+    assert trade.size == pytest.approx(0.25 * 10_000 / 20.0, rel=1e-15)
+
+
+def test_fixed_cash_sizing_is_capped_by_cash():
+    price = np.full(4, 10.0)
+    config = SimulationConfig(fill="next_open", fixed_cash=2_500.0)
+    output = simulate_portfolio(price, price, np.ones(4), 10_000.0, config=config)
+    assert output.trades[0].size == 249  # int((2500 * (1 - 2**-52)) // 10): backtesting.py's rounding
+    capped = simulate_portfolio(price, price, np.ones(4), 1_000.0, config=config)
+    assert capped.trades[0].size == 99
+
+
+def test_commission_minimum_applies_per_fill():
+    price = np.full(6, 10.0)
+    target = np.array([1, 1, 0, 0, 0, 0], dtype=float)
+    config = SimulationConfig(fill="close", commission_rate=0.0001, commission_min=5.0)
+    output = simulate_portfolio(price, price, target, 10_000.0, config=config)
+    (trade,) = output.trades
+    assert trade.commission == pytest.approx(10.0)  # 5 on entry + 5 on exit; the rate alone gives ~1
+    assert output.equity[-1] == pytest.approx(10_000.0 - 10.0, rel=1e-12)
+
+
+def test_short_pays_borrow_per_bar_on_its_market_value():
+    price = np.full(11, 50.0)
+    config = SimulationConfig(fill="close", allow_short=True, borrow_rate=0.252, periods_per_year=252)
+    output = simulate_portfolio(price, price, -np.ones(11), 10_000.0, config=config)
+    (trade,) = output.trades
+    assert trade.direction == "short" and trade.size == pytest.approx(-200.0)
+    # 0.1 % of 10,000 per bar, for the 11 bars held
+    assert trade.borrow_cost == pytest.approx(11 * 10.0, rel=1e-12)
+    assert output.equity[-1] == pytest.approx(10_000.0 - 110.0, rel=1e-12)
+
+
+def test_volatility_target_scales_the_entry_by_realised_volatility():
+    rng = np.random.default_rng(2)
+    close = 100 * np.exp(np.cumsum(rng.normal(0, 0.02, 80)))
+    spec = validate_strategy_config({"strategy_type": "sma_crossover", "sizing": "volatility_target",
+                                     "target_volatility": 0.1, "vol_window": 20, "fill": "close"})
+    fractions = size_fractions(spec, close)
+    returns = pd.Series(close).pct_change()
+    realised = returns.rolling(20).std().to_numpy() * math.sqrt(252)
+    expected = np.where(np.isfinite(realised), np.minimum(0.1 / realised, 1.0), 0.0)
+    np.testing.assert_allclose(fractions, expected, rtol=1e-9)
+    assert 0 < fractions[-1] < 1
+
+
+def test_stop_loss_fills_at_the_level_or_the_gapped_open():
+    close = np.array([100, 100, 100, 98, 90, 90], dtype=float)
+    open_ = np.array([100, 100, 100, 99, 93, 90], dtype=float)
+    low = np.array([100, 100, 99, 94, 89, 90], dtype=float)
+    config = SimulationConfig(fill="next_open", stop_loss=0.05)
+    target = np.ones(6)
+    output = simulate_portfolio(open_, close, target, 10_000.0, high=np.maximum(open_, close), low=low, config=config)
+    first = output.trades[0]
+    # entry at bar 1's open 100 -> level 95; bar 3's low 94 reaches it: filled at 95
+    assert (first.entry_index, first.exit_index, first.exit_price, first.exit_reason) == (1, 3, 95.0, "stop_loss")
+    assert len(output.trades) == 1  # the target stays long: no re-entry after a stop
+    gap = simulate_portfolio(np.array([100, 100, 100, 90, 90.0]), np.array([100, 100, 100, 90, 90.0]), np.ones(5),
+                             10_000.0, low=np.array([100, 100, 100, 88, 90.0]), config=config)
+    assert gap.trades[0].exit_price == 90.0  # gapped through 95: filled at the open
