@@ -188,3 +188,13 @@ def test_shutdown_returns_running_job_to_the_queue(settings, queue):
     record = queue.get(job_id)
     assert record.status is JobStatus.PENDING and record.attempts == 0
     assert queue.redis.xlen(keys.stream("features", "normal")) == 1
+
+
+def test_enqueue_is_idempotent_per_job_id(settings, queue):
+    from utils.queue.jobs import new_job_id
+    job_id = new_job_id("features")
+    assert queue.enqueue(spec({"x": 1}), job_id) == job_id
+    assert queue.enqueue(spec({"x": 2}), job_id) == job_id  # a retry after a lost reply
+    assert queue.get(job_id).payload == {"x": 1}
+    assert queue.redis.xlen(keys.stream("features", "normal")) == 1
+    assert queue.stats("features")["submitted"] == 1

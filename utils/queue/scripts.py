@@ -57,6 +57,19 @@ redis.call('HSET', KEYS[1], 'lease_at', ARGV[4])
 return {1, tonumber(redis.call('HGET', KEYS[1], 'cancel_requested') or '0')}
 """
 
+# KEYS: job, stream, history, stats
+# ARGV: job_id, now, then the job hash as field, value, field, value...
+# Idempotent: a job id that already exists is left alone (a producer that lost the reply of
+# its enqueue may retry with the same id without creating a second job). Returns 1 when created.
+ENQUEUE = """
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+redis.call('HSET', KEYS[1], unpack(ARGV, 3))
+redis.call('XADD', KEYS[2], '*', 'job_id', ARGV[1])
+redis.call('ZADD', KEYS[3], ARGV[2], ARGV[1])
+redis.call('HINCRBY', KEYS[4], 'submitted', 1)
+return 1
+"""
+
 # Every state change a watcher waits for is also PUBLISHed on the job key's name (see
 # ``keys.job``), so WatchBacktest & co. wake at once instead of at their next poll.
 

@@ -50,6 +50,7 @@ class JobQueue:
         # The client must be created with decode_responses=True.
         self.redis = client
         self.config = config or QueueConfig()
+        self._enqueue = client.register_script(scripts.ENQUEUE)
         self._start = client.register_script(scripts.START)
         self._renew = client.register_script(scripts.RENEW)
         self._finish = client.register_script(scripts.FINISH)
@@ -70,20 +71,22 @@ class JobQueue:
 
     # --------------------------------------------------------------- producer
     def enqueue(self, spec: JobSpec, job_id: str | None = None) -> str:
-        """Queue one job: one MULTI/EXEC round trip."""
+        """Queue one job: one round trip. Idempotent per ``job_id``: a producer that did not get
+        the reply (connection lost) retries with the same id and never creates a second job."""
         return self.enqueue_many([spec], [job_id] if job_id else None)[0]
 
     def enqueue_many(self, specs: list[JobSpec], job_ids: list[str] | None = None) -> list[str]:
-        """Queue several jobs in one MULTI/EXEC round trip (all or none). The way past the
-        loopback round-trip ceiling for producers that submit many jobs at once."""
+        """Queue several jobs in one MULTI/EXEC round trip (all or none; ids that already exist
+        are left alone). The way past the loopback round-trip ceiling for producers that submit
+        many jobs at once."""
         job_ids = job_ids or [new_job_id(spec.task_type) for spec in specs]
         now = time.time()
         pipe = self.redis.pipeline(transaction=True)
         for job_id, spec in zip(job_ids, specs):
-            pipe.hset(keys.job(job_id), mapping=initial_hash(job_id, spec, now))
-            pipe.xadd(keys.stream(spec.task_type, spec.priority), {"job_id": job_id})
-            pipe.zadd(keys.history(spec.task_type), {job_id: now})
-            pipe.hincrby(keys.stats(spec.task_type), "submitted", 1)
+            fields = [item for pair in initial_hash(job_id, spec, now).items() for item in pair]
+            self._enqueue(keys=[keys.job(job_id), keys.stream(spec.task_type, spec.priority),
+                                keys.history(spec.task_type), keys.stats(spec.task_type)],
+                          args=[job_id, now, *fields], client=pipe)
         pipe.execute()
         return job_ids
 
