@@ -138,6 +138,11 @@ def test_redis_outage_answers_unavailable_and_recovers(tmp_path, settings_factor
             assert "Redis" in error.value.details() and "Traceback" not in error.value.details()
             assert time.monotonic() - started < 5
             wait_until(lambda: not serving(running.port), timeout=10)
+            while time.monotonic() - started < 10:  # a 10 s outage: every call answers UNAVAILABLE
+                with pytest.raises(grpc.RpcError) as error:
+                    stub.GetBacktestStatus(request, timeout=10)
+                assert error.value.code() == grpc.StatusCode.UNAVAILABLE
+                time.sleep(1.0)
             # Same address again: the server reconnects by itself.
             restarted = EmbeddedRedis(redis_dir, port=server_redis.port, appendonly=True).start()
             wait_until(lambda: serving(running.port), timeout=15)
