@@ -14,6 +14,8 @@ MODULES: dict[str, str] = {
     "queue": "bench.job_queue",
     "indicators": "bench.indicators",
     "backtest": "bench.backtest",
+    "ml": "bench.ml",
+    "load": "bench.load",
 }
 
 
