@@ -10,11 +10,14 @@ from services import validation
 from services.errors import ServiceError, invalid, not_found
 from services.job_views import require_job
 from services.model_cache import ModelCache
+from services.predict_devices import PredictTimeout, PredictUnavailable
 from utils.engine.backend import cpu_backend
 from utils.engine.models import (MODEL_REGISTRY, InvalidInputData, InvalidModelConfig, InvalidModelId,
                                  InvalidModelParams, InvalidTrainingData, ModelNotFound, ModelStore,
-                                 UnknownModelError, predict_columns, validate_model_id)
+                                 UnknownModelError, prepare_features, validate_model_id)
 from utils.engine.models.columns import numeric_columns
+from utils.engine.models.dataset import TARGET_COLUMN, check_feature_names, parse_target
+from utils.engine.models.sequence import SequencePredictor
 from utils.queue import keys
 from utils.queue.jobs import JobRecord, JobSpec, JobStatus
 from utils.queue.streams import JobQueue
@@ -26,6 +29,7 @@ TASK_TYPE = "training"
 NOUN = "training task"
 MAX_PREDICT_BYTES = 8 * 1024 * 1024
 MAX_PARAMS_BYTES = 64 * 1024
+MAX_COMPARED = 10
 
 
 def _bad_input(field: str, exc: Exception) -> ServiceError:
@@ -49,39 +53,96 @@ class MLServicer(ml_pb2_grpc.MLServiceServicer):
         return self._submit(request)
 
     def _submit(self, request) -> ml_pb2.TrainModelResponse:
-        if request.model_type not in MODEL_REGISTRY.names():
-            raise invalid("model_type", f"unknown model {request.model_type!r}; valid: {', '.join(MODEL_REGISTRY.names())}")
-        columns = validation.json_object("training_data", request.training_data, self.settings.max_training_data_bytes)
+        compare = list(dict.fromkeys(request.compare_model_types))
+        model_types = compare or [request.model_type]
+        for model_type in model_types:
+            if model_type not in MODEL_REGISTRY.names():
+                field = "compare_model_types" if compare else "model_type"
+                raise invalid(field, f"unknown model {model_type!r}; valid: {', '.join(MODEL_REGISTRY.names())}")
+        if compare and not 2 <= len(compare) <= MAX_COMPARED:
+            raise invalid("compare_model_types", f"name 2 to {MAX_COMPARED} distinct model types, got {len(compare)}")
         params = validation.json_object("model_params", request.model_params, MAX_PARAMS_BYTES, required=False)
-        if not request.feature_columns:
-            raise invalid("feature_columns", "must name at least one column of training_data")
-        if not request.target_column:
-            raise invalid("target_column", "is required (the column of training_data to predict)")
-        payload = {"model_type": request.model_type, "feature_columns": list(request.feature_columns),
-                   "target_column": request.target_column, "task": request.task or "auto", "params": params,
+        market = request.market_data if request.HasField("market_data") else None
+        if market is not None:
+            if request.training_data:
+                raise invalid("training_data", "give either training_data or market_data, not both")
+            source = self._market_source(market)
+            sequence = [t for t in model_types if issubclass(MODEL_REGISTRY.get(t), SequencePredictor)]
+            if sequence and len(source["symbols"]) > 1:
+                raise invalid("market_data.symbols", f"{', '.join(sequence)} learn(s) from windows of consecutive "
+                                                     f"rows of one series; give one symbol, not {len(source['symbols'])}")
+            columns = None
+            feature_columns, target_column = ["placeholder"], TARGET_COLUMN
+        else:
+            columns = validation.column_rows("training_data", validation.json_object(
+                "training_data", request.training_data, self.settings.max_training_data_bytes),
+                self.settings.max_rows_per_request)
+            if not request.feature_columns:
+                raise invalid("feature_columns", "must name at least one column of training_data")
+            if not request.target_column:
+                raise invalid("target_column", "is required (the column of training_data to predict)")
+            feature_columns, target_column = list(request.feature_columns), request.target_column
+        payload = {"model_type": model_types[0], "feature_columns": feature_columns,
+                   "target_column": target_column, "task": request.task or "auto", "params": params,
                    "device": validation.device("device", request.device)}
         try:
             config = config_from_payload(payload)
-            numeric_columns(columns, (*config.feature_columns, config.target_column), InvalidTrainingData)
-            MODEL_REGISTRY.get(config.model_type)(config, cpu_backend())  # validates params, no training
+            if columns is not None:
+                numeric_columns(columns, (*config.feature_columns, config.target_column), InvalidTrainingData)
+            if not compare:  # validates params, no training (a comparison trains each type with defaults)
+                MODEL_REGISTRY.get(config.model_type)(config, cpu_backend())
         except InvalidTrainingData as exc:
             raise _bad_input("training_data", exc) from None
         except InvalidModelParams as exc:
             raise _bad_input("model_params", exc) from None
         except (InvalidModelConfig, UnknownModelError, ValueError) as exc:
             raise ServiceError(grpc.StatusCode.INVALID_ARGUMENT, str(exc)) from None
-        payload["columns"] = columns
-        meta = {"model_type": request.model_type}
+        if market is not None:
+            payload["market_data"] = source
+        else:
+            payload["columns"] = columns
+        if compare:
+            payload["compare_model_types"] = compare
+            payload["rank_metric"] = request.rank_metric
+        meta = {"model_type": "compare:" + ",".join(compare) if compare else request.model_type}
         job_id = self.queue.enqueue(JobSpec(TASK_TYPE, payload, "normal", self.settings.job_max_attempts, meta))
         return ml_pb2.TrainModelResponse(task_id=job_id, status="pending")
 
+    def _market_source(self, market) -> dict[str, Any]:
+        symbols = validation.symbols("market_data.symbols", list(market.symbols), self.settings.max_symbols_per_request)
+        start_ns, end_ns = None, None
+        if market.start_time:
+            start_ns = validation.time_ns("market_data.start_time", market.start_time)
+        if market.end_time:
+            end_ns = validation.time_ns("market_data.end_time", market.end_time)
+        if start_ns is not None and end_ns is not None and start_ns > end_ns:
+            raise invalid("market_data.start_time", "must not be after market_data.end_time")
+        features = list(dict.fromkeys(market.features))
+        if not features:
+            raise invalid("market_data.features", "name at least one feature, e.g. rsi, sma_20, macd, return_1")
+        try:
+            parse_target(market.target or "next_return_sign")
+            check_feature_names(features)
+        except InvalidTrainingData as exc:
+            raise invalid("market_data", str(exc)) from None
+        return {"symbols": symbols, "start_ns": start_ns, "end_ns": end_ns, "features": features,
+                "target": market.target or "next_return_sign"}
+
     def _status(self, record: JobRecord) -> ml_pb2.TrainingStatusResponse:
-        model_id = ""
+        model_id, comparison = "", []
         if record.status is JobStatus.COMPLETED:
-            model_id = (self.queue.result(record.id) or {}).get("model_id", "")
-        return ml_pb2.TrainingStatusResponse(task_id=record.id, status=record.status.value.lower(),
-                                             progress=record.progress, model_id=model_id, error=record.error,
-                                             attempts=record.attempts)
+            result = self.queue.result(record.id) or {}
+            model_id = result.get("model_id", "")
+            comparison = [ml_pb2.ModelComparisonRow(rank=row["rank"], model_type=row["model_type"],
+                                                    metrics=row["metrics"], training_seconds=row["training_seconds"])
+                          for row in result.get("comparison", [])]
+        detail = record.progress_detail
+        return ml_pb2.TrainingStatusResponse(
+            task_id=record.id, status=record.status.value.lower(), progress=record.progress, model_id=model_id,
+            error=record.error, attempts=record.attempts, steps_done=int(detail.get("done", 0)),
+            steps_total=int(detail.get("total", 0)), step_unit=detail.get("unit", ""),
+            validation_loss=float(detail.get("validation_loss") or 0.0), loss_name=detail.get("loss_name") or "",
+            comparison=comparison)
 
     def GetTrainingStatus(self, request, context):
         task_id = validation.identifier("task_id", request.task_id, NOUN)
@@ -115,21 +176,33 @@ class MLServicer(ml_pb2_grpc.MLServiceServicer):
 
     def Predict(self, request, context):
         model_id = self._model_id(request.model_id)
-        columns = validation.json_object("input_data", request.input_data, MAX_PREDICT_BYTES)
+        columns = validation.column_rows("input_data", validation.json_object(
+            "input_data", request.input_data, MAX_PREDICT_BYTES), self.settings.max_rows_per_request)
         try:
-            predictor = self.models.get(model_id)
+            model = self.models.get(model_id)
         except ModelNotFound:
             raise not_found(f"no model with id {model_id!r}") from None
         started = time.perf_counter()
+        remaining = context.time_remaining() if context is not None else None
+        deadline = None if remaining is None else time.monotonic() + remaining
         try:
-            predictions, probabilities = predict_columns(predictor, columns)
+            features = prepare_features(model.metadata, columns)
+        except ValueError as exc:  # InvalidInputData, or numpy refusing a nested/ragged column
+            detail = exc if isinstance(exc, InvalidInputData) else "each column must be a flat list of numbers"
+            raise invalid("input_data", str(detail)) from None
+        try:
+            (predictions, probabilities), device = model.predict(features, deadline)
         except InvalidInputData as exc:
             raise _bad_input("input_data", exc) from None
-        elapsed = time.perf_counter() - started
-        metadata = predictor.metadata()
-        self.metrics.predictions.labels(model_type=metadata.get("model_type", ""), device="cpu").inc(len(predictions))
+        except PredictTimeout as exc:
+            raise ServiceError(grpc.StatusCode.DEADLINE_EXCEEDED, f"model {model_id!r}: {exc}") from None
+        except PredictUnavailable as exc:
+            raise ServiceError(grpc.StatusCode.UNAVAILABLE, f"model {model_id!r}: {exc}") from None
+        elapsed = time.perf_counter() - started  # this request's own time, queueing in the batch included
+        metadata = model.metadata
+        self.metrics.predictions.labels(model_type=model.model_type, device=device).inc(len(predictions))
         response = ml_pb2.PredictResponse(predictions=predictions.tolist(), prediction_time=elapsed,
-                                          device="cpu", model_id=model_id)
+                                          device=device, model_id=model_id)
         if probabilities is not None:
             response.classes.extend(float(c) for c in metadata.get("classes", []))
             response.probabilities.extend(ml_pb2.ClassProbabilities(values=row) for row in probabilities.tolist())

@@ -45,7 +45,7 @@ def build_handlers(settings: Any, backend: Backend) -> dict:
     return {"backtest": make_backtest_handler(store, backend),
             "features": make_features_handler(store, backend),
             "training": make_training_handler(ModelStore(settings.models_path),
-                                              redis_from_settings(settings, decode=True), backend)}
+                                              redis_from_settings(settings, decode=True), backend, store)}
 
 
 def run_worker_process(settings: Any, index: int = 0) -> None:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import math
 import time
 from typing import Any
 
@@ -9,7 +10,11 @@ import redis
 
 from utils.engine.models import (InvalidModelConfig, InvalidModelParams, InvalidTrainingData, ModelConfig,
                                  ModelStore, UnknownModelError, train_model)
+from utils.data.store import SymbolNotFound
 from utils.engine.backend import BackendUnavailable
+from utils.engine.models.base import DetailedProgress, ProgressInfo
+from utils.engine.models.compare import compare_models
+from utils.engine.models.dataset import TARGET_COLUMN, feature_columns_of, market_training_columns
 from utils.queue import keys
 from utils.queue.worker import JobContext, PermanentJobError
 
@@ -34,12 +39,51 @@ def register_model_metadata(client: redis.Redis, model_id: str, metadata: dict[s
     pipe.execute()
 
 
-def make_training_handler(model_store: ModelStore, client: redis.Redis, backend: Any):
+def training_progress(context: JobContext, unit_by_type: dict[str, str] | None = None) -> DetailedProgress:
+    """A model progress callback that reports the fraction and, when the model gives them, the
+    rounds done and the current validation loss (shown by GetTrainingStatus)."""
+    def report(fraction: float, info: ProgressInfo | None) -> None:
+        detail = None
+        if info is not None:
+            detail = {"done": info.done, "total": info.total, "unit": info.unit,
+                      "validation_loss": info.validation_loss, "loss_name": info.loss_name}
+            if detail["validation_loss"] is not None and not math.isfinite(detail["validation_loss"]):
+                detail["validation_loss"] = None
+        context.progress(fraction, detail)
+    return DetailedProgress(report)
+
+
+def load_market_columns(store: Any, source: dict[str, Any]) -> dict[str, list[float]]:
+    """Training columns from stored bars (see ``utils.engine.models.dataset``)."""
+    try:
+        stored = store.read_many(source["symbols"], source.get("start_ns"), source.get("end_ns"))
+    except SymbolNotFound as exc:
+        raise PermanentJobError(f"market_data: {exc}") from None
+    empty = [symbol for symbol, bars in stored.items() if len(bars) == 0]
+    if empty:
+        raise PermanentJobError(f"market_data: no bars in the requested range for {', '.join(empty)}")
+    return market_training_columns({symbol: bars.columns() for symbol, bars in stored.items()},
+                                   source["features"], source["target"])
+
+
+def make_training_handler(model_store: ModelStore, client: redis.Redis, backend: Any, store: Any = None):
     def handle(context: JobContext) -> dict[str, Any]:
         payload = context.payload
+        progress = training_progress(context)
+        comparison: list[dict[str, Any]] = []
         try:
-            predictor, report = train_model(config_from_payload(payload), payload["columns"], backend,
-                                            progress=context.progress)
+            if "market_data" in payload:
+                columns = load_market_columns(store, payload["market_data"])
+                payload = {**payload, "feature_columns": feature_columns_of(columns), "target_column": TARGET_COLUMN}
+            else:
+                columns = payload["columns"]
+            config = config_from_payload(payload)
+            if payload.get("compare_model_types"):
+                comparison, predictor, report = compare_models(
+                    payload["compare_model_types"], config, columns, backend, progress=progress,
+                    rank_metric=payload.get("rank_metric") or None)
+            else:
+                predictor, report = train_model(config, columns, backend, progress=progress)
         except BAD_INPUT as exc:
             raise PermanentJobError(str(exc)) from None
         model_id = model_id_for(context.job_id)
@@ -47,6 +91,10 @@ def make_training_handler(model_store: ModelStore, client: redis.Redis, backend:
         model_store.save(model_id, predictor, report)
         metadata = model_store.read_metadata(model_id)
         register_model_metadata(client, model_id, metadata, context.job_id)
-        return {"model_id": model_id, "metrics": report.metrics, "metrics_scope": report.metrics_scope,
-                "task": report.task, "device": report.device, "training_seconds": report.training_seconds}
+        result = {"model_id": model_id, "model_type": predictor.model_type, "metrics": report.metrics,
+                  "metrics_scope": report.metrics_scope, "task": report.task, "device": report.device,
+                  "training_seconds": report.training_seconds}
+        if comparison:
+            result["comparison"] = comparison
+        return result
     return handle

@@ -22,6 +22,39 @@ ProgressCallback = Callable[[float], None]
 
 
 @dataclass(frozen=True)
+class ProgressInfo:
+    """What a model that trains in rounds (boosting rounds, epochs) can say beside the fraction."""
+
+    done: int  # rounds finished
+    total: int  # rounds planned (early stopping may end sooner)
+    validation_loss: float | None = None  # on the validation rows, when the fit was given some
+    loss_name: str | None = None  # e.g. "l2", "binary_logloss", "multi_logloss"
+    unit: str = "rounds"  # what a round is: "trees", "epochs"
+
+
+class DetailedProgress:
+    """Wrap ``callback(fraction, info)`` to receive ``ProgressInfo`` (None when a model has none).
+
+    A plain ``ProgressCallback`` keeps getting the fraction alone; models call ``report_progress``.
+    """
+
+    def __init__(self, callback: Callable[[float, ProgressInfo | None], None]) -> None:
+        self.callback = callback
+
+    def __call__(self, fraction: float, info: ProgressInfo | None = None) -> None:
+        self.callback(fraction, info)
+
+
+def report_progress(progress: ProgressCallback | None, fraction: float, info: ProgressInfo | None = None) -> None:
+    if progress is None:
+        return
+    if isinstance(progress, DetailedProgress):
+        progress(fraction, info)
+    else:
+        progress(fraction)
+
+
+@dataclass(frozen=True)
 class ModelConfig:
     """What to train: model type, task, hyper-parameters and which columns to use."""
 
@@ -90,10 +123,31 @@ class BasePredictor(abc.ABC):
     """One trainable model type. Subclasses register themselves with ``@register_model``."""
 
     model_type: str = ""  # set by the registry decorator
+    supported_tasks: tuple[str, ...] = ("classification", "regression")
+    # True when ``fit`` takes ``validation=(features, target)`` (early stopping, validation loss).
+    accepts_validation: bool = False
+    # Preceding rows each prediction reads (sequence models: window - 1). ``predict`` on n rows
+    # still returns n values; the first ``history_rows`` are NaN (those rows are history only).
+    history_rows: int = 0
 
     def __init__(self, config: ModelConfig, backend: Any = None) -> None:
         self.config = config
         self.backend = backend
+
+    @classmethod
+    def task_for(cls, task: str, target: np.ndarray) -> str:
+        """``task`` resolved for this model type: 'auto' means its only task, or is inferred."""
+        supported = cls.supported_tasks
+        resolved = supported[0] if task == "auto" and len(supported) == 1 else resolve_task(task, target)
+        if resolved not in supported:
+            raise InvalidModelConfig(f"model type {cls.model_type!r} does not support task {resolved!r}; "
+                                     f"supported: {', '.join(supported)}")
+        return resolved
+
+    def final_fit_params(self) -> dict[str, Any]:
+        """Param overrides for the refit on all rows, learned by this (train-split) fit, e.g. the
+        number of boosting rounds early stopping chose. Empty by default."""
+        return {}
 
     @abc.abstractmethod
     def fit(self, features: np.ndarray, target: np.ndarray,

@@ -22,7 +22,12 @@ def numeric_columns(columns: Mapping[str, Any], names: Sequence[str],
     if missing:
         raise error(f"missing column(s): {_quoted(missing)}; got {_quoted(sorted(map(str, columns)))}")
 
-    raw = {name: np.asarray(columns[name]) for name in names}
+    raw = {}
+    for name in names:
+        try:
+            raw[name] = np.asarray(columns[name])
+        except (ValueError, TypeError):  # ragged nesting such as [0, []]
+            raise error(f"column {name!r} must be a flat list of numbers") from None
     not_1d = [name for name, values in raw.items() if values.ndim != 1]
     if not_1d:
         raise error(f"column(s) must be one-dimensional: {_quoted(not_1d)}")

@@ -32,6 +32,20 @@ def prepare_features(predictor_metadata: Mapping[str, Any], columns: Mapping[str
 
 
 def predict_columns(predictor: BasePredictor, columns: Mapping[str, Any]) -> tuple[np.ndarray, np.ndarray | None]:
-    """Validate ``columns`` against ``predictor`` and return (predictions, probabilities or None)."""
-    features = prepare_features(predictor.metadata(), columns)
+    """Validate ``columns`` against ``predictor`` and return (predictions, probabilities or None).
+
+    One prediction per input row. A sequence model (``history_rows > 0``, i.e. window - 1) reads
+    each row together with the rows before it, so rows must be in time order and number at least
+    ``history_rows + 1`` (else ``InvalidInputData``); its first ``history_rows`` predictions and
+    probability rows are NaN. To predict the latest bar, send the last ``window`` rows.
+    """
+    return predict_features(predictor, prepare_features(predictor.metadata(), columns))
+
+
+def predict_features(predictor: BasePredictor, features: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+    """(predictions, probabilities or None) for a matrix ``prepare_features`` returned.
+
+    Rows of a row-wise model (``history_rows == 0``) are independent, so matrices of several
+    requests may be stacked into one call and the results split back (Predict's micro-batching).
+    """
     return predictor.predict(features), predictor.predict_proba(features)

@@ -21,6 +21,7 @@ from sklearn.tree._tree import Tree
 from ..backend import BackendUnavailable
 from .base import BasePredictor, ModelConfig, ProgressCallback, TrainingResult, resolve_task
 from .errors import InvalidTrainingData
+from .predictor_parts import common_metadata
 from .random_forest_params import validate_params
 from .registry import register_model
 
@@ -159,17 +160,7 @@ class RandomForestPredictor(BasePredictor):
 
     # -- persistence ----------------------------------------------------------------------
     def metadata(self) -> dict[str, Any]:
-        return {
-            "model_type": self.model_type,
-            "task": self.task,
-            "feature_columns": list(self.config.feature_columns),
-            "target_column": self.config.target_column,
-            "classes": None if self.classes is None else self.classes.tolist(),
-            "params": dict(self.params),
-            "random_state": self.config.random_state,
-            "device": self.trained_device,  # the device that trained it
-            "format": FORMAT,
-        }
+        return common_metadata(self, self.trained_device, FORMAT)
 
     def save(self, directory: str | Path) -> Path:
         self._require_fitted()

@@ -1,6 +1,8 @@
 """Saved models on disk: ``<directory>/<model_id>/{model.skops, metadata.json}``.
 
-Only safe formats: skops (loaded with the model class's explicit trusted-type list) and JSON.
+Only safe formats: skops (loaded with the model class's explicit trusted-type list) and JSON;
+sequence models write ``model.pt`` (a torch ``state_dict``, loaded with ``weights_only=True``,
+which unpickles tensors and plain containers only) plus a ``sequence.json`` sidecar.
 A save is written to a hidden temp directory and renamed into place, so readers never see a
 half-written model; replacing an existing id swaps directories (re-run jobs are idempotent).
 """
@@ -9,6 +11,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import sys
 import uuid
 from datetime import datetime, timezone
 from pathlib import Path
@@ -79,6 +82,8 @@ class ModelStore:
             "created_at": datetime.now(timezone.utc).isoformat(),
             "versions": {"sklearn": sklearn.__version__, "skops": skops.__version__, "numpy": np.__version__},
         })
+        if metadata.get("format") == "torch_state_dict":  # torch is imported: the model is a network
+            metadata["versions"]["torch"] = sys.modules["torch"].__version__
         return metadata
 
     def _swap_in(self, temp_path: Path, final_path: Path) -> None:

@@ -5,6 +5,8 @@ tail; the returned model is then refit on ALL rows, so the saved model has seen 
 data. The reported metrics therefore estimate how the training procedure generalises (they
 come from the train-split model), not the refit model itself. When no meaningful split exists
 (see ``evaluation.time_split``) there is one fit on all rows and metrics are ``in_sample``.
+Models with ``accepts_validation`` also get the tail in the split fit (early stopping, validation
+loss in progress); the refit takes the split fit's ``final_fit_params()`` (e.g. its round count).
 """
 from __future__ import annotations
 
@@ -14,7 +16,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from .base import BasePredictor, ModelConfig, ProgressCallback, resolve_task
+from .base import BasePredictor, DetailedProgress, ModelConfig, ProgressCallback
 from .columns import feature_matrix, numeric_columns
 from .errors import InvalidTrainingData
 from .evaluation import evaluate, time_split
@@ -41,12 +43,20 @@ def _progress_span(progress: ProgressCallback | None, start: float, end: float) 
     """Map a phase's 0..1 progress onto [start, end] of the whole job."""
     if progress is None:
         return None
+    if isinstance(progress, DetailedProgress):
+        return DetailedProgress(lambda fraction, info: progress(start + (end - start) * fraction, info))
     return lambda fraction: progress(start + (end - start) * fraction)
 
 
-def _score(predictor: BasePredictor, task: str, features: np.ndarray, target: np.ndarray) -> dict[str, float]:
+def _score(predictor: BasePredictor, task: str, features: np.ndarray, target: np.ndarray,
+           scored_from: int = 0) -> dict[str, float]:
+    """Metrics on rows ``scored_from:``; earlier rows are only history for a sequence model, whose
+    first ``history_rows`` predictions are NaN (no full window) and are never scored."""
+    first = max(scored_from, predictor.history_rows)
     classes = predictor.metadata().get("classes")
-    return evaluate(task, target, predictor.predict(features), predictor.predict_proba(features), classes)
+    probabilities = predictor.predict_proba(features)
+    return evaluate(task, target[first:], predictor.predict(features)[first:],
+                    None if probabilities is None else probabilities[first:], classes)
 
 
 def train_model(config: ModelConfig, columns: Mapping[str, Any], backend: Any,
@@ -62,7 +72,7 @@ def train_model(config: ModelConfig, columns: Mapping[str, Any], backend: Any,
     numeric = numeric_columns(columns, (*config.feature_columns, config.target_column), InvalidTrainingData)
     features = feature_matrix(numeric, config.feature_columns)
     target = numeric[config.target_column]
-    task = resolve_task(config.task, target)
+    task = predictor_class.task_for(config.task, target)
     config = replace(config, task=task)
     n_rows = target.shape[0]
     predictor = predictor_class(config, backend)  # validates params before any work is done
@@ -71,8 +81,16 @@ def train_model(config: ModelConfig, columns: Mapping[str, Any], backend: Any,
     if split.validation.size:
         train_share = split.train.size / (split.train.size + n_rows)
         train_rows, validation_rows = split.train, split.validation
-        predictor.fit(features[train_rows], target[train_rows], _progress_span(progress, 0.0, train_share))
-        metrics = _score(predictor, task, features[validation_rows], target[validation_rows])
+        validation = ({"validation": (features[validation_rows], target[validation_rows])}
+                      if predictor_class.accepts_validation else {})
+        predictor.fit(features[train_rows], target[train_rows], _progress_span(progress, 0.0, train_share),
+                      **validation)
+        # the rows just before the tail are the first validation windows' history, not scored
+        history = min(predictor.history_rows, int(validation_rows[0]))
+        scored_rows = np.arange(validation_rows[0] - history, validation_rows[-1] + 1)
+        metrics = _score(predictor, task, features[scored_rows], target[scored_rows], scored_from=history)
+        # what the split fit learned (e.g. early stopping's round count) carries into the refit
+        config = replace(config, params={**config.params, **predictor.final_fit_params()})
         predictor = predictor_class(config, backend)
         fit_result = predictor.fit(features, target, _progress_span(progress, train_share, 1.0))
     else:

@@ -1,0 +1,73 @@
+"""A loaded model ready to serve Predict: fast CPU path, device chain and micro-batcher.
+
+``ServingFactory`` turns a predictor from the model store into a ``ServingModel`` once per
+model-cache miss; the cache keeps the result, so the ONNX export and the batcher's thread are
+shared by every request for that model.
+"""
+from __future__ import annotations
+
+import time
+from concurrent.futures import TimeoutError as FutureTimeout
+from typing import Any
+
+import numpy as np
+
+from services import predict_devices
+from services.onnx_forest import fast_path
+from services.predict_batcher import Prediction, PredictBatcher
+from services.predict_devices import DeviceChain, DevicePools, PredictTimeout, build_routes
+from utils.engine.models import BasePredictor
+
+
+class ServingModel:
+    def __init__(self, predictor: BasePredictor, chain: DeviceChain, metrics: Any,
+                 max_batch_rows: int = 0, max_wait: float = 0.0, name: str = "model") -> None:
+        self.predictor = predictor
+        self.metadata = predictor.metadata()
+        self.model_type = self.metadata.get("model_type", "")
+        self.chain = chain
+        self.metrics = metrics
+        batchable = max_batch_rows > 0 and getattr(predictor, "history_rows", 0) == 0
+        self.batcher = PredictBatcher(self._call, max_batch_rows, max_wait, name) if batchable else None
+
+    def _call(self, features: np.ndarray, deadline: float | None = None) -> tuple[Prediction, str]:
+        result, device = self.chain.run(features, deadline)
+        self.metrics.predict_batch_rows.labels(model_type=self.model_type, device=device).observe(features.shape[0])
+        return result, device
+
+    def predict(self, features: np.ndarray, deadline: float | None = None) -> tuple[Prediction, str]:
+        """This request's (predictions, probabilities) and the device that served them.
+
+        ``deadline`` (time.monotonic) is the caller's own: past it, ``PredictTimeout``.
+        """
+        if self.batcher is None:
+            return self._call(features, deadline)
+        # Worst case inside the batch: the wait, then two attempts of ``timeout`` each.
+        longest = self.batcher.max_wait + 2 * self.chain.timeout + 1.0
+        budget = longest if deadline is None else min(longest, deadline - time.monotonic())
+        future = self.batcher.submit(features)
+        try:
+            return future.result(timeout=max(budget, 0.0))
+        except FutureTimeout:
+            future.cancel()
+            raise PredictTimeout(f"no prediction within {budget:.3g} s (the request's deadline); "
+                                 "the server is overloaded or the model call hangs") from None
+
+
+class ServingFactory:
+    """Builds ``ServingModel`` objects with the server's settings, metrics and device pools."""
+
+    def __init__(self, settings: Any, metrics: Any, pools: DevicePools | None = None,
+                 use_onnx: bool = True) -> None:
+        self.settings = settings
+        self.metrics = metrics
+        self.pools = pools or DevicePools()
+        self.use_onnx = use_onnx
+
+    def __call__(self, predictor: BasePredictor, name: str = "model") -> ServingModel:
+        gpu = predict_devices.serving_gpu(self.settings)
+        routes = build_routes(predictor, fast_path(predictor, self.use_onnx), gpu)
+        chain = DeviceChain(routes, self.settings.predict_timeout_seconds, self.pools,
+                            self.metrics.predict_fallbacks)
+        return ServingModel(predictor, chain, self.metrics, self.settings.predict_max_batch_rows,
+                            self.settings.predict_max_wait_ms / 1000.0, name)

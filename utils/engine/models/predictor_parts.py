@@ -1,0 +1,81 @@
+"""Pieces every array-in predictor needs: input checks, label encoding, metadata round trip."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from .base import ModelConfig
+from .errors import InvalidTrainingData
+
+METADATA_FILE = "metadata.json"
+
+
+def checked_features(features: np.ndarray, feature_columns: Sequence[str]) -> np.ndarray:
+    """``features`` as an (n, k) float64 matrix for ``feature_columns`` or ``ValueError``."""
+    features = np.asarray(features, dtype=np.float64)
+    expected = len(feature_columns)
+    if features.ndim != 2 or features.shape[1] != expected:
+        raise ValueError(f"features must have shape (n, {expected}) for columns "
+                         f"{', '.join(feature_columns)}; got {features.shape}")
+    return features
+
+
+def checked_target(target: np.ndarray, n_rows: int, target_column: str, task: str) -> np.ndarray:
+    target = np.asarray(target)
+    if target.shape != (n_rows,):
+        raise InvalidTrainingData(f"target {target_column!r} has shape {target.shape}, expected ({n_rows},)")
+    if task == "regression" and target.dtype.kind not in "biuf":
+        raise InvalidTrainingData(f"regression target {target_column!r} must be numeric")
+    return target
+
+
+def encode_labels(target: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(classes, codes 0..k-1); numeric classes become float64 so they survive JSON unchanged."""
+    classes, codes = np.unique(target, return_inverse=True)
+    classes = classes.astype(np.float64) if classes.dtype.kind in "biuf" else classes
+    return classes, codes.astype(np.int32)
+
+
+def known_label_rows(target: np.ndarray, classes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(row mask, codes) for the rows of ``target`` whose label is one of ``classes``."""
+    target = np.asarray(target)
+    if classes.dtype.kind == "f" and target.dtype.kind in "biuf":
+        target = target.astype(np.float64)
+    known = np.isin(target, classes)
+    return known, np.searchsorted(classes, target[known]).astype(np.int32)
+
+
+def write_metadata(directory: Path, metadata: Mapping[str, Any]) -> None:
+    (directory / METADATA_FILE).write_text(json.dumps(metadata, indent=2, sort_keys=True))
+
+
+def read_metadata(directory: Path) -> tuple[dict[str, Any], ModelConfig]:
+    """The saved metadata and the config to rebuild its predictor with (on the CPU)."""
+    metadata = json.loads((directory / METADATA_FILE).read_text())
+    config = ModelConfig(model_type=metadata["model_type"], task=metadata["task"],
+                         feature_columns=tuple(metadata["feature_columns"]),
+                         target_column=metadata["target_column"], params=metadata["params"],
+                         random_state=metadata.get("random_state", 42), device="cpu")
+    return metadata, config
+
+
+def saved_classes(metadata: Mapping[str, Any]) -> np.ndarray | None:
+    return None if metadata.get("classes") is None else np.asarray(metadata["classes"])
+
+
+def common_metadata(predictor: Any, device: str, model_format: str) -> dict[str, Any]:
+    """The metadata keys every predictor writes; ``predictor`` has task, classes and params."""
+    return {
+        "model_type": predictor.model_type,
+        "task": predictor.task,
+        "feature_columns": list(predictor.config.feature_columns),
+        "target_column": predictor.config.target_column,
+        "classes": None if predictor.classes is None else predictor.classes.tolist(),
+        "params": dict(predictor.params),
+        "random_state": predictor.config.random_state,
+        "device": device,  # where it trained; a loaded model predicts on the CPU
+        "format": model_format,
+    }
