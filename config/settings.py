@@ -38,6 +38,15 @@ class Settings(BaseSettings):
     grpc_max_workers: int = Field(10, ge=1, le=1000)
     grpc_max_message_bytes: int = Field(64 * 1024 * 1024, ge=1024)
 
+    # Security (services/security.py); all off by default. TLS when both files are set; a client
+    # CA also requires client certificates (mutual TLS). API keys: JSON {"keys": [...]} inline or
+    # in a file (re-read when it changes); none configured = every caller is admitted.
+    tls_cert_file: str = ""
+    tls_key_file: str = ""
+    tls_client_ca_file: str = ""
+    api_keys: str = ""
+    api_keys_file: str = ""
+
     # Compute devices.
     compute_device: Literal["auto", "cpu", "gpu"] = "auto"
     gpu_device_id: int = Field(0, ge=0)
@@ -66,9 +75,19 @@ class Settings(BaseSettings):
     feature_cache_ttl: int = Field(120, ge=1)
     model_cache_ttl: int = Field(600, ge=1)
 
+    # Predict serving: concurrent requests for one model are coalesced into one model call of at
+    # most PREDICT_MAX_BATCH_ROWS rows (0 disables batching), waiting at most PREDICT_MAX_WAIT_MS
+    # after the first request; each device attempt may take PREDICT_TIMEOUT_SECONDS, then the
+    # call is retried once on the next device of the chain (GPU -> CPU, or CPU again).
+    predict_max_batch_rows: int = Field(1024, ge=0, le=1_000_000)
+    predict_max_wait_ms: float = Field(2.0, ge=0, le=1000)
+    predict_timeout_seconds: float = Field(3.0, gt=0, le=600)
+
     # Limits on request size.
     max_training_data_bytes: int = Field(32 * 1024 * 1024, ge=1024)
     max_symbols_per_request: int = Field(500, ge=1)
+    max_rows_per_request: int = Field(1_000_000, ge=1)  # rows of training_data / Predict input_data
+    max_ticks_per_message: int = Field(100_000, ge=1)  # ticks in one StreamMarketData message
     tick_stream_maxlen: int = Field(100_000, ge=100)
     # Compile indicator kernels in the background at start: the default feature sets, every
     # kind, or none (then the first request using a kind compiles it, ~1 s per kind).

@@ -6,7 +6,7 @@ from typing import Any
 
 from api_proto import backtest_pb2, backtest_pb2_grpc
 from services import validation
-from services.errors import ServiceError, failed_precondition, not_found
+from services.errors import ServiceError, failed_precondition, invalid, not_found
 from services.job_views import history_page, require_job, watch
 from utils.cache import RedisCache, digest
 from utils.data.store import BarStore
@@ -220,6 +220,9 @@ class BacktestServicer(backtest_pb2_grpc.BacktestServiceServicer):
         offset, size = validation.page("page_size", request.page_size, request.page_token, 50, 500)
         after = validation.time_ns("submitted_after", request.submitted_after, required=False)
         before = validation.time_ns("submitted_before", request.submitted_before, required=False)
+        if request.status not in backtest_pb2.BacktestStatus.values():  # open enum: any int arrives
+            raise invalid("status", f"{request.status} is not a BacktestStatus; valid: "
+                                    f"{', '.join(backtest_pb2.BacktestStatus.keys())}")
         wanted_status = (backtest_pb2.BacktestStatus.Name(request.status)
                          if request.status != backtest_pb2.STATUS_UNSPECIFIED else None)
 

@@ -52,15 +52,31 @@ def _domain_errors() -> list[tuple[type[BaseException], grpc.StatusCode]]:
     return mapping
 
 
+# Details travel percent-encoded in the grpc-message trailer; a client drops trailers over 8 KiB
+# (and then sees RESOURCE_EXHAUSTED instead of our message), so a message echoing a huge value is cut.
+MAX_DETAILS_BYTES = 4096
+
+
+def bounded(message: str) -> str:
+    size = 0
+    for index, char in enumerate(message):
+        size += sum(1 if 0x20 <= byte < 0x7F and byte != 0x25 else 3 for byte in char.encode("utf-8", "replace"))
+        if size > MAX_DETAILS_BYTES - 16:
+            return message[:index] + " ...(truncated)"
+    return message
+
+
 def to_status(exc: BaseException, method: str = "") -> tuple[grpc.StatusCode, str]:
     if isinstance(exc, ServiceError):
-        return exc.code, exc.message
+        return exc.code, bounded(exc.message)
     if isinstance(exc, (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError)):
         return (grpc.StatusCode.UNAVAILABLE,
                 "the job and data store (Redis) is unreachable right now; retry in a few seconds")
+    if isinstance(exc, NotImplementedError):  # a generated servicer's stub left unimplemented
+        return grpc.StatusCode.UNIMPLEMENTED, f"{method or 'this method'} is not implemented by this server"
     for error_type, code in _domain_errors():
         if isinstance(exc, error_type):
-            return code, str(exc)
+            return code, bounded(str(exc))
     reference = uuid.uuid4().hex[:12]
     log.error("internal error in %s (ref %s)", method, reference, exc_info=exc)
     return grpc.StatusCode.INTERNAL, f"internal error (ref {reference}); the server log has the details"

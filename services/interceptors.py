@@ -8,6 +8,7 @@ from typing import Any, Callable
 import grpc
 
 from services.errors import to_status
+from utils.logging_setup import bind_log_context, restore_log_context
 
 log = logging.getLogger(__name__)
 
@@ -49,10 +50,13 @@ class ObservabilityInterceptor(grpc.ServerInterceptor):
     def _wrap_unary(self, behavior: Callable, method: str) -> Callable:
         def wrapper(request: Any, context: grpc.ServicerContext) -> Any:
             started = time.perf_counter()
+            bound = bind_log_context(rpc_method=method)  # tags every log line of the call
             try:
                 response = behavior(request, context)
             except Exception as exc:
                 self._abort(exc, method, started, context)
+            finally:
+                restore_log_context(bound)
             self._observe(method, grpc.StatusCode.OK, started)
             return response
         return wrapper
@@ -60,6 +64,7 @@ class ObservabilityInterceptor(grpc.ServerInterceptor):
     def _wrap_stream(self, behavior: Callable, method: str) -> Callable:
         def wrapper(request: Any, context: grpc.ServicerContext) -> Any:
             started = time.perf_counter()
+            bound = bind_log_context(rpc_method=method)
             try:
                 yield from behavior(request, context)
             except GeneratorExit:
@@ -67,5 +72,7 @@ class ObservabilityInterceptor(grpc.ServerInterceptor):
                 raise
             except Exception as exc:
                 self._abort(exc, method, started, context)
+            finally:
+                restore_log_context(bound)
             self._observe(method, grpc.StatusCode.OK, started)
         return wrapper

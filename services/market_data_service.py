@@ -9,7 +9,7 @@ from api_proto import market_data_pb2, market_data_pb2_grpc
 from services import validation
 from services.errors import invalid
 from utils.data.store import Bars, BarStore, SymbolInfo
-from utils.data.timeutil import format_time, format_times, parse_time
+from utils.data.timeutil import format_time, format_times
 
 MAX_BARS_PER_IMPORT = 2_000_000
 
@@ -35,10 +35,7 @@ class MarketDataServicer(market_data_pb2_grpc.MarketDataServiceServicer):
             raise invalid("bars", f"has {len(request.bars)} bars; import at most {MAX_BARS_PER_IMPORT} per call")
         times = np.empty(len(request.bars), dtype=np.int64)
         for index, bar in enumerate(request.bars):
-            try:
-                times[index] = parse_time(bar.time)
-            except ValueError:
-                raise invalid(f"bars[{index}].time", f"{bar.time!r} is not an ISO-8601 date or datetime") from None
+            times[index] = validation.time_ns(f"bars[{index}].time", bar.time)
         columns = {name: np.fromiter((getattr(bar, name) for bar in request.bars), dtype=np.float64,
                                      count=len(request.bars)) for name in ("open", "high", "low", "close", "volume")}
         rows, version = self.store.write(Bars(symbol, times, **columns), replace=request.replace)

@@ -101,6 +101,7 @@ class RealTimeServicer(realtime_pb2_grpc.RealTimeServiceServicer):
 
     def _process(self, message: realtime_pb2.StreamDataRequest, names: list[str]) -> TickResults:
         if message.ticks:
+            validation.tick_count("ticks", len(message.ticks), self.settings.max_ticks_per_message)
             ticks = message.ticks
             symbols, stamps = [t.stock_code for t in ticks], [t.timestamp for t in ticks]
             prices, volumes = [t.price for t in ticks], [t.volume for t in ticks]

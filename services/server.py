@@ -20,7 +20,9 @@ from services.interceptors import ObservabilityInterceptor
 from services.market_data_service import MarketDataServicer
 from services.ml_service import MLServicer
 from services.model_cache import ModelCache
+from services.predict_serving import ServingFactory
 from services.realtime_service import RealTimeServicer, warm_up_names
+from services.security import AdmissionInterceptor, KeyRing, add_port, server_credentials
 from utils.cache import RedisCache
 from utils.data.store import BarStore
 from utils.engine.models import ModelStore
@@ -85,6 +87,8 @@ def create_server(settings: Any, registry: CollectorRegistry | None = None) -> R
     """Build and start the server on settings.grpc_host:grpc_port (0 picks a free port)."""
     registry = registry or CollectorRegistry()
     metrics = Metrics(registry)
+    # Unreadable TLS or key files stop the start here (InvalidSettings), before anything runs.
+    key_ring, credentials = KeyRing.from_settings(settings, SERVICE_NAMES), server_credentials(settings)
     client = redis_from_settings(settings, decode=True)
     queue = JobQueue(client, QueueConfig.from_settings(settings))
     store = BarStore(redis_from_settings(settings, decode=False))
@@ -94,7 +98,9 @@ def create_server(settings: Any, registry: CollectorRegistry | None = None) -> R
     options = [("grpc.max_receive_message_length", settings.grpc_max_message_bytes),
                ("grpc.max_send_message_length", settings.grpc_max_message_bytes)]
     server = grpc.server(ThreadPoolExecutor(max_workers=settings.grpc_max_workers, thread_name_prefix="rpc"),
-                         interceptors=[ObservabilityInterceptor(metrics)], options=options)
+                         interceptors=[ObservabilityInterceptor(metrics),
+                                       AdmissionInterceptor(key_ring, metrics)],
+                         options=options)
     backtest_pb2_grpc.add_BacktestServiceServicer_to_server(BacktestServicer(
         queue, store, settings,
         RedisCache(client, "backtests", settings.result_ttl_seconds, metrics.cache("backtests"))), server)
@@ -105,7 +111,8 @@ def create_server(settings: Any, registry: CollectorRegistry | None = None) -> R
         client, store, RedisCache(client, "features", settings.feature_cache_ttl, metrics.cache("features")),
         states, writer, queue, settings, metrics), server)
     ml_pb2_grpc.add_MLServiceServicer_to_server(MLServicer(
-        queue, model_store, ModelCache(model_store, settings.model_cache_ttl, metrics.cache("models")),
+        queue, model_store, ModelCache(model_store, settings.model_cache_ttl, metrics.cache("models"),
+                                       prepare=ServingFactory(settings, metrics)),
         settings, metrics), server)
     market_data_pb2_grpc.add_MarketDataServiceServicer_to_server(MarketDataServicer(store, writer.flush), server)
 
@@ -115,7 +122,7 @@ def create_server(settings: Any, registry: CollectorRegistry | None = None) -> R
         health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     reflection.enable_server_reflection((*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
 
-    port = server.add_insecure_port(f"{settings.grpc_host}:{settings.grpc_port}")
+    port = add_port(server, f"{settings.grpc_host}:{settings.grpc_port}", credentials)  # TLS when configured
     if port == 0:
         raise RuntimeError(f"could not bind gRPC on {settings.grpc_host}:{settings.grpc_port} (port in use?)")
     server.start()

@@ -7,7 +7,7 @@ from typing import Any
 
 from services.errors import invalid
 from utils.data.store import SYMBOL_PATTERN
-from utils.data.timeutil import parse_time
+from utils.data.timeutil import TimeOutOfRange, parse_time
 from utils.engine.backend import VALID_DEVICES
 from utils.realtime.bar_aggregator import INTERVAL_NS
 
@@ -66,6 +66,8 @@ def time_ns(field: str, value: str, required: bool = True) -> int | None:
         return None
     try:
         return parse_time(value)
+    except TimeOutOfRange as exc:
+        raise invalid(field, str(exc)) from None
     except ValueError:
         raise invalid(field, f"{value!r} is not an ISO-8601 date or datetime (e.g. '2024-01-01')") from None
 
@@ -117,6 +119,21 @@ def page(field_size: str, size: int, token: str, default: int, maximum: int) -> 
     size = min(size or default, maximum)
     if not token:
         return 0, size
-    if not token.isdigit():
-        raise invalid("page_token", f"{token!r} is not a token returned by this RPC")
+    if not (token.isascii() and token.isdigit() and len(token) <= 18):  # int() of 5000 digits raises
+        raise invalid("page_token", f"{token[:40]!r} is not a token returned by this RPC")
     return int(token), size
+
+
+def column_rows(field: str, columns: dict[str, Any], limit: int) -> dict[str, Any]:
+    """Reject a column dict ({name: [values]}) with a column longer than ``limit`` rows."""
+    longest = max((len(values) for values in columns.values() if isinstance(values, list)), default=0)
+    if longest > limit:
+        raise invalid(field, f"has {longest:,} rows; the limit is {limit:,} per request (MAX_ROWS_PER_REQUEST)")
+    return columns
+
+
+def tick_count(field: str, count: int, limit: int) -> int:
+    if count > limit:
+        raise invalid(field, f"has {count:,} ticks; the limit is {limit:,} per message (MAX_TICKS_PER_MESSAGE); "
+                             f"split the batch")
+    return count

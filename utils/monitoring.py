@@ -19,6 +19,7 @@ from prometheus_client.registry import Collector
 log = logging.getLogger(__name__)
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+BATCH_ROW_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096, 16384)
 JOB_BUCKETS = (0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 300, 1800)
 
 # Prometheus names of the per-type task counters (the usage guide's names for the first two).
@@ -81,6 +82,13 @@ class Metrics:
                                        registry=registry)
         self.predictions = Counter("ml_predictions", "Rows predicted", ["model_type", "device"],
                                    registry=registry)
+        # Predict serving: one observation per model call (its _count is the number of calls, so
+        # rows/calls shows how well micro-batching coalesces), and each hop down the device chain.
+        self.predict_batch_rows = Histogram("ml_predict_batch_rows", "Rows per model call in Predict",
+                                            ["model_type", "device"], buckets=BATCH_ROW_BUCKETS,
+                                            registry=registry)
+        self.predict_fallbacks = Counter("predict_fallbacks", "Predict model calls moved to the next device",
+                                         ["from", "to", "reason"], registry=registry)
         self.jobs_in_progress = Gauge("jobs_in_progress", "Jobs running in this worker", ["task_type"],
                                       registry=registry)
         self.job_duration = Histogram("job_duration_seconds", "Job run time by outcome",
@@ -88,6 +96,8 @@ class Metrics:
         self.job_handoff = Histogram("job_handoff_seconds", "Enqueue to worker start", ["task_type"],
                                      buckets=LATENCY_BUCKETS, registry=registry)
         self.worker_restarts = Counter("worker_restarts", "Worker processes restarted by the supervisor",
+                                       registry=registry)
+        self.auth_rejections = Counter("auth_rejections", "RPCs refused by the API-key check", ["reason"],
                                        registry=registry)
         self._caches: dict[str, CacheStats] = {}
         for kind in ("publish", "subscribe"):

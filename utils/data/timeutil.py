@@ -9,6 +9,10 @@ import numpy as np
 NS_PER_DAY = 86_400 * 10**9
 
 
+class TimeOutOfRange(ValueError):
+    """A valid date that int64 nanoseconds cannot hold (before 1677-09-22 or after 2262-04-11)."""
+
+
 def parse_time(text: str) -> int:
     """Parse an ISO-8601 date or datetime; naive times are UTC. Raises ValueError."""
     value = (text or "").strip()
@@ -18,7 +22,10 @@ def parse_time(text: str) -> int:
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=timezone.utc)
     delta = moment - datetime(1970, 1, 1, tzinfo=timezone.utc)
-    return (delta.days * 86_400 + delta.seconds) * 10**9 + delta.microseconds * 1000
+    ns = (delta.days * 86_400 + delta.seconds) * 10**9 + delta.microseconds * 1000
+    if not -2**63 < ns < 2**63:  # numpy's datetime64[ns] range; beyond it int64 arrays overflow
+        raise TimeOutOfRange(f"{value!r} is outside the supported range 1677-09-22 .. 2262-04-11")
+    return ns
 
 
 _PLAIN_ISO = re.compile(r"^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?)?$")
@@ -30,7 +37,7 @@ def parse_times(texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
     plain, odd = [], []
     for index, text in enumerate(texts):
         stem = text[:-6] if text.endswith("+00:00") else text[:-1] if text.endswith("Z") else text
-        if _PLAIN_ISO.match(stem):
+        if _PLAIN_ISO.match(stem) and 1678 <= int(stem[:4]) <= 2261:  # numpy wraps outside int64 ns silently
             plain.append(stem)
         else:
             plain.append("NaT")

@@ -16,6 +16,7 @@ from typing import Any, Callable
 import redis
 
 from utils.gpu.scheduler import Scheduler
+from utils.logging_setup import bind_log_context, restore_log_context
 from utils.queue import keys
 from utils.queue.jobs import Delivery, JobRecord, JobStatus
 from utils.queue.streams import JobQueue, StartedJob
@@ -165,6 +166,8 @@ class Worker:
         delivery, record = started.delivery, started.record
         began = time.time()
         outcome = "failed"
+        # Pool threads are reused: bound here, restored in finally, so ids never leak to the next job.
+        bound = bind_log_context(job_id=record.id, task_type=record.task_type, worker_id=self.consumer)
         if self.metrics:
             self.metrics.job_started(record.task_type, max(began - record.enqueued_at, 0.0))
         try:
@@ -198,6 +201,7 @@ class Worker:
             self.scheduler.release(record.task_type)
             if self.metrics:
                 self.metrics.job_finished(record.task_type, outcome, time.time() - began)
+            restore_log_context(bound)
 
     # ------------------------------------------------------------- heartbeat
     def _heartbeat_loop(self) -> None:
