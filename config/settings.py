@@ -35,7 +35,11 @@ class Settings(BaseSettings):
     # gRPC front end.
     grpc_host: str = "0.0.0.0"
     grpc_port: int = Field(50051, ge=0, le=65535)
-    grpc_max_workers: int = Field(10, ge=1, le=1000)
+    # One thread per RPC in flight, and a stream (StreamMarketData, WatchBacktest...) holds its
+    # thread while open, so this bounds the streams open at once. The guide's .env sets 10,
+    # which serves at most 10 open streams; the default is higher for that reason. Up to 4x as
+    # many RPCs may wait for a thread; beyond that they answer RESOURCE_EXHAUSTED at once.
+    grpc_max_workers: int = Field(256, ge=1, le=10_000)
     grpc_max_message_bytes: int = Field(64 * 1024 * 1024, ge=1024)
 
     # Security (services/security.py); all off by default. TLS when both files are set; a client

@@ -1,6 +1,7 @@
 """Shared look-ups of queued jobs for the servicers (status, watch, history paging)."""
 from __future__ import annotations
 
+import threading
 import time
 from typing import Callable, Iterator
 
@@ -8,7 +9,7 @@ import grpc
 
 from services.errors import not_found
 from utils.queue.jobs import JobRecord
-from utils.queue import keys
+from utils.queue.announcements import JobAnnouncements
 from utils.queue.streams import JobQueue
 
 WATCH_POLL_SECONDS = 0.1
@@ -24,23 +25,32 @@ def require_job(queue: JobQueue, job_id: str, task_type: str, noun: str) -> JobR
 def watch(queue: JobQueue, job_id: str, task_type: str, noun: str,
           context: grpc.ServicerContext) -> Iterator[JobRecord]:
     """Yield the job record whenever its status or progress changes, until it is terminal.
-    Wakes on the job's announcements (pub/sub on its key) and re-reads at least every
-    ``WATCH_POLL_SECONDS`` (an announcement can be missed across a reconnect)."""
+    Wakes on the job's announcements (the process's one pub/sub listener) and re-reads at least
+    every ``WATCH_POLL_SECONDS`` (an announcement can be missed across a reconnect)."""
     last: tuple | None = None
-    announcements = queue.redis.pubsub(ignore_subscribe_messages=True)
-    try:
-        announcements.subscribe(keys.job(job_id))
-        while context.is_active():
-            record = require_job(queue, job_id, task_type, noun)
-            state = (record.status, round(record.progress, 4), record.attempts, record.error)
-            if state != last:
-                last = state
-                yield record
-            if record.status.is_terminal:
-                return
-            announcements.get_message(timeout=WATCH_POLL_SECONDS)
-    finally:
-        announcements.close()
+    announcements = announcements_for(queue)
+    while context.is_active():
+        record = require_job(queue, job_id, task_type, noun)
+        state = (record.status, round(record.progress, 4), record.attempts, record.error)
+        if state != last:
+            last = state
+            yield record
+        if record.status.is_terminal:
+            return
+        announcements.wait(job_id, WATCH_POLL_SECONDS)
+
+
+_ANNOUNCEMENTS: dict[int, JobAnnouncements] = {}
+_ANNOUNCEMENTS_LOCK = threading.Lock()
+
+
+def announcements_for(queue: JobQueue) -> JobAnnouncements:
+    """The listener shared by every watcher of this queue's Redis (one per process and client)."""
+    with _ANNOUNCEMENTS_LOCK:
+        found = _ANNOUNCEMENTS.get(id(queue.redis))
+        if found is None or found.client is not queue.redis:
+            found = _ANNOUNCEMENTS[id(queue.redis)] = JobAnnouncements(queue.redis)
+        return found
 
 
 def wait_for(queue: JobQueue, job_id: str, context: grpc.ServicerContext, default_timeout: float,

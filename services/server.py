@@ -100,7 +100,7 @@ def create_server(settings: Any, registry: CollectorRegistry | None = None) -> R
     server = grpc.server(ThreadPoolExecutor(max_workers=settings.grpc_max_workers, thread_name_prefix="rpc"),
                          interceptors=[ObservabilityInterceptor(metrics),
                                        AdmissionInterceptor(key_ring, metrics)],
-                         options=options)
+                         options=options, maximum_concurrent_rpcs=4 * settings.grpc_max_workers)
     backtest_pb2_grpc.add_BacktestServiceServicer_to_server(BacktestServicer(
         queue, store, settings,
         RedisCache(client, "backtests", settings.result_ttl_seconds, metrics.cache("backtests"))), server)

@@ -20,7 +20,7 @@ def make_redis(host: str, port: int, db: int = 0, password: str | None = None,
                decode: bool = True, socket_timeout: float = 5.0) -> redis.Redis:
     """A pooled client that fails fast when Redis is down (callers map that to UNAVAILABLE)."""
     return redis.Redis(host=host, port=port, db=db, password=password, decode_responses=decode,
-                       socket_connect_timeout=1.0, socket_timeout=socket_timeout,
+                       socket_connect_timeout=3.0, socket_timeout=socket_timeout,
                        health_check_interval=15, retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), 2))
 
 
