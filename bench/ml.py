@@ -178,10 +178,51 @@ def _grpc_run(ctx, redis_port: int, data_dir: Path, overrides: dict, payloads: l
 
 
 GRPC_RUNS = (
-    ("batching on (defaults: ≤ 1,024 rows, ≤ 2 ms wait), 10 RPC threads", {}),
-    ("batching on, 64 RPC threads (GRPC_MAX_WORKERS=64)", {"grpc_max_workers": 64}),
-    ("batching off (PREDICT_MAX_BATCH_ROWS=0), 10 RPC threads", {"predict_max_batch_rows": 0}),
+    ("batching on (defaults: ≤ 1,024 rows, ≤ 2 ms wait), 10 RPC threads (the guide's GRPC_MAX_WORKERS)",
+     {"grpc_max_workers": 10}),
+    ("batching on, 256 RPC threads (the default GRPC_MAX_WORKERS)", {}),
+    ("batching off (PREDICT_MAX_BATCH_ROWS=0), 10 RPC threads", {"predict_max_batch_rows": 0, "grpc_max_workers": 10}),
 )
+
+
+def _echo_main(ready, stop) -> None:
+    """The transport's ceiling: a bare grpcio server whose Predict returns a constant answer
+    (no JSON, no validation, no model), 10 threads like the first run."""
+    from concurrent.futures import ThreadPoolExecutor
+    import grpc
+    from api_proto import ml_pb2, ml_pb2_grpc
+
+    class Echo(ml_pb2_grpc.MLServiceServicer):
+        def Predict(self, request, context):
+            return ml_pb2.PredictResponse(predictions=[1.0], device="cpu", model_id=request.model_id)
+
+    server = grpc.server(ThreadPoolExecutor(max_workers=10))
+    ml_pb2_grpc.add_MLServiceServicer_to_server(Echo(), server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    ready.put(port)
+    stop.wait()
+    ready.put((0.0, 0.0))
+    server.stop(0)
+
+
+def measure_echo(payloads: list[str]) -> dict:
+    ctx = mp.get_context("spawn")
+    ready, stop = ctx.Queue(), ctx.Event()
+    server = ctx.Process(target=_echo_main, args=(ready, stop))
+    server.start()
+    try:
+        port = ready.get(timeout=60)
+        asyncio.run(_load(port, payloads, WARM_SECONDS))
+        result = asyncio.run(_load(port, payloads, GRPC_SECONDS))
+        result["calls"] = result["rows"] = 0.0
+        result["label"] = "anchor: bare grpcio echo server (constant answer, no work), 10 threads"
+    finally:
+        stop.set()
+        server.join(timeout=30)
+        if server.is_alive():
+            server.terminate()
+    return result
 
 
 def measure_grpc() -> list[dict]:
@@ -208,6 +249,9 @@ def measure_grpc() -> list[dict]:
                 results.append(result)
         finally:
             redis_server.stop()
+    echo = measure_echo(payloads)
+    print(f"[bench:ml] gRPC echo anchor: {echo['n'] / echo['seconds']:,.0f} calls/s", flush=True)
+    results.append(echo)
     return results
 
 
