@@ -8,11 +8,14 @@ the last request is timed separately (the cache's answer).
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import multiprocessing as mp
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 
@@ -43,6 +46,41 @@ def _server_main(redis_port: int, data_dir: str, ready, stop) -> None:
 def _worker_main(redis_port: int, data_dir: str) -> None:
     from utils.tasks.runtime import run_worker_process
     run_worker_process(_settings(redis_port, data_dir))
+
+
+@dataclass
+class PlatformProcesses:
+    redis_port: int
+    port: int           # the server's gRPC port
+    server_pid: int
+    worker_pid: int
+
+
+@contextlib.contextmanager
+def platform_processes(prefix: str) -> Iterator[PlatformProcesses]:
+    """A private redis-server, the real server and one real worker (spawned processes), torn
+    down on exit. ``port`` is available once the server listens."""
+    from utils.redis_client import EmbeddedRedis
+    ctx = mp.get_context("spawn")
+    with tempfile.TemporaryDirectory(prefix=prefix) as tmp:
+        redis_server = EmbeddedRedis(Path(tmp) / "redis", appendonly=False).start()
+        ready, stop = ctx.Queue(), ctx.Event()
+        data_dir = str(Path(tmp) / "data")
+        server = ctx.Process(target=_server_main, args=(redis_server.port, data_dir, ready, stop))
+        worker = ctx.Process(target=_worker_main, args=(redis_server.port, data_dir))
+        server.start()
+        worker.start()
+        try:
+            yield PlatformProcesses(redis_server.port, ready.get(timeout=120), server.pid, worker.pid)
+        finally:
+            stop.set()
+            worker.terminate()
+            worker.join(timeout=30)
+            server.join(timeout=30)
+            for process in (server, worker):
+                if process.is_alive():
+                    process.kill()
+            redis_server.stop()
 
 
 def _import_bars(redis_port: int) -> list[str]:
@@ -77,35 +115,16 @@ def _one(stub, pb, symbols: list[str], commission: float) -> tuple[float, float,
 def measure() -> dict:
     import grpc
     from api_proto import backtest_pb2, backtest_pb2_grpc
-    from utils.redis_client import EmbeddedRedis
-    ctx = mp.get_context("spawn")
-    with tempfile.TemporaryDirectory(prefix="bench-bt-") as tmp:
-        redis_server = EmbeddedRedis(Path(tmp) / "redis", appendonly=False).start()
-        ready, stop = ctx.Queue(), ctx.Event()
-        server = ctx.Process(target=_server_main, args=(redis_server.port, str(Path(tmp) / "data"), ready, stop))
-        worker = ctx.Process(target=_worker_main, args=(redis_server.port, str(Path(tmp) / "data")))
-        server.start()
-        worker.start()
-        try:
-            symbols = _import_bars(redis_server.port)
-            port = ready.get(timeout=120)
-            channel = grpc.insecure_channel(f"127.0.0.1:{port}")
-            grpc.channel_ready_future(channel).result(timeout=30)
-            stub = backtest_pb2_grpc.BacktestServiceStub(channel)
-            for warm in range(3):  # numba compilation, connections
-                _one(stub, backtest_pb2, symbols, 0.0005 + warm * 1e-6)
-            runs = [_one(stub, backtest_pb2, symbols, 0.001 + run * 1e-6) for run in range(RUNS)]
-            cached = [_one(stub, backtest_pb2, symbols, 0.001 + (RUNS - 1) * 1e-6)[0] for _ in range(5)]
-            channel.close()
-        finally:
-            stop.set()
-            worker.terminate()
-            worker.join(timeout=30)
-            server.join(timeout=30)
-            for process in (server, worker):
-                if process.is_alive():
-                    process.kill()
-            redis_server.stop()
+    with platform_processes("bench-bt-") as platform:
+        symbols = _import_bars(platform.redis_port)
+        channel = grpc.insecure_channel(f"127.0.0.1:{platform.port}")
+        grpc.channel_ready_future(channel).result(timeout=30)
+        stub = backtest_pb2_grpc.BacktestServiceStub(channel)
+        for warm in range(3):  # numba compilation, connections
+            _one(stub, backtest_pb2, symbols, 0.0005 + warm * 1e-6)
+        runs = [_one(stub, backtest_pb2, symbols, 0.001 + run * 1e-6) for run in range(RUNS)]
+        cached = [_one(stub, backtest_pb2, symbols, 0.001 + (RUNS - 1) * 1e-6)[0] for _ in range(5)]
+        channel.close()
     total = np.array([run[0] for run in runs])
     compute = np.array([run[1] for run in runs])
     return {"p50": float(np.median(total)), "p90": float(np.percentile(total, 90)), "min": float(total.min()),

@@ -11,8 +11,6 @@ worker's resident memory sampled every second (to show it stays bounded).
 from __future__ import annotations
 
 import json
-import multiprocessing as mp
-import tempfile
 import threading
 import time
 from datetime import datetime, timedelta, timezone
@@ -21,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from bench import Section
-from bench.backtest_service import _server_main, _worker_main
+from bench.backtest_service import platform_processes
 
 DURATION = float(__import__("os").environ.get("BENCH_LOAD_SECONDS", "60"))
 BACKTEST_CLIENTS = 100
@@ -91,56 +89,38 @@ def _stream_client(stub, pb, index: int, stop: threading.Event, out: dict) -> No
 
 def measure() -> dict:
     import grpc
+    import redis
     from api_proto import backtest_pb2, backtest_pb2_grpc, realtime_pb2, realtime_pb2_grpc
-    from utils.redis_client import EmbeddedRedis
-    ctx = mp.get_context("spawn")
+    from utils.data.sample import ensure_sample_data
+    from utils.data.store import BarStore
     out = {"submit": [], "e2e": [], "tick": [], "errors": []}
     rss = {"server": [], "worker": []}
-    with tempfile.TemporaryDirectory(prefix="bench-load-") as tmp:
-        redis_server = EmbeddedRedis(Path(tmp) / "redis", appendonly=False).start()
-        ready, stop_server = ctx.Queue(), ctx.Event()
-        server = ctx.Process(target=_server_main, args=(redis_server.port, str(Path(tmp) / "data"), ready, stop_server))
-        worker = ctx.Process(target=_worker_main, args=(redis_server.port, str(Path(tmp) / "data")))
-        server.start()
-        worker.start()
-        try:
-            import redis
-            from utils.data.sample import ensure_sample_data
-            from utils.data.store import BarStore
-            ensure_sample_data(BarStore(redis.Redis(port=redis_server.port)))
-            port = ready.get(timeout=120)
-            options = [("grpc.max_concurrent_streams", 1000)]
-            channel = grpc.insecure_channel(f"127.0.0.1:{port}", options=options)
-            grpc.channel_ready_future(channel).result(timeout=30)
-            backtests = backtest_pb2_grpc.BacktestServiceStub(channel)
-            streams = realtime_pb2_grpc.RealTimeServiceStub(grpc.insecure_channel(f"127.0.0.1:{port}", options=options))
-            warm = {"submit": [], "e2e": [], "errors": []}
-            _run_for(lambda s: _backtest_client(backtests, backtest_pb2, 999, s, warm), 1, 5.0)  # compile
-            stop = threading.Event()
-            threads = [threading.Thread(target=_backtest_client, args=(backtests, backtest_pb2, i, stop, out))
-                       for i in range(BACKTEST_CLIENTS)]
-            threads += [threading.Thread(target=_stream_client, args=(streams, realtime_pb2, i, stop, out))
-                        for i in range(STREAMS)]
-            began = time.perf_counter()
-            for thread in threads:
-                thread.start()
-            while time.perf_counter() - began < DURATION:
-                rss["server"].append(_rss_mib(server.pid))
-                rss["worker"].append(_rss_mib(worker.pid))
-                time.sleep(1.0)
-            stop.set()
-            for thread in threads:
-                thread.join(timeout=120)
-            elapsed = time.perf_counter() - began
-        finally:
-            stop_server.set()
-            worker.terminate()
-            worker.join(timeout=30)
-            server.join(timeout=30)
-            for process in (server, worker):
-                if process.is_alive():
-                    process.kill()
-            redis_server.stop()
+    with platform_processes("bench-load-") as platform:
+        ensure_sample_data(BarStore(redis.Redis(port=platform.redis_port)))
+        options = [("grpc.max_concurrent_streams", 1000)]
+        channel = grpc.insecure_channel(f"127.0.0.1:{platform.port}", options=options)
+        grpc.channel_ready_future(channel).result(timeout=30)
+        backtests = backtest_pb2_grpc.BacktestServiceStub(channel)
+        streams = realtime_pb2_grpc.RealTimeServiceStub(
+            grpc.insecure_channel(f"127.0.0.1:{platform.port}", options=options))
+        warm = {"submit": [], "e2e": [], "errors": []}
+        _run_for(lambda s: _backtest_client(backtests, backtest_pb2, 999, s, warm), 1, 5.0)  # compile
+        stop = threading.Event()
+        threads = [threading.Thread(target=_backtest_client, args=(backtests, backtest_pb2, i, stop, out))
+                   for i in range(BACKTEST_CLIENTS)]
+        threads += [threading.Thread(target=_stream_client, args=(streams, realtime_pb2, i, stop, out))
+                    for i in range(STREAMS)]
+        began = time.perf_counter()
+        for thread in threads:
+            thread.start()
+        while time.perf_counter() - began < DURATION:
+            rss["server"].append(_rss_mib(platform.server_pid))
+            rss["worker"].append(_rss_mib(platform.worker_pid))
+            time.sleep(1.0)
+        stop.set()
+        for thread in threads:
+            thread.join(timeout=120)
+        elapsed = time.perf_counter() - began
     return {"out": out, "rss": rss, "elapsed": elapsed}
 
 
