@@ -174,7 +174,7 @@ def _make_series_driver(kind_functions, n_params, n_outputs):
         scratch = stack_scratch(n_outputs)
         state = unowned(state_owned)
         scalars = load(state, params)
-        for row in range(close.shape[0]):
+        for row in range(np.uint64(close.shape[0])):  # unsigned: no wraparound code
             scalars = step(scalars, state, params, open_[row], high[row], low[row], close[row], volume[row],
                            new_session[row], scratch)
             for k in range(n_outputs):
@@ -210,12 +210,12 @@ def _make_panel_drivers(kind_functions, init, n_params, n_outputs):
         for col in range(cols):
             state = states[col]
             init(state, params_array)
-            first = min(first_rows[col], rows)
+            first = max(min(first_rows[col], rows), 0)  # never negative: lets LLVM drop the index wraparound
             for row in range(first):
                 for k in range(n_outputs):
                     out[k, row, col] = np.nan
             scalars = load(state, params)
-            for row in range(first, rows):
+            for row in range(np.uint64(first), np.uint64(rows)):  # unsigned: no wraparound code
                 scalars = step(scalars, state, params, open_[row, col], high[row, col], low[row, col],
                                close[row, col], volume[row, col], new_session[row], scratch)
                 for k in range(n_outputs):
@@ -326,6 +326,31 @@ def fma(typingctx, a, b, c):
     return signature, codegen
 
 
+@njit(error_model="numpy", cache=True, inline="always")
+def ring_index(i):
+    """``i`` (never negative) as an unsigned index: numba then emits no negative-index wraparound
+    (a compare and a conditional move per access, most of the cost of a cheap step)."""
+    return np.uint64(i)
+
+
+@intrinsic
+def pick(typingctx, condition, if_true, if_false):
+    """``if_true if condition else if_false`` as one LLVM ``select`` marked ``!unpredictable``,
+    so the backend keeps it a conditional move: for a data-dependent condition (a new high of a
+    random walk) a branch would be mispredicted often. Both values are computed; no arithmetic
+    changes, only how the choice is made."""
+    if not isinstance(condition, types.Boolean) or if_true != if_false:
+        return None
+
+    def codegen(context, builder, sig, args):
+        flag = context.cast(builder, args[0], sig.args[0], types.boolean)
+        chosen = builder.select(flag, args[1], args[2])
+        chosen.set_metadata("unpredictable", builder.module.add_metadata([]))
+        return chosen
+
+    return if_true(condition, if_true, if_false), codegen
+
+
 # ------------------------------------------------------------------ worked example: SMA
 def sma_state_size(params: tuple) -> int:
     return 3 + int(params[0])  # count, running total, ring head, ring of the last `period` closes
@@ -362,12 +387,12 @@ def sma_push(sma, state, ring, period, x):
     if next_head == period:
         next_head = 0
     total = total + x
-    state[ring + head] = x
+    state[ring_index(ring + head)] = x
     ready = count + 1 >= period
     value = np.nan
     if ready:
         value = total / period
-        total -= state[ring + next_head]  # the oldest value of the window
+        total -= state[ring_index(ring + next_head)]  # the oldest value of the window
         count = period  # saturate: only "at least period" matters from here on
     else:
         count = count + 1

@@ -25,8 +25,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from utils.engine.indicators.step_core import (IndicatorKind, Param, fma, sma_init, sma_load, sma_push, sma_put,
-                                               sma_slots, sma_state_size, sma_step, sma_store)
+from utils.engine.indicators.step_core import (IndicatorKind, Param, fma, ring_index, sma_init, sma_load, sma_push,
+                                               sma_put, sma_slots, sma_state_size, sma_step, sma_store)
 
 # TA-Lib's TA_IS_ZERO threshold: RSI with no movement, a Bollinger deviation that is "zero".
 TALIB_EPSILON = 1e-14
@@ -100,8 +100,8 @@ def _window_push(window, state, ring, period, x):
     an exact two-pass (oldest to newest) on the first full window and every ``period`` bars after.
     """
     pushed, head, mean, squares, nan_seen = window
-    leaving = state[ring + head]
-    state[ring + head] = x
+    leaving = state[ring_index(ring + head)]
+    state[ring_index(ring + head)] = x
     head += 1
     if head == period:
         head = 0
@@ -109,17 +109,15 @@ def _window_push(window, state, ring, period, x):
     if pushed < period:
         return (pushed, head, mean, squares, nan_seen), False
     if head == 0:  # pushed is a multiple of period (head counts pushes modulo period): re-sync
+        # head 0: the oldest value is in slot 0, so slot order is oldest to newest
         total = 0.0
-        slot = head
-        for _ in range(period):
-            total += state[ring + slot]
-            slot = slot + 1 if slot + 1 < period else 0
+        for slot in range(period):
+            total += state[ring_index(ring + slot)]
         mean = total / period
         squares = 0.0
-        for _ in range(period):
-            deviation = state[ring + slot] - mean
+        for slot in range(period):
+            deviation = state[ring_index(ring + slot)] - mean
             squares += deviation * deviation
-            slot = slot + 1 if slot + 1 < period else 0
     else:
         change = x - leaving
         new_mean = mean + change / period
@@ -143,8 +141,8 @@ def _window_variance(window, period, ddof):
 def _lag_push(head, state, ring, period, x):
     """Store ``x`` in the ring of the last ``period`` values at state[ring:ring+period] and return
     (next head, the value it replaces: the input ``period`` bars ago, 0.0 while the ring fills)."""
-    older = state[ring + head]
-    state[ring + head] = x
+    older = state[ring_index(ring + head)]
+    state[ring_index(ring + head)] = x
     head += 1
     return (head if head < period else 0), older
 
@@ -243,12 +241,20 @@ def tema_step(scalars, state, params, open_, high, low, close, volume, new_sessi
 # ------------------------------------------------------------------ WMA
 @njit(error_model="numpy", cache=True, inline="always")
 def wma_load(state, params):
-    return int(state[0]), state[1], state[2], state[3], int(state[4])
+    """(count, period sub-sum, weighted sum, trailing value, ring head, re-sync phase); the phase,
+    ``(count - period + 2) mod 8 * period``, is derived from the count (not stored): 0 on the
+    bars that re-sync, so the step needs no integer division."""
+    count = int(state[0])
+    cycle = 8 * int(params[0])
+    phase = (count - int(params[0]) + 2) % cycle
+    if phase < 0:
+        phase += cycle
+    return count, state[1], state[2], state[3], int(state[4]), phase
 
 
 @njit(error_model="numpy", cache=True, inline="always")
 def wma_store(state, params, scalars):
-    count, period_sub, period_sum, trailing, head = scalars
+    count, period_sub, period_sum, trailing, head, _ = scalars
     state[0] = count
     state[1] = period_sub
     state[2] = period_sum
@@ -260,8 +266,8 @@ def wma_store(state, params, scalars):
 def wma_step(scalars, state, params, open_, high, low, close, volume, new_session, out):
     """TA-Lib WMA's running sums, recomputed from the window every ``8 * period`` outputs.
 
-    Scalars = (count, period sub-sum, weighted sum, trailing value, ring head); the ring of the
-    last ``period`` closes is at state[5:]. Between re-syncs: the sub-sum gains the close and
+    Scalars = (count, period sub-sum, weighted sum, trailing value, ring head, re-sync phase); the
+    ring of the last ``period`` closes is at state[5:]. Between re-syncs: the sub-sum gains the close and
     loses the trailing value, the weighted sum gains close * period, the output is weighted sum /
     divider, then the weighted sum loses the sub-sum (TA-Lib's order).
     """
@@ -269,21 +275,24 @@ def wma_step(scalars, state, params, open_, high, low, close, volume, new_sessio
     if period == 1:  # TA-Lib copies the input
         out[0] = close
         return scalars
-    count, period_sub, period_sum, trailing, head = scalars
-    state[5 + head] = close
+    count, period_sub, period_sum, trailing, head, phase = scalars
+    state[ring_index(5 + head)] = close
     head += 1
     if head == period:
         head = 0
+    next_phase = phase + 1
+    if next_phase == 8 * period:
+        next_phase = 0
     if count < period - 1:
         out[0] = np.nan
-        return count + 1, period_sub + close, period_sum + close * (count + 1.0), trailing, head
+        return count + 1, period_sub + close, period_sum + close * (count + 1.0), trailing, head, next_phase
     divider = (period * (period + 1)) >> 1
-    if (count - (period - 1) + 1) % (8 * period) == 0:  # the installed TA-Lib's re-sync points
+    if phase == 0:  # (count - (period - 1) + 1) % (8 * period) == 0: the installed TA-Lib's re-sync points
         period_sub = 0.0
         period_sum = 0.0
         slot = head  # oldest close of the window
         for weight in range(1, period + 1):
-            value = state[5 + slot]
+            value = state[ring_index(5 + slot)]
             period_sub += value
             period_sum += value * weight
             slot = slot + 1 if slot + 1 < period else 0
@@ -291,9 +300,9 @@ def wma_step(scalars, state, params, open_, high, low, close, volume, new_sessio
         period_sub = period_sub + close
         period_sub -= trailing
         period_sum = period_sum + close * period
-    trailing = state[5 + head]  # oldest close of this window: leaves period_sub on the next bar
+    trailing = state[ring_index(5 + head)]  # oldest close of this window: leaves period_sub on the next bar
     out[0] = period_sum / divider
-    return count + 1, period_sub, period_sum - period_sub, trailing, head
+    return count + 1, period_sub, period_sum - period_sub, trailing, head, next_phase
 
 
 # ------------------------------------------------------------------ RSI

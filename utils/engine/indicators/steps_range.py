@@ -39,7 +39,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from utils.engine.indicators.step_core import (INPUT_NAMES, IndicatorKind, Param, fma, run_panel, sma_push,
+from utils.engine.indicators.step_core import (INPUT_NAMES, IndicatorKind, Param, fma, pick, ring_index, run_panel,
+                                               sma_push,
                                                sma_put, sma_slots)
 
 _EPSILON = 1e-14  # TA_EPSILON of TA-Lib 0.8 (ta_utility.h)
@@ -92,6 +93,40 @@ def _extremes_put(state, at, extremes):
 
 
 @njit(error_model="numpy", cache=True, inline="always")
+def _ring_lowest(state, ring, period, oldest):
+    """Ring slot of the lowest value of the window at state[ring:ring+period] whose oldest value
+    is in slot ``oldest``: scanned oldest to newest, strict ``<``, so the earliest of equal lows
+    wins. A fixed trip count and conditional moves (no data-dependent branch to mispredict)."""
+    best_slot = oldest
+    best = state[ring_index(ring + oldest)]
+    j = oldest
+    for _ in range(period - 1):
+        j += 1
+        j = pick(j == period, 0, j)
+        tmp = state[ring_index(ring + j)]
+        take = tmp < best
+        best_slot = pick(take, j, best_slot)
+        best = pick(take, tmp, best)
+    return best_slot, best
+
+
+@njit(error_model="numpy", cache=True, inline="always")
+def _ring_highest(state, ring, period, oldest):
+    """As ``_ring_lowest`` for the highest value (strict ``>``, the earliest wins)."""
+    best_slot = oldest
+    best = state[ring_index(ring + oldest)]
+    j = oldest
+    for _ in range(period - 1):
+        j += 1
+        j = pick(j == period, 0, j)
+        tmp = state[ring_index(ring + j)]
+        take = tmp > best
+        best_slot = pick(take, j, best_slot)
+        best = pick(take, tmp, best)
+    return best_slot, best
+
+
+@njit(error_model="numpy", cache=True, inline="always")
 def _window_extremes(extremes, state, ring_high, period, today, high, low):
     """Highest high and lowest low of the last ``period`` bars, the TA-Lib way.
 
@@ -100,11 +135,13 @@ def _window_extremes(extremes, state, ring_high, period, today, high, low):
     state[ring_high + period:]. Returns (extremes, ready), not ready while fewer than ``period``
     bars were seen. Ties move the cached index to the newest bar; an expired extreme triggers a
     forward rescan of the window where the earliest extreme wins (TA-Lib's per-bar form; its
-    batch block scan finds the same extremes on NaN-free data)."""
+    batch block scan finds the same extremes on NaN-free data). The rescan walks the ring's two
+    contiguous runs (oldest slot to the end, then the start) and turns the winning slot back
+    into a bar index."""
     lowest_idx, lowest, highest_idx, highest, slot = extremes
     ring_low = ring_high + period
-    state[ring_high + slot] = high
-    state[ring_low + slot] = low
+    state[ring_index(ring_high + slot)] = high
+    state[ring_index(ring_low + slot)] = low
     next_slot = slot + 1
     if next_slot == period:
         next_slot = 0
@@ -112,35 +149,21 @@ def _window_extremes(extremes, state, ring_high, period, today, high, low):
         return (lowest_idx, lowest, highest_idx, highest, next_slot), False
     trailing = today - period + 1  # its ring slot is next_slot: the oldest in the window
     if lowest_idx < trailing:
-        lowest_idx = trailing
-        lowest = state[ring_low + next_slot]
-        j = next_slot
-        for i in range(trailing + 1, today + 1):
-            j += 1
-            if j == period:
-                j = 0
-            tmp = state[ring_low + j]
-            if tmp < lowest:
-                lowest_idx = i
-                lowest = tmp
-    elif low <= lowest:
-        lowest_idx = today
-        lowest = low
+        best_slot, lowest = _ring_lowest(state, ring_low, period, next_slot)
+        offset = best_slot - next_slot
+        lowest_idx = trailing + (offset if offset >= 0 else offset + period)
+    else:  # a select, not a branch: whether a bar makes a new low is unpredictable
+        take = low <= lowest
+        lowest_idx = pick(take, today, lowest_idx)
+        lowest = pick(take, low, lowest)
     if highest_idx < trailing:
-        highest_idx = trailing
-        highest = state[ring_high + next_slot]
-        j = next_slot
-        for i in range(trailing + 1, today + 1):
-            j += 1
-            if j == period:
-                j = 0
-            tmp = state[ring_high + j]
-            if tmp > highest:
-                highest_idx = i
-                highest = tmp
-    elif high >= highest:
-        highest_idx = today
-        highest = high
+        best_slot, highest = _ring_highest(state, ring_high, period, next_slot)
+        offset = best_slot - next_slot
+        highest_idx = trailing + (offset if offset >= 0 else offset + period)
+    else:
+        take = high >= highest
+        highest_idx = pick(take, today, highest_idx)
+        highest = pick(take, high, highest)
     return (lowest_idx, lowest, highest_idx, highest, next_slot), True
 
 
@@ -181,19 +204,19 @@ def atr_store(state, params, scalars):
 def _atr_update(scalars, period, high, low, close):
     """Advance the ATR scalars by one bar; returns (scalars, ready, atr)."""
     count, prev_close, total = scalars
+    if count > period:  # the Wilder step (checked first: the seed's division stays off its path)
+        tr = _true_range(high, low, prev_close)
+        w_beta = (period - 1) / period
+        w_alpha = 1.0 - w_beta
+        atr = fma(w_beta, total, w_alpha * tr)  # TA-Lib 0.8 fuses this step
+        return (count, close, atr), True, atr
     if count == 0:
         return (1, close, total), False, _NAN
     tr = _true_range(high, low, prev_close)
     if count < period:  # seed: accumulate from 0.0 in input order
         return (count + 1, close, total + tr), False, _NAN
-    if count == period:
-        atr = (total + tr) / period
-        count = period + 1
-    else:
-        w_beta = (period - 1) / period
-        w_alpha = 1.0 - w_beta
-        atr = fma(w_beta, total, w_alpha * tr)  # TA-Lib 0.8 fuses this step
-    return (count, close, atr), True, atr
+    atr = (total + tr) / period
+    return (period + 1, close, atr), True, atr
 
 
 @njit(error_model="numpy", cache=True, inline="always")
