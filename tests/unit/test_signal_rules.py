@@ -9,9 +9,9 @@ import pandas as pd
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from utils.engine.backtest import signal_rules
-from utils.engine.backtest.signal_rules import (FUNCTIONS, MAX_DEPTH, RuleError, evaluate_rules,
-                                                parse_rule)
+from utils.engine.backtest import rule_syntax, signal_rules
+from utils.engine.backtest.rule_syntax import FUNCTIONS, MAX_DEPTH
+from utils.engine.backtest.signal_rules import RuleError, evaluate_rules, parse_rule
 from utils.engine.indicators import kernels
 from utils.engine.indicators.features import KINDS, compute_features
 
@@ -327,8 +327,9 @@ def test_python_syntax_is_rejected(text):
         parse_rule(text)
 
 
-def test_the_module_never_evaluates_text():
-    tree = python_ast.parse(inspect.getsource(signal_rules))
+@pytest.mark.parametrize("module", [rule_syntax, signal_rules])
+def test_the_modules_never_evaluate_text(module):
+    tree = python_ast.parse(inspect.getsource(module))
     calls = [node.func for node in python_ast.walk(tree) if isinstance(node, python_ast.Call)]
     builtins = {func.id for func in calls if isinstance(func, python_ast.Name)}
     methods = {func.attr for func in calls if isinstance(func, python_ast.Attribute)}
