@@ -1,6 +1,7 @@
 """Turn a prediction request's columns into the feature matrix a saved model expects."""
 from __future__ import annotations
 
+import math
 from typing import Any, Mapping
 
 import numpy as np
@@ -28,7 +29,33 @@ def prepare_features(predictor_metadata: Mapping[str, Any], columns: Mapping[str
         if extra:
             problems.append(f"unexpected column(s): {', '.join(map(repr, extra))}")
         raise InvalidInputData(f"{'; '.join(problems)}; the model uses {', '.join(map(repr, feature_columns))}")
+    small = _small_matrix(columns, feature_columns)
+    if small is not None:
+        return small
     return feature_matrix(numeric_columns(columns, feature_columns, InvalidInputData), feature_columns)
+
+
+SMALL_ROWS = 64  # requests up to this many rows may take the plain-Python path below
+_EXACT_INT = 2 ** 53
+
+
+def _small_matrix(columns: Mapping[str, Any], feature_columns: list[str]) -> np.ndarray | None:
+    """The matrix of a small request whose values are all plain finite floats/ints (no bools),
+    built without per-column numpy work (single-row Predict calls are mostly that work); None when
+    anything is unusual, and the full check then accepts or explains it. Same values either way."""
+    first = columns[feature_columns[0]]
+    if type(first) is not list or not 0 < len(first) <= SMALL_ROWS:
+        return None
+    rows = len(first)
+    for name in feature_columns:
+        column = columns[name]
+        if type(column) is not list or len(column) != rows:
+            return None
+        for value in column:
+            kind = type(value)
+            if not ((kind is float and math.isfinite(value)) or (kind is int and -_EXACT_INT < value < _EXACT_INT)):
+                return None
+    return np.array([columns[name] for name in feature_columns], dtype=np.float64).T.copy()
 
 
 def predict_columns(predictor: BasePredictor, columns: Mapping[str, Any]) -> tuple[np.ndarray, np.ndarray | None]:
