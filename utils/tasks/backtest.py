@@ -87,8 +87,7 @@ def _search(spec: StrategySpec, aligned: AlignedBars, capital: float, commission
     result = sweep_panels(spec, aligned.panels, aligned.start_index, capital, commission,
                           progress=lambda f: context.progress(LOAD_SHARE + (share - LOAD_SHARE) * f),
                           backend=backend)
-    fields_device = backend.label
-    fields: dict[str, Any] = {"sweep": {**_sweep_summary(result), "device": fields_device},
+    fields: dict[str, Any] = {"sweep": {**_sweep_summary(result), "device": backend.label},
                               "best_params": result.best["params"]}
     if spec.walk_forward:
         calendar = aligned.calendar

@@ -29,6 +29,7 @@ import numpy as np
 
 from utils.engine.backtest.simulate import FILLS, FULL_EQUITY, SimulationConfig
 from utils.engine.backtest.strategies import STRATEGIES, ParamDef, UnknownStrategyError
+from utils.engine.indicators.layout import to_host
 
 DIRECTIONS = ("long_only", "long_short")
 SIZINGS = ("all_in", "percent_equity", "fixed_cash", "volatility_target")
@@ -303,7 +304,7 @@ def warmup_bars(spec: StrategySpec) -> int:
 def target_positions(xp: Any, spec: StrategySpec, bars: Mapping[str, Any]) -> np.ndarray:
     """Target directions (time x symbols; 1 long / -1 short / 0 flat), or rebalance weights for a
     portfolio strategy, for a validated spec without a grid."""
-    host = {field: np.ascontiguousarray(_to_host(xp, values), dtype=np.float64) for field, values in bars.items()}
+    host = {field: np.ascontiguousarray(to_host(xp, values), dtype=np.float64) for field, values in bars.items()}
     return STRATEGIES[spec.strategy_type].signal(host, spec.allow_short, **spec.param_values)
 
 
@@ -313,21 +314,14 @@ def size_fractions(spec: StrategySpec, close: np.ndarray) -> np.ndarray | None:
         return np.full(close.shape, spec.size if spec.size < 1 else
                        (FULL_EQUITY if spec.fill == "next_open" else 1.0))
     if spec.sizing == "volatility_target":
-        from utils.engine.indicators.features import KINDS
-        from utils.engine.indicators.kernels import host_panels, run_kind, to_caller
-        panels, was_series = host_panels(np, {"close": close})
-        (volatility,) = to_caller(np, run_kind(KINDS["volatility"], (spec.vol_window,), panels), was_series)
+        from utils.engine.indicators.features import compute_features
+        name = f"volatility_{spec.vol_window}"
+        volatility = compute_features(np, [name], close)[name]
         annual = volatility * math.sqrt(spec.periods_per_year)
         with np.errstate(divide="ignore", invalid="ignore"):
             fraction = np.minimum(spec.target_volatility / annual, 1.0)
         return np.where(np.isfinite(fraction), fraction, 0.0)
     return None
-
-
-def _to_host(xp: Any, values: Any) -> np.ndarray:
-    if xp is np or isinstance(values, np.ndarray):
-        return np.asarray(values)
-    return xp.asnumpy(values) if hasattr(xp, "asnumpy") else np.asarray(values)
 
 
 def list_strategies() -> list[dict[str, Any]]:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from utils.engine.backtest.simulate import (C_MIN, C_RATE, C_SLIPPAGE, T_ENTRY, T_SYMBOL, TRADE_COLUMNS,
+from utils.engine.backtest.simulate import (C_MIN, C_RATE, C_SLIPPAGE, OPEN_REASON, T_ENTRY, T_SYMBOL, TRADE_COLUMNS,
                                             BacktestOutput, SimulationConfig, write_trade)
 
 
@@ -124,7 +124,7 @@ def _rebalance_kernel(open_, close, weights, capital, costs, fill_at_close, star
     for symbol in range(n_symbols):
         if shares[symbol] != 0.0:  # still open: marked at the last close, no exit fee
             n_trades = write_trade(trades, n_trades, symbol, entry_index[symbol], n_bars - 1,
-                                   entry_price[symbol], marks[symbol], largest[symbol], fees[symbol], 0.0, 4,
+                                   entry_price[symbol], marks[symbol], largest[symbol], fees[symbol], 0.0, OPEN_REASON,
                                    0.0, flows[symbol] + shares[symbol] * marks[symbol] - fees[symbol])
     return n_trades, traded
 

@@ -22,7 +22,7 @@ from utils.engine.backtest.rebalance import simulate_rebalancing
 from utils.engine.backtest.simulate import (EXIT_REASONS, OPEN_REASON, T_ENTRY, T_ENTRY_PRICE, T_EXIT,
                                             T_EXIT_PRICE, T_PNL, T_REASON, T_SIZE, T_SYMBOL, BacktestOutput,
                                             simulate_portfolio, trade_pnl)
-from utils.engine.metrics import drawdown_curve, performance_metrics
+from utils.engine.metrics import drawdown_curve
 
 PRICE_FIELDS = ("open", "high", "low", "close")
 
@@ -197,11 +197,9 @@ def report_of(spec: StrategySpec, aligned: AlignedBars, output: BacktestOutput,
               initial_capital: float) -> BacktestReport:
     calendar, symbols = aligned.calendar, aligned.symbols
     trades = trade_records(output.trade_table, symbols, calendar)
-    metrics = performance_metrics(output.equity, output.closed_pnl, spec.periods_per_year, output.exposure,
-                                  initial_capital)
-    metrics["turnover"] = output.turnover
     return BacktestReport(
-        metrics=metrics, equity_times=calendar[output.start_index:].copy(), equity=output.equity,
+        metrics=output.metrics(spec.periods_per_year, initial_capital),
+        equity_times=calendar[output.start_index:].copy(), equity=output.equity,
         drawdown=drawdown_curve(output.equity), trades=trades,
         per_symbol=_per_symbol_summary(symbols, output, initial_capital / len(symbols), spec.is_portfolio),
         warmup_bars=aligned.warmup)

@@ -48,6 +48,7 @@ import numpy as np
 from numba import njit
 
 from utils.engine.indicators.layout import as_panel
+from utils.engine.metrics import performance_metrics
 
 FILLS = ("next_open", "close")
 FULL_EQUITY = 1.0 - 2.0 ** -52  # backtesting.py's size for "all of the equity"
@@ -152,6 +153,13 @@ class BacktestOutput:
         """P&L of the trades closed within the run (open ones excluded), in table order."""
         return self.trade_table[self.trade_table[:, T_REASON] != OPEN_REASON, T_PNL]
 
+    def metrics(self, periods_per_year: int, initial_capital: float) -> dict[str, float]:
+        """``performance_metrics`` of this run, plus its turnover."""
+        metrics = performance_metrics(self.equity, self.closed_pnl, periods_per_year, self.exposure,
+                                      initial_capital)
+        metrics["turnover"] = self.turnover
+        return metrics
+
 
 @njit(cache=True, inline="always")
 def _commission(value, rate, minimum):
@@ -183,6 +191,19 @@ def write_trade(trades, n_trades, symbol, entry_index, exit_index, entry_price, 
 @njit(cache=True, inline="always")
 def round_trip_pnl(entry_price, exit_price, size, entry_fee, exit_fee, borrow):
     return (exit_price - entry_price) * size - entry_fee - exit_fee - borrow
+
+
+@njit(cache=True, inline="always")
+def _close_position(trades, n_trades, symbol, bar, price, reason, shares, direction, entry_index, entry_price,
+                    entry_fee, borrow_paid, rate, minimum, slippage):
+    """Sell (cover) the whole position at ``price`` moved by slippage and record the round trip.
+    Returns (cash change, traded value, trade count)."""
+    fill = price * (1.0 - slippage) if direction > 0 else price * (1.0 + slippage)
+    value = abs(shares) * fill
+    fee = _commission(value, rate, minimum)
+    n_trades = write_trade(trades, n_trades, symbol, entry_index, bar, entry_price, fill, shares, entry_fee, fee,
+                           reason, borrow_paid, round_trip_pnl(entry_price, fill, shares, entry_fee, fee, borrow_paid))
+    return shares * fill - fee, value, n_trades
 
 
 @njit(cache=True)
@@ -248,13 +269,11 @@ def simulate_sleeve(open_, high, low, close, target, size_fraction, capital, cos
                     exit_price = min(bar_open, level) if np.isfinite(bar_open) else level
                     reason = 2
             if not np.isnan(exit_price):
-                fill = exit_price * (1.0 - slippage) if direction > 0 else exit_price * (1.0 + slippage)
-                value = abs(shares) * fill
-                fee = _commission(value, rate, minimum)
-                cash += shares * fill - fee
+                proceeds, value, n_trades = _close_position(
+                    trades, n_trades, symbol, bar, exit_price, reason, shares, direction, entry_index, entry_price,
+                    entry_fee, borrow_paid, rate, minimum, slippage)
+                cash += proceeds
                 traded += value
-                n_trades = write_trade(trades, n_trades, symbol, entry_index, bar, entry_price, fill, shares, entry_fee, fee, reason, borrow_paid,
-                                       round_trip_pnl(entry_price, fill, shares, entry_fee, fee, borrow_paid))
                 blocked = direction
                 shares = 0.0
                 direction = 0
@@ -276,13 +295,11 @@ def simulate_sleeve(open_, high, low, close, target, size_fraction, capital, cos
                     blocked = 0
             if wanted != direction:
                 if direction != 0:  # close what is held
-                    fill = price * (1.0 - slippage) if direction > 0 else price * (1.0 + slippage)
-                    value = abs(shares) * fill
-                    fee = _commission(value, rate, minimum)
-                    cash += shares * fill - fee
+                    proceeds, value, n_trades = _close_position(
+                        trades, n_trades, symbol, bar, price, 0, shares, direction, entry_index, entry_price,
+                        entry_fee, borrow_paid, rate, minimum, slippage)
+                    cash += proceeds
                     traded += value
-                    n_trades = write_trade(trades, n_trades, symbol, entry_index, bar, entry_price, fill, shares, entry_fee, fee, 0, borrow_paid,
-                                           round_trip_pnl(entry_price, fill, shares, entry_fee, fee, borrow_paid))
                     shares = 0.0
                     direction = 0
                 if wanted != 0 and cash > 0:
@@ -338,7 +355,8 @@ def simulate_sleeve(open_, high, low, close, target, size_fraction, capital, cos
         shares_out[bar - start] = shares
     has_open = direction != 0
     if has_open:
-        n_trades = write_trade(trades, n_trades, symbol, entry_index, n_bars - 1, entry_price, mark, shares, entry_fee, 0.0, 4, borrow_paid,
+        n_trades = write_trade(trades, n_trades, symbol, entry_index, n_bars - 1, entry_price, mark, shares,
+                               entry_fee, 0.0, OPEN_REASON, borrow_paid,
                                round_trip_pnl(entry_price, mark, shares, entry_fee, 0.0, borrow_paid))
     return n_trades, has_open, traded
 

@@ -22,6 +22,7 @@ import numpy as np
 from numba import njit, prange
 
 from utils.engine.backtest.config import StrategySpec, size_fractions, target_positions
+from utils.engine.backtest.rebalance import simulate_rebalancing
 from utils.engine.backtest.simulate import FULL_EQUITY, OPEN_REASON, T_PNL, T_REASON, TRADE_COLUMNS, simulate_sleeve
 from utils.engine.backtest.strategies import indicator_memo
 from utils.engine.backtest.vector_sim import curve_metrics, simulate_columns
@@ -128,7 +129,6 @@ def sweep_panels(spec: StrategySpec, panels: dict[str, np.ndarray], start: int, 
     rows = []
     with indicator_memo():
         if spec.is_portfolio:
-            from utils.engine.backtest.rebalance import simulate_rebalancing
             batch = None
         else:
             batch = SleeveBatch(panels, start)
@@ -136,11 +136,7 @@ def sweep_panels(spec: StrategySpec, panels: dict[str, np.ndarray], start: int, 
         for index, combination in enumerate(combinations):
             target = target_positions(np, combination, panels)
             if batch is None:
-                output = simulate_rebalancing(panels["open"], panels["close"], target, capital,
-                                              combination.simulation_config(commission_rate), start)
-                metrics = performance_metrics(output.equity, output.closed_pnl, spec.periods_per_year,
-                                              output.exposure, capital)
-                metrics["turnover"] = output.turnover
+                metrics = _portfolio_metrics(combination, panels, start, capital, commission_rate, target)
             else:
                 metrics = batch.run(combination, target, fractions, capital, commission_rate)
             params = combination.param_values
@@ -252,10 +248,12 @@ def walk_forward(spec: StrategySpec, panels: dict[str, np.ndarray], start: int, 
         in_sample = sweep_panels(spec, train, train_start, capital, commission_rate, limit=1)
         chosen = best_spec(spec, in_sample)
         test = {field: panel[:test_end] for field, panel in panels.items()}
-        out_of_sample = SleeveBatch(test, test_start).run(
-            chosen, target_positions(np, chosen, test), size_fractions(chosen, test["close"]), capital,
-            commission_rate) if not spec.is_portfolio else _portfolio_metrics(chosen, test, test_start, capital,
-                                                                                 commission_rate)
+        if spec.is_portfolio:
+            out_of_sample = _portfolio_metrics(chosen, test, test_start, capital, commission_rate)
+        else:
+            out_of_sample = SleeveBatch(test, test_start).run(
+                chosen, target_positions(np, chosen, test), size_fractions(chosen, test["close"]), capital,
+                commission_rate)
         results.append({"window": number + 1, "train_rows": (train_start, test_start),
                         "test_rows": (test_start, test_end), "best_params": in_sample.best["params"],
                         "in_sample": in_sample.best["metrics"], "out_of_sample": out_of_sample})
@@ -264,10 +262,11 @@ def walk_forward(spec: StrategySpec, panels: dict[str, np.ndarray], start: int, 
     return results
 
 
-def _portfolio_metrics(spec, panels, start, capital, commission_rate) -> dict[str, float]:
-    from utils.engine.backtest.rebalance import simulate_rebalancing
-    output = simulate_rebalancing(panels["open"], panels["close"], target_positions(np, spec, panels), capital,
+def _portfolio_metrics(spec: StrategySpec, panels: dict[str, np.ndarray], start: int, capital: float,
+                       commission_rate: float, target: np.ndarray | None = None) -> dict[str, float]:
+    """Metrics of one parameter set of a shared-cash (rebalancing) strategy."""
+    if target is None:
+        target = target_positions(np, spec, panels)
+    output = simulate_rebalancing(panels["open"], panels["close"], target, capital,
                                   spec.simulation_config(commission_rate), start)
-    metrics = performance_metrics(output.equity, output.closed_pnl, spec.periods_per_year, output.exposure, capital)
-    metrics["turnover"] = output.turnover
-    return metrics
+    return output.metrics(spec.periods_per_year, capital)
