@@ -1,7 +1,6 @@
 """Shared look-ups of queued jobs for the servicers (status, watch, history paging)."""
 from __future__ import annotations
 
-import threading
 import time
 from typing import Callable, Iterator
 
@@ -9,7 +8,6 @@ import grpc
 
 from services.errors import not_found
 from utils.queue.jobs import JobRecord
-from utils.queue.announcements import JobAnnouncements
 from utils.queue.streams import JobQueue
 
 WATCH_POLL_SECONDS = 0.1
@@ -25,10 +23,9 @@ def require_job(queue: JobQueue, job_id: str, task_type: str, noun: str) -> JobR
 def watch(queue: JobQueue, job_id: str, task_type: str, noun: str,
           context: grpc.ServicerContext) -> Iterator[JobRecord]:
     """Yield the job record whenever its status or progress changes, until it is terminal.
-    Wakes on the job's announcements (the process's one pub/sub listener) and re-reads at least
+    Wakes on the job's announcements (the queue's one pub/sub listener) and re-reads at least
     every ``WATCH_POLL_SECONDS`` (an announcement can be missed across a reconnect)."""
     last: tuple | None = None
-    announcements = announcements_for(queue)
     while context.is_active():
         record = require_job(queue, job_id, task_type, noun)
         state = (record.status, round(record.progress, 4), record.attempts, record.error)
@@ -37,20 +34,7 @@ def watch(queue: JobQueue, job_id: str, task_type: str, noun: str,
             yield record
         if record.status.is_terminal:
             return
-        announcements.wait(job_id, WATCH_POLL_SECONDS)
-
-
-_ANNOUNCEMENTS: dict[int, JobAnnouncements] = {}
-_ANNOUNCEMENTS_LOCK = threading.Lock()
-
-
-def announcements_for(queue: JobQueue) -> JobAnnouncements:
-    """The listener shared by every watcher of this queue's Redis (one per process and client)."""
-    with _ANNOUNCEMENTS_LOCK:
-        found = _ANNOUNCEMENTS.get(id(queue.redis))
-        if found is None or found.client is not queue.redis:
-            found = _ANNOUNCEMENTS[id(queue.redis)] = JobAnnouncements(queue.redis)
-        return found
+        queue.announcements.wait(job_id, WATCH_POLL_SECONDS)
 
 
 def wait_for(queue: JobQueue, job_id: str, context: grpc.ServicerContext, default_timeout: float,

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import json
 import time
+from functools import cached_property
 from dataclasses import dataclass
 from typing import Any, Iterable
 
 import redis
 
 from utils.queue import keys, scripts
+from utils.queue.announcements import JobAnnouncements
 from utils.queue.jobs import Delivery, JobRecord, JobSpec, JobStatus, initial_hash, new_job_id
 
 
@@ -58,6 +60,11 @@ class JobQueue:
         self._cancel = client.register_script(scripts.CANCEL)
         self._requeue = client.register_script(scripts.REQUEUE)
         self._promote = client.register_script(scripts.PROMOTE)
+
+    @cached_property
+    def announcements(self) -> JobAnnouncements:
+        """Wakes waiters on a job's progress/status announcements (one listener per queue)."""
+        return JobAnnouncements(self.redis)
 
     # ----------------------------------------------------------------- set-up
     def ensure_groups(self) -> None:
