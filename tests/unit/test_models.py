@@ -9,6 +9,7 @@ from sklearn import metrics as sk_metrics
 from sklearn.datasets import make_classification, make_regression
 from sklearn.ensemble import RandomForestClassifier
 
+from tests.reference_metrics import binary_reference
 from utils.engine.backend import cpu_backend
 from utils.engine.models import (MODEL_REGISTRY, ModelConfig, RandomForestPredictor, UnknownModelError,
                                  evaluate, infer_task, time_split, train_model)
@@ -55,14 +56,7 @@ def test_binary_metrics_match_sklearn():
     held_out, truth = features[200:], target[200:]
     predicted, proba = predictor.predict(held_out), predictor.predict_proba(held_out)
     scores = evaluate("classification", truth, predicted, proba, classes=predictor.classes)
-    expected = {
-        "accuracy": sk_metrics.accuracy_score(truth, predicted),
-        "precision": sk_metrics.precision_score(truth, predicted),
-        "recall": sk_metrics.recall_score(truth, predicted),
-        "f1": sk_metrics.f1_score(truth, predicted),
-        "roc_auc": sk_metrics.roc_auc_score(truth, proba[:, 1]),
-        "log_loss": sk_metrics.log_loss(truth, proba),
-    }
+    expected = binary_reference(truth, predicted, proba)
     assert scores.keys() == expected.keys()
     for name, value in expected.items():
         assert scores[name] == pytest.approx(value, abs=1e-12), name

@@ -10,6 +10,7 @@ from sklearn.linear_model import LinearRegression, LogisticRegression, Ridge
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
+from tests.reference_metrics import binary_reference
 from utils.engine.backend import BackendUnavailable, cpu_backend
 from utils.engine.models import (MODEL_REGISTRY, DetailedProgress, GradientBoostingPredictor, InvalidModelConfig,
                                  InvalidModelParams, InvalidTrainingData, ModelConfig, ModelStore, evaluate,
@@ -77,14 +78,7 @@ def test_binary_metrics_match_sklearn(model_type):
     predicted, proba = predictor.predict(held_out), predictor.predict_proba(held_out)
     assert proba.shape == (150, 2) and np.allclose(proba.sum(axis=1), 1.0)
     scores = evaluate("classification", truth, predicted, proba, classes=predictor.classes)
-    expected = {
-        "accuracy": sk_metrics.accuracy_score(truth, predicted),
-        "precision": sk_metrics.precision_score(truth, predicted),
-        "recall": sk_metrics.recall_score(truth, predicted),
-        "f1": sk_metrics.f1_score(truth, predicted),
-        "roc_auc": sk_metrics.roc_auc_score(truth, proba[:, 1]),
-        "log_loss": sk_metrics.log_loss(truth, proba),
-    }
+    expected = binary_reference(truth, predicted, proba)
     assert scores.keys() == expected.keys()
     for name, value in expected.items():
         assert scores[name] == pytest.approx(value, abs=1e-12), name
