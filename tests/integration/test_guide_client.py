@@ -1,7 +1,6 @@
 """The seed usage guide's client code runs unchanged against the server."""
 from __future__ import annotations
 
-import glob
 import os
 import re
 import subprocess
@@ -10,9 +9,11 @@ import sys
 import pytest
 
 from tests.conftest import PROJECT_ROOT
+from tests.references import reference_unavailable
 
 GUIDE = PROJECT_ROOT / "examples" / "guide_client.py"
-SEED_PATTERN = str(PROJECT_ROOT.parent / "shared" / "seeds" / "003_*.txt")
+SEEDS_DIR = PROJECT_ROOT.parent / "shared" / "seeds"
+SEED_GLOB = "003_*.txt"
 
 
 def guide_blocks(text: str) -> list[str]:
@@ -20,10 +21,12 @@ def guide_blocks(text: str) -> list[str]:
 
 
 def test_examples_match_the_seed_document():
-    seeds = glob.glob(SEED_PATTERN)
-    if not seeds:
+    if not SEEDS_DIR.is_dir():
         pytest.skip("shared/seeds is not beside this checkout")
-    seed = open(seeds[0], encoding="utf-8").read()
+    seeds = sorted(SEEDS_DIR.glob(SEED_GLOB))
+    if not seeds:  # the seeds are here, so the comparison must run: under CI=true this fails
+        reference_unavailable(f"{SEEDS_DIR} holds no {SEED_GLOB}: the guide cannot be compared with it")
+    seed = seeds[0].read_text(encoding="utf-8")
     section = seed[seed.index("## API使用示例"):seed.index("## 监控与运维")]
     expected = [block.strip() for block in re.findall(r"```python\n(.*?)```", section, re.S)]
     assert guide_blocks(GUIDE.read_text(encoding="utf-8")) == expected

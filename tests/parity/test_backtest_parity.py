@@ -21,9 +21,10 @@ from utils.engine.backtest.config import target_positions, validate_strategy_con
 from utils.engine.backtest.rebalance import simulate_rebalancing
 from utils.engine.backtest.simulate import SimulationConfig, simulate_portfolio
 from utils.engine.metrics import performance_metrics
+from tests.references import require_reference
 
-backtesting = pytest.importorskip("backtesting")
-vbt = pytest.importorskip("vectorbt")
+backtesting = require_reference("backtesting")
+vbt = require_reference("vectorbt")
 from backtesting.test import EURUSD, GOOG  # noqa: E402
 
 RTOL = 1e-9

@@ -3,8 +3,10 @@ indicator): NaN positions identical, values within 1e-9 * max(1, |reference|).""
 import numpy as np
 import pytest
 
-talib = pytest.importorskip("talib")
-pd = pytest.importorskip("pandas")
+from tests.references import require_reference
+
+talib = require_reference("talib")
+pd = require_reference("pandas")
 
 from utils.engine.indicators import bollinger, compute_features, ema, macd, rsi, sma  # noqa: E402
 from utils.engine.indicators.kernels import host_panels, run_kind, to_caller  # noqa: E402
