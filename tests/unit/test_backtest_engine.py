@@ -13,6 +13,7 @@ from utils.engine.backtest import (NoDataInRange, UnknownStrategyError, run_back
                                    warmup_bars)
 from utils.engine.metrics import (PROFIT_FACTOR_CAP, drawdown_curve, max_drawdown_duration,
                                   performance_metrics)
+from tests.references import require_reference
 
 DAY_NS = 86_400 * 10**9
 
@@ -187,21 +188,68 @@ def test_trend_following_matches_pandas_reference():
     assert ours[:29].sum() == 0
 
 
-def test_sma_crossover_matches_pandas_reference():
+def test_trend_following_cross_acts_where_its_conditions_start():
+    close = random_closes()
+    close[:40, 1] = np.nan  # a symbol listed later
+    spec = validate_strategy_config({"strategy_type": "trend_following", "lookback_period": 15,
+                                     "moving_average_window": 30, "entry": "cross", "direction": "long_short"})
+    frame = pd.DataFrame(close)
+    average, change = frame.rolling(30).mean(), frame / frame.shift(15) - 1
+    known = average.notna() & change.notna()
+    bullish, bearish = (frame > average) & (change > 0), (frame < average) & (change < 0)
+    starts = [(now & ~now.shift(1, fill_value=False) & known & known.shift(1, fill_value=False)).to_numpy()
+              for now in (bullish, bearish)]
+    reference = np.zeros_like(close)
+    for column in range(close.shape[1]):
+        held = 0.0
+        for row in range(close.shape[0]):
+            held = 1.0 if starts[0][row, column] else -1.0 if starts[1][row, column] else held
+            reference[row, column] = held
+    ours = target_positions(np, spec, {"close": close})
+    np.testing.assert_array_equal(ours, reference)
+    assert set(np.unique(ours)) == {-1.0, 0.0, 1.0}
+
+
+def test_sma_crossover_level_matches_pandas_reference():
     close = random_closes(seed=9)
-    spec = validate_strategy_config({"strategy_type": "sma_crossover", "fast": 5, "slow": 20})
+    spec = validate_strategy_config({"strategy_type": "sma_crossover", "fast": 5, "slow": 20, "entry": "level"})
     frame = pd.DataFrame(close)
     reference = (frame.rolling(5).mean() > frame.rolling(20).mean()).astype(float)
     np.testing.assert_array_equal(target_positions(np, spec, {"close": close}), reference.to_numpy())
 
 
+@pytest.mark.parametrize("direction", ["long_only", "long_short"])
+def test_sma_crossover_cross_follows_backtesting_py_crossover(direction):
+    crossover = require_reference("backtesting.lib").crossover
+    close = random_closes(seed=9)
+    spec = validate_strategy_config({"strategy_type": "sma_crossover", "fast": 5, "slow": 20,
+                                     "direction": direction})
+    fast, slow = (pd.DataFrame(close).rolling(n).mean().to_numpy() for n in (5, 20))
+    reference = np.zeros_like(close)
+    for column in range(close.shape[1]):
+        held = 0.0  # SmaCross: flat until the first crossing, then held until the next one
+        for row in range(1, close.shape[0]):
+            if crossover(fast[:row + 1, column], slow[:row + 1, column]):
+                held = 1.0
+            elif crossover(slow[:row + 1, column], fast[:row + 1, column]):
+                held = -1.0 if direction == "long_short" else 0.0
+            reference[row, column] = held
+    ours = target_positions(np, spec, {"close": close})
+    np.testing.assert_array_equal(ours, reference)
+    level = validate_strategy_config({"strategy_type": "sma_crossover", "fast": 5, "slow": 20, "entry": "level"})
+    assert not np.array_equal(ours, target_positions(np, level, {"close": close}))
+
+
 def test_strategy_config_defaults_and_warmup():
     spec = validate_strategy_config({"strategy_type": "trend_following"})
-    assert spec.param_values == {"lookback_period": 20, "moving_average_window": 50}
+    assert spec.param_values == {"lookback_period": 20, "moving_average_window": 50, "entry": "level"}
     assert spec.fill == "next_open" and warmup_bars(spec) == 49
     spec = validate_strategy_config({"strategy_type": "sma_crossover", "fast": 3.0, "slow": "12",
                                      "fill": "close"})
-    assert spec.param_values == {"fast": 3, "slow": 12} and warmup_bars(spec) == 11
+    # a crossing compares with the previous bar: one bar more than the level needs
+    assert spec.param_values == {"fast": 3, "slow": 12, "entry": "cross"} and warmup_bars(spec) == 12
+    level = validate_strategy_config({"strategy_type": "sma_crossover", "fast": 3, "slow": 12, "entry": "level"})
+    assert warmup_bars(level) == 11 and level.normalised()["entry"] == "level"
 
 
 @pytest.mark.parametrize("config,message", [
@@ -212,6 +260,11 @@ def test_strategy_config_defaults_and_warmup():
     ({"strategy_type": "sma_crossover", "fast": 30, "slow": 10}, "strategy_config.fast"),
     ({"strategy_type": "sma_crossover", "window": 3}, "unknown keys for sma_crossover: window"),
     ({"strategy_type": "sma_crossover", "fill": "vwap"}, "strategy_config.fill"),
+    ({"strategy_type": "sma_crossover", "entry": "both"},
+     "strategy_config.entry must be one of cross, level, got 'both'"),
+    ({"strategy_type": "trend_following", "entry": 1}, "strategy_config.entry must be one of cross, level"),
+    ({"strategy_type": "sma_crossover", "param_grid": {"entry": ["cross", "edge"]}},
+     "strategy_config.param_grid.entry must be one of cross, level, got 'edge'"),
 ])
 def test_strategy_config_errors_name_the_field(config, message):
     with pytest.raises(ValueError) as caught:
@@ -265,7 +318,7 @@ def test_run_backtest_forward_fills_a_missing_bar_as_a_flat_bar():
     gappy = {field: values[keep] for field, values in gappy.items()}
     bars = {"FULL": make_bars(close, 19_000), "GAP": gappy}
     spec = validate_strategy_config({"strategy_type": "sma_crossover", "fast": 1, "slow": 2,
-                                     "fill": "close"})
+                                     "fill": "close", "entry": "level"})
     report = run_backtest(cpu_backend(), spec, bars, 19_000 * DAY_NS, 19_005 * DAY_NS, 2_000.0, 0.0)
     # Both sleeves buy at day 1's close. GAP's missing day 3 is a flat bar at 12, so its
     # SMA(1) equals its SMA(2): it sells there at 12 and buys back at day 4's close (14).

@@ -7,8 +7,12 @@ weights on rebalance bars and NaN elsewhere. The indicator kernels are the ones 
 features, so a backtest and a feature request see identical values. Names map to known functions
 only; nothing is looked up dynamically, and ``signals`` rules are parsed, never evaluated as code.
 
-Level strategies (``trend_following``, ``sma_crossover``) hold while their condition holds; with
-``direction: long_short`` the opposite condition holds the short. Event strategies
+``trend_following`` and ``sma_crossover`` take ``entry``: ``"level"`` holds the position while
+the condition holds (with ``direction: long_short`` the opposite condition holds the short);
+``"cross"`` acts only where the condition starts (backtesting.py's ``crossover`` for the two
+averages): a crossing up goes long (covering a short), a crossing down closes the long and goes
+short (``long_short``) or stays flat, the position is held in between and flat before the first
+crossing. ``sma_crossover`` defaults to ``cross``, ``trend_following`` to ``level``. Event strategies
 (``mean_reversion``, ``breakout``, ``signals``) have entry and exit conditions, turned into a
 held direction by ``events_to_target``; with ``long_short`` and no explicit short rules, the long
 exit is the short entry and the long entry the short exit (a sell signal reverses).
@@ -26,6 +30,7 @@ from numba import njit
 from utils.engine.indicators import kernels
 
 MAX_WINDOW = 5000
+ENTRIES = ("cross", "level")  # act where a condition starts, or hold while it holds
 _MEMO: contextvars.ContextVar[dict | None] = contextvars.ContextVar("indicator_memo", default=None)
 
 
@@ -92,13 +97,6 @@ class StrategyDef:
 
 
 # ------------------------------------------------------------------ helpers
-def _finite_and(*conditions: np.ndarray) -> np.ndarray:
-    result = conditions[0]
-    for condition in conditions[1:]:
-        result = result & condition
-    return result
-
-
 @njit(cache=True)
 def _events_to_target(long_entry, long_exit, short_entry, short_exit):
     rows, cols = long_entry.shape
@@ -157,6 +155,36 @@ def _past(values: np.ndarray, bars: int) -> np.ndarray:
     return past
 
 
+def crossings(line: np.ndarray, other: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(up, down)``: bars where ``line`` crosses above ``other`` (strictly below on the previous
+    bar, strictly above now: backtesting.py's ``crossover``) and below it (mirrored). A NaN on
+    either bar is no crossing."""
+    line_before, other_before = _past(line, 1), _past(other, 1)
+    up = (line_before < other_before) & (line > other)
+    down = (line_before > other_before) & (line < other)
+    return up, down
+
+
+def _onsets(condition: np.ndarray, known: np.ndarray) -> np.ndarray:
+    """Bars where ``condition`` holds and did not on the previous bar, both bars ``known``
+    (the first bar with defined indicators is never an onset)."""
+    before = np.zeros_like(condition)
+    before[1:] = condition[:-1]
+    known_before = np.zeros_like(known)
+    known_before[1:] = known[:-1]
+    return condition & ~before & known & known_before
+
+
+def _held(long_condition: np.ndarray, short_condition: np.ndarray, allow_short: bool, entry: str,
+          events: Callable[[], tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
+    """Target of a two-sided condition: held while it holds (``level``), or switched only on the
+    ``(up, down)`` events (``cross``: a down event closes a long, or reverses it)."""
+    if entry == "level":
+        return _levels(long_condition, short_condition, allow_short)
+    up, down = events()
+    return events_to_target(up, down, allow_short=allow_short)
+
+
 def rolling_extreme(values: np.ndarray, window: int, highest: bool) -> np.ndarray:
     """Max (or min) of the last ``window`` rows including the current one; NaN before that."""
     from numpy.lib.stride_tricks import sliding_window_view
@@ -169,22 +197,30 @@ def rolling_extreme(values: np.ndarray, window: int, highest: bool) -> np.ndarra
 
 # ------------------------------------------------------------------ strategies
 def trend_following(bars: Mapping[str, np.ndarray], allow_short: bool, lookback_period: int,
-                    moving_average_window: int) -> np.ndarray:
+                    moving_average_window: int, entry: str = "level") -> np.ndarray:
     """Long while close > SMA(close, window) and the ``lookback_period`` return is positive
-    (short while close < SMA and that return is negative)."""
+    (short while close < SMA and that return is negative). ``cross``: long where that condition
+    starts, closed (or reversed) where the short condition starts."""
     close = bars["close"]
     average = sma(np, close, moving_average_window)
     with np.errstate(invalid="ignore", divide="ignore"):
         momentum = close / _past(close, lookback_period) - 1.0
     # NaN comparisons are False, so warm-up bars come out flat.
-    return _levels((close > average) & (momentum > 0), (close < average) & (momentum < 0), allow_short)
+    bullish, bearish = (close > average) & (momentum > 0), (close < average) & (momentum < 0)
+    known = np.isfinite(average) & np.isfinite(momentum)
+    return _held(bullish, bearish, allow_short, entry,
+                 lambda: (_onsets(bullish, known), _onsets(bearish, known)))
 
 
-def sma_crossover(bars: Mapping[str, np.ndarray], allow_short: bool, fast: int, slow: int) -> np.ndarray:
-    """Long while SMA(close, fast) > SMA(close, slow) (short while below)."""
+def sma_crossover(bars: Mapping[str, np.ndarray], allow_short: bool, fast: int, slow: int,
+                  entry: str = "cross") -> np.ndarray:
+    """``cross`` (backtesting.py's SmaCross): long where SMA(close, fast) crosses above
+    SMA(close, slow), closed (or reversed to short) where it crosses below. ``level``: long while
+    SMA(fast) > SMA(slow) (short while below)."""
     close = bars["close"]
     fast_line, slow_line = sma(np, close, fast), sma(np, close, slow)
-    return _levels(fast_line > slow_line, fast_line < slow_line, allow_short)
+    return _held(fast_line > slow_line, fast_line < slow_line, allow_short, entry,
+                 lambda: crossings(fast_line, slow_line))
 
 
 def mean_reversion(bars: Mapping[str, np.ndarray], allow_short: bool, indicator: str, period: int,
@@ -284,14 +320,26 @@ def _mean_reversion_check(params: dict[str, Any]) -> str | None:
     return None
 
 
+def _entry_param(default: str) -> ParamDef:
+    return ParamDef("entry", default, "choice", choices=ENTRIES)
+
+
+def _with_entry(warmup: Callable[[dict[str, Any]], int]) -> Callable[[dict[str, Any]], int]:
+    """A crossing compares with the previous bar, so ``cross`` needs one bar more of history."""
+    return lambda p: warmup(p) + (p["entry"] == "cross")
+
+
 STRATEGIES: dict[str, StrategyDef] = {
     "trend_following": StrategyDef(
-        trend_following, (ParamDef("lookback_period", 20), ParamDef("moving_average_window", 50)),
-        lambda p: max(p["moving_average_window"] - 1, p["lookback_period"]),
-        description="long while close > SMA(window) and the lookback return is positive"),
+        trend_following,
+        (ParamDef("lookback_period", 20), ParamDef("moving_average_window", 50), _entry_param("level")),
+        _with_entry(lambda p: max(p["moving_average_window"] - 1, p["lookback_period"])),
+        description="long while close > SMA(window) and the lookback return is positive "
+                    "(entry: level; cross acts where that starts)"),
     "sma_crossover": StrategyDef(
-        sma_crossover, (ParamDef("fast", 10), ParamDef("slow", 30)), lambda p: p["slow"] - 1,
-        _crossover_check, description="long while SMA(fast) > SMA(slow)"),
+        sma_crossover, (ParamDef("fast", 10), ParamDef("slow", 30), _entry_param("cross")),
+        _with_entry(lambda p: p["slow"] - 1), _crossover_check,
+        description="long where SMA(fast) crosses above SMA(slow) (entry: cross; level holds while above)"),
     "mean_reversion": StrategyDef(
         mean_reversion,
         (ParamDef("indicator", "bollinger", "choice", choices=("bollinger", "rsi")), ParamDef("period", 20),
