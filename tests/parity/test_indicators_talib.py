@@ -10,7 +10,7 @@ pd = require_reference("pandas")
 
 from utils.engine.indicators import bollinger, compute_features, ema, macd, rsi, sma  # noqa: E402
 from utils.engine.indicators.kernels import host_panels, run_kind, to_caller  # noqa: E402
-from utils.engine.indicators.steps_close import CLOSE_KINDS  # noqa: E402
+from tests.indicator_helpers import CLOSE_KINDS  # noqa: E402
 from tests.parity.tolerance import assert_matches  # noqa: E402
 
 PERIODS = [2, 3, 5, 14, 20, 50, 200]

@@ -1,4 +1,4 @@
-"""Parity of the range/volume step kinds (steps_range) with TA-Lib, driven through run_panel.
+"""Parity of the range/volume step kinds (reading high, low or volume) with TA-Lib, through run_panel.
 
 NaN positions must be identical and values within 1e-9 * max(1, |ref|); on the TA-Lib build
 the project pins (C library 0.8.x) every kind is also checked to be bit-identical. VWAP has no
@@ -13,10 +13,10 @@ from tests.references import reference_unavailable, require_reference
 talib = require_reference("talib")
 from talib import abstract  # noqa: E402
 
-from utils.engine.indicators.step_core import IndicatorKind, run_panel  # noqa: E402
-from utils.engine.indicators.steps_range import (RANGE_KINDS, RANGE_KINDS_BY_NAME,  # noqa: E402
-                                                 compute_panel, first_valid_rows,
-                                                 output_lookbacks)
+from tests.indicator_helpers import (RANGE_KINDS, compute_panel, first_valid_rows,  # noqa: E402
+                                     output_lookbacks, run_panel)
+from utils.engine.indicators.kinds import KINDS as RANGE_KINDS_BY_NAME  # noqa: E402
+from utils.engine.indicators.step_core import IndicatorKind  # noqa: E402
 from tests.parity.tolerance import assert_matches  # noqa: E402
 
 N_BARS = 10_000
@@ -178,7 +178,7 @@ def test_panel_columns_start_at_their_own_first_valid_row():
 
 
 def test_run_panel_directly_with_explicit_first_rows():
-    """The raw step_core driver (as the registry will call it) gives the same answer."""
+    """The raw step_core panel driver with explicit first rows gives the same answer."""
     kind = RANGE_KINDS_BY_NAME["atr"]
     data = DATASETS["leading_nans"]
     arrays = {name: np.ascontiguousarray(data[name][:, None]) for name in BASE}

@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 
 from utils.engine.indicators import (MissingInputError, UnknownFeatureError, compute_features,
-                                     latest_values, list_features, max_lookback, parse_feature, sma)
+                                     latest_values, list_features, parse_feature, sma)
 from utils.engine.indicators.features import KINDS, session_starts
-from utils.engine.indicators.steps_close import CLOSE_KINDS
+from tests.indicator_helpers import CLOSE_KINDS, max_lookback
 
 
 @pytest.mark.parametrize("name,kernel,params,keys,lookback", [
@@ -130,3 +130,12 @@ def test_session_starts_where_the_utc_date_changes():
 def test_duplicate_requests_are_computed_once_in_request_order():
     features = compute_features(np, ["macd_12_26_9", "sma_5", "macd"], np.linspace(1, 2, 60))
     assert list(features) == ["macd", "macd_signal", "macd_hist", "sma_5"]
+
+
+def test_every_kind_is_declared_once_in_one_family():
+    from utils.engine.indicators.kinds import (momentum, moving_averages, range_oscillators, trend, volatility,
+                                               volume)
+    families = [moving_averages.MOVING_AVERAGE_KINDS, momentum.MOMENTUM_KINDS, volatility.VOLATILITY_KINDS,
+                range_oscillators.RANGE_OSCILLATOR_KINDS, trend.TREND_KINDS, volume.VOLUME_KINDS]
+    names = [kind.name for family in families for kind in family]
+    assert len(names) == len(set(names)) and set(names) == set(KINDS)

@@ -1,7 +1,7 @@
 """Streaming identity of the range/volume step kinds: chunks of a stream == the batch, bit for bit.
 
 ``run_series`` continuing one state over random-sized chunks (and one bar at a time) must give
-exactly what ``run_panel`` gives over the whole series, for every kind in steps_range.
+exactly what ``run_panel`` gives over the whole series, for every kind that reads high, low or volume.
 """
 import zlib
 
@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from utils.engine.indicators.step_core import run_series
-from utils.engine.indicators.steps_range import (RANGE_KINDS, RANGE_KINDS_BY_NAME,
-                                                 compute_panel, first_valid_rows)
+from tests.indicator_helpers import RANGE_KINDS, compute_panel, first_valid_rows
+from utils.engine.indicators.kinds import KINDS as RANGE_KINDS_BY_NAME
 
 N_BARS = 10_000
 PREFIX = 2_000

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Iterable
 
 import numpy as np
 import redis
@@ -260,9 +259,3 @@ class BarStore:
         columns = [np.frombuffer(fields[b"time"], dtype="<i8")]
         columns += [np.frombuffer(fields[name.encode()], dtype="<f8") for name in COLUMNS]
         return Bars(symbol, *columns, version=int(fields.get(b"version", b"0")))
-
-
-def bars_from_columns(symbol: str, time: Iterable[int], open_: Iterable[float], high: Iterable[float],
-                      low: Iterable[float], close: Iterable[float], volume: Iterable[float]) -> Bars:
-    return Bars(symbol, np.asarray(list(time), dtype=np.int64),
-                *(np.asarray(list(column), dtype=np.float64) for column in (open_, high, low, close, volume)))

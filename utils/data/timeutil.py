@@ -69,10 +69,6 @@ def format_times(ns_values: np.ndarray) -> list[str]:
     return [format_time(v) for v in ns_values.tolist()]
 
 
-def now_iso() -> str:
-    return datetime.now(timezone.utc).isoformat().replace("+00:00", "Z")
-
-
 def epoch_to_iso(seconds: float | None) -> str:
     if not seconds:
         return ""

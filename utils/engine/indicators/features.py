@@ -9,8 +9,7 @@ and take their defaults (``macd_12_26`` = ``macd_12_26_9``). Output keys:
     otherwise, so two variants never collide (``macd_5_35_5`` -> ``macd_5_35_5``,
     ``macd_signal_5_35_5``, ``macd_hist_5_35_5``; ``bollinger_10_1.5`` -> ``bb_upper_10_1.5``...).
 Names are matched after ``strip().lower()``. The registry is the list of known kinds
-(``steps_close.CLOSE_KINDS`` and, when present, ``steps_range.RANGE_KINDS``), never a dynamic
-lookup. Integer parameters lie in ``[low, high]``, float ones in ``(low, high]``.
+(``kinds.KINDS``, declared by family), never a dynamic lookup. Integer parameters lie in ``[low, high]``, float ones in ``(low, high]``.
 """
 from __future__ import annotations
 
@@ -22,15 +21,9 @@ import numpy as np
 
 from utils.engine.indicators.kernels import host_panels, run_kind, to_caller
 from utils.engine.indicators.layout import to_host
+from utils.engine.indicators.kinds import KINDS
 from utils.engine.indicators.step_core import INPUT_NAMES, IndicatorKind, Param
-from utils.engine.indicators.steps_close import CLOSE_KINDS
 
-try:  # high/low/volume kinds live in their own module, which may not exist yet
-    from utils.engine.indicators.steps_range import RANGE_KINDS
-except ImportError:
-    RANGE_KINDS = []
-
-KINDS: dict[str, IndicatorKind] = {kind.name: kind for kind in [*CLOSE_KINDS, *RANGE_KINDS]}
 NS_PER_DAY = 86_400 * 1_000_000_000
 
 
@@ -231,11 +224,6 @@ def latest_values(features: dict[str, Any]) -> dict[str, float | list[float]]:
         last = series[-1]
         latest[key] = float(last) if np.ndim(last) == 0 else [float(value) for value in last.tolist()]
     return latest
-
-
-def max_lookback(names: list[str]) -> int:
-    """Bars of history needed before every requested feature is non-NaN."""
-    return max((parse_feature(name).lookback for name in names), default=0)
 
 
 def list_features() -> list[dict[str, Any]]:

@@ -1,6 +1,6 @@
 """Batch indicator kernels: an indicator kind's step driven over a series or a panel.
 
-There is one implementation per indicator, its step (``steps_close.py``, ``steps_range.py``);
+There is one implementation per indicator, its step (in its family's module under ``kinds/``);
 ``run_kind`` drives it with ``step_core.drive_panel`` over every column of a (time x symbols) panel,
 each column starting at its first row where all the kind's inputs are non-NaN (TA-Lib's Python
 wrapper does the same), so the next ``lookback`` rows are NaN. The steps run on the host in numba:
@@ -19,9 +19,7 @@ import numpy as np
 
 from utils.engine.indicators.layout import as_panel, restore_shape, to_host
 from utils.engine.indicators.step_core import INPUT_NAMES, IndicatorKind, drive_panel, first_valid_rows_of
-from utils.engine.indicators.steps_close import CLOSE_KINDS
-
-_CLOSE = {kind.name: kind for kind in CLOSE_KINDS}
+from utils.engine.indicators.kinds import KINDS
 
 
 def host_panels(xp: Any, series: Mapping[str, Any]) -> tuple[dict[str, np.ndarray], bool]:
@@ -65,7 +63,7 @@ def to_caller(xp: Any, result: np.ndarray, was_series: bool) -> tuple[Any, ...]:
 
 def _close_kind(xp: Any, name: str, params: tuple, close: Any) -> tuple[Any, ...]:
     panels, was_series = host_panels(xp, {"close": close})
-    return to_caller(xp, run_kind(_CLOSE[name], params, panels), was_series)
+    return to_caller(xp, run_kind(KINDS[name], params, panels), was_series)
 
 
 def _check_period(name: str, value: int) -> int:

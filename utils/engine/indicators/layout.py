@@ -26,17 +26,6 @@ def restore_shape(panel: Any, was_series: bool) -> Any:
     return panel[:, 0] if was_series else panel
 
 
-def first_valid_rows(xp: Any, *panels: Any) -> Any:
-    """Per column, the first row where every panel is non-NaN; ``len(panel)`` if there is none."""
-    if panels[0].shape[0] == 0:
-        return xp.zeros(panels[0].shape[1], dtype=xp.int64)
-    valid = ~xp.isnan(panels[0])
-    for panel in panels[1:]:
-        valid &= ~xp.isnan(panel)
-    first = xp.argmax(valid, axis=0)
-    return xp.where(valid.any(axis=0), first, panels[0].shape[0])
-
-
 def to_host(xp: Any, values: Any) -> np.ndarray:
     """Bring a device array to host memory for the (numba, host-only) indicator steps."""
     if xp is np:

@@ -32,8 +32,8 @@ indicator (parity to 1e-9 is tested; most agree exactly). No fastmath: reassocia
 break the batch/stream identity.
 
 Drivers: ``run_series`` continues a state over a 1-D series (streaming chunks, rebuilds);
-``tick_driver`` advances it by one bar (``StreamState.update``); ``drive_panel`` (and
-``run_panel``, its (time, symbols, outputs) view) runs every column of a (time x symbols) panel
+``tick_driver`` advances it by one bar (``StreamState.update``); ``drive_panel`` runs every
+column of a (time x symbols) panel
 from a fresh state, starting each column at its first row where the kind's inputs are all non-NaN
 (TA-Lib's convention). All are compiled per kind around its step (see "drivers" below) and do
 load, steps, store, with ``params`` turned into a tuple once (values LLVM holds in registers; read
@@ -294,17 +294,6 @@ def drive_panel(kind: IndicatorKind, state_size, params, open_, high, low, close
         block = max(PANEL_MIN_BLOCK, -(-cols // get_num_threads()))
         panel(states, params, open_, high, low, close, volume, new_session, first_rows, out, block)
     return out
-
-
-def run_panel(kind: IndicatorKind, state_size, params, open_, high, low, close, volume, new_session,
-              first_rows, n_outputs):
-    """Every column from a fresh state; rows before ``first_rows[col]`` stay NaN. Returns a
-    (rows, cols, n_outputs) view of ``drive_panel``'s (n_outputs, rows, cols) array."""
-    inputs = [np.ascontiguousarray(values, dtype=np.float64) for values in (open_, high, low, close, volume)]
-    out = drive_panel(kind, int(state_size), np.ascontiguousarray(params, dtype=np.float64), *inputs,
-                      np.ascontiguousarray(new_session, dtype=np.bool_),
-                      np.ascontiguousarray(first_rows, dtype=np.int64), int(n_outputs))
-    return out.transpose(1, 2, 0)
 
 
 @intrinsic

@@ -4,7 +4,7 @@
 and its float64 state. ``update`` feeds one bar (one call of the kind's compiled ``tick_driver``:
 load, step, store; well under 2 us per indicator) and ``update_many`` a chunk (one ``run_series`` per feature). The
 values after N bars equal ``compute_features`` over the same N bars bit for bit: the same step
-does the same floating-point operations whichever driver runs it, and, like ``run_panel``, a
+does the same floating-point operations whichever driver runs it, and, like ``kernels.run_kind``, a
 feature's state only starts at its first bar where all of its kind's inputs are non-NaN.
 
 ``to_bytes``/``from_bytes`` snapshot the states as raw float64 (little-endian) after a small JSON
@@ -181,10 +181,3 @@ class StreamState:
             feature.started = bool(started)
         restored.ticks_seen = int(header["ticks_seen"])
         return restored
-
-    @property
-    def last_values(self) -> dict[str, float]:
-        """The values of the last bar fed (NaN before any)."""
-        return {key: value for feature in self._features
-                for key, value in zip(feature.spec.output_keys, feature.out.tolist())}
-
