@@ -215,12 +215,16 @@ def measure_single() -> dict:
     res["ours_trade_objects"] = _best(lambda: trades_from_table(output.trade_table))
     res["ours_metrics"] = _best(lambda: performance_metrics(output.equity, output.closed_pnl, spec.periods_per_year,
                                                             output.exposure, CAPITAL))
-    batch = SleeveBatch(panels, 0)
+    batch = SleeveBatch(spec, panels, 0)
     target = entries.astype(np.float64)
-    batch_metrics = batch.run(spec, target, None, CAPITAL, COMMISSION)
-    res["ours_batch"] = _best(lambda: batch.run(spec, target, None, CAPITAL, COMMISSION))
+
+    def batch_run():
+        return batch.run(spec, target, CAPITAL, COMMISSION).metrics(spec.periods_per_year, CAPITAL)
+
+    batch_metrics = batch_run()
+    res["ours_batch"] = _best(batch_run)
     with _numba_threads(1):
-        res["ours_batch_1t"] = _best(lambda: batch.run(spec, target, None, CAPITAL, COMMISSION))
+        res["ours_batch_1t"] = _best(batch_run)
     # breakdown of vectorbt
     res["vbt_signals"] = _best(vbt_signals)
     res["vbt_simulate"] = _best(lambda: vbt.Portfolio.from_signals(

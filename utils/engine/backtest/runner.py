@@ -161,11 +161,16 @@ def align_bars(spec: StrategySpec, bars: Mapping[str, Mapping[str, Any]], start_
 
 
 def simulate_spec(spec: StrategySpec, aligned: AlignedBars, initial_capital: float, commission_rate: float,
-                  progress: Callable[[float], None] | None = None, targets: np.ndarray | None = None,
-                  start_index: int | None = None) -> BacktestOutput:
+                  progress: Callable[[float], None] | None = None) -> BacktestOutput:
     """Signals and simulation of one parameter set (no grid) over aligned bars."""
-    panels = aligned.panels
-    start = aligned.start_index if start_index is None else start_index
+    return simulate_panels(spec, aligned.panels, aligned.start_index, initial_capital, commission_rate, progress)
+
+
+def simulate_panels(spec: StrategySpec, panels: Mapping[str, np.ndarray], start: int, initial_capital: float,
+                    commission_rate: float, progress: Callable[[float], None] | None = None,
+                    targets: np.ndarray | None = None) -> BacktestOutput:
+    """One parameter set over (time x symbols) ``panels`` from row ``start``: the single run, and
+    the sweep's rebalancing combinations and walk-forward windows."""
     if targets is None:
         targets = target_positions(np, spec, panels)
     config = spec.simulation_config(commission_rate)

@@ -42,7 +42,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Callable
+from typing import Callable, Sequence
 
 import numpy as np
 from numba import njit
@@ -416,10 +416,7 @@ def simulate_portfolio(open_: np.ndarray, close: np.ndarray, target_position: np
     if n_symbols == 0 or not 0 <= start_index < n_bars:
         raise ValueError(f"need at least one symbol and 0 <= start_index < {n_bars}, "
                          f"got {n_symbols} symbols and start_index={start_index}")
-    if size_fraction is None:
-        fractions = np.full(close.shape, FULL_EQUITY if config.fill == "next_open" else 1.0)
-    else:
-        fractions = _host_panel(size_fraction)
+    fractions = entry_fractions(size_fraction, close.shape, config.fill)
 
     costs = config.cost_vector()
     sleeve_capital = float(initial_capital) / n_symbols
@@ -428,7 +425,7 @@ def simulate_portfolio(open_: np.ndarray, close: np.ndarray, target_position: np
     sleeve_equity = np.zeros((n_symbols, reported))
     trade_buffer = np.empty((reported * 2 + 2, TRADE_COLUMNS))
     tables = []
-    traded = 0.0
+    traded = []
     reported_step = 0
     columns = (open_.T.copy(), high.T.copy(), low.T.copy(), close.T.copy(), target_position.T.copy(),
                fractions.T.copy())
@@ -438,19 +435,36 @@ def simulate_portfolio(open_: np.ndarray, close: np.ndarray, target_position: np
             columns[4][symbol], columns[5][symbol], sleeve_capital, costs, config.fill == "close",
             config.allow_short, int(start_index), sleeve_equity[symbol], positions[symbol], trade_buffer,
             symbol)
-        traded += value
+        traded.append(value)
         if n_trades:
             tables.append(trade_buffer[:n_trades].copy())
         step = (symbol + 1) * 10 // n_symbols
         if progress is not None and (step > reported_step or symbol + 1 == n_symbols):
             reported_step = step
             progress((symbol + 1) / n_symbols)
+    return sleeves_output(sleeve_equity, positions, tables, traded, config.periods_per_year, int(start_index))
 
+
+def entry_fractions(size_fraction: np.ndarray | None, shape: tuple[int, ...], fill: str) -> np.ndarray:
+    """Host panel of the equity fraction an entry deploys; all of it (backtesting.py's "all-in" for
+    ``next_open``) when ``size_fraction`` is None."""
+    if size_fraction is None:
+        return np.full(shape, FULL_EQUITY if fill == "next_open" else 1.0)
+    return _host_panel(size_fraction)
+
+
+def sleeves_output(sleeve_equity: np.ndarray, positions: np.ndarray, tables: list[np.ndarray],
+                   traded: Sequence[float], periods_per_year: int, start_index: int) -> BacktestOutput:
+    """The equal-sleeve portfolio from ``simulate_sleeve``'s per-symbol results: ``sleeve_equity``
+    and ``positions`` ``(symbols, bars)``, each sleeve's trade rows and traded value. The single run
+    and the sweep both reduce through here, so a sweep row has the single run's very numbers."""
     table = np.concatenate(tables) if tables else np.empty((0, TRADE_COLUMNS))
     table = table[np.lexsort((table[:, T_SYMBOL], table[:, T_ENTRY]))]
     equity = sleeve_equity.sum(axis=0)
+    reported = equity.shape[0]
+    total_traded = sum(traded, 0.0)  # one sleeve after the other, never a pairwise sum
     mean_equity = float(np.mean(equity))
-    turnover = traded / mean_equity * config.periods_per_year / reported if mean_equity > 0 else 0.0
+    turnover = total_traded / mean_equity * periods_per_year / reported if mean_equity > 0 else 0.0
     return BacktestOutput(equity=equity, positions=positions.T, sleeve_equity=sleeve_equity.T,
                           trade_table=table, exposure=float((positions != 0).any(axis=0).mean()),
-                          turnover=float(turnover), start_index=int(start_index))
+                          turnover=float(turnover), start_index=start_index)

@@ -2,11 +2,15 @@
 
 A sweep runs every combination of ``spec.param_grid`` over all symbols as one job and ranks the
 combinations by ``spec.rank_by`` (``max_drawdown`` ascending, every other metric descending).
-Each combination is the same simulation as a single backtest (``simulate_sleeve``; identical
-numbers), run for all symbol sleeves at once in a parallel numba loop that keeps only what the
-metrics need (portfolio equity, closed-trade P&L), so memory is bounded by one combination's
-buffers (about ``symbols x bars x 100`` bytes) however large the grid. Indicator panels are
-computed once per distinct parameter value and shared across combinations (``indicator_memo``).
+Each combination is the single backtest's simulation (``simulate_sleeve``) and reduction
+(``sleeves_output``, then ``BacktestOutput.metrics``), so a table row has the very numbers of the
+single run of that parameter set. Sleeves run in a parallel numba loop over symbols into buffers
+reused across combinations, so memory is bounded by one combination's buffers (about
+``symbols x bars x 200`` bytes) however large the grid. Indicator panels are computed once per
+distinct parameter value and shared across combinations (``indicator_memo``).
+
+Every backend sweeps on the host for now: a GPU worker reads the panels back to host memory and
+runs the numba kernel there (the same kernel is to be compiled for CUDA later).
 
 Walk-forward: the evaluated period is cut into ``splits`` consecutive windows; in each, the first
 ``train_fraction`` of bars is the in-sample part where the grid is swept and the best combination
@@ -21,20 +25,16 @@ from typing import Any, Callable
 import numpy as np
 from numba import njit, prange
 
-from utils.engine.backtest.config import StrategySpec, size_fractions, target_positions
-from utils.engine.backtest.rebalance import simulate_rebalancing
-from utils.engine.backtest.simulate import FULL_EQUITY, OPEN_REASON, T_PNL, T_REASON, TRADE_COLUMNS, simulate_sleeve
-from utils.engine.backtest.strategies import indicator_memo
-from utils.engine.backtest.vector_sim import curve_metrics, simulate_columns
 from utils.engine.backend import Backend
-from utils.engine.metrics import performance_metrics
+from utils.engine.backtest.config import StrategySpec, size_fractions, target_positions
+from utils.engine.backtest.runner import simulate_panels
+from utils.engine.backtest.simulate import (TRADE_COLUMNS, BacktestOutput, entry_fractions, simulate_sleeve,
+                                            sleeves_output)
+from utils.engine.backtest.strategies import indicator_memo
+from utils.engine.indicators.layout import to_host
 
 ASCENDING_METRICS = ("max_drawdown",)
 TABLE_LIMIT = 1000  # rows of the ranked table kept in a result
-GPU_MEMORY_BUDGET = 2 * 1024**3  # bytes a vectorised chunk may hold on the device
-MAX_CHUNK_COLUMNS = 1 << 20      # (combination, symbol) columns per chunk on a GPU
-CPU_CHUNK_COLUMNS = 1 << 13      # ... with NumPy (per-bar vectors that stay in cache)
-COLUMN_STATE_BYTES = 8 * 64      # per-column state vectors and per-bar temporaries, generously
 
 
 @dataclass(frozen=True)
@@ -63,11 +63,14 @@ def _simulate_sleeves(open_t, high_t, low_t, close_t, target_t, fraction_t, capi
 
 
 class SleeveBatch:
-    """Reusable buffers and transposed inputs for running many parameter sets over one panel."""
+    """Reusable buffers and transposed inputs for running many parameter sets of ``spec`` (its
+    sizing, fill and costs; any strategy parameters) over one panel."""
 
-    def __init__(self, panels: dict[str, np.ndarray], start: int):
+    def __init__(self, spec: StrategySpec, panels: dict[str, np.ndarray], start: int):
         self.start = start
         self.columns = {field: np.ascontiguousarray(panels[field].T) for field in ("open", "high", "low", "close")}
+        close = panels["close"]
+        self.fractions = np.ascontiguousarray(entry_fractions(size_fractions(spec, close), close.shape, spec.fill).T)
         symbols, bars = self.columns["close"].shape
         reported = bars - start
         self.equity = np.empty((symbols, reported))
@@ -76,29 +79,19 @@ class SleeveBatch:
         self.n_trades = np.empty(symbols, dtype=np.int64)
         self.traded = np.empty(symbols)
 
-    def run(self, spec: StrategySpec, target: np.ndarray, fractions: np.ndarray | None, capital: float,
-            commission_rate: float) -> dict[str, float]:
-        """Metrics of the equal-sleeve portfolio for one parameter set."""
+    def run(self, spec: StrategySpec, target: np.ndarray, capital: float, commission_rate: float) -> BacktestOutput:
+        """The equal-sleeve portfolio of one parameter set; its ``positions`` and ``sleeve_equity``
+        are views of the batch's buffers, overwritten by the next run."""
         config = spec.simulation_config(commission_rate)
         symbols = self.equity.shape[0]
-        if fractions is None:
-            fractions = np.full(target.shape, FULL_EQUITY if config.fill == "next_open" else 1.0)
         c = self.columns
         _simulate_sleeves(c["open"], c["high"], c["low"], c["close"], np.ascontiguousarray(target.T),
-                          np.ascontiguousarray(fractions.T), capital / symbols, config.cost_vector(),
-                          config.fill == "close", config.allow_short, self.start, self.equity, self.shares,
-                          self.trades, self.n_trades, self.traded)
-        rows = np.arange(self.trades.shape[1])
-        recorded = rows[None, :] < self.n_trades[:, None]
-        closed = recorded & (self.trades[:, :, T_REASON] != OPEN_REASON)
-        equity = self.equity.sum(axis=0)
-        exposure = float((self.shares != 0).any(axis=0).mean())
-        metrics = performance_metrics(equity, self.trades[:, :, T_PNL][closed], spec.periods_per_year,
-                                      exposure, capital)
-        mean_equity = float(equity.mean())
-        metrics["turnover"] = (float(self.traded.sum()) / mean_equity * spec.periods_per_year / len(equity)
-                               if mean_equity > 0 else 0.0)
-        return metrics
+                          self.fractions, capital / symbols, config.cost_vector(), config.fill == "close",
+                          config.allow_short, self.start, self.equity, self.shares, self.trades, self.n_trades,
+                          self.traded)
+        tables = [self.trades[symbol, :count] for symbol, count in enumerate(self.n_trades.tolist()) if count]
+        return sleeves_output(self.equity, self.shares, tables, self.traded.tolist(), config.periods_per_year,
+                              self.start)
 
 
 def _rank(rows: list[dict[str, Any]], rank_by: str) -> list[dict[str, Any]]:
@@ -111,110 +104,32 @@ def _rank(rows: list[dict[str, Any]], rank_by: str) -> list[dict[str, Any]]:
 
 def sweep_panels(spec: StrategySpec, panels: dict[str, np.ndarray], start: int, capital: float,
                  commission_rate: float, progress: Callable[[float], None] | None = None,
-                 limit: int = TABLE_LIMIT, backend: Backend | None = None, vectorised: bool = False,
-                 memory_budget: int = GPU_MEMORY_BUDGET) -> SweepResult:
-    """Every combination of ``spec.param_grid`` over (time x symbols) ``panels``, evaluated from
-    row ``start``; the ranked table keeps the best ``limit`` rows.
-
-    With a GPU ``backend`` (or ``vectorised=True``, which runs the same route on the backend's
-    array module, NumPy by default) sleeve strategies are evaluated by ``vector_sim`` many
-    combinations at a time (``_sweep_columns``); the table has the same format and numbers."""
+                 limit: int = TABLE_LIMIT, backend: Backend | None = None) -> SweepResult:
+    """Every combination of ``spec.param_grid`` over (time x symbols) ``panels`` (arrays of
+    ``backend``, host NumPy by default), evaluated from row ``start``; the ranked table keeps the
+    best ``limit`` rows."""
     started = time.perf_counter()
+    if backend is not None:
+        panels = {field: to_host(backend.xp, panel) for field, panel in panels.items()}
     combinations = spec.combinations()
     grid_names = [name for name, _ in spec.param_grid]
-    if not spec.is_portfolio and (vectorised or (backend is not None and backend.is_gpu)):
-        rows = _sweep_columns(spec, combinations, grid_names, panels, start, capital, commission_rate, progress,
-                              backend.xp if backend is not None else np, memory_budget)
-        return _result(spec, rows, limit, len(combinations), panels, start, started)
     rows = []
     with indicator_memo():
-        if spec.is_portfolio:
-            batch = None
-        else:
-            batch = SleeveBatch(panels, start)
-            fractions = size_fractions(spec, panels["close"])
+        batch = None if spec.is_portfolio else SleeveBatch(spec, panels, start)
         for index, combination in enumerate(combinations):
             target = target_positions(np, combination, panels)
             if batch is None:
-                metrics = _portfolio_metrics(combination, panels, start, capital, commission_rate, target)
+                output = simulate_panels(combination, panels, start, capital, commission_rate, targets=target)
             else:
-                metrics = batch.run(combination, target, fractions, capital, commission_rate)
+                output = batch.run(combination, target, capital, commission_rate)
             params = combination.param_values
-            rows.append({"params": {name: params[name] for name in grid_names}, "metrics": metrics})
+            rows.append({"params": {name: params[name] for name in grid_names},
+                         "metrics": output.metrics(spec.periods_per_year, capital)})
             if progress is not None and (index % 16 == 15 or index + 1 == len(combinations)):
                 progress((index + 1) / len(combinations))
-    return _result(spec, rows, limit, len(combinations), panels, start, started)
-
-
-def _result(spec, rows, limit, combinations, panels, start, started) -> SweepResult:
     rows = _rank(rows, spec.rank_by)[:limit]
-    cells = combinations * panels["close"].shape[1] * (panels["close"].shape[0] - start)
-    return SweepResult(spec.rank_by, rows, combinations, cells, time.perf_counter() - started)
-
-
-def chunk_combinations(bars: int, symbols: int, memory_budget: int = GPU_MEMORY_BUDGET,
-                       max_columns: int = MAX_CHUNK_COLUMNS) -> int:
-    """Combinations per ``simulate_columns`` call: the chunk's int8 targets (bars x columns) plus
-    the per-column state and per-bar temporaries (``COLUMN_STATE_BYTES`` each) stay within
-    ``memory_budget`` bytes, and a chunk has at most ``max_columns`` columns; at least one."""
-    per_combination = symbols * (bars + COLUMN_STATE_BYTES)
-    return max(1, min(memory_budget // per_combination, max_columns // max(symbols, 1)))
-
-
-def _sweep_columns(spec, combinations, grid_names, panels, start, capital, commission_rate, progress, xp,
-                   memory_budget) -> list[dict[str, Any]]:
-    """The vectorised route: targets per combination on the host (shared indicator memo, as the
-    numba route), stacked as int8 signs ``(bars, combinations, symbols)``, and simulated a chunk
-    of combinations at a time with ``simulate_columns`` on ``xp``; metrics from the per-combination
-    portfolio curves (``curve_metrics``), with the numba route's definitions."""
-    config = spec.simulation_config(commission_rate)
-    close = panels["close"]
-    bars, symbols = close.shape
-    fractions = size_fractions(spec, close)
-    if fractions is None:
-        fractions = np.full(close.shape, FULL_EQUITY if config.fill == "next_open" else 1.0)
-    device = {field: xp.asarray(np.ascontiguousarray(panels[field], dtype=np.float64))
-              for field in ("open", "high", "low", "close")}
-    device_fractions = xp.asarray(np.ascontiguousarray(fractions, dtype=np.float64))
-    costs = config.cost_vector()
-    per_chunk = chunk_combinations(bars, symbols, memory_budget,
-                                   MAX_CHUNK_COLUMNS if xp is not np else CPU_CHUNK_COLUMNS)
-    total = len(combinations)
-    rows = []
-    with indicator_memo():
-        for first in range(0, total, per_chunk):
-            chunk = combinations[first:first + per_chunk]
-            signs = np.empty((bars, len(chunk), symbols), dtype=np.int8)
-            for index, combination in enumerate(chunk):
-                target = np.asarray(target_positions(np, combination, panels), dtype=np.float64)
-                signs[:, index, :] = np.sign(np.nan_to_num(target, nan=0.0, posinf=1.0, neginf=-1.0))
-                if progress is not None and index % 16 == 15:
-                    progress((first + 0.5 * (index + 1)) / total)  # targets: the first half of a chunk
-            simulated = (None if progress is None else
-                         lambda done, first=first, size=len(chunk): progress((first + size * (0.5 + 0.5 * done))
-                                                                            / total))
-            out = simulate_columns(xp, device["open"], device["high"], device["low"], device["close"],
-                                   xp.asarray(signs), device_fractions, capital / symbols, costs,
-                                   config.fill == "close", config.allow_short, start, groups=symbols,
-                                   keep_columns=False, progress=simulated)
-            del signs
-            host = {key: _host(xp, out[key]) for key in ("group_equity", "group_exposure_bars", "num_trades",
-                                                          "wins", "gross_profit", "gross_loss", "traded")}
-            reported = host["group_equity"].shape[0]
-            per_symbol = {key: host[key].reshape(len(chunk), symbols)
-                          for key in ("num_trades", "wins", "gross_profit", "gross_loss", "traded")}
-            metrics = curve_metrics(host["group_equity"], per_symbol["num_trades"].sum(axis=1),
-                                    per_symbol["wins"].sum(axis=1), per_symbol["gross_profit"].sum(axis=1),
-                                    per_symbol["gross_loss"].sum(axis=1), host["group_exposure_bars"] / reported,
-                                    spec.periods_per_year, capital, per_symbol["traded"].sum(axis=1))
-            for combination, row in zip(chunk, metrics):
-                params = combination.param_values
-                rows.append({"params": {name: params[name] for name in grid_names}, "metrics": row})
-    return rows
-
-
-def _host(xp, values) -> np.ndarray:
-    return values.get() if xp is not np and hasattr(values, "get") else np.asarray(values)
+    cells = len(combinations) * panels["close"].shape[1] * (panels["close"].shape[0] - start)
+    return SweepResult(spec.rank_by, rows, len(combinations), cells, time.perf_counter() - started)
 
 
 def best_spec(spec: StrategySpec, result: SweepResult) -> StrategySpec:
@@ -248,25 +163,11 @@ def walk_forward(spec: StrategySpec, panels: dict[str, np.ndarray], start: int, 
         in_sample = sweep_panels(spec, train, train_start, capital, commission_rate, limit=1)
         chosen = best_spec(spec, in_sample)
         test = {field: panel[:test_end] for field, panel in panels.items()}
-        if spec.is_portfolio:
-            out_of_sample = _portfolio_metrics(chosen, test, test_start, capital, commission_rate)
-        else:
-            out_of_sample = SleeveBatch(test, test_start).run(
-                chosen, target_positions(np, chosen, test), size_fractions(chosen, test["close"]), capital,
-                commission_rate)
+        out_of_sample = simulate_panels(chosen, test, test_start, capital, commission_rate)
         results.append({"window": number + 1, "train_rows": (train_start, test_start),
                         "test_rows": (test_start, test_end), "best_params": in_sample.best["params"],
-                        "in_sample": in_sample.best["metrics"], "out_of_sample": out_of_sample})
+                        "in_sample": in_sample.best["metrics"],
+                        "out_of_sample": out_of_sample.metrics(spec.periods_per_year, capital)})
         if progress is not None:
             progress((number + 1) / len(windows))
     return results
-
-
-def _portfolio_metrics(spec: StrategySpec, panels: dict[str, np.ndarray], start: int, capital: float,
-                       commission_rate: float, target: np.ndarray | None = None) -> dict[str, float]:
-    """Metrics of one parameter set of a shared-cash (rebalancing) strategy."""
-    if target is None:
-        target = target_positions(np, spec, panels)
-    output = simulate_rebalancing(panels["open"], panels["close"], target, capital,
-                                  spec.simulation_config(commission_rate), start)
-    return output.metrics(spec.periods_per_year, capital)
