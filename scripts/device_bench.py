@@ -21,7 +21,7 @@ def sweep_timings() -> list[tuple[str, float, float]]:
     small = validate_strategy_config({"strategy_type": "sma_crossover", "fill": "close",
                                       "param_grid": {"fast": [5, 10], "slow": [20, 50]}})
     rows = []
-    for label, backend in (("numba (CPU, all cores)", cpu_backend()), ("CuPy (GPU, vector_sim)", resolve_backend("gpu"))):
+    for label, backend in (("numba (CPU, all cores)", cpu_backend()), ("GPU worker (host numba)", resolve_backend("gpu"))):
         sweep_panels(small, panels, 0, 1e6, 0.001, backend=backend)  # compile / warm up
         started = time.perf_counter()
         result = sweep_panels(spec, panels, 0, 1e6, 0.001, backend=backend)
