@@ -16,8 +16,9 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from utils.engine.backtest.simulate import (C_MIN, C_RATE, C_SLIPPAGE, OPEN_REASON, T_ENTRY, T_SYMBOL, TRADE_COLUMNS,
-                                            BacktestOutput, SimulationConfig, write_trade)
+from utils.engine.backtest.simulate import BacktestOutput, SimulationConfig, portfolio_output
+from utils.engine.backtest.sleeve_kernel import (C_MIN, C_RATE, C_SLIPPAGE, OPEN_REASON, TRADE_COLUMNS, commission,
+                                                 write_trade)
 
 
 @njit(cache=True)
@@ -85,9 +86,7 @@ def _rebalance_kernel(open_, close, weights, capital, costs, fill_at_close, star
                         if delta <= 0:
                             continue
                     trade_value = abs(delta) * fill
-                    fee = trade_value * rate
-                    if fee < minimum:
-                        fee = minimum
+                    fee = commission(trade_value, rate, minimum)
                     before = shares[symbol]
                     after = before + delta
                     flips = before != 0.0 and after != 0.0 and (before > 0) != (after > 0)
@@ -140,10 +139,5 @@ def simulate_rebalancing(open_: np.ndarray, close: np.ndarray, weights: np.ndarr
     trades = np.empty((2 * n_symbols * (reported + 1), TRADE_COLUMNS))
     n_trades, traded = _rebalance_kernel(open_, close, weights, float(initial_capital), config.cost_vector(),
                                          config.fill == "close", int(start_index), equity, positions, trades)
-    table = trades[:n_trades]
-    table = table[np.lexsort((table[:, T_SYMBOL], table[:, T_ENTRY]))]
-    mean_equity = float(np.mean(equity))
-    turnover = traded / mean_equity * config.periods_per_year / reported if mean_equity > 0 else 0.0
-    return BacktestOutput(equity=equity, positions=positions, sleeve_equity=np.zeros_like(positions),
-                          trade_table=table, exposure=float((positions != 0).any(axis=1).mean()),
-                          turnover=float(turnover), start_index=int(start_index))
+    return portfolio_output(equity, positions, np.zeros_like(positions), trades[:n_trades], traded,
+                            config.periods_per_year, int(start_index))

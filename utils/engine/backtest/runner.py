@@ -19,9 +19,9 @@ from utils.data.timeutil import format_time, format_times
 from utils.engine.backend import Backend
 from utils.engine.backtest.config import StrategySpec, size_fractions, target_positions, warmup_bars
 from utils.engine.backtest.rebalance import simulate_rebalancing
-from utils.engine.backtest.simulate import (EXIT_REASONS, OPEN_REASON, T_ENTRY, T_ENTRY_PRICE, T_EXIT,
-                                            T_EXIT_PRICE, T_PNL, T_REASON, T_SIZE, T_SYMBOL, BacktestOutput,
-                                            simulate_portfolio, trade_pnl)
+from utils.engine.backtest.simulate import BacktestOutput, simulate_portfolio, trade_pnl
+from utils.engine.backtest.sleeve_kernel import (EXIT_REASONS, OPEN_REASON, T_ENTRY, T_ENTRY_PRICE, T_EXIT,
+                                                 T_EXIT_PRICE, T_PNL, T_REASON, T_SIZE, T_SYMBOL)
 from utils.engine.metrics import drawdown_curve
 
 PRICE_FIELDS = ("open", "high", "low", "close")

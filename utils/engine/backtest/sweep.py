@@ -23,13 +23,12 @@ from dataclasses import dataclass, replace
 from typing import Any, Callable
 
 import numpy as np
-from numba import njit, prange
 
 from utils.engine.backend import Backend
 from utils.engine.backtest.config import StrategySpec, size_fractions, target_positions
 from utils.engine.backtest.runner import simulate_panels
-from utils.engine.backtest.simulate import (TRADE_COLUMNS, BacktestOutput, entry_fractions, simulate_sleeve,
-                                            sleeves_output)
+from utils.engine.backtest.simulate import BacktestOutput, entry_fractions, sleeves_output
+from utils.engine.backtest.sleeve_kernel import TRADE_COLUMNS, simulate_sleeves
 from utils.engine.backtest.strategies import indicator_memo
 from utils.engine.indicators.layout import to_host
 
@@ -48,18 +47,6 @@ class SweepResult:
     @property
     def best(self) -> dict[str, Any]:
         return self.table[0]
-
-
-@njit(parallel=True, cache=True)
-def _simulate_sleeves(open_t, high_t, low_t, close_t, target_t, fraction_t, capital, costs, fill_at_close,
-                      allow_short, start, equity, shares, trades, n_trades, traded):
-    for column in prange(close_t.shape[0]):
-        count, _, value = simulate_sleeve(open_t[column], high_t[column], low_t[column], close_t[column],
-                                          target_t[column], fraction_t[column], capital, costs, fill_at_close,
-                                          allow_short, start, equity[column], shares[column], trades[column],
-                                          column)
-        n_trades[column] = count
-        traded[column] = value
 
 
 class SleeveBatch:
@@ -85,7 +72,7 @@ class SleeveBatch:
         config = spec.simulation_config(commission_rate)
         symbols = self.equity.shape[0]
         c = self.columns
-        _simulate_sleeves(c["open"], c["high"], c["low"], c["close"], np.ascontiguousarray(target.T),
+        simulate_sleeves(c["open"], c["high"], c["low"], c["close"], np.ascontiguousarray(target.T),
                           self.fractions, capital / symbols, config.cost_vector(), config.fill == "close",
                           config.allow_short, self.start, self.equity, self.shares, self.trades, self.n_trades,
                           self.traded)
