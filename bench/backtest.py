@@ -43,9 +43,10 @@ TARGET_SINGLE_SPEEDUP = 6.0
 TARGET_SWEEP_CELLS = 2.5e7
 TARGET_SWEEP_SPEEDUP = 10.0
 
-SINGLE_CONFIG = {"strategy_type": "sma_crossover", "fast": 10, "slow": 30, "fill": "close"}
+# entry "level" (held while fast > slow): the signal vectorbt's ``ma_above`` gives the anchor
+SINGLE_CONFIG = {"strategy_type": "sma_crossover", "fast": 10, "slow": 30, "fill": "close", "entry": "level"}
 SWEEP_CONFIG = {"strategy_type": "sma_crossover", "param_grid": {"fast": FAST_GRID, "slow": SLOW_GRID},
-                "fill": "close"}
+                "fill": "close", "entry": "level"}
 
 
 # ------------------------------------------------------------------ data and helpers
@@ -263,7 +264,8 @@ def measure_sweep() -> dict:
     panels = gbm_panels(SWEEP_T, SWEEP_N, SEED_SWEEP)
 
     warm_spec = validate_strategy_config({"strategy_type": "sma_crossover",
-                                          "param_grid": {"fast": [2, 3], "slow": [20, 30]}, "fill": "close"})
+                                          "param_grid": {"fast": [2, 3], "slow": [20, 30]}, "fill": "close",
+                                          "entry": "level"})
     began = time.perf_counter()
     sweep_panels(warm_spec, gbm_panels(400, 4, 1), 0, CAPITAL, COMMISSION)
     compile_s = time.perf_counter() - began
