@@ -95,43 +95,49 @@ def test_cancel_pending_job_is_never_run(settings, queue):
         worker.stop()
 
 
-def test_cancel_running_job_stops_within_a_second(settings, queue):
-    started = threading.Event()
+def test_cancel_running_job_stops_it_before_it_finishes(settings, queue):
+    started, finished, returned = threading.Event(), threading.Event(), threading.Event()
 
-    def long_job(ctx):
+    def long_job(ctx):  # 1000 s of work unless the cancel stops it at a progress check
         started.set()
-        for step in range(10_000):
-            ctx.progress(step / 10_000)
-            time.sleep(0.01)
+        try:
+            for step in range(100_000):
+                ctx.progress(step / 100_000)
+                time.sleep(0.01)
+            finished.set()
+        finally:
+            returned.set()
         return {}
     worker = run_worker(settings, long_job)
     try:
         job_id = queue.enqueue(spec())
-        assert started.wait(10)
-        requested = time.monotonic()
+        assert started.wait(60)
         assert queue.cancel(job_id) == "requested"
-        wait_until(lambda: queue.get(job_id).status is JobStatus.CANCELLED, timeout=5)
-        assert time.monotonic() - requested < 1.0
+        # CANCELLED is written by the worker only once the handler has raised JobCancelled.
+        wait_until(lambda: queue.get(job_id).status is JobStatus.CANCELLED, timeout=60)
+        assert returned.wait(60) and not finished.is_set()
         assert queue.result(job_id) is None
     finally:
         worker.stop()
 
 
 def test_concurrency_cap_is_respected(settings, queue):
-    running, peak, lock = [0], [0], threading.Lock()
+    running, peak, lock, release = [0], [0], threading.Lock(), threading.Event()
 
     def slow(ctx):
         with lock:
             running[0] += 1
             peak[0] = max(peak[0], running[0])
-        time.sleep(0.2)
+        release.wait(60)  # held until the test has seen the cap reached, however slow the machine
         with lock:
             running[0] -= 1
         return {}
     worker = run_worker(settings, slow, max_concurrent_features=2)
     try:
         ids = [queue.enqueue(spec()) for _ in range(8)]
-        wait_until(lambda: all(queue.get(i).status is JobStatus.COMPLETED for i in ids), timeout=30)
+        wait_until(lambda: running[0] >= 2, timeout=60)
+        release.set()
+        wait_until(lambda: all(queue.get(i).status is JobStatus.COMPLETED for i in ids), timeout=60)
         assert peak[0] == 2
     finally:
         worker.stop()
@@ -154,7 +160,7 @@ def test_job_of_a_dead_consumer_is_reclaimed_after_its_lease(settings, queue):
     assert queue.start(delivery, "dead-consumer", "cpu") is not None  # then it "dies": no renewals
     worker = run_worker(settings, lambda ctx: {"attempt": ctx.attempt})
     try:
-        record = wait_until(lambda: (r := queue.get(job_id)) and r.status.is_terminal and r, timeout=15)
+        record = wait_until(lambda: (r := queue.get(job_id)) and r.status.is_terminal and r, timeout=60)
         assert record.status is JobStatus.COMPLETED and record.attempts == 2
         assert queue.result(job_id) == {"attempt": 2}
     finally:
@@ -183,7 +189,7 @@ def test_shutdown_returns_running_job_to_the_queue(settings, queue):
                                                           heartbeat_seconds=0.2, shutdown_grace_seconds=0.3)
     worker.start()
     job_id = queue.enqueue(spec())
-    assert started.wait(10)
+    assert started.wait(60)
     worker.stop()
     record = queue.get(job_id)
     assert record.status is JobStatus.PENDING and record.attempts == 0
