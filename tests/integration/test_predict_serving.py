@@ -195,14 +195,13 @@ def test_a_failing_gpu_falls_back_to_the_cpu(platform, stub, fake_gpu, mode, rea
     response = predict_one(stub, model_id, columns)
     assert response.device == "cpu" and list(response.predictions) == expected
     assert fallbacks(platform, reason) == 1
-    if mode == "hang":
+    if mode == "hang":  # lower bounds only: a "timeout" fallback cannot happen before the timeout
         assert time.monotonic() - began >= platform.settings.predict_timeout_seconds
         assert response.prediction_time >= platform.settings.predict_timeout_seconds  # the real time it took
 
-    # Within the cool-down the broken GPU is skipped at once.
-    began = time.monotonic()
+    # Within the cool-down the broken GPU is skipped: a "cooldown" fallback, no second try of the GPU.
     again = predict_one(stub, model_id, columns)
-    assert again.device == "cpu" and time.monotonic() - began < platform.settings.predict_timeout_seconds
+    assert again.device == "cpu" and list(again.predictions) == expected
     assert fallbacks(platform, "cooldown") == 1 and fallbacks(platform, reason) == 1
 
 

@@ -7,7 +7,6 @@ import hashlib
 import ipaddress
 import json
 import logging
-import time
 
 import grpc
 import pytest
@@ -23,6 +22,7 @@ from api_proto import (backtest_pb2, backtest_pb2_grpc, market_data_pb2, market_
 from config.settings import InvalidSettings
 from services import security
 from services.server import create_server
+from tests.conftest import wait_until
 
 REALTIME = "gpu_api.realtime.RealTimeService"
 
@@ -104,7 +104,7 @@ def serving(settings_factory, **overrides):
         running.stop(grace=0)
 
 
-def list_symbols(channel: grpc.Channel, metadata=None, timeout: float = 5.0):
+def list_symbols(channel: grpc.Channel, metadata=None, timeout: float = 30.0):
     return market_data_pb2_grpc.MarketDataServiceStub(channel).ListSymbols(
         market_data_pb2.ListSymbolsRequest(), metadata=metadata, timeout=timeout)
 
@@ -122,10 +122,10 @@ def test_tls_serves_and_a_plaintext_client_fails(settings_factory, redis_client,
     with serving(settings_factory, tls_cert_file=pki.path("server_cert"), tls_key_file=pki.path("server_key")) as server:
         with pki.channel(server.port) as channel:
             assert list_symbols(channel).symbols is not None
-            health = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=5)
+            health = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=30)
             assert health.status == health_pb2.HealthCheckResponse.SERVING
         with grpc.insecure_channel(f"127.0.0.1:{server.port}") as plaintext:
-            assert code_of(lambda: list_symbols(plaintext, timeout=3)) == grpc.StatusCode.UNAVAILABLE
+            assert code_of(lambda: list_symbols(plaintext, timeout=30)) == grpc.StatusCode.UNAVAILABLE
 
 
 def test_mutual_tls_rejects_clients_without_a_trusted_certificate(settings_factory, redis_client, pki):
@@ -134,9 +134,9 @@ def test_mutual_tls_rejects_clients_without_a_trusted_certificate(settings_facto
         with pki.channel(server.port, pki.client_cert, pki.client_key) as channel:
             assert code_of(lambda: list_symbols(channel)) == grpc.StatusCode.OK
         with pki.channel(server.port) as no_certificate:
-            assert code_of(lambda: list_symbols(no_certificate, timeout=3)) == grpc.StatusCode.UNAVAILABLE
+            assert code_of(lambda: list_symbols(no_certificate, timeout=30)) == grpc.StatusCode.UNAVAILABLE
         with pki.channel(server.port, pki.rogue_cert, pki.client_key) as untrusted:
-            assert code_of(lambda: list_symbols(untrusted, timeout=3)) == grpc.StatusCode.UNAVAILABLE
+            assert code_of(lambda: list_symbols(untrusted, timeout=30)) == grpc.StatusCode.UNAVAILABLE
 
 
 @pytest.mark.parametrize("overrides,variable", [
@@ -178,7 +178,8 @@ def key_file(tmp_path):
     path.write_text(json.dumps({"keys": [
         key_entry("desk-a-2024", KEYS["old"]), key_entry("desk-a-2025", KEYS["new"]),
         key_entry("realtime-only", KEYS["realtime"], services=[REALTIME]),
-        key_entry("slow", KEYS["slow"], rate_per_second=2, burst=3)]}))
+        # slow enough that the test's burst of calls outruns the refill even on a loaded machine
+        key_entry("slow", KEYS["slow"], rate_per_second=0.5, burst=3)]}))
     return path
 
 
@@ -187,7 +188,7 @@ def keyed(settings_factory, redis_client, key_file, monkeypatch):
     monkeypatch.setattr(security, "KEY_FILE_RELOAD_SECONDS", 0.0)
     with serving(settings_factory, api_keys_file=str(key_file)) as server:
         with grpc.insecure_channel(f"127.0.0.1:{server.port}") as channel:
-            grpc.channel_ready_future(channel).result(timeout=10)
+            grpc.channel_ready_future(channel).result(timeout=60)
             server.channel = channel
             yield server
 
@@ -199,13 +200,13 @@ def stream_market_data(channel, metadata):
     tick = realtime_pb2.StreamDataRequest(stock_code="SEC.TEST", price=10.0, volume=100,
                                           timestamp=f"2024-01-02T09:30:00.{next(TICK_SECONDS):06d}Z")
     stub = realtime_pb2_grpc.RealTimeServiceStub(channel)
-    return list(stub.StreamMarketData(iter([tick]), metadata=metadata, timeout=10))
+    return list(stub.StreamMarketData(iter([tick]), metadata=metadata, timeout=30))
 
 
 def watch_backtest(channel, metadata):
     stub = backtest_pb2_grpc.BacktestServiceStub(channel)
     return list(stub.WatchBacktest(backtest_pb2.BacktestStatusRequest(backtest_id="bt-none"), metadata=metadata,
-                                   timeout=10))
+                                   timeout=30))
 
 
 def test_keys_are_required_for_unary_and_streaming_rpcs(keyed, caplog):
@@ -233,18 +234,18 @@ def scrape(server) -> str:
 
 
 def test_health_and_reflection_stay_open(keyed):
-    health = health_pb2_grpc.HealthStub(keyed.channel).Check(health_pb2.HealthCheckRequest(), timeout=5)
+    health = health_pb2_grpc.HealthStub(keyed.channel).Check(health_pb2.HealthCheckRequest(), timeout=30)
     assert health.status == health_pb2.HealthCheckResponse.SERVING
     reflection = reflection_pb2_grpc.ServerReflectionStub(keyed.channel)
     answers = list(reflection.ServerReflectionInfo(iter([reflection_pb2.ServerReflectionRequest(list_services="")]),
-                                                   timeout=5))
+                                                   timeout=30))
     assert REALTIME in {service.name for service in answers[0].list_services_response.service}
 
 
 def test_a_key_calls_only_its_services(keyed):
     metadata = bearer(KEYS["realtime"])
     features = realtime_pb2_grpc.RealTimeServiceStub(keyed.channel).ListFeatures(
-        realtime_pb2.ListFeaturesRequest(), metadata=metadata, timeout=5)
+        realtime_pb2.ListFeaturesRequest(), metadata=metadata, timeout=30)
     assert features.features
     with pytest.raises(grpc.RpcError) as error:
         list_symbols(keyed.channel, metadata)
@@ -262,8 +263,9 @@ def test_rate_limit_empties_then_refills(keyed):
         list_symbols(keyed.channel, metadata)
     assert error.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED and "rate limit" in error.value.details()
     assert code_of(lambda: list_symbols(keyed.channel, bearer(KEYS["new"]))) == grpc.StatusCode.OK  # per key
-    time.sleep(0.6)  # 2 tokens/s: one is back
-    assert code_of(lambda: list_symbols(keyed.channel, metadata)) == grpc.StatusCode.OK
+    # 0.5 tokens/s: a token is back after ~2 s (refused calls take none); the deadline is generous
+    wait_until(lambda: code_of(lambda: list_symbols(keyed.channel, metadata)) == grpc.StatusCode.OK,
+               timeout=60, interval=0.25)
     assert 'auth_rejections_total{reason="rate_limited"}' in scrape(keyed)
 
 
@@ -311,28 +313,28 @@ def test_per_request_limits_answer_invalid_argument_naming_the_limit(settings_fa
                      for i in range(4)]
             with pytest.raises(grpc.RpcError) as error:
                 list(realtime_pb2_grpc.RealTimeServiceStub(channel).StreamMarketData(
-                    iter([realtime_pb2.StreamDataRequest(ticks=ticks)]), timeout=10))
+                    iter([realtime_pb2.StreamDataRequest(ticks=ticks)]), timeout=30))
             assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
             assert "ticks: has 4 ticks; the limit is 3 per message (MAX_TICKS_PER_MESSAGE)" in error.value.details()
             ml = ml_pb2_grpc.MLServiceStub(channel)
             rows = json.dumps({"f0": [1.0, 2.0, 3.0, 4.0], "y": [1.0, 2.0, 3.0, 4.0]})
-            for call in (lambda: ml.Predict(ml_pb2.PredictRequest(model_id="m-x", input_data=rows), timeout=5),
+            for call in (lambda: ml.Predict(ml_pb2.PredictRequest(model_id="m-x", input_data=rows), timeout=30),
                          lambda: ml.TrainModel(ml_pb2.TrainModelRequest(
                              model_type="linear", feature_columns=["f0"], target_column="y", training_data=rows),
-                             timeout=5)):
+                             timeout=30)):
                 with pytest.raises(grpc.RpcError) as error:
                     call()
                 assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
                 assert "has 4 rows; the limit is 3 per request (MAX_ROWS_PER_REQUEST)" in error.value.details()
             with pytest.raises(grpc.RpcError) as error:
                 backtest_pb2_grpc.BacktestServiceStub(channel).IntegratedBacktest(backtest_pb2.BacktestRequest(
-                    stock_codes=["A.X", "B.X", "C.X"], start_time="2024-01-01", end_time="2024-02-01"), timeout=5)
+                    stock_codes=["A.X", "B.X", "C.X"], start_time="2024-01-01", end_time="2024-02-01"), timeout=30)
             assert "stock_codes: has 3 symbols; the limit is 2" in error.value.details()
             grid = {"strategy_type": "sma_crossover",
                     "param_grid": {"fast": list(range(2, 400)), "slow": list(range(3, 400))}}
             with pytest.raises(grpc.RpcError) as error:
                 backtest_pb2_grpc.BacktestServiceStub(channel).IntegratedBacktest(backtest_pb2.BacktestRequest(
                     stock_codes=["000001.SZ"], start_time="2024-01-01", end_time="2024-02-01",
-                    strategy_config=json.dumps(grid), initial_capital=1e6), timeout=5)
+                    strategy_config=json.dumps(grid), initial_capital=1e6), timeout=30)
             assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
             assert "param_grid has 158,006 combinations; the limit is 100,000" in error.value.details()
