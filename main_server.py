@@ -77,7 +77,12 @@ def run(mode: str) -> int:
             # Fail here, loudly, rather than in a restart loop of workers: COMPUTE_DEVICE=gpu
             # without a usable GPU is a configuration error.
             resolve_backend(settings.compute_device, settings.gpu_device_id)
-            from utils.tasks.runtime import run_worker_process, worker_count
+            from utils.tasks.runtime import EXIT_BAD_REGISTRY, registry_problems, run_worker_process, worker_count
+            problems = registry_problems(settings)
+            if problems:  # a half-declared task type: its jobs would wait forever
+                log.error("cannot start workers: the task-type registry (utils/task_types.py) is incomplete:"
+                          "\n  %s", "\n  ".join(problems))
+                return EXIT_BAD_REGISTRY
             restarts = server.metrics.worker_restarts.inc if server else None
             supervisor = WorkerSupervisor(run_worker_process, settings, worker_count(settings), restarts).start()
         log.info("ready (%s mode); Ctrl-C or SIGTERM to stop", mode)
@@ -98,7 +103,8 @@ def report(backtest_id: str, output: str | None) -> int:
     configured Redis only: never starts an embedded one, since its data would be empty."""
     import redis
     from config.settings import load_settings
-    from services.backtest_service import backtest_report
+    from services.backtest_service import completed_backtest
+    from utils.tasks.report import tearsheet_html
     from services.errors import ServiceError
     from utils.queue.streams import JobQueue, QueueConfig
     from utils.redis_client import redis_from_settings
@@ -107,7 +113,7 @@ def report(backtest_id: str, output: str | None) -> int:
     try:
         client = redis_from_settings(settings)
         client.ping()
-        _, html = backtest_report(JobQueue(client, QueueConfig.from_settings(settings)), backtest_id)
+        html = tearsheet_html(*completed_backtest(JobQueue(client, QueueConfig.from_settings(settings)), backtest_id))
     except redis.RedisError as exc:
         print(f"error: cannot reach Redis at {address} ({exc}); set REDIS_HOST/REDIS_PORT", file=sys.stderr)
         return 1

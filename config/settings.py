@@ -9,8 +9,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, create_model, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from utils.task_types import TASK_TYPES, TaskType
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -19,7 +21,9 @@ class InvalidSettings(SystemExit):
     """Raised at start-up with a message naming each bad variable (exits non-zero)."""
 
 
-class Settings(BaseSettings):
+class CoreSettings(BaseSettings):
+    """Every setting except the per-task-type caps, which ``Settings`` adds from the registry."""
+
     model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8",
                                       case_sensitive=False, extra="ignore", frozen=True)
 
@@ -62,11 +66,6 @@ class Settings(BaseSettings):
     # Metrics: the server on PROMETHEUS_PORT, worker i on PROMETHEUS_PORT + 1 + i.
     prometheus_port: int = Field(9090, ge=0, le=65535)
     metrics_host: str = "0.0.0.0"
-
-    # Scheduler caps (per worker process, i.e. per device).
-    max_concurrent_backtests: int = Field(5, ge=1, le=256)
-    max_concurrent_training: int = Field(3, ge=1, le=256)
-    max_concurrent_features: int = Field(4, ge=1, le=256)
 
     # Queue semantics.
     job_lease_seconds: float = Field(30.0, gt=0)
@@ -132,10 +131,19 @@ class Settings(BaseSettings):
         """True when the operator named a Redis explicitly (then we never start our own)."""
         return "redis_host" in self.model_fields_set or "redis_port" in self.model_fields_set
 
-    def concurrency_caps(self) -> dict[str, int]:
-        return {"backtest": self.max_concurrent_backtests,
-                "training": self.max_concurrent_training,
-                "features": self.max_concurrent_features}
+    def concurrency_caps(self, task_types: tuple[TaskType, ...] = TASK_TYPES) -> dict[str, int]:
+        """Per-worker slots of each task type (the scheduler reads only streams with a cap)."""
+        return {t.name: getattr(self, t.cap_setting, t.cap_default) for t in task_types}
+
+
+def _with_task_caps(base: type[CoreSettings], task_types: tuple[TaskType, ...]) -> type[CoreSettings]:
+    """``base`` plus one cap field per task type (MAX_CONCURRENT_BACKTESTS=5 ...), so a new type's
+    cap is declared in its registry entry, not here. Caps are per worker process, i.e. per device."""
+    fields = {t.cap_setting: (int, Field(t.cap_default, ge=1, le=256, description=t.cap_help)) for t in task_types}
+    return create_model("Settings", __base__=base, __module__=__name__, __doc__=base.__doc__, **fields)
+
+
+Settings = _with_task_caps(CoreSettings, TASK_TYPES)
 
 
 def load_settings(**overrides: object) -> Settings:

@@ -7,19 +7,18 @@ from typing import Any
 from api_proto import backtest_pb2, backtest_pb2_grpc
 from services import validation
 from services.errors import ServiceError, failed_precondition, invalid, not_found
-from services.job_views import history_page, require_job, watch
+from services.job_views import cancel, history_page, job_id_field, require_job, run_job, watch
 from utils.cache import RedisCache, digest
 from utils.data.store import BarStore
 from utils.data.timeutil import epoch_to_iso, format_time
 from utils.queue import keys
-from utils.queue.jobs import JobRecord, JobSpec, JobStatus
+from utils.queue.jobs import JobRecord, JobSpec, JobStatus, derived_job_id, new_job_id
 from utils.queue.streams import JobQueue
-from utils.reports import render_tearsheet
 
 import grpc
 
 TASK_TYPE = "backtest"
-NOUN = "backtest"
+REPORT_TIMEOUT_SECONDS = 60.0  # a tearsheet renders in well under a second on a worker
 MAX_STRATEGY_CONFIG_BYTES = 64 * 1024
 REPORT_CONTENT_TYPE = "text/html; charset=utf-8"
 
@@ -49,8 +48,8 @@ def completed_backtest(queue: JobQueue, backtest_id: str) -> tuple[JobRecord, di
     """Record and stored result of a COMPLETED backtest, else a ServiceError: NOT_FOUND for an
     unknown id or an expired result, FAILED_PRECONDITION while it is not COMPLETED. Shared by
     the result and report RPCs and by `main_server.py report`."""
-    job_id = validation.identifier("backtest_id", backtest_id, NOUN)
-    record = require_job(queue, job_id, TASK_TYPE, NOUN)
+    job_id = job_id_field("backtest_id", backtest_id, TASK_TYPE)
+    record = require_job(queue, job_id, TASK_TYPE)
     if record.status is not JobStatus.COMPLETED:
         detail = f": {record.error}" if record.error else ""
         raise failed_precondition(
@@ -60,15 +59,6 @@ def completed_backtest(queue: JobQueue, backtest_id: str) -> tuple[JobRecord, di
     if result is None:
         raise not_found(f"the result of backtest {job_id} has expired")
     return record, result
-
-
-def backtest_report(queue: JobQueue, backtest_id: str) -> tuple[str, str]:
-    """(job id, HTML tearsheet) of a COMPLETED backtest; errors as ``completed_backtest``."""
-    record, result = completed_backtest(queue, backtest_id)
-    meta = {**record.meta, "initial_capital": record.payload.get("initial_capital"),
-            "commission_rate": record.payload.get("commission_rate"), "device": record.device,
-            "created_at": epoch_to_iso(record.created_at), "finished_at": epoch_to_iso(record.finished_at)}
-    return record.id, render_tearsheet(record.id, result, meta)
 
 
 def _text_map(values: dict[str, Any]) -> dict[str, str]:
@@ -178,12 +168,12 @@ class BacktestServicer(backtest_pb2_grpc.BacktestServiceServicer):
 
     # --------------------------------------------------------------- reading
     def GetBacktestStatus(self, request, context):
-        job_id = validation.identifier("backtest_id", request.backtest_id, NOUN)
-        return status_message(require_job(self.queue, job_id, TASK_TYPE, NOUN))
+        job_id = job_id_field("backtest_id", request.backtest_id, TASK_TYPE)
+        return status_message(require_job(self.queue, job_id, TASK_TYPE))
 
     def WatchBacktest(self, request, context):
-        job_id = validation.identifier("backtest_id", request.backtest_id, NOUN)
-        for record in watch(self.queue, job_id, TASK_TYPE, NOUN, context):
+        job_id = job_id_field("backtest_id", request.backtest_id, TASK_TYPE)
+        for record in watch(self.queue, job_id, context, TASK_TYPE):
             yield status_message(record)
 
     def GetBacktestResult(self, request, context):
@@ -213,8 +203,17 @@ class BacktestServicer(backtest_pb2_grpc.BacktestServiceServicer):
             **search_fields(result))
 
     def GetBacktestReport(self, request, context):
-        job_id, html = backtest_report(self.queue, request.backtest_id)
-        return backtest_pb2.BacktestReportResponse(backtest_id=job_id, html=html, content_type=REPORT_CONTENT_TYPE)
+        """Rendered by a worker as a ``report`` job (one per backtest, reused while it lives)."""
+        record, _ = completed_backtest(self.queue, request.backtest_id)
+        report_id = derived_job_id("report", record.id)
+        earlier = self.queue.get(report_id)
+        if earlier is not None and earlier.status in (JobStatus.FAILED, JobStatus.CANCELLED):
+            report_id = new_job_id("report")
+        spec = JobSpec("report", {"backtest_id": record.id}, "high", self.settings.job_max_attempts,
+                       {"backtest_id": record.id})
+        _, result = run_job(self.queue, spec, context, REPORT_TIMEOUT_SECONDS, report_id)
+        return backtest_pb2.BacktestReportResponse(backtest_id=record.id, html=result["html"],
+                                                   content_type=REPORT_CONTENT_TYPE)
 
     def GetBacktestHistory(self, request, context):
         offset, size = validation.page("page_size", request.page_size, request.page_token, 50, 500)
@@ -248,12 +247,7 @@ class BacktestServicer(backtest_pb2_grpc.BacktestServiceServicer):
         return backtest_pb2.BacktestHistoryResponse(backtests=summaries, next_page_token=token)
 
     def CancelBacktest(self, request, context):
-        job_id = validation.identifier("backtest_id", request.backtest_id, NOUN)
-        require_job(self.queue, job_id, TASK_TYPE, NOUN)
-        outcome = self.queue.cancel(job_id)
-        messages = {"cancelled": "cancelled while pending",
-                    "requested": "cancellation requested; the worker stops at its next progress check"}
-        record = require_job(self.queue, job_id, TASK_TYPE, NOUN)
-        return backtest_pb2.CancelBacktestResponse(
-            backtest_id=job_id, status=status_enum(record.status),
-            message=messages.get(outcome, f"already {outcome.lower()}; nothing to cancel"))
+        job_id = job_id_field("backtest_id", request.backtest_id, TASK_TYPE)
+        record, message = cancel(self.queue, job_id, TASK_TYPE)
+        return backtest_pb2.CancelBacktestResponse(backtest_id=job_id, status=status_enum(record.status),
+                                                   message=message)

@@ -39,10 +39,13 @@ def _domain_errors() -> list[tuple[type[BaseException], grpc.StatusCode]]:
     """Engine/data exceptions that describe bad input, imported lazily (no import cycles)."""
     from utils.data.store import InvalidBars, SymbolNotFound
     from utils.engine.backend import BackendUnavailable
+    from utils.serving.device_chain import PredictTimeout, PredictUnavailable
     mapping: list[tuple[type[BaseException], grpc.StatusCode]] = [
         (SymbolNotFound, grpc.StatusCode.NOT_FOUND),
         (InvalidBars, grpc.StatusCode.INVALID_ARGUMENT),
         (BackendUnavailable, grpc.StatusCode.FAILED_PRECONDITION),
+        (PredictTimeout, grpc.StatusCode.DEADLINE_EXCEEDED),
+        (PredictUnavailable, grpc.StatusCode.UNAVAILABLE),
     ]
     try:
         from utils.engine.indicators.features import UnknownFeatureError

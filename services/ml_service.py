@@ -8,12 +8,9 @@ from typing import Any
 from api_proto import ml_pb2, ml_pb2_grpc
 from services import validation
 from services.errors import ServiceError, invalid, not_found
-from services.job_views import require_job
-from services.model_cache import ModelCache
-from services.predict_devices import PredictTimeout, PredictUnavailable
-from utils.engine.backend import cpu_backend
+from services.job_views import cancel, job_id_field, require_job
 from utils.engine.models import (MODEL_REGISTRY, InvalidInputData, InvalidModelConfig, InvalidModelId,
-                                 InvalidModelParams, InvalidTrainingData, ModelNotFound, ModelStore,
+                                 InvalidModelParams, InvalidTrainingData, ModelConfig, ModelNotFound, ModelStore,
                                  UnknownModelError, prepare_features, validate_model_id)
 from utils.engine.models.columns import numeric_columns
 from utils.engine.models.dataset import TARGET_COLUMN, check_feature_names, parse_target
@@ -21,12 +18,11 @@ from utils.engine.models.sequence import SequencePredictor
 from utils.queue import keys
 from utils.queue.jobs import JobRecord, JobSpec, JobStatus
 from utils.queue.streams import JobQueue
-from utils.tasks.training import config_from_payload
+from utils.serving.model_cache import ModelCache
 
 import grpc
 
 TASK_TYPE = "training"
-NOUN = "training task"
 MAX_PREDICT_BYTES = 8 * 1024 * 1024
 MAX_PARAMS_BYTES = 64 * 1024
 MAX_COMPARED = 10
@@ -86,11 +82,11 @@ class MLServicer(ml_pb2_grpc.MLServiceServicer):
                    "target_column": target_column, "task": request.task or "auto", "params": params,
                    "device": validation.device("device", request.device)}
         try:
-            config = config_from_payload(payload)
+            config = ModelConfig.from_payload(payload)
             if columns is not None:
                 numeric_columns(columns, (*config.feature_columns, config.target_column), InvalidTrainingData)
             if not compare:  # validates params, no training (a comparison trains each type with defaults)
-                MODEL_REGISTRY.get(config.model_type)(config, cpu_backend())
+                MODEL_REGISTRY.validated_params(config)
         except InvalidTrainingData as exc:
             raise _bad_input("training_data", exc) from None
         except InvalidModelParams as exc:
@@ -145,17 +141,16 @@ class MLServicer(ml_pb2_grpc.MLServiceServicer):
             comparison=comparison)
 
     def GetTrainingStatus(self, request, context):
-        task_id = validation.identifier("task_id", request.task_id, NOUN)
-        return self._status(require_job(self.queue, task_id, TASK_TYPE, NOUN))
+        task_id = job_id_field("task_id", request.task_id, TASK_TYPE)
+        return self._status(require_job(self.queue, task_id, TASK_TYPE))
 
     def QueryTrainingProgress(self, request, context):
         return self.GetTrainingStatus(request, context)
 
     def CancelTraining(self, request, context):
-        task_id = validation.identifier("task_id", request.task_id, NOUN)
-        require_job(self.queue, task_id, TASK_TYPE, NOUN)
-        self.queue.cancel(task_id)
-        return self._status(require_job(self.queue, task_id, TASK_TYPE, NOUN))
+        task_id = job_id_field("task_id", request.task_id, TASK_TYPE)
+        record, _ = cancel(self.queue, task_id, TASK_TYPE)
+        return self._status(record)
 
     # ---------------------------------------------------------------- models
     def _model_id(self, value: str) -> str:
@@ -194,10 +189,6 @@ class MLServicer(ml_pb2_grpc.MLServiceServicer):
             (predictions, probabilities), device = model.predict(features, deadline)
         except InvalidInputData as exc:
             raise _bad_input("input_data", exc) from None
-        except PredictTimeout as exc:
-            raise ServiceError(grpc.StatusCode.DEADLINE_EXCEEDED, f"model {model_id!r}: {exc}") from None
-        except PredictUnavailable as exc:
-            raise ServiceError(grpc.StatusCode.UNAVAILABLE, f"model {model_id!r}: {exc}") from None
         elapsed = time.perf_counter() - started  # this request's own time, queueing in the batch included
         metadata = model.metadata
         self.metrics.predictions.labels(model_type=model.model_type, device=device).inc(len(predictions))

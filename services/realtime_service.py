@@ -13,21 +13,19 @@ import time
 import uuid
 from typing import Any, Callable, Iterable
 
-import grpc
-import numpy as np
 import redis
 
 from api_proto import realtime_pb2, realtime_pb2_grpc
 from services import validation
-from services.errors import ServiceError, failed_precondition, invalid, not_found, resource_exhausted
-from services.job_views import wait_for
+from services.errors import invalid, not_found, resource_exhausted
+from services.job_views import run_job
 from utils.cache import RedisCache, digest
 from utils.data.store import Bars, BarStore
 from utils.data.timeutil import format_time, format_times
-from utils.engine.indicators.features import (UnknownFeatureError, compute_features, latest_values,
-                                              list_features, parse_feature)
+from utils.engine.indicators.features import (UnknownFeatureError, list_features, parse_feature,
+                                              symbol_features)
 from utils.queue import keys
-from utils.queue.jobs import JobSpec, JobStatus
+from utils.queue.jobs import JobSpec
 from utils.queue.streams import JobQueue
 from utils.realtime.symbol_state import SymbolStates
 from utils.realtime.tick_processor import TickResults, process_ticks
@@ -188,7 +186,7 @@ class RealTimeServicer(realtime_pb2_grpc.RealTimeServiceServicer):
         key = digest(symbol, request.interval, version, sorted(names), request.return_series, lookback)
         cached = self.cache.get(key)
         if cached is None:
-            cached = self._compute(load(), names, request.return_series, lookback)
+            cached = self._cache_entry(load(), names, request.return_series, lookback)
             self.cache.set(key, cached)
             from_cache = False
         else:
@@ -211,15 +209,8 @@ class RealTimeServicer(realtime_pb2_grpc.RealTimeServiceServicer):
             if (self.store.interval_bar_count(symbol, interval) if interval else self.store.version(symbol)) is None:
                 raise not_found(f"symbol {symbol!r} has no stored {interval + ' ' if interval else ''}bars")
         payload = {"symbols": symbols, "features": names, "interval": interval, "device": "auto"}
-        job_id = self.queue.enqueue(JobSpec("features", payload, "high", self.settings.job_max_attempts,
-                                            {"symbols": symbols[:20]}))
-        record = wait_for(self.queue, job_id, context, PANEL_TIMEOUT_SECONDS)
-        if record is None:
-            raise ServiceError(grpc.StatusCode.DEADLINE_EXCEEDED,
-                               f"panel job {job_id} did not finish in time (workers busy?); it was cancelled")
-        if record.status is not JobStatus.COMPLETED:
-            raise failed_precondition(f"panel job {job_id} {record.status.value.lower()}: {record.error}")
-        result = self.queue.result(job_id) or {}
+        job_id, result = run_job(self.queue, JobSpec("features", payload, "high", self.settings.job_max_attempts,
+                                                     {"symbols": symbols[:20]}), context, PANEL_TIMEOUT_SECONDS)
         response = realtime_pb2.FeatureResponse(task_id=job_id, device=result.get("device", ""))
         for symbol, values in result.get("features", {}).items():
             response.panel[symbol].features.update({k: finite_or_nan(v) for k, v in values.items()})
@@ -254,16 +245,15 @@ class RealTimeServicer(realtime_pb2_grpc.RealTimeServiceServicer):
             return f"ticks:{tick_version}", lambda: self.store.read_ticks(symbol)
         raise self._unknown_symbol(symbol)
 
-    def _compute(self, bars: Bars, names: list[str], return_series: bool, lookback: int) -> dict[str, Any]:
-        series = compute_features(np, names, bars.columns())  # OHLCV + time (VWAP sessions)
-        result: dict[str, Any] = {
-            "latest": {k: finite_or_nan(v) for k, v in latest_values(series).items()},
-            "timestamp": format_time(int(bars.time[-1])) if len(bars) else "",
-        }
+    @staticmethod
+    def _cache_entry(bars: Bars, names: list[str], return_series: bool, lookback: int) -> dict[str, Any]:
+        """The engine's features of ``bars`` as the JSON the feature cache keeps (times as ISO text)."""
+        values = symbol_features(bars.columns(), names, lookback if return_series else 0)  # with time: VWAP sessions
+        result: dict[str, Any] = {"latest": values.latest,
+                                  "timestamp": format_time(int(bars.time[-1])) if len(bars) else ""}
         if return_series:
-            tail = slice(max(len(bars) - lookback, 0), len(bars))
-            result["series"] = {k: np.asarray(v)[tail].tolist() for k, v in series.items()}
-            result["times"] = format_times(bars.time[tail])
+            result["series"] = {key: column.tolist() for key, column in values.series.items()}
+            result["times"] = format_times(bars.time[values.rows])
         return result
 
     def ListFeatures(self, request, context):

@@ -1,4 +1,4 @@
-"""Assemble the gRPC server: the four services, health, reflection, interceptor, metrics."""
+"""Assemble the gRPC server: the five services, health, reflection, interceptor, metrics."""
 from __future__ import annotations
 
 import logging
@@ -13,18 +13,18 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from prometheus_client import CollectorRegistry
 
-from api_proto import (backtest_pb2, backtest_pb2_grpc, market_data_pb2, market_data_pb2_grpc, ml_pb2,
-                       ml_pb2_grpc, realtime_pb2, realtime_pb2_grpc)
+from api_proto import (backtest_pb2, backtest_pb2_grpc, jobs_pb2, jobs_pb2_grpc, market_data_pb2,
+                       market_data_pb2_grpc, ml_pb2, ml_pb2_grpc, realtime_pb2, realtime_pb2_grpc)
 from services.backtest_service import BacktestServicer
+from services.job_service import JobServicer
 from services.interceptors import ObservabilityInterceptor
 from services.market_data_service import MarketDataServicer
 from services.ml_service import MLServicer
-from services.model_cache import ModelCache
-from services.predict_serving import ServingFactory
 from services.realtime_service import RealTimeServicer, warm_up_names
 from services.security import AdmissionInterceptor, KeyRing, add_port, server_credentials
 from utils.cache import RedisCache
 from utils.data.store import BarStore
+from utils.engine.backend import resolve_backend
 from utils.engine.models import ModelStore
 from utils.engine.indicators.warmup import warm_up_in_background
 from utils.gpu.devices import record_samples, sample_devices
@@ -34,6 +34,8 @@ from utils.realtime.symbol_state import SymbolStates
 from utils.realtime.bar_aggregator import BarAggregator, parse_intervals
 from utils.realtime.tick_writer import TickWriter
 from utils.redis_client import redis_from_settings
+from utils.serving.model_cache import ModelCache
+from utils.serving.serving_model import ServingFactory
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +44,7 @@ SERVICE_NAMES = (
     realtime_pb2.DESCRIPTOR.services_by_name["RealTimeService"].full_name,
     ml_pb2.DESCRIPTOR.services_by_name["MLService"].full_name,
     market_data_pb2.DESCRIPTOR.services_by_name["MarketDataService"].full_name,
+    jobs_pb2.DESCRIPTOR.services_by_name["JobService"].full_name,
 )
 
 
@@ -112,9 +115,11 @@ def create_server(settings: Any, registry: CollectorRegistry | None = None) -> R
         states, writer, queue, settings, metrics), server)
     ml_pb2_grpc.add_MLServiceServicer_to_server(MLServicer(
         queue, model_store, ModelCache(model_store, settings.model_cache_ttl, metrics.cache("models"),
-                                       prepare=ServingFactory(settings, metrics)),
+                                       prepare=ServingFactory(settings, metrics, resolve_backend(
+                                           settings.compute_device, settings.gpu_device_id))),
         settings, metrics), server)
     market_data_pb2_grpc.add_MarketDataServiceServicer_to_server(MarketDataServicer(store, writer.flush), server)
+    jobs_pb2_grpc.add_JobServiceServicer_to_server(JobServicer(queue), server)
 
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)

@@ -16,15 +16,15 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, star
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from utils.task_types import TASK_TYPES, TaskType
+
 log = logging.getLogger(__name__)
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 BATCH_ROW_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096, 16384)
+JOB_COUNTS = ("submitted", "started", "completed", "failed", "cancelled", "retried", "cached")
 JOB_BUCKETS = (0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 300, 1800)
 
-# Prometheus names of the per-type task counters (the usage guide's names for the first two).
-TASK_COUNTER_NAMES = {"backtest": "backtest_tasks", "training": "ml_training_tasks",
-                      "features": "feature_tasks"}
 
 
 class CacheStats:
@@ -119,17 +119,19 @@ class Metrics:
 
 
 class QueueCollector(Collector):
-    """Task counters and queue depth read from Redis at scrape time."""
+    """Task counters (one family per registered task type, named by its ``counter``) and queue
+    depth, read from Redis at scrape time."""
 
-    def __init__(self, queue: Any) -> None:
+    def __init__(self, queue: Any, task_types: tuple[TaskType, ...] = TASK_TYPES) -> None:
         self.queue = queue
+        self.counter_names = {t.name: t.counter for t in task_types}
 
     def collect(self) -> Iterable[Any]:
         up = GaugeMetricFamily("queue_redis_up", "1 when the queue's Redis answered this scrape")
         try:
-            stats = {t: self.queue.stats(t) for t in TASK_COUNTER_NAMES}
+            stats = {t: self.queue.stats(t) for t in self.counter_names}
             depth = self.queue.depth()
-            dead = {t: self.queue.dead_letter_size(t) for t in TASK_COUNTER_NAMES}
+            dead = {t: self.queue.dead_letter_size(t) for t in self.counter_names}
         except Exception as exc:  # Redis down: report it rather than fail the scrape
             log.debug("queue collector: %s", exc)
             up.add_metric([], 0)
@@ -137,11 +139,16 @@ class QueueCollector(Collector):
             return
         up.add_metric([], 1)
         yield up
-        for task_type, name in TASK_COUNTER_NAMES.items():
+        # Every type under one family too, so dashboards and alerts cover types added later.
+        all_jobs = CounterMetricFamily("queue_jobs", "Jobs by task type and status (all workers)",
+                                       labels=["task_type", "status"])
+        for task_type, name in self.counter_names.items():
             family = CounterMetricFamily(name, f"{task_type} jobs by status (all workers)", labels=["status"])
-            for status in ("submitted", "started", "completed", "failed", "cancelled", "retried", "cached"):
+            for status in JOB_COUNTS:
                 family.add_metric([status], stats[task_type].get(status, 0))
+                all_jobs.add_metric([task_type, status], stats[task_type].get(status, 0))
             yield family
+        yield all_jobs
         depth_family = GaugeMetricFamily("queue_depth", "Jobs in a stream by state",
                                          labels=["task_type", "priority", "state"])
         for task_type, priority, waiting, in_flight in depth:

@@ -10,6 +10,7 @@ from typing import Any, Callable
 log = logging.getLogger(__name__)
 
 CRASH_LOOP_SECONDS = 5.0  # a worker dying sooner than this after its start backs off
+EXIT_CONFIGURATION = 2  # a worker that exits with this refused to start (bad config): not restarted
 
 
 class WorkerSupervisor:
@@ -48,6 +49,11 @@ class WorkerSupervisor:
             now = time.monotonic()
             for index, process in enumerate(self._processes):
                 if process is None or process.is_alive() or self._stopping.is_set() or now < self._next_start[index]:
+                    continue
+                if process.exitcode == EXIT_CONFIGURATION:
+                    log.error("worker %d (pid %d) refused to start (exit code %d, see its log); not restarting "
+                              "it until the configuration is fixed", index, process.pid, EXIT_CONFIGURATION)
+                    self._processes[index] = None
                     continue
                 if self._next_start[index] == 0.0:  # first sight of this death: decide when to restart
                     quick = now - self._started_at[index] < CRASH_LOOP_SECONDS

@@ -12,6 +12,7 @@ from __future__ import annotations
 import threading
 from collections import Counter
 
+from utils import task_types
 from utils.queue import keys
 from utils.queue.jobs import Delivery
 
@@ -20,9 +21,13 @@ _PRIORITY_RANK = {name: rank for rank, name in enumerate(keys.PRIORITIES)}
 
 class Scheduler:
     def __init__(self, caps: dict[str, int]) -> None:
-        unknown = set(caps) - set(keys.TASK_TYPES)
+        """``caps``: slots per task type; a registered type missing here would never be read."""
+        unknown = set(caps) - set(task_types.names())
         if unknown:
             raise ValueError(f"caps for unknown task types: {sorted(unknown)}")
+        bad = {name: cap for name, cap in caps.items() if not isinstance(cap, int) or cap < 1}
+        if bad:
+            raise ValueError(f"caps must be >= 1 (a type with no slot is never read): {bad}")
         self.caps = dict(caps)
         self._running: Counter[str] = Counter()
         self._held: list[Delivery] = []

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, Mapping
 
+from utils import task_types
 from utils.queue import keys
 
 
@@ -23,11 +24,14 @@ class JobStatus(str, Enum):
         return self in (JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED)
 
 
-ID_PREFIXES = {"backtest": "bt", "training": "tr", "features": "ft"}
-
-
 def new_job_id(task_type: str) -> str:
-    return f"{ID_PREFIXES[task_type]}-{uuid.uuid4().hex}"
+    return f"{task_types.get(task_type).id_prefix}-{uuid.uuid4().hex}"
+
+
+def derived_job_id(task_type: str, parent_id: str) -> str:
+    """The one job of ``task_type`` made from another job (a backtest's report: bt-X -> rp-X);
+    enqueue is idempotent per id, so asking twice reuses it."""
+    return f"{task_types.get(task_type).id_prefix}-{parent_id.split('-', 1)[-1]}"
 
 
 @dataclass(frozen=True)
@@ -42,8 +46,7 @@ class JobSpec:
     meta: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if self.task_type not in keys.TASK_TYPES:
-            raise ValueError(f"unknown task type {self.task_type!r}")
+        task_types.get(self.task_type)  # raises UnknownTaskType (a ValueError) naming the registered ones
         if self.priority not in keys.PRIORITIES:
             raise ValueError(f"unknown priority {self.priority!r}")
 
@@ -64,12 +67,13 @@ class JobRecord:
     started_at: float | None
     finished_at: float | None
     error: str
-    owner: str
+    owner: str  # the worker holding it now (empty unless RUNNING)
     device: str
     cancel_requested: bool
     payload: dict[str, Any]
     meta: dict[str, Any]
     progress_detail: dict[str, Any] = field(default_factory=dict)  # e.g. trees done, validation loss
+    worker: str = ""  # the worker that ran its latest attempt (kept after it finished)
 
     @classmethod
     def from_hash(cls, fields: Mapping[str, str]) -> "JobRecord":
@@ -96,6 +100,7 @@ class JobRecord:
             payload=json.loads(fields.get("payload") or "{}"),
             meta=json.loads(fields.get("meta") or "{}"),
             progress_detail=json.loads(fields.get("progress_detail") or "{}"),
+            worker=fields.get("worker", ""),
         )
 
 

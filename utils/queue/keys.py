@@ -4,7 +4,6 @@ from __future__ import annotations
 PREFIX = "gq"
 GROUP = "workers"  # consumer group name on every job stream
 
-TASK_TYPES = ("backtest", "training", "features")
 PRIORITIES = ("high", "normal", "low")  # read order
 
 
@@ -33,8 +32,11 @@ DELAYED = f"{PREFIX}:delayed"  # sorted set: job ids waiting for a retry, scored
 
 
 def history(task_type: str) -> str:
-    """Sorted set: job ids by submission time, for history listings."""
+    """Sorted set: job ids of one task type by submission time, for history listings."""
     return f"{PREFIX}:history:{task_type}"
+
+
+HISTORY_ALL = f"{PREFIX}:history"  # sorted set: every job id by submission time (ListJobs)
 
 
 def stats(task_type: str) -> str:

@@ -36,8 +36,8 @@ if attempts >= max_attempts then
   ack_del(KEYS[2], ARGV[1], ARGV[2])
   return {'dead', attempts}
 end
-redis.call('HSET', KEYS[1], 'status', 'RUNNING', 'owner', ARGV[3], 'attempts', attempts + 1,
-           'lease_at', ARGV[4], 'device', ARGV[5])
+redis.call('HSET', KEYS[1], 'status', 'RUNNING', 'owner', ARGV[3], 'worker', ARGV[3],
+           'attempts', attempts + 1, 'lease_at', ARGV[4], 'device', ARGV[5])
 if (redis.call('HGET', KEYS[1], 'started_at') or '') == '' then
   redis.call('HSET', KEYS[1], 'started_at', ARGV[4])
 end
@@ -57,7 +57,7 @@ redis.call('HSET', KEYS[1], 'lease_at', ARGV[4])
 return {1, tonumber(redis.call('HGET', KEYS[1], 'cancel_requested') or '0')}
 """
 
-# KEYS: job, stream, history, stats
+# KEYS: job, stream, history, stats, history_all
 # ARGV: job_id, now, then the job hash as field, value, field, value...
 # Idempotent: a job id that already exists is left alone (a producer that lost the reply of
 # its enqueue may retry with the same id without creating a second job). Returns 1 when created.
@@ -66,6 +66,7 @@ if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
 redis.call('HSET', KEYS[1], unpack(ARGV, 3))
 redis.call('XADD', KEYS[2], '*', 'job_id', ARGV[1])
 redis.call('ZADD', KEYS[3], ARGV[2], ARGV[1])
+redis.call('ZADD', KEYS[5], ARGV[2], ARGV[1])
 redis.call('HINCRBY', KEYS[4], 'submitted', 1)
 return 1
 """

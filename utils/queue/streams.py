@@ -15,6 +15,7 @@ from typing import Any, Iterable
 
 import redis
 
+from utils import task_types
 from utils.queue import keys, scripts
 from utils.queue.announcements import JobAnnouncements
 from utils.queue.jobs import Delivery, JobRecord, JobSpec, JobStatus, initial_hash, new_job_id
@@ -42,9 +43,9 @@ class StartedJob:
     record: JobRecord
 
 
-def all_streams(task_types: Iterable[str] = keys.TASK_TYPES) -> list[str]:
-    """Streams in read order: for each type, high before normal before low."""
-    return [keys.stream(t, p) for t in task_types for p in keys.PRIORITIES]
+def all_streams(type_names: Iterable[str] | None = None) -> list[str]:
+    """Streams in read order (every registered type by default): high before normal before low."""
+    return [keys.stream(t, p) for t in (type_names or task_types.names()) for p in keys.PRIORITIES]
 
 
 class JobQueue:
@@ -92,7 +93,7 @@ class JobQueue:
         for job_id, spec in zip(job_ids, specs):
             fields = [item for pair in initial_hash(job_id, spec, now).items() for item in pair]
             self._enqueue(keys=[keys.job(job_id), keys.stream(spec.task_type, spec.priority),
-                                keys.history(spec.task_type), keys.stats(spec.task_type)],
+                                keys.history(spec.task_type), keys.stats(spec.task_type), keys.HISTORY_ALL],
                           args=[job_id, now, *fields], client=pipe)
         pipe.execute()
         return job_ids
@@ -111,23 +112,39 @@ class JobQueue:
         raw = self.redis.get(keys.result(job_id))
         return json.loads(raw) if raw else None
 
+    def result_ttl(self, task_type: str) -> int:
+        """Seconds a finished job's record and result are kept: its type's, else the queue's."""
+        try:
+            declared = task_types.get(task_type).result_ttl_seconds
+        except task_types.UnknownTaskType:  # a record written by a newer/older release
+            declared = None
+        return declared or self.config.result_ttl_seconds
+
     def cancel(self, job_id: str) -> str:
         """Cancel a job: pending ones at once, running ones at their next progress check."""
         record_type = self.redis.hget(keys.job(job_id), "type") or "backtest"
         return self._cancel(keys=[keys.job(job_id), keys.DELAYED, keys.stats(record_type)],
-                            args=[time.time(), job_id, self.config.result_ttl_seconds])
+                            args=[time.time(), job_id, self.result_ttl(record_type)])
 
-    def history(self, task_type: str, offset: int, count: int) -> list[str]:
-        """Job ids of one type, newest first."""
-        return self.redis.zrevrange(keys.history(task_type), offset, offset + count - 1)
+    def history(self, task_type: str | None, offset: int, count: int) -> list[str]:
+        """Job ids of one type (every type when None), newest first."""
+        key = keys.history(task_type) if task_type else keys.HISTORY_ALL
+        return self.redis.zrevrange(key, offset, offset + count - 1)
 
     def trim_history(self, now: float | None = None) -> None:
         """Forget history entries older than the result TTL (their job records have expired)."""
-        cutoff = (time.time() if now is None else now) - self.config.result_ttl_seconds
+        now = time.time() if now is None else now
         pipe = self.redis.pipeline(transaction=False)
-        for task_type in keys.TASK_TYPES:
-            pipe.zremrangebyscore(keys.history(task_type), "-inf", cutoff)
+        for name in task_types.names():
+            pipe.zremrangebyscore(keys.history(name), "-inf", now - self.result_ttl(name))
+        # Shorter-lived types' ids linger here until this cutoff; listings drop them as they meet them.
+        pipe.zremrangebyscore(keys.HISTORY_ALL, "-inf", now - self.config.result_ttl_seconds)
         pipe.execute()
+
+    def forget(self, task_type: str | None, job_ids: list[str]) -> None:
+        """Drop expired job ids from a history listing."""
+        if job_ids:
+            self.redis.zrem(keys.history(task_type) if task_type else keys.HISTORY_ALL, *job_ids)
 
     def stats(self, task_type: str) -> dict[str, int]:
         return {k: int(v) for k, v in self.redis.hgetall(keys.stats(task_type)).items()}
@@ -191,7 +208,7 @@ class JobQueue:
             keys=[keys.job(delivery.job_id), delivery.stream, keys.stats(delivery.task_type),
                   keys.result(delivery.job_id)],
             args=[keys.GROUP, delivery.msg_id, time.time(), status.value, payload,
-                  self.config.result_ttl_seconds, counter])
+                  self.result_ttl(delivery.task_type), counter])
         return bool(written)
 
     def fail(self, delivery: Delivery, error: str, retryable: bool) -> str:
@@ -201,7 +218,7 @@ class JobQueue:
             keys=[keys.job(delivery.job_id), delivery.stream, keys.stats(task_type),
                   keys.dead_letter(task_type), keys.DELAYED],
             args=[keys.GROUP, delivery.msg_id, time.time(), error[:2000], "1" if retryable else "0",
-                  self.config.retry_backoff_seconds, delivery.job_id, self.config.result_ttl_seconds])
+                  self.config.retry_backoff_seconds, delivery.job_id, self.result_ttl(task_type)])
 
     def requeue(self, delivery: Delivery, consumer: str) -> str:
         return self._requeue(keys=[keys.job(delivery.job_id), delivery.stream, delivery.stream],

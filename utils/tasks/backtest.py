@@ -4,24 +4,17 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from utils.data.store import BarStore, SymbolNotFound
+from utils.data.store import SymbolNotFound
 from utils.data.timeutil import format_times
-from utils.engine.backend import Backend, cpu_backend
+from utils.engine.backend import Backend
 from utils.engine.backtest.config import StrategySpec, validate_strategy_config
 from utils.engine.backtest.runner import (AlignedBars, NoDataInRange, TradeRecord, align_bars, iso_time,
                                           report_of, simulate_spec)
 from utils.engine.backtest.sweep import SweepResult, best_spec, sweep_panels, walk_forward
 from utils.queue.worker import JobContext, PermanentJobError
+from utils.tasks.resources import WorkerResources
 
 LOAD_SHARE = 0.2  # progress fraction attributed to loading bars
-
-
-def backend_for_job(requested: str, worker_backend: Backend) -> Backend:
-    if requested == "cpu":
-        return cpu_backend()
-    if requested == "gpu" and not worker_backend.is_gpu:
-        raise PermanentJobError("device 'gpu' requested but this worker has no GPU")
-    return worker_backend
 
 
 def backtest_result(report: Any, spec: Any, backend: Backend, seconds: float) -> dict[str, Any]:
@@ -42,11 +35,13 @@ def backtest_result(report: Any, spec: Any, backend: Backend, seconds: float) ->
     }
 
 
-def make_backtest_handler(store: BarStore, worker_backend: Backend):
+def make_backtest_handler(resources: WorkerResources):
+    store = resources.bar_store
+
     def handle(context: JobContext) -> dict[str, Any]:
         payload = context.payload
         started = time.perf_counter()
-        backend = backend_for_job(payload.get("device", "auto"), worker_backend)
+        backend = resources.backend_for(payload.get("device", "auto"))
         try:
             spec = validate_strategy_config(payload["strategy_config"])
         except ValueError as exc:

@@ -16,7 +16,7 @@ from utils.data.timeutil import format_time
 from utils.engine.backend import Backend
 from utils.engine.indicators.features import UnknownFeatureError, compute_features
 from utils.queue.worker import JobContext, PermanentJobError
-from utils.tasks.backtest import backend_for_job
+from utils.tasks.resources import WorkerResources
 
 COLUMNS = ("open", "high", "low", "close", "volume")
 
@@ -41,11 +41,13 @@ def panel_latest(backend: Backend, names: list[str], bars: list[Bars]) -> dict[s
     return {b.symbol: {key: _latest(values[:, i]) for key, values in host.items()} for i, b in enumerate(bars)}
 
 
-def make_features_handler(store: BarStore, worker_backend: Backend):
+def make_features_handler(resources: WorkerResources):
+    store = resources.bar_store
+
     def handle(context: JobContext) -> dict[str, Any]:
         payload = context.payload
         started = time.perf_counter()
-        backend = backend_for_job(payload.get("device", "auto"), worker_backend)
+        backend = resources.backend_for(payload.get("device", "auto"))
         symbols, names, interval = payload["symbols"], payload["features"], payload.get("interval", "")
         calendars: dict[bytes, list[Bars]] = {}
         for index, symbol in enumerate(symbols):

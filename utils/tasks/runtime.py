@@ -9,6 +9,7 @@ import logging
 import os
 import signal
 import socket
+import sys
 import threading
 from typing import Any
 
@@ -22,6 +23,8 @@ from utils.monitoring import Metrics, periodic, serve_metrics
 from utils.queue.streams import JobQueue, QueueConfig
 from utils.queue.worker import Worker, WorkerConfig
 from utils.redis_client import redis_from_settings
+from utils.task_types import TASK_TYPES, TaskType, declaration_problems, load_handler_factory
+from utils.tasks.resources import WorkerResources
 
 log = logging.getLogger(__name__)
 
@@ -35,22 +38,37 @@ def worker_count(settings: Any) -> int:
     return max(gpu_count() - settings.gpu_device_id, 1) if gpu_count() else 1
 
 
-def build_handlers(settings: Any, backend: Backend) -> dict:
-    from utils.data.store import BarStore
-    from utils.engine.models import ModelStore
-    from utils.tasks.backtest import make_backtest_handler
-    from utils.tasks.features import make_features_handler
-    from utils.tasks.training import make_training_handler
-    store = BarStore(redis_from_settings(settings, decode=False))
-    return {"backtest": make_backtest_handler(store, backend),
-            "features": make_features_handler(store, backend),
-            "training": make_training_handler(ModelStore(settings.models_path),
-                                              redis_from_settings(settings, decode=True), backend, store)}
+EXIT_BAD_REGISTRY = 2  # the supervisor does not restart a worker that exits with this
+
+
+def registry_problems(settings: Any, task_types: tuple[TaskType, ...] = TASK_TYPES) -> list[str]:
+    """Why a worker must not start with this registry: a half-declared task type (no cap, no
+    handler...) would leave its jobs PENDING forever. Empty when every type is whole."""
+    problems = declaration_problems(task_types)
+    for name, cap in settings.concurrency_caps(task_types).items():
+        if not isinstance(cap, int) or cap < 1:
+            problems.append(f"task type {name!r}: no cap configured (got {cap!r})")
+    return problems
+
+
+def exit_on_bad_registry(settings: Any, task_types: tuple[TaskType, ...] = TASK_TYPES) -> None:
+    problems = registry_problems(settings, task_types)
+    if problems:
+        log.error("refusing to start a worker: the task-type registry (utils/task_types.py) is "
+                  "incomplete:\n  %s", "\n  ".join(problems))
+        sys.exit(EXIT_BAD_REGISTRY)
+
+
+def build_handlers(settings: Any, backend: Backend, task_types: tuple[TaskType, ...] = TASK_TYPES) -> dict:
+    """One handler per registered task type, from its declared factory."""
+    resources = WorkerResources(settings, backend)
+    return {t.name: load_handler_factory(t)(resources.for_task(t)) for t in task_types}
 
 
 def run_worker_process(settings: Any, index: int = 0) -> None:
     """Process entry point: runs until SIGTERM/SIGINT, then drains."""
     configure_logging(settings.log_level, settings.log_format)
+    exit_on_bad_registry(settings)
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())

@@ -26,10 +26,7 @@ def model_id_for(job_id: str) -> str:
     return "m-" + job_id.split("-", 1)[-1]
 
 
-def config_from_payload(payload: dict[str, Any]) -> ModelConfig:
-    return ModelConfig(model_type=payload["model_type"], feature_columns=tuple(payload["feature_columns"]),
-                       target_column=payload["target_column"], task=payload.get("task", "auto"),
-                       params=payload.get("params", {}), device=payload.get("device", "auto"))
+config_from_payload = ModelConfig.from_payload  # shared with the service's validation (engine side)
 
 
 def register_model_metadata(client: redis.Redis, model_id: str, metadata: dict[str, Any], job_id: str) -> None:
@@ -66,7 +63,11 @@ def load_market_columns(store: Any, source: dict[str, Any]) -> dict[str, list[fl
                                    source["features"], source["target"])
 
 
-def make_training_handler(model_store: ModelStore, client: redis.Redis, backend: Any, store: Any = None):
+def make_training_handler(resources: Any):
+    """``resources``: a ``utils.tasks.resources.WorkerResources``."""
+    model_store, client, backend, store = (resources.model_store, resources.redis, resources.backend,
+                                           resources.bar_store)
+
     def handle(context: JobContext) -> dict[str, Any]:
         payload = context.payload
         progress = training_progress(context)

@@ -1,0 +1,63 @@
+"""What a task handler factory is given: the settings, its compute backend and shared stores.
+
+Every handler module exposes ``make_<type>_handler(resources) -> handler`` (named in its
+``utils/task_types.py`` entry). Connections and stores are opened once per worker process, on
+first use, and shared by all handlers.
+"""
+from __future__ import annotations
+
+import threading
+from typing import Any, Callable
+
+from utils.engine.backend import Backend, cpu_backend
+from utils.queue.worker import PermanentJobError
+from utils.task_types import TaskType
+
+
+class WorkerResources:
+    def __init__(self, settings: Any, backend: Backend, shared: dict[str, Any] | None = None) -> None:
+        self.settings = settings
+        self.backend = backend  # this task type's backend: the worker's, or the CPU for gpu=False types
+        self._shared = {"lock": threading.RLock()} if shared is None else shared  # stores build on each other
+
+    def for_task(self, task_type: TaskType) -> "WorkerResources":
+        """The resources a type's handler gets: the CPU backend when the type may not use a GPU."""
+        return WorkerResources(self.settings, self.backend if task_type.gpu else cpu_backend(), self._shared)
+
+    def backend_for(self, requested: str) -> Backend:
+        """The backend one job runs on, from its request's ``device`` ("auto", "cpu", "gpu")."""
+        if requested == "cpu":
+            return cpu_backend()
+        if requested == "gpu" and not self.backend.is_gpu:
+            raise PermanentJobError("device 'gpu' requested but this worker has no GPU "
+                                    "(use device 'auto' to run on the CPU when no GPU is present)")
+        return self.backend
+
+    def _once(self, name: str, build: Callable[[], Any]) -> Any:
+        with self._shared["lock"]:
+            if name not in self._shared:
+                self._shared[name] = build()
+            return self._shared[name]
+
+    @property
+    def redis(self) -> Any:
+        """A decode_responses=True client (job records, model registry)."""
+        from utils.redis_client import redis_from_settings
+        return self._once("redis", lambda: redis_from_settings(self.settings, decode=True))
+
+    @property
+    def bar_store(self) -> Any:
+        from utils.data.store import BarStore
+        from utils.redis_client import redis_from_settings
+        return self._once("bar_store", lambda: BarStore(redis_from_settings(self.settings, decode=False)))
+
+    @property
+    def model_store(self) -> Any:
+        from utils.engine.models import ModelStore
+        return self._once("model_store", lambda: ModelStore(self.settings.models_path))
+
+    @property
+    def queue(self) -> Any:
+        """The job queue (a handler that reads another job's record or result)."""
+        from utils.queue.streams import JobQueue, QueueConfig
+        return self._once("queue", lambda: JobQueue(self.redis, QueueConfig.from_settings(self.settings)))
