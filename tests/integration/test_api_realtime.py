@@ -356,12 +356,44 @@ def test_range_features_over_stored_bars_match_talib(channel):
     high, low, close, volume = (np.array([getattr(b, f) for b in bars]) for f in ("high", "low", "close", "volume"))
     reply = realtime_pb2_grpc.RealTimeServiceStub(channel).ComputeFeatures(realtime_pb2.FeatureRequest(
         stock_code="000001.SZ", feature_types=["atr_14", "adx_14", "stoch", "mfi_14", "obv", "cci_20", "willr_14"]))
-    expected = {"atr_14": talib.ATR(high, low, close, 14)[-1], "adx": talib.ADX(high, low, close, 14)[-1],
-                "plus_di": talib.PLUS_DI(high, low, close, 14)[-1], "minus_di": talib.MINUS_DI(high, low, close, 14)[-1],
+    expected = {"atr_14": talib.ATR(high, low, close, 14)[-1], "adx_14": talib.ADX(high, low, close, 14)[-1],
+                "plus_di_14": talib.PLUS_DI(high, low, close, 14)[-1],
+                "minus_di_14": talib.MINUS_DI(high, low, close, 14)[-1],
                 "stoch_k": talib.STOCH(high, low, close, 14, 3, 0, 3, 0)[0][-1],
                 "stoch_d": talib.STOCH(high, low, close, 14, 3, 0, 3, 0)[1][-1],  # stoch = stoch_14_3_3
                 "mfi_14": talib.MFI(high, low, close, volume, 14)[-1], "obv": talib.OBV(close, volume)[-1],
                 "cci_20": talib.CCI(high, low, close, 20)[-1], "willr_14": talib.WILLR(high, low, close, 14)[-1]}
-    assert set(reply.features) == set(expected)  # multi-output kinds use plain keys at default params
+    assert set(reply.features) == set(expected)  # every key carries the parameters as asked
     for key, value in expected.items():
         assert reply.features[key] == pytest.approx(value, rel=1e-9), key
+
+
+def test_two_periods_of_multi_output_features_answer_under_the_names_asked(channel):
+    bars = market_data_pb2_grpc.MarketDataServiceStub(channel).GetBars(
+        market_data_pb2.GetBarsRequest(symbol="000001.SZ")).bars
+    high, low, close = (np.array([getattr(b, f) for b in bars]) for f in ("high", "low", "close"))
+    names = ["adx_14", "adx_20", "bollinger_10", "bollinger_20_1.5", "macd", "macd_5_35", "stoch", "stoch_5_3_2"]
+    stub = realtime_pb2_grpc.RealTimeServiceStub(channel)
+    reply = stub.ComputeFeatures(realtime_pb2.FeatureRequest(stock_code="000001.SZ", feature_types=names,
+                                                             lookback=40, return_series=True))
+    expected = {}
+    for period in (14, 20):
+        expected |= {f"adx_{period}": talib.ADX(high, low, close, period),
+                     f"plus_di_{period}": talib.PLUS_DI(high, low, close, period),
+                     f"minus_di_{period}": talib.MINUS_DI(high, low, close, period)}
+    for suffix, (period, nbdev) in {"_10": (10, 2.0), "_20_1.5": (20, 1.5)}.items():
+        expected |= dict(zip((f"bb_upper{suffix}", f"bb_middle{suffix}", f"bb_lower{suffix}"),
+                             talib.BBANDS(close, period, nbdev, nbdev, 0)))
+    for suffix, (fast, slow) in {"": (12, 26), "_5_35": (5, 35)}.items():
+        expected |= dict(zip((f"macd{suffix}", f"macd_signal{suffix}", f"macd_hist{suffix}"),
+                             talib.MACD(close, fast, slow, 9)))
+    for suffix, (fastk, slowk, slowd) in {"": (14, 3, 3), "_5_3_2": (5, 3, 2)}.items():
+        expected |= dict(zip((f"stoch_k{suffix}", f"stoch_d{suffix}"),
+                             talib.STOCH(high, low, close, fastk, slowk, 0, slowd, 0)))
+    assert set(reply.features) == set(reply.series) == set(expected)
+    for key, values in expected.items():
+        assert reply.features[key] == pytest.approx(values[-1], rel=1e-9), key
+        np.testing.assert_allclose(reply.series[key].values, values[-40:], rtol=1e-9, err_msg=key)
+    for name in names:  # each name alone answers the same keys with the same values
+        alone = stub.ComputeFeatures(realtime_pb2.FeatureRequest(stock_code="000001.SZ", feature_types=[name]))
+        assert alone.features and all(reply.features[key] == value for key, value in alone.features.items()), name

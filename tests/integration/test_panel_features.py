@@ -7,7 +7,7 @@ import pytest
 
 from api_proto import market_data_pb2, market_data_pb2_grpc, realtime_pb2, realtime_pb2_grpc
 
-FEATURES = ["sma_20", "rsi", "macd", "bollinger", "atr_14", "adx", "vwap"]
+FEATURES = ["sma_20", "rsi", "macd", "macd_5_35", "bollinger", "atr_14", "adx", "adx_20", "vwap"]
 
 
 def import_symbol(channel, symbol: str, days: np.ndarray, seed: int) -> None:
@@ -30,6 +30,8 @@ def test_panel_equals_single_symbol_requests(channel):
     for symbol in symbols:
         single = stub.ComputeFeatures(realtime_pb2.FeatureRequest(stock_code=symbol, feature_types=FEATURES))
         assert panel.panel[symbol].timestamp == single.timestamp
+        assert set(panel.panel[symbol].features) == set(single.features)
+        assert {"plus_di", "plus_di_20", "macd_hist", "macd_hist_5_35"} <= set(single.features)
         for key, value in single.features.items():
             assert np.array_equal(panel.panel[symbol].features[key], value, equal_nan=True), (symbol, key)
 

@@ -6,6 +6,7 @@ import pytest
 from utils.engine.indicators import (MissingInputError, UnknownFeatureError, compute_features,
                                      latest_values, list_features, parse_feature, sma)
 from utils.engine.indicators.features import KINDS, session_starts
+from utils.engine.indicators.streaming import StreamState
 from tests.indicator_helpers import CLOSE_KINDS, max_lookback
 
 
@@ -18,10 +19,14 @@ from tests.indicator_helpers import CLOSE_KINDS, max_lookback
     ("rsi", "rsi", (14,), ("rsi",), 14),
     ("rsi_14", "rsi", (14,), ("rsi_14",), 14),
     ("macd", "macd", (12, 26, 9), ("macd", "macd_signal", "macd_hist"), 33),
-    ("macd_12_26_9", "macd", (12, 26, 9), ("macd", "macd_signal", "macd_hist"), 33),
+    ("macd_12_26_9", "macd", (12, 26, 9), ("macd_12_26_9", "macd_signal_12_26_9", "macd_hist_12_26_9"), 33),
+    ("macd_5_35", "macd", (5, 35, 9), ("macd_5_35", "macd_signal_5_35", "macd_hist_5_35"), 42),
     ("macd_5_35_5", "macd", (5, 35, 5), ("macd_5_35_5", "macd_signal_5_35_5", "macd_hist_5_35_5"), 38),
     ("bollinger", "bollinger", (20, 2.0), ("bb_upper", "bb_middle", "bb_lower"), 19),
-    ("bollinger_20_2", "bollinger", (20, 2.0), ("bb_upper", "bb_middle", "bb_lower"), 19),
+    ("bollinger_20_2", "bollinger", (20, 2.0), ("bb_upper_20_2", "bb_middle_20_2", "bb_lower_20_2"), 19),
+    ("adx", "adx", (14,), ("adx", "plus_di", "minus_di"), 27),
+    ("adx_20", "adx", (20,), ("adx_20", "plus_di_20", "minus_di_20"), 39),
+    ("stoch_5", "stoch", (5, 3, 3), ("stoch_k_5", "stoch_d_5"), 8),
     ("bollinger_10_1.5", "bollinger", (10, 1.5),
      ("bb_upper_10_1.5", "bb_middle_10_1.5", "bb_lower_10_1.5"), 9),
     (" SMA_20 ", "sma", (20,), ("sma_20",), 19),
@@ -57,8 +62,9 @@ def test_bad_names_raise_and_list_valid_names(name):
 def test_compute_features_keys_and_values():
     close = 100 + np.cumsum(np.random.default_rng(3).normal(size=300))
     features = compute_features(np, ["sma_20", "rsi", "rsi_14", "macd", "macd_12_26_9", "bollinger"], close)
-    assert list(features) == ["sma_20", "rsi", "rsi_14", "macd", "macd_signal", "macd_hist",
-                              "bb_upper", "bb_middle", "bb_lower"]
+    assert list(features) == ["sma_20", "rsi", "rsi_14", "macd", "macd_signal", "macd_hist", "macd_12_26_9",
+                              "macd_signal_12_26_9", "macd_hist_12_26_9", "bb_upper", "bb_middle", "bb_lower"]
+    np.testing.assert_array_equal(features["macd_hist"], features["macd_hist_12_26_9"])
     np.testing.assert_array_equal(features["sma_20"], sma(np, close, 20))
     np.testing.assert_array_equal(features["rsi"], features["rsi_14"])
     np.testing.assert_array_equal(features["bb_middle"], features["sma_20"])
@@ -127,9 +133,45 @@ def test_session_starts_where_the_utc_date_changes():
     assert session_starts(times).tolist() == [True, False, False, True, False, True]
 
 
-def test_duplicate_requests_are_computed_once_in_request_order():
-    features = compute_features(np, ["macd_12_26_9", "sma_5", "macd"], np.linspace(1, 2, 60))
-    assert list(features) == ["macd", "macd_signal", "macd_hist", "sma_5"]
+def test_duplicate_requests_answer_once_in_request_order():
+    features = compute_features(np, ["macd_12_26_9", "sma_5", " MACD_12_26_9", "macd"], np.linspace(1, 2, 60))
+    assert list(features) == ["macd_12_26_9", "macd_signal_12_26_9", "macd_hist_12_26_9", "sma_5",
+                              "macd", "macd_signal", "macd_hist"]
+
+
+MULTI_OUTPUT_PERIODS = {"macd": ("macd_12_26", "macd_5_35_5"), "bollinger": ("bollinger_10", "bollinger_20_1.5"),
+                        "stoch": ("stoch_14", "stoch_5_3_2"), "adx": ("adx_14", "adx_20")}
+
+
+def ohlcv_bars(rows=400, seed=9):
+    rng = np.random.default_rng(seed)
+    close = 100 * np.exp(np.cumsum(rng.normal(0, 0.01, rows)))
+    spread = np.abs(rng.normal(0, 0.004, rows))
+    return {"open": close, "high": close * (1 + spread), "low": close * (1 - spread), "close": close,
+            "volume": rng.lognormal(8, 1, rows)}
+
+
+@pytest.mark.parametrize("kind", sorted(MULTI_OUTPUT_PERIODS))
+def test_two_periods_of_a_multi_output_kind_in_one_request_both_answer(kind):
+    assert KINDS[kind].n_outputs > 1
+    bars = ohlcv_bars()
+    names = ["sma_5", *MULTI_OUTPUT_PERIODS[kind], kind]
+    together = compute_features(np, names, bars)
+    alone = {}
+    for name in names:
+        alone.update(compute_features(np, [name], bars))
+    assert list(together) == list(alone) and len(together) == 1 + 3 * KINDS[kind].n_outputs
+    for key, values in alone.items():
+        np.testing.assert_array_equal(together[key], values, err_msg=key)
+    stream = StreamState.create(names)
+    streamed = stream.update_many(**bars)
+    assert list(streamed) == list(together)
+    for key, values in together.items():
+        np.testing.assert_array_equal(streamed[key], values, err_msg=key)
+
+
+def test_every_multi_output_kind_is_covered_by_the_two_period_test():
+    assert {name for name, kind in KINDS.items() if kind.n_outputs > 1} == set(MULTI_OUTPUT_PERIODS)
 
 
 def test_every_kind_is_declared_once_in_one_family():

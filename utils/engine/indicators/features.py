@@ -1,15 +1,15 @@
 """Feature names as clients send them over gRPC, and their mapping onto indicator kinds.
 
 A name is ``<kind>`` (all defaults) or ``<kind>_<p1>_<p2>...``; trailing parameters may be left out
-and take their defaults (``macd_12_26`` = ``macd_12_26_9``). Output keys:
-  * single-output kinds keep the requested name: ``rsi`` -> ``rsi``, ``rsi_14`` -> ``rsi_14``;
-  * multi-output kinds use plain keys when the parameters are the defaults (``macd`` and
-    ``macd_12_26_9`` -> ``macd``, ``macd_signal``, ``macd_hist``; ``bollinger`` and
-    ``bollinger_20_2`` -> ``bb_upper``, ``bb_middle``, ``bb_lower``) and append the parameters
-    otherwise, so two variants never collide (``macd_5_35_5`` -> ``macd_5_35_5``,
-    ``macd_signal_5_35_5``, ``macd_hist_5_35_5``; ``bollinger_10_1.5`` -> ``bb_upper_10_1.5``...).
-Names are matched after ``strip().lower()``. The registry is the list of known kinds
-(``kinds.KINDS``, declared by family), never a dynamic lookup. Integer parameters lie in ``[low, high]``, float ones in ``(low, high]``.
+and take their defaults (``macd_12_26`` computes ``macd_12_26_9``). Output keys follow one rule: each
+output of the kind (``kind.outputs``, or the kind's own name when it has one) carries the parameter
+text exactly as asked, so a request answers under the name it used and two variants never collide:
+``rsi`` -> ``rsi``; ``rsi_14`` -> ``rsi_14``; ``macd`` -> ``macd``, ``macd_signal``, ``macd_hist``;
+``macd_5_35`` -> ``macd_5_35``, ``macd_signal_5_35``, ``macd_hist_5_35``; ``adx_20`` -> ``adx_20``,
+``plus_di_20``, ``minus_di_20``; ``bollinger_10_1.5`` -> ``bb_upper_10_1.5``, ``bb_middle_10_1.5``,
+``bb_lower_10_1.5``. Names are matched after ``strip().lower()``. The registry is the list of known
+kinds (``kinds.KINDS``, declared by family), never a dynamic lookup. Integer parameters lie in
+``[low, high]``, float ones in ``(low, high]``.
 """
 from __future__ import annotations
 
@@ -95,10 +95,6 @@ def _valid_patterns(accept: Callable[[IndicatorKind], bool] = lambda kind: True)
                               for text in (kind.name, _pattern(kind))))
 
 
-def _format_param(value: int | float) -> str:
-    return f"{value:g}" if isinstance(value, float) else str(value)
-
-
 def _match_kind(normalised: str) -> tuple[IndicatorKind | None, str | None]:
     """The longest kind name that is the whole name or its prefix before ``_``; its parameter text."""
     for kind_name in sorted(KINDS, key=len, reverse=True):
@@ -131,13 +127,8 @@ def parse_feature(name: str) -> FeatureSpec:
     problem = kind.check(params)
     if problem:
         raise UnknownFeatureError(name, f"bad parameters ({problem})")
-    if not kind.outputs:
-        output_keys: tuple[str, ...] = (normalised,)
-    elif params == defaults:
-        output_keys = kind.outputs
-    else:
-        suffix = "_".join(_format_param(value) for value in params)
-        output_keys = tuple(f"{key}_{suffix}" for key in kind.outputs)
+    stems = kind.outputs or (kind.name,)
+    output_keys = stems if param_text is None else tuple(f"{stem}_{param_text}" for stem in stems)
     return FeatureSpec(name=normalised, kernel=kind.name, params=params, output_keys=output_keys,
                        lookback=int(kind.lookback(params)), kind=kind)
 
@@ -145,7 +136,7 @@ def parse_feature(name: str) -> FeatureSpec:
 @dataclass(frozen=True)
 class FeaturePlan:
     """Requested names resolved once: one spec per distinct set of output keys, in request order
-    (``macd`` and ``macd_12_26_9`` are computed once), and the bar inputs they read together."""
+    (``sma_20`` and `` SMA_20 `` are one feature), and the bar inputs they read together."""
 
     specs: tuple[FeatureSpec, ...]
 
@@ -211,9 +202,12 @@ def compute_features(xp: Any, names: list[str], bars: Any) -> dict[str, Any]:
         if new_session.shape[0] != next(iter(panels.values())).shape[0]:
             raise ValueError("bars: time must have one entry per row")
     features: dict[str, Any] = {}
+    outputs: dict[tuple, tuple[Any, ...]] = {}  # ``macd`` and ``macd_12_26_9`` run once
     for spec in plan.specs:
-        result = run_kind(spec.kind, spec.params, panels, new_session)
-        features.update(zip(spec.output_keys, to_caller(xp, result, was_series)))
+        key = (spec.kernel, spec.params)
+        if key not in outputs:
+            outputs[key] = to_caller(xp, run_kind(spec.kind, spec.params, panels, new_session), was_series)
+        features.update(zip(spec.output_keys, outputs[key]))
     return features
 
 
@@ -224,6 +218,28 @@ def latest_values(features: dict[str, Any]) -> dict[str, float | list[float]]:
         last = series[-1]
         latest[key] = float(last) if np.ndim(last) == 0 else [float(value) for value in last.tolist()]
     return latest
+
+
+@dataclass(frozen=True)
+class SymbolFeatures:
+    """One symbol's features over its bars: what a ComputeFeatures request answers."""
+
+    latest: dict[str, float]       # last bar's value of each output key; NaN in warm-up or not finite
+    series: dict[str, np.ndarray]  # with a tail: each output's values on the bars ``rows`` selects
+    rows: slice                    # the last ``tail`` bars, which ``series`` covers
+
+
+def symbol_features(bars: Mapping[str, Any], names: list[str], tail: int = 0) -> SymbolFeatures:
+    """``compute_features`` over one symbol's bar columns (1-D, with ``time``), reduced to the
+    latest values and, when ``tail`` > 0, the last ``tail`` rows of each output."""
+    features = compute_features(np, names, bars)
+    rows = len(next(iter(features.values()), ()))
+    latest = {key: math.nan for key in features}
+    if rows:
+        latest = {key: value if math.isfinite(value) else math.nan for key, value in latest_values(features).items()}
+    selected = slice(max(rows - tail, 0), rows)
+    series = {key: np.asarray(values)[selected] for key, values in features.items()} if tail > 0 else {}
+    return SymbolFeatures(latest=latest, series=series, rows=selected)
 
 
 def list_features() -> list[dict[str, Any]]:

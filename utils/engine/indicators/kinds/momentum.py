@@ -14,7 +14,8 @@ import numpy as np
 from numba import njit
 
 from utils.engine.indicators.kinds.step_parts import (TALIB_EPSILON, declare, ema_feed, ema_put, ema_slots,
-                                                      fixed_state, period_param, period_state)
+                                                      fixed_state, period_param, period_state, ring_count_load,
+                                                      ring_count_store)
 from utils.engine.indicators.step_core import IndicatorKind, Param, ring_index
 
 
@@ -133,18 +134,6 @@ def lag_push(head, state, ring, period, x):
 
 
 @njit(error_model="numpy", cache=True, inline="always")
-def lag_load(state, params):
-    """(bars seen, ring head); the ring of the last ``period`` closes is at state[2:]."""
-    return int(state[0]), int(state[1])
-
-
-@njit(error_model="numpy", cache=True, inline="always")
-def lag_store(state, params, scalars):
-    state[0] = scalars[0]
-    state[1] = scalars[1]
-
-
-@njit(error_model="numpy", cache=True, inline="always")
 def roc_step(scalars, state, params, open_, high, low, close, volume, new_session, out):
     """TA-Lib ROC: ((close / close[-period]) - 1) * 100, and 0.0 where close[-period] is 0."""
     period = int(params[0])
@@ -176,7 +165,8 @@ MOMENTUM_KINDS: list[IndicatorKind] = [
             fixed_state(10), lambda p: p[1] - 1 + p[2] - 1, "slow - 1 + signal - 1",
             outputs=("macd", "macd_signal", "macd_hist"), check=_macd_check),
     declare("roc", "rate of change in percent, ((close / close[-period]) - 1) * 100 (TA-Lib ROC)",
-            period_param(10), (roc_step, lag_load, lag_store), period_state(2), lambda p: p[0], "period"),
-    declare("mom", "momentum, close - close[-period] (TA-Lib MOM)", period_param(10), (mom_step, lag_load, lag_store),
-            period_state(2), lambda p: p[0], "period"),
+            period_param(10), (roc_step, ring_count_load, ring_count_store), period_state(2), lambda p: p[0],
+            "period"),
+    declare("mom", "momentum, close - close[-period] (TA-Lib MOM)", period_param(10),
+            (mom_step, ring_count_load, ring_count_store), period_state(2), lambda p: p[0], "period"),
 ]

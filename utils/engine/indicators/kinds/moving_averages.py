@@ -163,8 +163,8 @@ def wma_step(scalars, state, params, open_, high, low, close, volume, new_sessio
     return count + 1, period_sub, period_sum - period_sub, trailing, head, next_phase
 
 MOVING_AVERAGE_KINDS: list[IndicatorKind] = [
-    declare("sma", "simple moving average (TA-Lib SMA)", period_param(20), (sma_step, sma_load, sma_store), sma_state_size,
-            lambda p: p[0] - 1, "period - 1", init=sma_init),
+    declare("sma", "simple moving average (TA-Lib SMA)", period_param(20), (sma_step, sma_load, sma_store),
+            sma_state_size, lambda p: p[0] - 1, "period - 1", init=sma_init),
     declare("ema", "exponential moving average seeded with an SMA (TA-Lib EMA)", period_param(12),
             (ema_step, ema_load, ema_store), fixed_state(3), lambda p: p[0] - 1, "period - 1"),
     declare("wma", "linearly weighted moving average (TA-Lib WMA)", period_param(20), (wma_step, wma_load, wma_store),

@@ -14,7 +14,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from utils.engine.indicators.kinds.step_parts import declare, is_zero_scaled, period_param
+from utils.engine.indicators.kinds.step_parts import (declare, is_zero_scaled, period_param, ring_count_load,
+                                                      ring_count_store)
 from utils.engine.indicators.kinds.window_extremes import (extremes_put, extremes_slots, window_extremes,
                                                            window_extremes_init)
 from utils.engine.indicators.step_core import IndicatorKind, Param, sma_push, sma_put, sma_slots
@@ -131,17 +132,6 @@ def cci_state_size(params: tuple) -> int:
 
 
 @njit(error_model="numpy", cache=True, inline="always")
-def cci_load(state, params):
-    return int(state[0]), int(state[1])
-
-
-@njit(error_model="numpy", cache=True, inline="always")
-def cci_store(state, params, scalars):
-    state[0] = scalars[0]
-    state[1] = scalars[1]
-
-
-@njit(error_model="numpy", cache=True, inline="always")
 def cci_step(scalars, state, params, open_, high, low, close, volume, new_session, out):
     """TA-Lib CCI: (tp - mean) / (0.015 * mean deviation), sums in circular-buffer slot order."""
     period = int(params[0])
@@ -184,6 +174,6 @@ RANGE_OSCILLATOR_KINDS: list[IndicatorKind] = [
             willr_state_size, lambda p: int(p[0]) - 1, "period - 1", inputs=("high", "low", "close"),
             init=willr_init),
     declare("cci", "Commodity Channel Index of the typical price, TA-Lib CCI", period_param(20, low=2),
-            (cci_step, cci_load, cci_store), cci_state_size, lambda p: int(p[0]) - 1, "period - 1",
+            (cci_step, ring_count_load, ring_count_store), cci_state_size, lambda p: int(p[0]) - 1, "period - 1",
             inputs=("high", "low", "close")),
 ]

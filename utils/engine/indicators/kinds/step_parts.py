@@ -81,6 +81,18 @@ def ema_feed(ema, period, x):
     return (count, total, value), value
 
 
+@njit(error_model="numpy", cache=True, inline="always")
+def ring_count_load(state, params):
+    """(bars seen, ring head) at state[0:2], for kinds whose only scalars they are (their ring follows)."""
+    return int(state[0]), int(state[1])
+
+
+@njit(error_model="numpy", cache=True, inline="always")
+def ring_count_store(state, params, scalars):
+    state[0] = scalars[0]
+    state[1] = scalars[1]
+
+
 # ------------------------------------------------------------------ registry declarations
 def period_state(extra: int) -> Callable[[tuple], int]:
     """State size ``extra + period`` (a ring of the last ``period`` values after ``extra`` slots)."""
