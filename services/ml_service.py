@@ -15,7 +15,7 @@ from utils.engine.models import (MODEL_REGISTRY, InvalidInputData, InvalidModelC
 from utils.engine.models.columns import numeric_columns
 from utils.engine.models.dataset import TARGET_COLUMN, check_feature_names, parse_target
 from utils.engine.models.sequence import SequencePredictor
-from utils.queue import keys
+from utils.data import keys
 from utils.queue.jobs import JobRecord, JobSpec, JobStatus
 from utils.queue.streams import JobQueue
 from utils.serving.model_cache import ModelCache

@@ -24,7 +24,7 @@ from utils.data.store import Bars, BarStore
 from utils.data.timeutil import format_time, format_times
 from utils.engine.indicators.features import (UnknownFeatureError, list_features, parse_feature,
                                               symbol_features)
-from utils.queue import keys
+from utils.data import keys
 from utils.queue.jobs import JobSpec
 from utils.queue.streams import JobQueue
 from utils.realtime.symbol_state import SymbolStates

@@ -7,7 +7,7 @@ from typing import Any
 
 import redis
 
-from utils.queue import keys
+from utils.data import keys
 
 
 def digest(*parts: Any) -> str:

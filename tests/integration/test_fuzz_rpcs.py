@@ -279,7 +279,7 @@ def fuzz_bytes(channel: grpc.Channel, method: MethodDescriptor) -> None:
 def test_every_service_is_fuzzed():
     assert {m.containing_service.full_name for m in METHODS} >= {
         "gpu_api.backtest.BacktestService", "gpu_api.realtime.RealTimeService", "gpu_api.ml.MLService",
-        "gpu_api.market_data.MarketDataService", "grpc.health.v1.Health"}
+        "gpu_api.market_data.MarketDataService", "gpu_api.jobs.JobService", "grpc.health.v1.Health"}
     assert len(METHODS) >= 30
 
 

@@ -15,6 +15,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from api_proto import backtest_pb2, backtest_pb2_grpc, ml_pb2, ml_pb2_grpc
 from tests.conftest import PROJECT_ROOT, wait_until
+from utils.data import keys as data_keys
 from utils.queue import keys
 from utils.queue.jobs import JobStatus
 from utils.queue.streams import JobQueue
@@ -108,7 +109,7 @@ def test_worker_killed_mid_job_is_restarted_and_the_job_completes_once(settings,
             assert record.finished_at >= killed_at  # the kill hit an unfinished job; the re-run finished it
             assert queue.redis.exists(keys.result(task_id)) == 1
             assert queue.stats("training")["completed"] == 1 and queue.stats("training")["started"] == 2
-            assert len(queue.redis.zrange(keys.MODELS, 0, -1)) == 1
+            assert len(queue.redis.zrange(data_keys.MODELS, 0, -1)) == 1
             assert queue.redis.xlen(keys.stream("training", "normal")) == 0
     finally:
         supervisor.stop(timeout=10)

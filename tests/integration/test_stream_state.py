@@ -9,7 +9,7 @@ import pytest
 
 from api_proto import realtime_pb2, realtime_pb2_grpc
 from utils.engine.indicators.features import compute_features
-from utils.queue import keys
+from utils.data import keys
 from utils.redis_client import redis_from_settings
 
 FEATURES = ["sma_20", "ema_12", "rsi", "macd", "bollinger"]

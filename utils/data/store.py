@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import redis
 
-from utils.queue import keys
+from utils.data import keys
 
 COLUMNS = ("open", "high", "low", "close", "volume")
 SYMBOL_PATTERN = re.compile(r"^[A-Za-z0-9._\-]{1,32}$")

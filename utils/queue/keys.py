@@ -1,4 +1,5 @@
-"""Every Redis key the platform uses, in one place (as arq's constants.py does)."""
+"""Every Redis key of the job queue, in one place (as arq's constants.py does). Market data,
+caches and models have theirs in ``utils/data/keys.py``."""
 from __future__ import annotations
 
 PREFIX = "gq"
@@ -50,50 +51,3 @@ WORKERS = f"{PREFIX}:workers"  # hash: worker id -> JSON description, refreshed 
 def worker_alive(worker_id: str) -> str:
     """String with TTL: present while the worker heartbeats."""
     return f"{PREFIX}:worker:{worker_id}"
-
-
-# Market data.
-SYMBOLS = "md:symbols"  # set of symbols with stored bars
-
-
-def bars(symbol: str) -> str:
-    """Hash: columnar float64/int64 arrays of one symbol's bars plus meta fields."""
-    return f"md:bars:{symbol}"
-
-
-def interval_bars(symbol: str, interval: str) -> str:
-    """Hash: bars aggregated from ticks; field = bucket start (ns), value = packed OHLCV float64."""
-    return f"md:bars:{symbol}:{interval}"
-
-
-def ticks(symbol: str) -> str:
-    """Stream: raw ticks of one symbol (capped)."""
-    return f"md:ticks:{symbol}"
-
-
-def stream_state(symbol: str) -> str:
-    """Hash: snapshot of a symbol's streaming indicator states (feature -> raw float64 bytes)."""
-    return f"md:state:{symbol}"
-
-
-def subscribed(symbol: str) -> str:
-    """String with a short TTL: present while some SubscribeMarketData stream follows the symbol."""
-    return f"md:subscribed:{symbol}"
-
-
-def live_channel(symbol: str) -> str:
-    """Pub/sub channel: tick + indicator updates of one symbol for subscribers."""
-    return f"md:live:{symbol}"
-
-
-# Caches and models.
-def cache(namespace: str, digest: str) -> str:
-    return f"cache:{namespace}:{digest}"
-
-
-def model(model_id: str) -> str:
-    """Hash: a trained model's metadata (JSON) and its training job."""
-    return f"ml:model:{model_id}"
-
-
-MODELS = "ml:models"  # sorted set: model ids by creation time

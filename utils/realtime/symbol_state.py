@@ -22,7 +22,7 @@ from utils.data.timeutil import NS_PER_DAY
 from utils.data.store import BarStore
 from utils.engine.indicators.features import session_starts
 from utils.engine.indicators.streaming import StreamState
-from utils.queue import keys
+from utils.data import keys
 
 log = logging.getLogger(__name__)
 

@@ -24,7 +24,7 @@ import numpy as np
 import redis
 
 from utils.data.store import BarStore
-from utils.queue import keys
+from utils.data import keys
 from utils.realtime.bar_aggregator import INTERVAL_NS, Bar, BarAggregator
 
 log = logging.getLogger(__name__)

@@ -9,13 +9,13 @@ from typing import Any
 import redis
 
 from utils.engine.models import (InvalidModelConfig, InvalidModelParams, InvalidTrainingData, ModelConfig,
-                                 ModelStore, UnknownModelError, train_model)
+                                 UnknownModelError, train_model)
 from utils.data.store import SymbolNotFound
 from utils.engine.backend import BackendUnavailable
 from utils.engine.models.base import DetailedProgress, ProgressInfo
 from utils.engine.models.compare import compare_models
 from utils.engine.models.dataset import TARGET_COLUMN, feature_columns_of, market_training_columns
-from utils.queue import keys
+from utils.data import keys
 from utils.queue.worker import JobContext, PermanentJobError
 
 BAD_INPUT = (InvalidModelConfig, InvalidModelParams, InvalidTrainingData, UnknownModelError, BackendUnavailable)
