@@ -1,7 +1,7 @@
 """The registry of indicator kinds: every kind declared once, in its family's module.
 
 ``KINDS`` feeds batch features, streaming state, ListFeatures and the rule language; adding a
-kind means one entry in a family list below's module, nothing else.
+kind is one entry in its family's list, nothing else.
 """
 from utils.engine.indicators.kinds.momentum import MOMENTUM_KINDS
 from utils.engine.indicators.kinds.moving_averages import MOVING_AVERAGE_KINDS
