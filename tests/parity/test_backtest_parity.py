@@ -9,7 +9,8 @@
 
 The signals are ours (their values are checked against TA-Lib/pandas elsewhere); each library
 trades the very same targets, so equity curves, trade lists and metrics must agree to 1e-9
-relative (``RTOL``).
+relative (``RTOL``). ``sma_crossover``'s own signals against backtesting.py's SmaCross, submitted
+over gRPC: ``test_sma_crossover_grpc.py``.
 """
 import warnings
 
@@ -31,11 +32,13 @@ RTOL = 1e-9
 CASH = 100_000.0
 DATASETS = {"GOOG": GOOG, "EURUSD": EURUSD.iloc[:3000]}
 STRATEGIES = [
-    {"strategy_type": "sma_crossover", "fast": 10, "slow": 30},
+    {"strategy_type": "sma_crossover", "fast": 10, "slow": 30},                    # entry: cross
+    {"strategy_type": "sma_crossover", "fast": 10, "slow": 30, "entry": "level"},
     {"strategy_type": "trend_following", "lookback_period": 20, "moving_average_window": 50},
     {"strategy_type": "mean_reversion", "indicator": "bollinger", "period": 20, "nbdev": 2.0},
     {"strategy_type": "breakout", "entry_window": 20, "exit_window": 10},
 ]
+STRATEGY_IDS = [c["strategy_type"] + (f"-{c['entry']}" if "entry" in c else "") for c in STRATEGIES]
 
 
 def bars_of(frame: pd.DataFrame) -> dict[str, np.ndarray]:
@@ -114,7 +117,7 @@ def assert_trades_match_backtesting_py(output, stats):
 
 
 @pytest.mark.parametrize("dataset", DATASETS)
-@pytest.mark.parametrize("config", STRATEGIES, ids=[c["strategy_type"] for c in STRATEGIES])
+@pytest.mark.parametrize("config", STRATEGIES, ids=STRATEGY_IDS)
 @pytest.mark.parametrize("direction", ["long_only", "long_short"])
 def test_next_open_matches_backtesting_py(dataset, config, direction):
     frame = DATASETS[dataset]
@@ -158,7 +161,7 @@ def test_stops_and_spread_match_backtesting_py(dataset, stops, direction):
 
 # ------------------------------------------------------------------ vectorbt
 @pytest.mark.parametrize("dataset", DATASETS)
-@pytest.mark.parametrize("config", STRATEGIES, ids=[c["strategy_type"] for c in STRATEGIES])
+@pytest.mark.parametrize("config", STRATEGIES, ids=STRATEGY_IDS)
 @pytest.mark.parametrize("costs", [dict(fees=0.001), dict(fees=0.002, slippage=0.0005)], ids=["fees", "slippage"])
 def test_close_fill_matches_vectorbt(dataset, config, costs):
     frame = DATASETS[dataset]
