@@ -42,11 +42,9 @@ def panel_latest(backend: Backend, names: list[str], bars: list[Bars]) -> dict[s
 
 
 def make_features_handler(resources: WorkerResources):
-    store = resources.bar_store
-
     def handle(context: JobContext) -> dict[str, Any]:
-        payload = context.payload
         started = time.perf_counter()
+        store, payload = resources.bar_store, context.payload
         backend = resources.backend_for(payload.get("device", "auto"))
         symbols, names, interval = payload["symbols"], payload["features"], payload.get("interval", "")
         calendars: dict[bytes, list[Bars]] = {}
