@@ -47,7 +47,8 @@ def _backtest_client(stub, pb, index: int, stop: threading.Event, out: dict) -> 
         try:
             response = stub.SubmitBacktestTask(pb.BacktestRequest(
                 stock_codes=symbols, start_time="2024-01-01", end_time="2024-12-31",
-                strategy_config=json.dumps({"strategy_type": "sma_crossover", "fast": 5 + index % 10, "slow": 40}),
+                strategy_config=json.dumps({"strategy_type": "sma_crossover", "fast": 5 + index % 10, "slow": 40,
+                                            "entry": "level"}),
                 initial_capital=1_000_000, commission_rate=1e-4 + (index * 100_000 + calls) * 1e-12), timeout=60)
             submitted = time.perf_counter()
             for status in stub.WatchBacktest(pb.BacktestStatusRequest(backtest_id=response.backtest_id), timeout=120):

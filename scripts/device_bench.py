@@ -16,9 +16,9 @@ def sweep_timings() -> list[tuple[str, float, float]]:
     close = 50 * np.exp(np.cumsum(rng.normal(0.0003, 0.02, (bars, symbols)), axis=0))
     panels = {"open": close * np.exp(rng.normal(0, 0.004, close.shape)), "high": close * 1.01,
               "low": close * 0.99, "close": close, "volume": np.full(close.shape, 1e6)}
-    spec = validate_strategy_config({"strategy_type": "sma_crossover", "fill": "close",
+    spec = validate_strategy_config({"strategy_type": "sma_crossover", "fill": "close", "entry": "level",
                                      "param_grid": {"fast": list(range(2, 55)), "slow": list(range(20, 320, 10))}})
-    small = validate_strategy_config({"strategy_type": "sma_crossover", "fill": "close",
+    small = validate_strategy_config({"strategy_type": "sma_crossover", "fill": "close", "entry": "level",
                                       "param_grid": {"fast": [5, 10], "slow": [20, 50]}})
     rows = []
     for label, backend in (("numba (CPU, all cores)", cpu_backend()), ("GPU worker (host numba)", resolve_backend("gpu"))):
