@@ -66,7 +66,7 @@ def _forest(task: str):
 
 # ------------------------------------------------------------------ 1. in-process
 def measure_inprocess() -> dict:
-    from services.onnx_forest import FastForest
+    from utils.serving.onnx_forest import FastForest
     results = {}
     rng = np.random.default_rng(1)
     for task in ("classification", "regression"):
@@ -265,7 +265,7 @@ def render(inprocess: dict, grpc_runs: list[dict], load: tuple[float, float]) ->
     import onnxruntime
     import skl2onnx
     import sklearn
-    from services.onnx_forest import NATIVE_PARALLEL_MIN_ROWS, ORT_MAX_ROWS
+    from utils.serving.onnx_forest import NATIVE_PARALLEL_MIN_ROWS, ORT_MAX_ROWS
     lines = [
         "Command: `make bench` (this section alone: `.venv/bin/python -m bench ml`). "
         f"Model: a {N_TREES}-tree `random_forest` (default parameters: fully grown trees, n_jobs=-1) "

@@ -11,8 +11,8 @@ import pytest
 from sklearn.datasets import make_classification, make_regression
 
 from api_proto import ml_pb2, ml_pb2_grpc
-from services import predict_devices, predict_serving
-from services.onnx_forest import ORT_MAX_ROWS, FastForest
+from utils.serving import device_chain, serving_model
+from utils.serving.onnx_forest import ORT_MAX_ROWS, FastForest
 from tests.integration.test_api_ml import FEATURES, classification_columns, train
 from utils.engine.models import ModelConfig, ModelStore, RandomForestPredictor
 
@@ -159,7 +159,7 @@ def fake_gpu(monkeypatch):
     """Pretend the server has gpu:0 and random forests can move there; ``mode`` picks the failure."""
     state = {"mode": "ok"}
     release = threading.Event()
-    monkeypatch.setattr(predict_devices, "serving_gpu", lambda settings: "gpu:0")
+    monkeypatch.setattr(device_chain, "serving_gpu", lambda backend: "gpu:0")
     monkeypatch.setattr(RandomForestPredictor, "to_device",
                         lambda self, device: FakeGpuCopy(self, state["mode"], release), raising=False)
     yield state
@@ -212,7 +212,7 @@ def test_an_exhausted_chain_is_a_clear_error(platform, stub, fake_gpu, monkeypat
     model_id = train(stub, training_data=json.dumps(columns), feature_columns=FEATURES)
     fake_gpu["mode"] = mode
     broken_cpu = FakeGpuCopy(None, mode, threading.Event())
-    monkeypatch.setattr(predict_serving, "fast_path",
+    monkeypatch.setattr(serving_model, "fast_path",
                         lambda predictor, use_onnx=True: lambda features: broken_cpu._fail_or_hang())
     with pytest.raises(grpc.RpcError) as error:
         predict_one(stub, model_id, columns)

@@ -11,7 +11,7 @@ from sklearn.datasets import make_classification, make_regression
 from sklearn.ensemble import RandomForestClassifier, RandomForestRegressor
 from sklearn.linear_model import LogisticRegression
 
-from utils.engine.backend import BackendUnavailable, cpu_backend
+from utils.engine.backend import Backend, BackendUnavailable, cpu_backend
 from utils.engine.models import (InvalidModelId, ModelConfig, ModelNotFound, ModelStore, RandomForestPredictor,
                                  train_model)
 
@@ -146,8 +146,7 @@ class _FakeGpuRegressor(_FakeGpuForest):
 def test_cuml_branch_trains_on_gpu_backend_and_saves_as_sklearn(tmp_path):
     fake_cuml = SimpleNamespace(ensemble=SimpleNamespace(RandomForestClassifier=_FakeGpuForest,
                                                          RandomForestRegressor=_FakeGpuRegressor))
-    gpu_backend = SimpleNamespace(is_gpu=True, label="gpu:0", extras={"cuml": fake_cuml},
-                                  to_numpy=np.asarray)
+    gpu_backend = Backend(name="gpu", xp=np, device_id=0, extras={"cuml": fake_cuml})  # a GPU with a stand-in cuML
     features, target = make_classification(n_samples=80, n_features=3, n_informative=2, n_redundant=0, random_state=1)
     columns = {"a": features[:, 0], "b": features[:, 1], "c": features[:, 2], "target": target}
     config = ModelConfig(model_type="random_forest", feature_columns=("a", "b", "c"), target_column="target",
@@ -162,7 +161,7 @@ def test_cuml_branch_trains_on_gpu_backend_and_saves_as_sklearn(tmp_path):
 
 
 def test_explicit_gpu_request_without_cuml_fails_loudly():
-    gpu_without_cuml = SimpleNamespace(is_gpu=True, label="gpu:0", extras={"cuml": None}, to_numpy=np.asarray)
+    gpu_without_cuml = Backend(name="gpu", xp=np, device_id=0, extras={"cuml": None})
     config = ModelConfig(model_type="random_forest", feature_columns=("a",), target_column="target", device="gpu")
     predictor = RandomForestPredictor(config, gpu_without_cuml)
     with pytest.raises(BackendUnavailable, match="cuML"):

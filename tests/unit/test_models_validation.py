@@ -5,8 +5,9 @@ import numpy as np
 import pytest
 
 from utils.engine.backend import cpu_backend
-from utils.engine.models import (InvalidInputData, InvalidModelConfig, InvalidModelParams, InvalidTrainingData,
-                                 ModelConfig, RandomForestPredictor, predict_columns, prepare_features, train_model)
+from utils.engine.models import (MODEL_REGISTRY, InvalidInputData, InvalidModelConfig, InvalidModelParams,
+                                 InvalidTrainingData, ModelConfig, RandomForestPredictor, predict_columns,
+                                 prepare_features, train_model)
 
 FEATURES = ("price", "rsi")
 
@@ -51,6 +52,15 @@ def test_good_params_are_normalised_with_defaults():
     assert predictor.params == {"n_estimators": 100, "n_jobs": -1, "random_state": 42, "max_depth": None,
                                 "max_features": 0.5, "min_samples_leaf": 3}
     assert isinstance(predictor.params["n_estimators"], int)
+
+
+@pytest.mark.parametrize("model_type", MODEL_REGISTRY.names())
+def test_the_registry_checks_params_without_building_a_model(model_type):
+    """What TrainModel validates at submission equals what the model trains with."""
+    config = _config(model_type=model_type, params={})
+    assert MODEL_REGISTRY.validated_params(config) == MODEL_REGISTRY.get(model_type)(config).params
+    with pytest.raises(InvalidModelParams, match="'no_such_param'"):
+        MODEL_REGISTRY.validated_params(_config(model_type=model_type, params={"no_such_param": 1}))
 
 
 @pytest.mark.parametrize("overrides, named", [

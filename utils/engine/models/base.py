@@ -8,10 +8,11 @@ from __future__ import annotations
 import abc
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 import numpy as np
 
+from ..backend import Backend, cpu_backend
 from .errors import InvalidModelConfig
 
 TASKS = ("auto", "classification", "regression")
@@ -66,6 +67,14 @@ class ModelConfig:
     device: str = "auto"
     random_state: int = 42
     validation_fraction: float = 0.2
+
+    @classmethod
+    def from_payload(cls, payload: Mapping[str, Any]) -> "ModelConfig":
+        """The config a training job's payload names: the service builds it to validate, the worker
+        to train."""
+        return cls(model_type=payload["model_type"], feature_columns=tuple(payload["feature_columns"]),
+                   target_column=payload["target_column"], task=payload.get("task", "auto"),
+                   params=payload.get("params", {}), device=payload.get("device", "auto"))
 
     def __post_init__(self) -> None:
         # Normalise (list -> tuple, private params copy) so callers cannot mutate a frozen config.
@@ -130,9 +139,17 @@ class BasePredictor(abc.ABC):
     # still returns n values; the first ``history_rows`` are NaN (those rows are history only).
     history_rows: int = 0
 
-    def __init__(self, config: ModelConfig, backend: Any = None) -> None:
+    def __init__(self, config: ModelConfig, backend: Backend | None = None) -> None:
         self.config = config
-        self.backend = backend
+        # Where to run comes from the worker's backend; without one, the CPU (never a probe of CUDA).
+        self.backend = backend if backend is not None else cpu_backend()
+        self.params = self.validated_params(config)
+
+    @classmethod
+    @abc.abstractmethod
+    def validated_params(cls, config: ModelConfig) -> dict[str, Any]:
+        """``config.params`` checked and filled with defaults, without building a model; raises
+        ``InvalidModelParams`` naming the parameter."""
 
     @classmethod
     def task_for(cls, task: str, target: np.ndarray) -> str:

@@ -8,7 +8,6 @@ data, never code), with JSON metadata.
 """
 from __future__ import annotations
 
-import functools
 import time
 from pathlib import Path
 from typing import Any
@@ -16,7 +15,6 @@ from typing import Any
 import lightgbm as lgb
 import numpy as np
 
-from ..backend import BackendUnavailable
 from .base import BasePredictor, ModelConfig, ProgressCallback, ProgressInfo, TrainingResult, report_progress
 from .gradient_boosting_params import lightgbm_params, validate_params
 from .predictor_parts import (checked_features, checked_target, common_metadata, encode_labels,
@@ -27,7 +25,6 @@ MODEL_FILE = "model.txt"
 FORMAT = "lightgbm_text"
 VALIDATION_NAME = "validation"
 _LOSS = {"regression": "l2", "binary": "binary_logloss", "multiclass": "multi_logloss"}
-_GPU_DEVICE_TYPES = ("cuda", "gpu")  # LightGBM's CUDA learner, then its OpenCL one
 
 
 def _objective(task: str, n_classes: int) -> str:
@@ -36,31 +33,22 @@ def _objective(task: str, n_classes: int) -> str:
     return "multiclass" if n_classes > 2 else "binary"
 
 
-@functools.lru_cache(maxsize=None)
-def _lightgbm_runs_on(device_type: str, device_id: int) -> bool:
-    """Whether this LightGBM build can train on ``device_type`` (a tiny probe fit, once)."""
-    rows = np.random.default_rng(0).random((64, 2))
-    try:
-        lgb.train({"device_type": device_type, "gpu_device_id": device_id, "verbosity": -1,
-                   "min_data_in_leaf": 1}, lgb.Dataset(rows, rows[:, 0]), num_boost_round=1)
-    except lgb.basic.LightGBMError:
-        return False
-    return True
-
-
 @register_model("gradient_boosting")
 class GradientBoostingPredictor(BasePredictor):
     accepts_validation = True
 
     def __init__(self, config: ModelConfig, backend: Any = None) -> None:
         super().__init__(config, backend)
-        self.params = validate_params(config.params, config.random_state)
         self.task: str | None = None if config.task == "auto" else config.task
         self.classes: np.ndarray | None = None
         self.booster: lgb.Booster | None = None
         self.best_iteration: int | None = None  # set when early stopping chose the round count
         self.validation_loss: float | None = None  # at the kept round, when validation rows were given
         self.trained_device = "cpu"
+
+    @classmethod
+    def validated_params(cls, config: ModelConfig) -> dict[str, Any]:
+        return validate_params(config.params, config.random_state)
 
     # -- training -------------------------------------------------------------------------
     def fit(self, features: np.ndarray, target: np.ndarray, progress: ProgressCallback | None = None,
@@ -74,7 +62,7 @@ class GradientBoostingPredictor(BasePredictor):
         label = self._encode_training_target(target)
         n_classes = 0 if self.classes is None else self.classes.size
         objective = _objective(self.task, n_classes)
-        device_params, self.trained_device = self._device()
+        device_params, self.trained_device = self.backend.lightgbm_device(self.config.device)
         params = {**lightgbm_params(self.params, objective, n_classes), **device_params,
                   "metric": _LOSS[objective]}
         train_set = lgb.Dataset(features, label, params=params, free_raw_data=True)
@@ -138,21 +126,6 @@ class GradientBoostingPredictor(BasePredictor):
 
         after_round.order = 10  # before early stopping (order 30), so the last round is reported
         return after_round
-
-    def _device(self) -> tuple[dict[str, Any], str]:
-        """(LightGBM device params, device label). 'auto' stays on the CPU: LightGBM's pip build
-        has no CUDA learner and its OpenCL one seldom beats the CPU learner; 'gpu' never falls back."""
-        if self.config.device != "gpu":
-            return {}, "cpu"
-        if self.backend is None or not getattr(self.backend, "is_gpu", False):
-            raise BackendUnavailable("device 'gpu' requested for gradient_boosting but the worker has no GPU "
-                                     "backend; use device 'auto' or 'cpu'")
-        device_id = self.backend.device_id
-        for device_type in _GPU_DEVICE_TYPES:
-            if _lightgbm_runs_on(device_type, device_id):
-                return {"device_type": device_type, "gpu_device_id": device_id}, self.backend.label
-        raise BackendUnavailable("device 'gpu' requested for gradient_boosting but this LightGBM build can use "
-                                 "neither CUDA nor an OpenCL GPU; use device 'auto' or 'cpu'")
 
     def final_fit_params(self) -> dict[str, Any]:
         if self.best_iteration is None:

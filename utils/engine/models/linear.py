@@ -38,10 +38,13 @@ class StandardisedLinearPredictor(BasePredictor):
 
     def __init__(self, config: ModelConfig, backend: Any = None) -> None:
         super().__init__(config, backend)
-        self.params = clean_params(self.model_type, config.params, self.rules, self.defaults)
         self.task: str | None = self.supported_tasks[0]
         self.classes: np.ndarray | None = None
         self.pipeline: Pipeline | None = None
+
+    @classmethod
+    def validated_params(cls, config: ModelConfig) -> dict[str, Any]:
+        return clean_params(cls.model_type, config.params, cls.rules, cls.defaults)
 
     @classmethod
     def trusted_types(cls) -> list[str]:

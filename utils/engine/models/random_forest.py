@@ -18,7 +18,6 @@ from sklearn.ensemble import RandomForestClassifier, RandomForestRegressor
 from sklearn.tree import DecisionTreeClassifier, DecisionTreeRegressor
 from sklearn.tree._tree import Tree
 
-from ..backend import BackendUnavailable
 from .base import BasePredictor, ModelConfig, ProgressCallback, TrainingResult, resolve_task
 from .errors import InvalidTrainingData
 from .predictor_parts import common_metadata
@@ -40,22 +39,18 @@ def _tree_counts(total: int, chunks: int = PROGRESS_CHUNKS) -> list[int]:
     return [int(count) for count in np.unique(np.linspace(0, total, chunks + 1).round().astype(int))[1:]]
 
 
-def _cuml_module(backend: Any, device: str) -> Any:
-    """cuML when the backend is a GPU that has it and the config does not ask for the CPU."""
-    if device == "cpu" or backend is None or not getattr(backend, "is_gpu", False):
-        return None
-    return (getattr(backend, "extras", None) or {}).get("cuml")
-
-
 @register_model("random_forest")
 class RandomForestPredictor(BasePredictor):
     def __init__(self, config: ModelConfig, backend: Any = None) -> None:
         super().__init__(config, backend)
-        self.params = validate_params(config.params, config.random_state)
         self.task: str | None = None if config.task == "auto" else config.task
         self.classes: np.ndarray | None = None
         self.estimator: Any = None
         self.trained_device = "cpu"  # where fit ran; a loaded model predicts on the CPU
+
+    @classmethod
+    def validated_params(cls, config: ModelConfig) -> dict[str, Any]:
+        return validate_params(config.params, config.random_state)
 
     # -- training -------------------------------------------------------------------------
     def fit(self, features: np.ndarray, target: np.ndarray,
@@ -76,11 +71,7 @@ class RandomForestPredictor(BasePredictor):
                 raise InvalidTrainingData(f"regression target {self.config.target_column!r} must be numeric")
             self.classes, fit_target = None, target.astype(np.float64)
 
-        cuml = _cuml_module(self.backend, self.config.device)
-        if cuml is None and self.config.device == "gpu":
-            # An explicit GPU request never silently runs on the CPU (see backend.py).
-            raise BackendUnavailable("device 'gpu' requested for random_forest but cuML is not available; "
-                                     "use device 'auto' or 'cpu'")
+        cuml = self.backend.cuml(self.config.device)
         if cuml is not None:
             self._fit_cuml(cuml, features, fit_target, progress)
         else:

@@ -3,9 +3,9 @@ anything a request names beyond what was registered here (Qlib-style dynamic cla
 exactly what we avoid)."""
 from __future__ import annotations
 
-from typing import Callable, TypeVar
+from typing import Any, Callable, TypeVar
 
-from .base import BasePredictor
+from .base import BasePredictor, ModelConfig
 from .errors import UnknownModelError
 
 PredictorClass = TypeVar("PredictorClass", bound=type[BasePredictor])
@@ -29,6 +29,11 @@ class ModelRegistry:
         except (KeyError, TypeError):
             valid = ", ".join(self.names()) or "(none registered)"
             raise UnknownModelError(f"unknown model_type {name!r}; valid model types: {valid}") from None
+
+    def validated_params(self, config: ModelConfig) -> dict[str, Any]:
+        """The params ``config`` would train with, checked by its model type without building a
+        model (what a service validates at submission); raises ``InvalidModelParams``."""
+        return self.get(config.model_type).validated_params(config)
 
     def names(self) -> list[str]:
         return sorted(self._classes)

@@ -52,7 +52,6 @@ class SequencePredictor(BasePredictor):
 
     def __init__(self, config: ModelConfig, backend: Any = None) -> None:
         super().__init__(config, backend)
-        self.params = validate_params(self.architecture, config.params)
         self.task: str | None = None if config.task == "auto" else config.task
         self.classes: np.ndarray | None = None
         self.network: Any = None  # a torch.nn.Module once fitted or loaded
@@ -61,6 +60,10 @@ class SequencePredictor(BasePredictor):
         self.feature_scaler: Standardiser | None = None
         self.target_scaler: Standardiser | None = None  # regression only
         self.summary: dict[str, Any] = {}
+
+    @classmethod
+    def validated_params(cls, config: ModelConfig) -> dict[str, Any]:
+        return validate_params(cls.architecture, config.params)
 
     @property
     def window(self) -> int:
@@ -115,7 +118,7 @@ class SequencePredictor(BasePredictor):
     def _train(self, features: np.ndarray, fit_target: np.ndarray, train: np.ndarray, held_out: np.ndarray,
                progress: ProgressCallback | None) -> Any:
         torch, networks, training = _torch_runtime()
-        self.device = training.resolve_device(self.config.device, self.backend)
+        self.device = self.backend.torch_device(self.config.device, self.model_type)
         settings = training.LoopSettings(**{name: self.params[name] for name in (
             "epochs", "batch_size", "learning_rate", "weight_decay", "patience", "mixed_precision")})
         target_dtype = torch.long if self.task == "classification" else torch.float32

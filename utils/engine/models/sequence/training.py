@@ -1,4 +1,5 @@
-"""Torch runtime for the sequence models: device choice, seeding, threads, the epoch loop.
+"""Torch runtime for the sequence models: seeding, threads, the epoch loop (the device comes
+from the worker's ``Backend.torch_device``).
 
 Determinism: the network is built and trained inside ``torch.random.fork_rng`` seeded with
 ``random_state`` (so the process's global RNG is untouched), and mini-batch order comes from a
@@ -11,30 +12,16 @@ import contextlib
 import math
 import os
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator
+from typing import Callable, Iterator
 
 import torch
 from torch import nn
 from torch.nn import functional
 
-from ...backend import BackendUnavailable
 from ..base import ProgressCallback, ProgressInfo, report_progress
 from .windows import WindowedRows
 
 EVAL_CHUNK = 4096  # windows per forward pass when scoring (bounds memory, not results)
-
-
-def resolve_device(requested: str, backend: Any = None) -> torch.device:
-    """``auto``: CUDA when torch sees it, else the CPU, quietly. ``gpu`` without CUDA is an error."""
-    if requested == "cpu":
-        return torch.device("cpu")
-    if not torch.cuda.is_available():
-        if requested == "gpu":
-            raise BackendUnavailable("device 'gpu' requested for a sequence model but torch sees no CUDA "
-                                     "device (CPU-only torch build or no driver); use device 'auto' or 'cpu'")
-        return torch.device("cpu")
-    index = getattr(backend, "device_id", 0) if getattr(backend, "is_gpu", False) else 0
-    return torch.device("cuda", index)
 
 
 def device_label(device: torch.device) -> str:

@@ -1,4 +1,4 @@
-"""Predict's device fallback chain: the model's preferred device, then the CPU (seed 001).
+"""Predict's device fallback chain: the server backend's GPU, then the CPU (seed 001).
 
 A model call gets ``timeout`` seconds on a device; after a timeout or an error it is retried
 once on the next device of the chain (GPU -> CPU; a CPU-only model retries on the CPU). Each
@@ -11,7 +11,9 @@ Calls run on per-device thread pools so that a hung call can be abandoned: Pytho
 the thread, it stays busy until the call returns, which is why the pools have spare threads.
 
 A predictor offers a GPU path by defining ``to_device(label) -> predictor`` (a copy that
-predicts on that device); a loaded scikit-learn forest has none and predicts on the CPU.
+predicts on that device); a loaded scikit-learn forest has none and predicts on the CPU. Which
+GPU, if any, comes from the server's resolved ``Backend`` (never a probe of its own), so a
+``COMPUTE_DEVICE=cpu`` server never places a model on a GPU.
 """
 from __future__ import annotations
 
@@ -24,6 +26,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from utils.engine.backend import Backend
 from utils.engine.models import InvalidInputData
 
 log = logging.getLogger(__name__)
@@ -42,12 +45,9 @@ class PredictUnavailable(Exception):
     """Every attempt of the chain failed with an error."""
 
 
-def serving_gpu(settings: Any) -> str | None:
-    """The GPU label Predict may prefer ("gpu:0"), or None (no GPU, or COMPUTE_DEVICE=cpu)."""
-    if settings.compute_device == "cpu":
-        return None
-    from utils.gpu.devices import gpu_count
-    return f"gpu:{settings.gpu_device_id}" if gpu_count() > settings.gpu_device_id else None
+def serving_gpu(backend: Backend) -> str | None:
+    """The GPU label Predict may prefer ("gpu:0"), or None (a CPU backend)."""
+    return backend.label if backend.is_gpu else None
 
 
 @dataclass(frozen=True)
@@ -88,10 +88,6 @@ class DeviceChain:
         self.fallbacks = fallbacks  # Counter with labels from/to/reason
         self.cooldown = cooldown
         self._failed_at: dict[str, float] = {}
-
-    @property
-    def preferred(self) -> str:
-        return self.routes[0].device
 
     def _attempts(self) -> list[Route]:
         """Two attempts: the first healthy route, then the next one (or the same, when last)."""

@@ -12,11 +12,12 @@ from typing import Any
 
 import numpy as np
 
-from services import predict_devices
-from services.onnx_forest import fast_path
-from services.predict_batcher import Prediction, PredictBatcher
-from services.predict_devices import DeviceChain, DevicePools, PredictTimeout, build_routes
+from utils.engine.backend import Backend
 from utils.engine.models import BasePredictor
+from utils.serving import device_chain
+from utils.serving.batcher import Prediction, PredictBatcher
+from utils.serving.device_chain import DeviceChain, DevicePools, PredictTimeout, PredictUnavailable, build_routes
+from utils.serving.onnx_forest import fast_path
 
 
 class ServingModel:
@@ -27,6 +28,7 @@ class ServingModel:
         self.model_type = self.metadata.get("model_type", "")
         self.chain = chain
         self.metrics = metrics
+        self.name = name
         batchable = max_batch_rows > 0 and getattr(predictor, "history_rows", 0) == 0
         self.batcher = PredictBatcher(self._call, max_batch_rows, max_wait, name) if batchable else None
 
@@ -38,8 +40,15 @@ class ServingModel:
     def predict(self, features: np.ndarray, deadline: float | None = None) -> tuple[Prediction, str]:
         """This request's (predictions, probabilities) and the device that served them.
 
-        ``deadline`` (time.monotonic) is the caller's own: past it, ``PredictTimeout``.
+        ``deadline`` (time.monotonic) is the caller's own: past it, ``PredictTimeout``. Both
+        failures of the chain name the model (services/errors.py maps them to a status).
         """
+        try:
+            return self._predict(features, deadline)
+        except (PredictTimeout, PredictUnavailable) as exc:
+            raise type(exc)(f"model {self.name!r}: {exc}") from None
+
+    def _predict(self, features: np.ndarray, deadline: float | None) -> tuple[Prediction, str]:
         if self.batcher is None:
             return self._call(features, deadline)
         # Worst case inside the batch: the wait, then two attempts of ``timeout`` each.
@@ -55,17 +64,19 @@ class ServingModel:
 
 
 class ServingFactory:
-    """Builds ``ServingModel`` objects with the server's settings, metrics and device pools."""
+    """Builds ``ServingModel`` objects with the server's settings, metrics, resolved backend (where
+    Predict may run) and device pools."""
 
-    def __init__(self, settings: Any, metrics: Any, pools: DevicePools | None = None,
+    def __init__(self, settings: Any, metrics: Any, backend: Backend, pools: DevicePools | None = None,
                  use_onnx: bool = True) -> None:
         self.settings = settings
         self.metrics = metrics
+        self.backend = backend
         self.pools = pools or DevicePools()
         self.use_onnx = use_onnx
 
     def __call__(self, predictor: BasePredictor, name: str = "model") -> ServingModel:
-        gpu = predict_devices.serving_gpu(self.settings)
+        gpu = device_chain.serving_gpu(self.backend)
         routes = build_routes(predictor, fast_path(predictor, self.use_onnx), gpu)
         chain = DeviceChain(routes, self.settings.predict_timeout_seconds, self.pools,
                             self.metrics.predict_fallbacks)
