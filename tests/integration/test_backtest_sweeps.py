@@ -73,12 +73,33 @@ def test_signals_rules_long_short_with_stops_run_end_to_end(stub):
     assert all(t.commission >= 5 for t in trades if not t.is_open)
 
 
+def test_entry_is_swept_and_tells_cached_backtests_apart(stub):
+    grid = {"strategy_type": "sma_crossover", "slow": 40, "param_grid": {"fast": [5, 10], "entry": ["cross", "level"]}}
+    response = stub.SubmitBacktestTask(request(strategy_config=json.dumps(grid)))
+    assert wait_done(stub, response.backtest_id).status == backtest_pb2.COMPLETED
+    result = result_of(stub, response.backtest_id)
+    assert sorted((row.params["fast"], row.params["entry"]) for row in result.sweep) == [
+        ("10", "cross"), ("10", "level"), ("5", "cross"), ("5", "level")]
+    ids = {}
+    for entry in ("cross", "level"):  # the normalised config (the cache key) holds entry
+        config = json.dumps({"strategy_type": "sma_crossover", "fast": 5, "slow": 40, "entry": entry})
+        submitted = stub.SubmitBacktestTask(request(strategy_config=config))
+        assert wait_done(stub, submitted.backtest_id).status == backtest_pb2.COMPLETED
+        assert json.loads(result_of(stub, submitted.backtest_id).strategy_config)["entry"] == entry
+        ids[entry] = submitted.backtest_id
+    assert ids["cross"] != ids["level"]
+    default = stub.SubmitBacktestTask(request(strategy_config=json.dumps(
+        {"strategy_type": "sma_crossover", "fast": 5, "slow": 40})))
+    assert default.backtest_id == ids["cross"] and "cached" in default.message
+
+
 @pytest.mark.parametrize("config,needle", [
     ({"strategy_type": "signals", "entry": "sma(close,10) >> 3"}, "column"),
     ({"strategy_type": "sma_crossover", "param_grid": {"fast": [50], "slow": [10]}}, "no valid combination"),
     ({"strategy_type": "sma_crossover", "param_grid": {"speed": [1]}}, "param_grid.speed"),
     ({"strategy_type": "sma_crossover", "walk_forward": {"splits": 3}}, "needs a param_grid"),
     ({"strategy_type": "sma_crossover", "direction": "both"}, "strategy_config.direction"),
+    ({"strategy_type": "sma_crossover", "entry": "touch"}, "strategy_config.entry must be one of cross, level"),
     ({"strategy_type": "momentum", "stop_loss": 0.1}, "stops and sizing"),
 ])
 def test_bad_strategy_configs_are_invalid_argument(stub, config, needle):

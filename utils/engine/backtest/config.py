@@ -3,6 +3,7 @@
 Config (e.g. a job payload)::
 
     {"strategy_type": "sma_crossover", "fast": 10, "slow": 30,          # strategy parameters
+     "entry": "cross" | "level",                                       # (see strategies.py)
      "fill": "next_open" | "close", "direction": "long_only" | "long_short",
      "sizing": "all_in" | "percent_equity" | "fixed_cash" | "volatility_target", "size": 0.5,
      "target_volatility": 0.15, "vol_window": 20,
