@@ -76,8 +76,8 @@ def _sweep_summary(result: SweepResult) -> dict[str, Any]:
 def _search(spec: StrategySpec, aligned: AlignedBars, capital: float, commission: float,
             context: JobContext, backend: Backend) -> tuple[dict[str, Any], StrategySpec]:
     """Sweep (and walk-forward) a grid; returns the result fields and the best parameter set,
-    whose full backtest (equity curve, trades) becomes the job's main result. On a GPU worker
-    the sweep runs vectorised on the device (``vector_sim``); on a CPU, numba."""
+    whose full backtest (equity curve, trades) becomes the job's main result. Every backend
+    sweeps with the host numba kernel (a GPU worker too, for now)."""
     share = 0.7 if spec.walk_forward else 0.9
     result = sweep_panels(spec, aligned.panels, aligned.start_index, capital, commission,
                           progress=lambda f: context.progress(LOAD_SHARE + (share - LOAD_SHARE) * f),
