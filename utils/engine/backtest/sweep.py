@@ -73,9 +73,9 @@ class SleeveBatch:
         symbols = self.equity.shape[0]
         c = self.columns
         simulate_sleeves(c["open"], c["high"], c["low"], c["close"], np.ascontiguousarray(target.T),
-                          self.fractions, capital / symbols, config.cost_vector(), config.fill == "close",
-                          config.allow_short, self.start, self.equity, self.shares, self.trades, self.n_trades,
-                          self.traded)
+                         self.fractions, capital / symbols, config.cost_vector(), config.fill == "close",
+                         config.allow_short, self.start, self.equity, self.shares, self.trades, self.n_trades,
+                         self.traded)
         tables = [self.trades[symbol, :count] for symbol, count in enumerate(self.n_trades.tolist()) if count]
         return sleeves_output(self.equity, self.shares, tables, self.traded.tolist(), config.periods_per_year,
                               self.start)
