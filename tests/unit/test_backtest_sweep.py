@@ -158,7 +158,8 @@ def test_walk_forward_windows_are_single_runs_of_the_chosen_parameters():
         test = {field: panel[:test_end] for field, panel in panels.items()}
         out = simulate_panels(chosen, test, test_start, CAPITAL, COMMISSION)
         assert window["out_of_sample"] == out.metrics(spec.periods_per_year, CAPITAL)
-        assert len(out.equity) == test_end - test_start and out.equity[0] == pytest.approx(CAPITAL, rel=1e-12)  # starts flat
+        assert len(out.equity) == test_end - test_start
+        assert out.equity[0] == pytest.approx(CAPITAL, rel=1e-12)  # starts flat
 
 
 def test_whole_share_sizing_keeps_backtesting_py_rounding():
