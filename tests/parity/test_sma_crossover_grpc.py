@@ -33,13 +33,16 @@ END = "2022-12-31"
 COMMISSION = 0.002
 TERMINAL = (backtest_pb2.COMPLETED, backtest_pb2.FAILED, backtest_pb2.CANCELLED)
 # (fast, slow, start): from the first stored bar (no history before it), and from a later day
-CASES = [(10, 20, "2015-01-01"), (5, 30, "2018-03-01")]
+# where SMA(5) already stands above SMA(30) (entry "level" would be long at once; SmaCross waits)
+CASES = [(10, 20, "2015-01-01"), (5, 30, "2018-04-02")]
 
 
 class SmaCross(backtesting.Strategy):
-    """backtesting.py's README example, long/short."""
+    """backtesting.py's README example; ``short = False`` is the long-only variant (the sell side
+    only closes the long)."""
     n1 = 10
     n2 = 20
+    short = True
 
     def init(self):
         price = self.data.Close
@@ -52,18 +55,8 @@ class SmaCross(backtesting.Strategy):
             self.buy()
         elif crossover(self.sma2, self.sma1):
             self.position.close()
-            self.sell()
-
-
-class SmaCrossLongOnly(SmaCross):
-    """The same, with the sell side only closing the long."""
-
-    def next(self):
-        if crossover(self.sma1, self.sma2):
-            self.position.close()
-            self.buy()
-        elif crossover(self.sma2, self.sma1):
-            self.position.close()
+            if self.short:
+                self.sell()
 
 
 def stored_bars(channel) -> pd.DataFrame:
@@ -100,12 +93,12 @@ def backtest_over_grpc(channel, config: dict, start: str):
     return pages[0], trades
 
 
-def run_sma_cross(frame: pd.DataFrame, strategy, fast: int, slow: int):
+def run_sma_cross(frame: pd.DataFrame, fast: int, slow: int, short: bool):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # "some trades remain open": we compare the open one too
-        test = backtesting.Backtest(frame, strategy, cash=CASH, commission=COMMISSION, spread=0.0, margin=1.0,
+        test = backtesting.Backtest(frame, SmaCross, cash=CASH, commission=COMMISSION, spread=0.0, margin=1.0,
                                     trade_on_close=False, exclusive_orders=False, finalize_trades=False)
-        return test.run(n1=fast, n2=slow)
+        return test.run(n1=fast, n2=slow, short=short)
 
 
 @pytest.mark.parametrize("fast,slow,start", CASES, ids=[f"{f}-{s}-from-{d}" for f, s, d in CASES])
@@ -117,7 +110,7 @@ def test_sma_crossover_over_grpc_matches_backtesting_py_sma_cross(channel, fast,
     first = start_row - max(0, start_row - slow)  # our first evaluated bar, as a row of `frame`
     config = {"strategy_type": "sma_crossover", "fast": fast, "slow": slow, "direction": direction}
     result, trades = backtest_over_grpc(channel, config, start)
-    stats = run_sma_cross(frame, SmaCross if direction == "long_short" else SmaCrossLongOnly, fast, slow)
+    stats = run_sma_cross(frame, fast, slow, short=direction == "long_short")
 
     assert json.loads(result.strategy_config)["entry"] == "cross"  # the default
     rows = {day: row for row, day in enumerate(frame.index)}

@@ -168,11 +168,11 @@ def crossings(line: np.ndarray, other: np.ndarray) -> tuple[np.ndarray, np.ndarr
 def _onsets(condition: np.ndarray, known: np.ndarray) -> np.ndarray:
     """Bars where ``condition`` holds and did not on the previous bar, both bars ``known``
     (the first bar with defined indicators is never an onset)."""
-    before = np.zeros_like(condition)
-    before[1:] = condition[:-1]
-    known_before = np.zeros_like(known)
-    known_before[1:] = known[:-1]
-    return condition & ~before & known & known_before
+    def previous(flags: np.ndarray) -> np.ndarray:
+        before = np.zeros_like(flags)
+        before[1:] = flags[:-1]
+        return before
+    return condition & ~previous(condition) & known & previous(known)
 
 
 def _held(long_condition: np.ndarray, short_condition: np.ndarray, allow_short: bool, entry: str,
