@@ -6,6 +6,7 @@ Arrays in, arrays out: ``fit``/``predict`` take a float64 feature matrix whose c
 from __future__ import annotations
 
 import abc
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
@@ -183,15 +184,47 @@ class BasePredictor(abc.ABC):
     def feature_importance(self) -> dict[str, float]:
         """Feature name -> importance; empty when the model cannot say."""
 
-    @abc.abstractmethod
     def save(self, directory: str | Path) -> Path:
-        """Write the model in a safe format (never pickle) into an existing directory."""
+        """Write the model in a safe format (never pickle) and its metadata into an existing directory."""
+        directory = Path(directory)
+        self._write_model(directory)
+        write_metadata(directory, self.metadata())
+        return directory
 
     @classmethod
-    @abc.abstractmethod
     def load(cls, directory: str | Path) -> "BasePredictor":
-        """Rebuild a predictor written by ``save``, trusting only known types."""
+        """Rebuild a predictor written by ``save`` (it predicts on the CPU), trusting only known types."""
+        directory = Path(directory)
+        metadata, config = read_metadata(directory)
+        predictor = cls(config)
+        predictor._read_model(directory, metadata)
+        return predictor
+
+    @abc.abstractmethod
+    def _write_model(self, directory: Path) -> None:
+        """Write the fitted model's own files (safe formats only); raises when not fitted."""
+
+    @abc.abstractmethod
+    def _read_model(self, directory: Path, metadata: dict[str, Any]) -> None:
+        """Restore the state ``_write_model`` wrote, refusing any type it did not write."""
 
     @abc.abstractmethod
     def metadata(self) -> dict[str, Any]:
         """JSON-safe description: model_type, task, columns, classes, params, device, format."""
+
+
+METADATA_FILE = "metadata.json"
+
+
+def write_metadata(directory: Path, metadata: Mapping[str, Any]) -> None:
+    (directory / METADATA_FILE).write_text(json.dumps(metadata, indent=2, sort_keys=True))
+
+
+def read_metadata(directory: Path) -> tuple[dict[str, Any], ModelConfig]:
+    """The saved metadata and the config to rebuild its predictor with (on the CPU)."""
+    metadata = json.loads((directory / METADATA_FILE).read_text())
+    config = ModelConfig(model_type=metadata["model_type"], task=metadata["task"],
+                         feature_columns=tuple(metadata["feature_columns"]),
+                         target_column=metadata["target_column"], params=metadata["params"],
+                         random_state=metadata.get("random_state", 42), device="cpu")
+    return metadata, config

@@ -18,7 +18,7 @@ import numpy as np
 from .base import BasePredictor, ModelConfig, ProgressCallback, ProgressInfo, TrainingResult, report_progress
 from .gradient_boosting_params import lightgbm_params, validate_params
 from .predictor_parts import (checked_features, checked_target, common_metadata, encode_labels,
-                              known_label_rows, read_metadata, saved_classes, write_metadata)
+                              known_label_rows, saved_classes)
 from .registry import register_model
 
 MODEL_FILE = "model.txt"
@@ -177,24 +177,16 @@ class GradientBoostingPredictor(BasePredictor):
             "validation_loss": self.validation_loss,
         }
 
-    def save(self, directory: str | Path) -> Path:
-        directory = Path(directory)
+    def _write_model(self, directory: Path) -> None:
         (directory / MODEL_FILE).write_text(self._require_fitted().model_to_string())
-        write_metadata(directory, self.metadata())
-        return directory
 
-    @classmethod
-    def load(cls, directory: str | Path) -> "GradientBoostingPredictor":
-        directory = Path(directory)
-        metadata, config = read_metadata(directory)
-        predictor = cls(config)
+    def _read_model(self, directory: Path, metadata: dict[str, Any]) -> None:
         booster = lgb.Booster(model_str=(directory / MODEL_FILE).read_text())
-        if booster.num_feature() != len(config.feature_columns):
+        if booster.num_feature() != len(self.config.feature_columns):
             raise ValueError(f"{directory / MODEL_FILE} uses {booster.num_feature()} features, "
-                             f"metadata names {len(config.feature_columns)}")
-        predictor.booster = booster
-        predictor.classes = saved_classes(metadata)
-        predictor.best_iteration = metadata.get("best_iteration")
-        predictor.validation_loss = metadata.get("validation_loss")
-        predictor.trained_device = metadata.get("device", "cpu")
-        return predictor
+                             f"metadata names {len(self.config.feature_columns)}")
+        self.booster = booster
+        self.classes = saved_classes(metadata)
+        self.best_iteration = metadata.get("best_iteration")
+        self.validation_loss = metadata.get("validation_loss")
+        self.trained_device = metadata.get("device", "cpu")

@@ -19,8 +19,7 @@ from sklearn.preprocessing import StandardScaler
 from .base import BasePredictor, ModelConfig, ProgressCallback, TrainingResult, report_progress
 from .errors import InvalidTrainingData
 from .param_rules import Rule, boolean, clean_params, count, real
-from .predictor_parts import (checked_features, checked_target, common_metadata, encode_labels, read_metadata,
-                              saved_classes, write_metadata)
+from .predictor_parts import checked_features, checked_target, common_metadata, encode_labels, saved_classes
 from .registry import register_model
 
 MODEL_FILE = "model.skops"
@@ -107,25 +106,17 @@ class StandardisedLinearPredictor(BasePredictor):
     def metadata(self) -> dict[str, Any]:
         return common_metadata(self, "cpu", FORMAT)
 
-    def save(self, directory: str | Path) -> Path:
-        directory = Path(directory)
+    def _write_model(self, directory: Path) -> None:
         skops_io.dump(self._require_fitted(), directory / MODEL_FILE)
-        write_metadata(directory, self.metadata())
-        return directory
 
-    @classmethod
-    def load(cls, directory: str | Path) -> "StandardisedLinearPredictor":
-        directory = Path(directory)
-        metadata, config = read_metadata(directory)
-        predictor = cls(config)
-        pipeline = skops_io.load(directory / MODEL_FILE, trusted=cls.trusted_types())
+    def _read_model(self, directory: Path, metadata: dict[str, Any]) -> None:
+        pipeline = skops_io.load(directory / MODEL_FILE, trusted=self.trusted_types())
         steps = [type(step) for _, step in getattr(pipeline, "steps", [])] if type(pipeline) is Pipeline else []
-        if steps != [StandardScaler, cls.estimator_class]:
+        if steps != [StandardScaler, self.estimator_class]:
             raise ValueError(f"{directory / MODEL_FILE} holds {type(pipeline).__name__}, expected a Pipeline of "
-                             f"StandardScaler and {cls.estimator_class.__name__}")
-        predictor.pipeline = pipeline
-        predictor.classes = saved_classes(metadata)
-        return predictor
+                             f"StandardScaler and {self.estimator_class.__name__}")
+        self.pipeline = pipeline
+        self.classes = saved_classes(metadata)
 
 
 @register_model("linear")

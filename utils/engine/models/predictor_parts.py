@@ -1,16 +1,12 @@
-"""Pieces every array-in predictor needs: input checks, label encoding, metadata round trip."""
+"""Pieces every array-in predictor needs: input checks, label encoding, common metadata."""
 from __future__ import annotations
 
-import json
-from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from .base import ModelConfig
 from .errors import InvalidTrainingData
 
-METADATA_FILE = "metadata.json"
 
 
 def checked_features(features: np.ndarray, feature_columns: Sequence[str]) -> np.ndarray:
@@ -46,20 +42,6 @@ def known_label_rows(target: np.ndarray, classes: np.ndarray) -> tuple[np.ndarra
         target = target.astype(np.float64)
     known = np.isin(target, classes)
     return known, np.searchsorted(classes, target[known]).astype(np.int32)
-
-
-def write_metadata(directory: Path, metadata: Mapping[str, Any]) -> None:
-    (directory / METADATA_FILE).write_text(json.dumps(metadata, indent=2, sort_keys=True))
-
-
-def read_metadata(directory: Path) -> tuple[dict[str, Any], ModelConfig]:
-    """The saved metadata and the config to rebuild its predictor with (on the CPU)."""
-    metadata = json.loads((directory / METADATA_FILE).read_text())
-    config = ModelConfig(model_type=metadata["model_type"], task=metadata["task"],
-                         feature_columns=tuple(metadata["feature_columns"]),
-                         target_column=metadata["target_column"], params=metadata["params"],
-                         random_state=metadata.get("random_state", 42), device="cpu")
-    return metadata, config
 
 
 def saved_classes(metadata: Mapping[str, Any]) -> np.ndarray | None:

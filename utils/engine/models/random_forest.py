@@ -7,7 +7,6 @@ loaded model always predicts on the CPU.
 """
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import Any
@@ -20,12 +19,11 @@ from sklearn.tree._tree import Tree
 
 from .base import BasePredictor, ModelConfig, ProgressCallback, TrainingResult, resolve_task
 from .errors import InvalidTrainingData
-from .predictor_parts import common_metadata
+from .predictor_parts import common_metadata, saved_classes
 from .random_forest_params import validate_params
 from .registry import register_model
 
 MODEL_FILE = "model.skops"
-METADATA_FILE = "metadata.json"
 FORMAT = "skops"
 PROGRESS_CHUNKS = 10
 _SKLEARN_CLASSES = {"classification": RandomForestClassifier, "regression": RandomForestRegressor}
@@ -153,9 +151,8 @@ class RandomForestPredictor(BasePredictor):
     def metadata(self) -> dict[str, Any]:
         return common_metadata(self, self.trained_device, FORMAT)
 
-    def save(self, directory: str | Path) -> Path:
+    def _write_model(self, directory: Path) -> None:
         self._require_fitted()
-        directory = Path(directory)
         estimator = self.estimator
         if not isinstance(estimator, tuple(_SKLEARN_CLASSES.values())):
             if not hasattr(estimator, "as_sklearn"):
@@ -163,25 +160,13 @@ class RandomForestPredictor(BasePredictor):
                                           "(as_sklearn); it cannot be saved in a safe format")
             estimator = estimator.as_sklearn()
         skops_io.dump(estimator, directory / MODEL_FILE)
-        (directory / METADATA_FILE).write_text(json.dumps(self.metadata(), indent=2, sort_keys=True))
-        return directory
 
-    @classmethod
-    def load(cls, directory: str | Path) -> "RandomForestPredictor":
-        directory = Path(directory)
-        metadata = json.loads((directory / METADATA_FILE).read_text())
-        config = ModelConfig(model_type=metadata["model_type"], task=metadata["task"],
-                             feature_columns=tuple(metadata["feature_columns"]),
-                             target_column=metadata["target_column"], params=metadata["params"],
-                             random_state=metadata.get("random_state", 42), device="cpu")
-        predictor = cls(config)
+    def _read_model(self, directory: Path, metadata: dict[str, Any]) -> None:
         estimator = skops_io.load(directory / MODEL_FILE, trusted=TRUSTED_TYPES)
-        expected_class = _SKLEARN_CLASSES[predictor.task]
+        expected_class = _SKLEARN_CLASSES[self.task]
         if type(estimator) is not expected_class:
             raise ValueError(f"{directory / MODEL_FILE} holds {type(estimator).__name__}, "
                              f"expected {expected_class.__name__}")
-        predictor.estimator = estimator
-        predictor.trained_device = metadata.get("device", "cpu")
-        if metadata["classes"] is not None:
-            predictor.classes = np.asarray(metadata["classes"])
-        return predictor
+        self.estimator = estimator
+        self.trained_device = metadata.get("device", "cpu")
+        self.classes = saved_classes(metadata)

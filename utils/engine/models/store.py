@@ -21,13 +21,12 @@ import numpy as np
 import sklearn
 import skops
 
-from .base import BasePredictor
+from .base import METADATA_FILE, BasePredictor
 from .errors import InvalidModelId, ModelNotFound
 from .registry import MODEL_REGISTRY, ModelRegistry
 from .trainer import TrainingReport
 
 MODEL_ID_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,64}")
-METADATA_FILE = "metadata.json"
 
 
 def validate_model_id(model_id: object) -> str:

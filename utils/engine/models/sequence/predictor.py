@@ -26,8 +26,7 @@ import numpy as np
 
 from ..base import BasePredictor, ModelConfig, ProgressCallback, TrainingResult
 from ..errors import InvalidInputData, InvalidTrainingData
-from ..predictor_parts import (checked_features, checked_target, common_metadata, encode_labels, read_metadata,
-                               saved_classes, write_metadata)
+from ..predictor_parts import checked_features, checked_target, common_metadata, encode_labels, saved_classes
 from ..registry import register_model
 from .params import validate_params
 from .windows import Standardiser, WindowedRows, split_windows, window_count, window_targets
@@ -208,10 +207,9 @@ class SequencePredictor(BasePredictor):
         return {**common_metadata(self, self.trained_device, FORMAT), "window": self.window,
                 "history_rows": self.history_rows, "training": dict(self.summary)}
 
-    def save(self, directory: str | Path) -> Path:
+    def _write_model(self, directory: Path) -> None:
         if self.network is None:
             raise RuntimeError(f"{self.model_type} predictor is not fitted")
-        directory = Path(directory)
         torch, _, _ = _torch_runtime()
         state = {name: value.detach().cpu() for name, value in self.network.state_dict().items()}
         torch.save(state, directory / MODEL_FILE)
@@ -219,48 +217,33 @@ class SequencePredictor(BasePredictor):
                     "n_outputs": self._n_outputs(), "feature_scaler": self.feature_scaler.to_dict(),
                     "target_scaler": None if self.target_scaler is None else self.target_scaler.to_dict()}
         (directory / SEQUENCE_FILE).write_text(json.dumps(sequence, indent=2, allow_nan=False))
-        write_metadata(directory, self.metadata())
-        return directory
 
-    @classmethod
-    def load(cls, directory: str | Path) -> "SequencePredictor":
-        directory = Path(directory)
-        metadata, config = read_metadata(directory)
+    def _read_model(self, directory: Path, metadata: dict[str, Any]) -> None:
         sequence = json.loads((directory / SEQUENCE_FILE).read_text())
-        if sequence.get("architecture") != cls.architecture:
+        if sequence.get("architecture") != self.architecture:
             raise ValueError(f"{directory / SEQUENCE_FILE} describes a {sequence.get('architecture')!r} "
-                             f"network, expected {cls.architecture!r}")
-        predictor = cls(config)
-        predictor.classes = saved_classes(metadata)
-        predictor.feature_scaler = Standardiser.from_dict(sequence["feature_scaler"])
+                             f"network, expected {self.architecture!r}")
+        self.classes = saved_classes(metadata)
+        self.feature_scaler = Standardiser.from_dict(sequence["feature_scaler"])
         if sequence["target_scaler"] is not None:
-            predictor.target_scaler = Standardiser.from_dict(sequence["target_scaler"])
+            self.target_scaler = Standardiser.from_dict(sequence["target_scaler"])
         torch, networks, _ = _torch_runtime()
-        network = networks.build_network(cls.architecture, sequence["n_features"], sequence["n_outputs"],
-                                         predictor.params)
+        network = networks.build_network(self.architecture, sequence["n_features"], sequence["n_outputs"],
+                                         self.params)
         # weights_only: only tensors and plain containers are unpickled, never arbitrary objects
         network.load_state_dict(torch.load(directory / MODEL_FILE, map_location="cpu", weights_only=True))
-        predictor.network = network.eval()
-        predictor.trained_device = metadata.get("device", "cpu")
-        predictor.summary = dict(metadata.get("training", {}))
-        return predictor
+        self.network = network.eval()
+        self.trained_device = metadata.get("device", "cpu")
+        self.summary = dict(metadata.get("training", {}))
 
 
-@register_model("lstm")
-class LSTMPredictor(SequencePredictor):
-    architecture = "lstm"
+def _architecture(name: str, class_name: str) -> type[SequencePredictor]:
+    """A registered ``SequencePredictor`` for one architecture (the classes differ in nothing else)."""
+    namespace = {"architecture": name, "__module__": __name__, "__qualname__": class_name}
+    return register_model(name)(type(class_name, (SequencePredictor,), namespace))
 
 
-@register_model("gru")
-class GRUPredictor(SequencePredictor):
-    architecture = "gru"
-
-
-@register_model("transformer")
-class TransformerPredictor(SequencePredictor):
-    architecture = "transformer"
-
-
-@register_model("dlinear")
-class DLinearPredictor(SequencePredictor):
-    architecture = "dlinear"
+LSTMPredictor = _architecture("lstm", "LSTMPredictor")
+GRUPredictor = _architecture("gru", "GRUPredictor")
+TransformerPredictor = _architecture("transformer", "TransformerPredictor")
+DLinearPredictor = _architecture("dlinear", "DLinearPredictor")
