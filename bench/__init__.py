@@ -16,6 +16,7 @@ MODULES: dict[str, str] = {
     "backtest": "bench.backtest",
     "ml": "bench.ml",
     "load": "bench.load",
+    "jobs": "bench.jobs",
 }
 
 
