@@ -47,16 +47,18 @@ def watch(queue: JobQueue, job_id: str, context: grpc.ServicerContext,
     """Yield the job record whenever its status or progress changes, until it is terminal.
     Wakes on the job's announcements (the queue's one pub/sub listener)."""
     last: tuple | None = None
-    while context.is_active():
-        record = require_job(queue, job_id, task_type)
-        state = (record.status, round(record.progress, 4), record.attempts, record.error,
-                 tuple(sorted(record.progress_detail.items(), key=str)) if record.progress_detail else ())
-        if state != last:
-            last = state
-            yield record
-        if record.status.is_terminal:
-            return
-        queue.announcements.wait(job_id, WATCH_POLL_SECONDS)
+    with queue.announcements.listening(job_id) as changed:
+        while context.is_active():
+            changed.clear()
+            record = require_job(queue, job_id, task_type)
+            state = (record.status, round(record.progress, 4), record.attempts, record.error,
+                     tuple(sorted(record.progress_detail.items(), key=str)) if record.progress_detail else ())
+            if state != last:
+                last = state
+                yield record
+            if record.status.is_terminal:
+                return
+            changed.wait(WATCH_POLL_SECONDS)
 
 
 def cancel(queue: JobQueue, job_id: str, task_type: str | None = None) -> tuple[JobRecord, str]:
@@ -73,14 +75,16 @@ def wait_for(queue: JobQueue, job_id: str, context: grpc.ServicerContext, defaul
     then cancelled, so nobody computes an answer nobody reads)."""
     remaining = context.time_remaining()
     deadline = time.monotonic() + (min(remaining, default_timeout) if remaining is not None else default_timeout)
-    while context.is_active():
-        record = queue.get(job_id)
-        if record is not None and record.status.is_terminal:
-            return record
-        left = deadline - time.monotonic()
-        if left <= 0:
-            break
-        queue.announcements.wait(job_id, min(left, WATCH_POLL_SECONDS))
+    with queue.announcements.listening(job_id) as changed:
+        while context.is_active():
+            changed.clear()
+            record = queue.get(job_id)
+            if record is not None and record.status.is_terminal:
+                return record
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            changed.wait(min(left, WATCH_POLL_SECONDS))
     queue.cancel(job_id)
     return None
 

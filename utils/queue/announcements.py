@@ -11,6 +11,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from contextlib import contextmanager
+from typing import Iterator
 
 import redis
 
@@ -27,14 +29,17 @@ class JobAnnouncements:
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
 
-    def wait(self, job_id: str, timeout: float) -> bool:
-        """Block until the job announces a change or ``timeout`` passes; True when woken."""
+    @contextmanager
+    def listening(self, job_id: str) -> Iterator[threading.Event]:
+        """An event set at each announcement of the job while the block runs. Register first,
+        then read the job's state, then wait (clearing the event before each read): a change
+        announced between the read and the wait is not missed."""
         self._ensure_listening()
         event = threading.Event()
         with self._lock:
             self._waiters.setdefault(job_id, set()).add(event)
         try:
-            return event.wait(timeout)
+            yield event
         finally:
             with self._lock:
                 waiters = self._waiters.get(job_id)
