@@ -293,10 +293,10 @@ def render(m: dict) -> str:
         "validation (each symbol's bars exist), enqueue, the worker's pick-up and start, storing the result, "
         "the completion announcement waking the server, and reading the result back. "
         f"{_slow_wakeups(panel['overhead'])} of {len(panel['overhead'])} calls had ≥ 90 ms of overhead"
-        + (": the server's wait apparently missed the completion announcement and its 100 ms re-read "
-           "(`WATCH_POLL_SECONDS` in `services/job_views.py`) answered instead. `wait_for` re-reads the record "
-           "and only then registers its waiter (`JobAnnouncements.wait`), so a job finishing in between is "
-           "announced to nobody." if _slow_wakeups(panel["overhead"]) else "."),
+        + (": a missed completion announcement answered by the 100 ms re-read (`WATCH_POLL_SECONDS`); "
+           "waiters register before reading the job (`JobAnnouncements.listening`), so this should not happen."
+           if _slow_wakeups(panel["overhead"]) else " (waiters register for the job's announcements before "
+           "reading its state, so a completion between the read and the wait is not missed)."),
         "",
         "### Job look-ups (sequential unary calls from one client)",
         "",
