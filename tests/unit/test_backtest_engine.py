@@ -136,16 +136,12 @@ EQUITY = np.array([100.0, 110.0, 99.0, 105.0, 120.0, 90.0, 95.0])
 def test_metrics_on_hand_made_curve():
     trades = [{"pnl": 5.0}, {"pnl": -2.0}, {"pnl": 4.0}, {"pnl": 100.0, "is_open": True}]
     metrics = performance_metrics(EQUITY, trades, periods_per_year=252, exposure=0.5)
-    returns = EQUITY[1:] / EQUITY[:-1] - 1
+    # Volatility, Sharpe, Sortino and Calmar are checked against vectorbt in tests/parity/test_risk_ratios.py;
+    # here only what this small curve gives in closed form.
     assert metrics["total_return"] == pytest.approx(-0.05)
     assert metrics["annualized_return"] == pytest.approx(0.95 ** (252 / 6) - 1)
-    assert metrics["annualized_volatility"] == pytest.approx(returns.std(ddof=1) * math.sqrt(252))
-    assert metrics["sharpe_ratio"] == pytest.approx(returns.mean() / returns.std(ddof=1) * math.sqrt(252))
-    downside = math.sqrt(np.mean(np.minimum(returns, 0) ** 2))
-    assert metrics["sortino_ratio"] == pytest.approx(returns.mean() / downside * math.sqrt(252))
     assert metrics["max_drawdown"] == pytest.approx(0.25)  # 120 -> 90
     assert metrics["max_drawdown_duration"] == 3  # peak 110 at bar 1, regained at bar 4
-    assert metrics["calmar_ratio"] == pytest.approx(metrics["annualized_return"] / 0.25)
     assert metrics["num_trades"] == 3 and metrics["win_rate"] == pytest.approx(2 / 3)
     assert metrics["profit_factor"] == pytest.approx(9 / 2)
     assert metrics["exposure"] == 0.5 and metrics["final_equity"] == 95.0
