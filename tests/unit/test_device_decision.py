@@ -2,6 +2,9 @@
 device chain ask it and never probe CUDA themselves."""
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -15,14 +18,28 @@ from utils.serving.device_chain import serving_gpu
 from utils.serving.serving_model import ServingFactory
 
 
+PROJECT_ROOT = str(Path(__file__).resolve().parents[2])
+
+
+def _ours(filename: str) -> bool:
+    return filename.startswith(PROJECT_ROOT) and "site-packages" not in filename
+
+
 @pytest.fixture
 def torch_reports_a_gpu(monkeypatch):
-    """torch claims one CUDA device; anything that would initialise CUDA fails the test."""
+    """torch tells our code it has one CUDA device; anything that would initialise CUDA fails the
+    test. Returns the probes our code made. torch's own callers (the optimizer's graph-capture
+    check) get the true answer: lying to them sends a CUDA build without a GPU into the runtime."""
     calls: list[str] = []
 
     def sentinel(name, value):
+        truth = getattr(torch.cuda, name)
+
         def probe(*args, **kwargs):
-            calls.append(name)
+            caller = sys._getframe(1).f_code.co_filename
+            if not _ours(caller):
+                return truth(*args, **kwargs)
+            calls.append(f"torch.cuda.{name} from {caller}")
             return value
         return probe
 
@@ -61,7 +78,7 @@ def test_a_cpu_backend_never_touches_cuda_even_when_torch_reports_it(torch_repor
     features = np.column_stack([columns["f0"][:10], columns["f1"][:10]])
     (predictions, _), device = serving.predict(features)
     assert device == "cpu" and predictions.shape == (10,)
-    assert torch_reports_a_gpu == []  # nobody even asked torch about CUDA
+    assert torch_reports_a_gpu == []  # none of our code even asked torch about CUDA
 
 
 def test_decisions_of_a_gpu_backend():
@@ -76,6 +93,8 @@ def test_decisions_of_a_gpu_backend():
     # LightGBM's pip build has no CUDA learner: auto stays on the CPU even on a GPU backend
     assert with_torch_cuda.lightgbm_device("auto") == ({}, "cpu")
     assert with_torch_cuda.cuml("auto") is None  # no cuML installed: the scikit-learn forest
+    assert with_torch_cuda.for_request("auto") is with_torch_cuda and with_torch_cuda.for_request("gpu").is_gpu
+    assert with_torch_cuda.for_request("cpu") == cpu_backend()
 
 
 def test_decisions_of_a_cpu_backend():
@@ -83,6 +102,7 @@ def test_decisions_of_a_cpu_backend():
     assert backend.gpu_ordinal is None and serving_gpu(backend) is None
     assert backend.torch_device("auto") == torch.device("cpu")
     assert backend.lightgbm_device("auto") == ({}, "cpu") and backend.cuml("auto") is None
-    for choose in (backend.torch_device, backend.lightgbm_device, backend.cuml):
+    assert backend.for_request("auto") == backend
+    for choose in (backend.torch_device, backend.lightgbm_device, backend.cuml, backend.for_request):
         with pytest.raises(BackendUnavailable, match="no GPU backend"):
             choose("gpu", "a model")

@@ -58,6 +58,10 @@ class Backend:
                                      f"(COMPUTE_DEVICE=cpu or no usable GPU); use device 'auto' or 'cpu'")
         return self.is_gpu
 
+    def for_request(self, requested: str, what: str = "this job") -> "Backend":
+        """The backend one job runs on, from its request's ``device`` (see ``uses_gpu``)."""
+        return self if self.uses_gpu(requested, what) else cpu_backend()
+
     def torch_device(self, requested: str = "auto", what: str = "a torch model") -> Any:
         """The ``torch.device`` for ``what``: this GPU when torch can use it, else the CPU
         (``auto`` quietly; ``gpu`` raises)."""
