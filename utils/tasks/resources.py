@@ -9,7 +9,7 @@ from __future__ import annotations
 import threading
 from typing import Any, Callable
 
-from utils.engine.backend import Backend, cpu_backend
+from utils.engine.backend import Backend, BackendUnavailable, cpu_backend
 from utils.queue.worker import PermanentJobError
 from utils.task_types import TaskType
 
@@ -25,13 +25,12 @@ class WorkerResources:
         return WorkerResources(self.settings, self.backend if task_type.gpu else cpu_backend(), self._shared)
 
     def backend_for(self, requested: str) -> Backend:
-        """The backend one job runs on, from its request's ``device`` ("auto", "cpu", "gpu")."""
-        if requested == "cpu":
-            return cpu_backend()
-        if requested == "gpu" and not self.backend.is_gpu:
-            raise PermanentJobError("device 'gpu' requested but this worker has no GPU "
-                                    "(use device 'auto' to run on the CPU when no GPU is present)")
-        return self.backend
+        """The backend one job runs on, from its request's ``device`` ("auto", "cpu", "gpu"); a
+        ``gpu`` request on a worker without one fails the job at once (retrying cannot help)."""
+        try:
+            return self.backend.for_request(requested)
+        except BackendUnavailable as exc:
+            raise PermanentJobError(str(exc)) from None
 
     def _once(self, name: str, build: Callable[[], Any]) -> Any:
         with self._shared["lock"]:

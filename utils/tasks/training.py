@@ -26,9 +26,6 @@ def model_id_for(job_id: str) -> str:
     return "m-" + job_id.split("-", 1)[-1]
 
 
-config_from_payload = ModelConfig.from_payload  # shared with the service's validation (engine side)
-
-
 def register_model_metadata(client: redis.Redis, model_id: str, metadata: dict[str, Any], job_id: str) -> None:
     pipe = client.pipeline(transaction=True)
     pipe.hset(keys.model(model_id), mapping={"metadata": json.dumps(metadata, allow_nan=False), "job_id": job_id})
@@ -78,7 +75,7 @@ def make_training_handler(resources: Any):
                 payload = {**payload, "feature_columns": feature_columns_of(columns), "target_column": TARGET_COLUMN}
             else:
                 columns = payload["columns"]
-            config = config_from_payload(payload)
+            config = ModelConfig.from_payload(payload)
             if payload.get("compare_model_types"):
                 comparison, predictor, report = compare_models(
                     payload["compare_model_types"], config, columns, backend, progress=progress,
