@@ -30,19 +30,20 @@ def extremes_put(state, at, extremes):
 
 
 @njit(error_model="numpy", cache=True, inline="always")
-def ring_lowest(state, ring, period, oldest):
-    """Window position (0 = oldest) and value of the lowest value of the window at
-    state[ring:ring+period] whose oldest value is in slot ``oldest``, as a forward scan from the
-    oldest value with strict ``<`` finds it (the earliest of equal lows wins; a NaN oldest value
-    stays). Run as two independent chains of conditional moves (no data-dependent branch to
-    mispredict, half the latency): the older half starts from the oldest value, the newer half
-    from +inf, and the newer half's lowest replaces the older half's only when strictly lower,
-    which is exactly what continuing the forward scan over the newer half gives."""
+def ring_extreme(state, ring, period, oldest, sign):
+    """Window position (0 = oldest) and value of the lowest (``sign`` -1.0) or highest (``sign``
+    1.0) value of the window at state[ring:ring+period] whose oldest value is in slot ``oldest``,
+    as a forward scan from the oldest value with a strict comparison finds it (the earliest of
+    equal extremes wins; a NaN oldest value stays). Run as two independent chains of conditional
+    moves (no data-dependent branch to mispredict, half the latency): the older half starts from
+    the oldest value, the newer half from the far infinity, and the newer half's extreme replaces
+    the older half's only when strictly beyond it, which is exactly what continuing the forward
+    scan over the newer half gives."""
     half = period >> 1
     a_pos = 0
     a = state[ring_index(ring + oldest)]
     b_pos = 0
-    b = np.inf
+    b = sign * -np.inf
     ja = oldest
     jb = oldest + half
     jb = pick(jb >= period, jb - period, jb)
@@ -53,56 +54,20 @@ def ring_lowest(state, ring, period, oldest):
         jb = pick(jb == period, 0, jb)
         ta = state[ring_index(ring + ja)]
         tb = state[ring_index(ring + jb)]
-        take_a = ta < a
+        take_a = sign * ta > sign * a  # negation is exact: -x > -y is x < y, NaN and signed zeros included
         a_pos = pick(take_a, k + 1, a_pos)
         a = pick(take_a, ta, a)
-        take_b = tb < b
+        take_b = sign * tb > sign * b
         b_pos = pick(take_b, k + half + 1, b_pos)
         b = pick(take_b, tb, b)
     if (period & 1) == 0 and half > 0:  # even period: the older half has one more value
         ja += 1
         ja = pick(ja == period, 0, ja)
         ta = state[ring_index(ring + ja)]
-        take_a = ta < a
+        take_a = sign * ta > sign * a
         a_pos = pick(take_a, half, a_pos)
         a = pick(take_a, ta, a)
-    take_b = b < a
-    return pick(take_b, b_pos, a_pos), pick(take_b, b, a)
-
-
-@njit(error_model="numpy", cache=True, inline="always")
-def ring_highest(state, ring, period, oldest):
-    """As ``ring_lowest`` for the highest value (strict ``>``, the earliest wins; the newer half
-    starts from -inf)."""
-    half = period >> 1
-    a_pos = 0
-    a = state[ring_index(ring + oldest)]
-    b_pos = 0
-    b = -np.inf
-    ja = oldest
-    jb = oldest + half
-    jb = pick(jb >= period, jb - period, jb)
-    for k in range(period - 1 - half):
-        ja += 1
-        ja = pick(ja == period, 0, ja)
-        jb += 1
-        jb = pick(jb == period, 0, jb)
-        ta = state[ring_index(ring + ja)]
-        tb = state[ring_index(ring + jb)]
-        take_a = ta > a
-        a_pos = pick(take_a, k + 1, a_pos)
-        a = pick(take_a, ta, a)
-        take_b = tb > b
-        b_pos = pick(take_b, k + half + 1, b_pos)
-        b = pick(take_b, tb, b)
-    if (period & 1) == 0 and half > 0:
-        ja += 1
-        ja = pick(ja == period, 0, ja)
-        ta = state[ring_index(ring + ja)]
-        take_a = ta > a
-        a_pos = pick(take_a, half, a_pos)
-        a = pick(take_a, ta, a)
-    take_b = b > a
+    take_b = sign * b > sign * a
     return pick(take_b, b_pos, a_pos), pick(take_b, b, a)
 
 
@@ -129,14 +94,14 @@ def window_extremes(extremes, state, ring_high, period, today, high, low):
         return (lowest_idx, lowest, highest_idx, highest, next_slot), False
     trailing = today - period + 1  # its ring slot is next_slot: the oldest in the window
     if lowest_idx < trailing:
-        position, lowest = ring_lowest(state, ring_low, period, next_slot)
+        position, lowest = ring_extreme(state, ring_low, period, next_slot, -1.0)
         lowest_idx = trailing + position
     else:  # a select, not a branch: whether a bar makes a new low is unpredictable
         take = low <= lowest
         lowest_idx = pick(take, today, lowest_idx)
         lowest = pick(take, low, lowest)
     if highest_idx < trailing:
-        position, highest = ring_highest(state, ring_high, period, next_slot)
+        position, highest = ring_extreme(state, ring_high, period, next_slot, 1.0)
         highest_idx = trailing + position
     else:
         take = high >= highest
