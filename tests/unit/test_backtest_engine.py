@@ -236,6 +236,28 @@ def test_sma_crossover_cross_follows_backtesting_py_crossover(direction):
     assert not np.array_equal(ours, target_positions(np, level, {"close": close}))
 
 
+@pytest.mark.parametrize("config", [
+    {"strategy_type": "sma_crossover", "fast": 5, "slow": 20, "direction": "long_short"},
+    {"strategy_type": "trend_following", "lookback_period": 10, "moving_average_window": 20, "entry": "cross"},
+    {"strategy_type": "breakout", "entry_window": 5, "exit_window": 30, "direction": "long_short"},
+])
+def test_event_targets_start_flat_at_the_start_row(config):
+    """Events before ``start`` are warm-up: the target there is flat and, from ``start`` on, the
+    same as over only the strategy's own warm-up; a crossing on the start row itself counts."""
+    close = random_closes(seed=9)
+    spec = validate_strategy_config(config)
+    warmup = warmup_bars(spec)
+    full = target_positions(np, spec, {"close": close})[:, 0]
+    opens = np.flatnonzero((np.diff(full) != 0) & (full[1:] != 0)) + 1
+    starts = [45, 200, 333, int(opens[opens > warmup][3])]  # the last one opens on its event
+    for start in starts:
+        ours = target_positions(np, spec, {"close": close}, start)
+        assert not ours[:start].any()
+        own = target_positions(np, spec, {"close": close[start - warmup:]}, warmup)
+        np.testing.assert_array_equal(ours[start:], own[warmup:])
+    assert ours[starts[-1], 0] != 0
+
+
 def test_strategy_config_defaults_and_warmup():
     spec = validate_strategy_config({"strategy_type": "trend_following"})
     assert spec.param_values == {"lookback_period": 20, "moving_average_window": 50, "entry": "level"}
@@ -298,6 +320,21 @@ def test_run_backtest_aligns_symbols_and_reports():
     assert len(report.trades[0].entry_time) == 10  # daily bars print as ISO dates, like the equity curve
     json.dumps(report.metrics, allow_nan=False)
     np.testing.assert_allclose(report.drawdown, drawdown_curve(report.equity))
+
+
+def test_volatility_sizing_warmup_does_not_open_positions_before_the_start():
+    """``vol_window`` 60 warms up 60 bars, more than SMA(20) needs; a crossing in those extra bars
+    is not an entry: the sized run trades exactly when the all-in run does."""
+    closes = random_closes(seed=4, shape=(400, 6))
+    bars = {f"S{column}": make_bars(closes[:, column], 19_000) for column in range(closes.shape[1])}
+    config = {"strategy_type": "sma_crossover", "fast": 5, "slow": 20, "direction": "long_short"}
+    runs = [run_backtest(cpu_backend(), validate_strategy_config({**config, **sizing}), bars,
+                         19_100 * DAY_NS, 19_399 * DAY_NS, 100_000.0, 0.001)
+            for sizing in ({}, {"sizing": "volatility_target", "target_volatility": 0.5, "vol_window": 60})]
+    assert [report.warmup_bars for report in runs] == [20, 60]
+    sized, all_in = ([(t.symbol, t.entry_time, t.exit_time, t.direction) for t in report.trades]
+                     for report in reversed(runs))
+    assert len(all_in) > 12 and sized == all_in
 
 
 def test_run_backtest_raises_for_symbol_without_bars_in_range():

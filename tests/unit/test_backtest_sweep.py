@@ -8,7 +8,7 @@ import pytest
 
 from utils.engine.backend import cpu_backend
 from utils.engine.backtest import validate_strategy_config
-from utils.engine.backtest.runner import simulate_panels
+from utils.engine.backtest.runner import align_bars, run_backtest, simulate_panels
 from utils.engine.backtest.simulate import FULL_EQUITY, SimulationConfig, simulate_portfolio
 from utils.engine.backtest.sweep import SleeveBatch, best_spec, sweep_panels, walk_forward
 
@@ -133,6 +133,51 @@ def test_every_sweep_row_is_the_single_run_of_its_parameters(config):
         combination = by_params[tuple(row["params"][name] for name in names)]
         single = simulate_panels(combination, panels, 30, CAPITAL, COMMISSION)
         assert row["metrics"] == single.metrics(spec.periods_per_year, CAPITAL), row["params"]
+
+
+DAY_NS = 86_400 * 10**9
+# Grids whose longest window warms up bars where shorter combinations see entry events: each row
+# must still be the single run of its parameters (own warm-up), which starts flat. (Not RSI: its
+# Wilder smoothing is seeded at the first row, so its values themselves depend on the warm-up.)
+FLAT_START_GRIDS = {
+    "sma_cross": {"strategy_type": "sma_crossover", "param_grid": {"fast": [5, 10], "slow": [20, 60]}},
+    "sma_cross_short": {"strategy_type": "sma_crossover", "direction": "long_short", "fill": "close",
+                        "param_grid": {"fast": [5, 10], "slow": [20, 60]}},
+    "trend_cross": {"strategy_type": "trend_following", "entry": "cross", "direction": "long_short",
+                    "param_grid": {"lookback_period": [5, 30], "moving_average_window": [10, 50]}},
+    "bollinger": {"strategy_type": "mean_reversion", "direction": "long_short",
+                  "param_grid": {"period": [5, 40], "nbdev": [1.0, 2.0]}},
+    "breakout": {"strategy_type": "breakout", "direction": "long_short",
+                 "param_grid": {"entry_window": [5, 40], "exit_window": [3, 50]}},
+    "momentum": {"strategy_type": "momentum", "rebalance": 7, "param_grid": {"lookback": [5, 10, 40]}},
+}
+
+
+def symbol_bars(panels):
+    """Per-symbol bars (``run_backtest``'s input) of aligned panels, a NaN close meaning no bar."""
+    bars = {}
+    for column in range(panels["close"].shape[1]):
+        listed = np.isfinite(panels["close"][:, column])
+        bars[f"S{column}"] = {"time": (19_000 + np.flatnonzero(listed)) * DAY_NS,
+                              **{field: panel[listed, column] for field, panel in panels.items()}}
+    return bars
+
+
+@pytest.mark.parametrize("name", FLAT_START_GRIDS)
+def test_sweep_rows_are_single_runs_with_their_own_warmup(name):
+    """The sweep warms up for its longest window; a combination still starts flat at the first
+    evaluated bar, as its single run (warmed up for its own windows) does."""
+    spec, panels = sweep_case(seed=11, bars=300, symbols=10, strategy=FLAT_START_GRIDS[name])
+    bars = symbol_bars(panels)
+    start_ns, end_ns = (19_000 + 80) * DAY_NS, (19_000 + 299) * DAY_NS
+    aligned = align_bars(spec, bars, start_ns, end_ns)
+    result = sweep_panels(spec, aligned.panels, aligned.start_index, CAPITAL, COMMISSION)
+    names = [name for name, _ in spec.param_grid]
+    for combination in spec.combinations():
+        params = {name: combination.param_values[name] for name in names}
+        (row,) = [row for row in result.table if row["params"] == params]
+        single = run_backtest(cpu_backend(), combination, bars, start_ns, end_ns, CAPITAL, COMMISSION)
+        assert row["metrics"] == single.metrics, params
 
 
 def test_limit_keeps_the_best_rows_and_a_backend_changes_nothing():

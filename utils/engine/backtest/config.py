@@ -302,11 +302,12 @@ def warmup_bars(spec: StrategySpec) -> int:
     return need
 
 
-def target_positions(xp: Any, spec: StrategySpec, bars: Mapping[str, Any]) -> np.ndarray:
+def target_positions(xp: Any, spec: StrategySpec, bars: Mapping[str, Any], start: int = 0) -> np.ndarray:
     """Target directions (time x symbols; 1 long / -1 short / 0 flat), or rebalance weights for a
-    portfolio strategy, for a validated spec without a grid."""
+    portfolio strategy, for a validated spec without a grid. ``start`` is the first evaluated row:
+    positions start flat there, whatever happened in the warm-up rows before it."""
     host = {field: np.ascontiguousarray(to_host(xp, values), dtype=np.float64) for field, values in bars.items()}
-    return STRATEGIES[spec.strategy_type].signal(host, spec.allow_short, **spec.param_values)
+    return STRATEGIES[spec.strategy_type].signal(host, spec.allow_short, start, **spec.param_values)
 
 
 def size_fractions(spec: StrategySpec, close: np.ndarray) -> np.ndarray | None:

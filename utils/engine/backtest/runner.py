@@ -172,7 +172,7 @@ def simulate_panels(spec: StrategySpec, panels: Mapping[str, np.ndarray], start:
     """One parameter set over (time x symbols) ``panels`` from row ``start``: the single run, and
     the sweep's rebalancing combinations and walk-forward windows."""
     if targets is None:
-        targets = target_positions(np, spec, panels)
+        targets = target_positions(np, spec, panels, start)
     config = spec.simulation_config(commission_rate)
     if spec.is_portfolio:
         return simulate_rebalancing(panels["open"], panels["close"], targets, initial_capital, config, start)

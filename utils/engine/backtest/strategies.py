@@ -1,11 +1,12 @@
 """Strategy registry: names clients may request, their parameters, and their signal functions.
 
 A signal function maps bar panels (``{"open", "high", "low", "close", "volume"}``, each time x
-symbols, host float64) to a target panel: for sleeve strategies a direction (1 long, -1 short,
-0 flat; flat wherever an indicator is still NaN), for portfolio strategies (``momentum``) target
-weights on rebalance bars and NaN elsewhere. The indicator kernels are the ones that serve
-features, so a backtest and a feature request see identical values. Names map to known functions
-only; nothing is looked up dynamically, and ``signals`` rules are parsed, never evaluated as code.
+symbols, host float64) and ``start``, the first evaluated row (rows before it are warm-up), to a
+target panel: for sleeve strategies a direction (1 long, -1 short, 0 flat; flat wherever an
+indicator is still NaN), for portfolio strategies (``momentum``) target weights on rebalance bars
+and NaN elsewhere. The indicator kernels are the ones that serve features, so a backtest and a
+feature request see identical values. Names map to known functions only; nothing is looked up
+dynamically, and ``signals`` rules are parsed, never evaluated as code.
 
 ``trend_following`` and ``sma_crossover`` take ``entry``: ``"level"`` holds the position while
 the condition holds (with ``direction: long_short`` the opposite condition holds the short);
@@ -16,6 +17,12 @@ crossing. ``sma_crossover`` defaults to ``cross``, ``trend_following`` to ``leve
 (``mean_reversion``, ``breakout``, ``signals``) have entry and exit conditions, turned into a
 held direction by ``events_to_target``; with ``long_short`` and no explicit short rules, the long
 exit is the short entry and the long entry the short exit (a sell signal reverses).
+
+Positions start flat at row ``start``: only events on or after it count (a crossing on it still
+looks at the bar before), and ``momentum`` rebalances from it. So a parameter set gives the same
+targets from ``start`` on whatever warm-up precedes it: its own (single run), the largest of a
+grid (sweep), or a longer one for volatility sizing. A level target needs no such rule: it
+depends only on the indicator values at its bar.
 """
 from __future__ import annotations
 
@@ -88,7 +95,7 @@ class ParamDef:
 
 @dataclass(frozen=True)
 class StrategyDef:
-    signal: Callable[..., np.ndarray]       # (bars, allow_short, **params) -> target
+    signal: Callable[..., np.ndarray]       # (bars, allow_short, start, **params) -> target
     params: tuple[ParamDef, ...]
     warmup: Callable[[dict[str, Any]], int]
     check: Callable[[dict[str, Any]], str | None] = lambda params: None
@@ -98,12 +105,12 @@ class StrategyDef:
 
 # ------------------------------------------------------------------ helpers
 @njit(cache=True)
-def _events_to_target(long_entry, long_exit, short_entry, short_exit):
+def _events_to_target(long_entry, long_exit, short_entry, short_exit, start):
     rows, cols = long_entry.shape
     target = np.zeros((rows, cols))
     for col in range(cols):
         held = 0
-        for row in range(rows):
+        for row in range(start, rows):
             if held == 0:
                 if long_entry[row, col]:
                     held = 1
@@ -125,9 +132,10 @@ def _events_to_target(long_entry, long_exit, short_entry, short_exit):
 
 def events_to_target(long_entry: np.ndarray, long_exit: np.ndarray,
                      short_entry: np.ndarray | None = None, short_exit: np.ndarray | None = None,
-                     allow_short: bool = False) -> np.ndarray:
+                     allow_short: bool = False, start: int = 0) -> np.ndarray:
     """Held direction from entry/exit events (an entry while flat opens; an exit while held closes;
-    the opposite entry reverses). Without shorts, short events are ignored."""
+    the opposite entry reverses), flat before row ``start`` and from there until the first event
+    on or after it. Without shorts, short events are ignored."""
     long_entry = np.ascontiguousarray(long_entry, dtype=np.bool_)
     long_exit = np.ascontiguousarray(long_exit, dtype=np.bool_)
     if allow_short:
@@ -138,7 +146,7 @@ def events_to_target(long_entry: np.ndarray, long_exit: np.ndarray,
     squeeze = long_entry.ndim == 1
     arrays = [np.ascontiguousarray(a, dtype=np.bool_).reshape(len(a), -1)
               for a in (long_entry, long_exit, short_entry, short_exit)]
-    target = _events_to_target(*arrays)
+    target = _events_to_target(*arrays, max(int(start), 0))
     return target[:, 0] if squeeze else target
 
 
@@ -176,13 +184,13 @@ def _onsets(condition: np.ndarray, known: np.ndarray) -> np.ndarray:
 
 
 def _held(long_condition: np.ndarray, short_condition: np.ndarray, allow_short: bool, entry: str,
-          events: Callable[[], tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
+          events: Callable[[], tuple[np.ndarray, np.ndarray]], start: int) -> np.ndarray:
     """Target of a two-sided condition: held while it holds (``level``), or switched only on the
-    ``(up, down)`` events (``cross``: a down event closes a long, or reverses it)."""
+    ``(up, down)`` events from row ``start`` (``cross``: a down event closes a long, or reverses it)."""
     if entry == "level":
         return _levels(long_condition, short_condition, allow_short)
     up, down = events()
-    return events_to_target(up, down, allow_short=allow_short)
+    return events_to_target(up, down, allow_short=allow_short, start=start)
 
 
 def rolling_extreme(values: np.ndarray, window: int, highest: bool) -> np.ndarray:
@@ -196,7 +204,7 @@ def rolling_extreme(values: np.ndarray, window: int, highest: bool) -> np.ndarra
 
 
 # ------------------------------------------------------------------ strategies
-def trend_following(bars: Mapping[str, np.ndarray], allow_short: bool, lookback_period: int,
+def trend_following(bars: Mapping[str, np.ndarray], allow_short: bool, start: int, lookback_period: int,
                     moving_average_window: int, entry: str = "level") -> np.ndarray:
     """Long while close > SMA(close, window) and the ``lookback_period`` return is positive
     (short while close < SMA and that return is negative). ``cross``: long where that condition
@@ -209,10 +217,10 @@ def trend_following(bars: Mapping[str, np.ndarray], allow_short: bool, lookback_
     bullish, bearish = (close > average) & (momentum > 0), (close < average) & (momentum < 0)
     known = np.isfinite(average) & np.isfinite(momentum)
     return _held(bullish, bearish, allow_short, entry,
-                 lambda: (_onsets(bullish, known), _onsets(bearish, known)))
+                 lambda: (_onsets(bullish, known), _onsets(bearish, known)), start)
 
 
-def sma_crossover(bars: Mapping[str, np.ndarray], allow_short: bool, fast: int, slow: int,
+def sma_crossover(bars: Mapping[str, np.ndarray], allow_short: bool, start: int, fast: int, slow: int,
                   entry: str = "cross") -> np.ndarray:
     """``cross`` (backtesting.py's SmaCross): long where SMA(close, fast) crosses above
     SMA(close, slow), closed (or reversed to short) where it crosses below. ``level``: long while
@@ -220,11 +228,11 @@ def sma_crossover(bars: Mapping[str, np.ndarray], allow_short: bool, fast: int, 
     close = bars["close"]
     fast_line, slow_line = sma(np, close, fast), sma(np, close, slow)
     return _held(fast_line > slow_line, fast_line < slow_line, allow_short, entry,
-                 lambda: crossings(fast_line, slow_line))
+                 lambda: crossings(fast_line, slow_line), start)
 
 
-def mean_reversion(bars: Mapping[str, np.ndarray], allow_short: bool, indicator: str, period: int,
-                   nbdev: float, lower: float, upper: float, exit_level: float) -> np.ndarray:
+def mean_reversion(bars: Mapping[str, np.ndarray], allow_short: bool, start: int, indicator: str,
+                   period: int, nbdev: float, lower: float, upper: float, exit_level: float) -> np.ndarray:
     """Bollinger: buy a close below the lower band, sell it back above the middle band (short above
     the upper band, cover below the middle). RSI: buy RSI < lower, exit RSI > exit_level (short
     RSI > upper, cover RSI < exit_level)."""
@@ -237,10 +245,10 @@ def mean_reversion(bars: Mapping[str, np.ndarray], allow_short: bool, indicator:
         strength = rsi(np, close, period)
         long_entry, long_exit = strength < lower, strength > exit_level
         short_entry, short_exit = strength > upper, strength < exit_level
-    return events_to_target(long_entry, long_exit, short_entry, short_exit, allow_short)
+    return events_to_target(long_entry, long_exit, short_entry, short_exit, allow_short, start)
 
 
-def breakout(bars: Mapping[str, np.ndarray], allow_short: bool, entry_window: int,
+def breakout(bars: Mapping[str, np.ndarray], allow_short: bool, start: int, entry_window: int,
              exit_window: int) -> np.ndarray:
     """Donchian: buy a close above the highest high of the previous ``entry_window`` bars, exit
     below the lowest low of the previous ``exit_window`` bars (short/cover mirrored)."""
@@ -250,19 +258,21 @@ def breakout(bars: Mapping[str, np.ndarray], allow_short: bool, entry_window: in
     exit_low = _past(rolling_extreme(low, exit_window, False), 1)
     exit_high = _past(rolling_extreme(high, exit_window, True), 1)
     return events_to_target(close > entry_high, close < exit_low, close < entry_low, close > exit_high,
-                            allow_short)
+                            allow_short, start)
 
 
-def momentum(bars: Mapping[str, np.ndarray], allow_short: bool, lookback: int, top_k: int,
+def momentum(bars: Mapping[str, np.ndarray], allow_short: bool, start: int, lookback: int, top_k: int,
              rebalance: int) -> np.ndarray:
     """Every ``rebalance`` bars, hold the ``top_k`` symbols with the best ``lookback`` return in
     equal weights (and short the ``top_k`` worst with ``long_short``, half the book each side).
-    Weights on rebalance bars, NaN elsewhere; symbols without a return yet are not ranked."""
+    Weights on rebalance bars, NaN elsewhere; symbols without a return yet are not ranked. The
+    schedule starts at ``start`` (or at the first defined return), not at the warm-up's first row,
+    so a longer warm-up does not shift it."""
     close = bars["close"]
     with np.errstate(invalid="ignore", divide="ignore"):
         past_return = close / _past(close, lookback) - 1.0
     weights = np.full(close.shape, np.nan)
-    for row in range(lookback, close.shape[0], rebalance):
+    for row in range(max(start, lookback), close.shape[0], rebalance):
         returns = past_return[row]
         valid = np.flatnonzero(np.isfinite(returns))
         if len(valid) == 0:
@@ -279,7 +289,7 @@ def momentum(bars: Mapping[str, np.ndarray], allow_short: bool, lookback: int, t
     return weights
 
 
-def signals(bars: Mapping[str, np.ndarray], allow_short: bool, entry: str, exit: str | None,
+def signals(bars: Mapping[str, np.ndarray], allow_short: bool, start: int, entry: str, exit: str | None,
             short_entry: str | None, short_exit: str | None) -> np.ndarray:
     """User rules in the signal rule language (``signal_rules``); ``exit`` defaults to
     ``not (entry)``."""
@@ -289,7 +299,7 @@ def signals(bars: Mapping[str, np.ndarray], allow_short: bool, entry: str, exit:
     long_entry = values["entry"]
     long_exit = values["exit"] if "exit" in values else ~long_entry
     return events_to_target(long_entry, long_exit, values.get("short_entry"), values.get("short_exit"),
-                            allow_short)
+                            allow_short, start)
 
 
 def compiled_rules(entry: str, exit: str | None, short_entry: str | None, short_exit: str | None):

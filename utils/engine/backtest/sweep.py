@@ -104,7 +104,7 @@ def sweep_panels(spec: StrategySpec, panels: dict[str, np.ndarray], start: int, 
     with indicator_memo():
         batch = None if spec.is_portfolio else SleeveBatch(spec, panels, start)
         for index, combination in enumerate(combinations):
-            target = target_positions(np, combination, panels)
+            target = target_positions(np, combination, panels, start)
             if batch is None:
                 output = simulate_panels(combination, panels, start, capital, commission_rate, targets=target)
             else:
