@@ -1,0 +1,146 @@
+"""``analyze_factor``: alphalens' whole evaluation of one factor on (T, N) panels, one call.
+
+The same numbers as alphalens-reloaded's ``get_clean_factor_and_forward_returns`` followed by its
+information, returns and turnover tear sheets (``tests/parity/test_factor_alphalens.py`` holds us
+to them), computed with array kernels instead of per-date pandas groupbys. Rows are consecutive
+trading dates (lags and forward returns count rows), columns are symbols.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .cleaning import FactorLoss, check_loss, finish_loss, forward_return_mask
+from .forward_returns import forward_returns, zscore_outliers
+from .information import icir, information_table, pearson_ic, spearman_ic
+from .panel import demean, row_mean, series_mean_std
+from .quantiles import bin_spec, quantize
+from .ranks import average_ranks
+from .returns import (cumulative_returns, factor_alpha_beta, factor_returns, factor_weights,
+                      mean_return_by_quantile, quantile_means_by_date, top_minus_bottom)
+from .turnover import quantile_turnover, rank_autocorrelation
+
+
+def _frozen(values: np.ndarray) -> np.ndarray:
+    values.flags.writeable = False
+    return values
+
+
+@dataclass(frozen=True)
+class PeriodStats:
+    """Everything alphalens reports for one forward-return period (returns are per period)."""
+
+    period: int
+    ic_mean: float
+    ic_std: float
+    risk_adjusted_ic: float
+    t_stat: float
+    p_value: float
+    ic_skew: float
+    ic_kurtosis: float
+    pearson_ic_mean: float
+    pearson_icir: float
+    ann_alpha: float
+    beta: float
+    factor_return_mean: float
+    mean_return_by_quantile: np.ndarray  # (Q,), index q - 1; NaN for a quantile never filled
+    std_error_by_quantile: np.ndarray  # (Q,)
+    top_minus_bottom: float
+    mean_turnover_by_quantile: np.ndarray  # (Q,)
+    rank_autocorrelation: float
+    ic: np.ndarray  # (T,) Spearman IC per date, NaN where a date has none
+    pearson_ic: np.ndarray  # (T,)
+    factor_returns: np.ndarray  # (T,) factor-weighted portfolio return per date
+    cumulative_returns: np.ndarray  # (T,) alphalens ``factor_cumulative_returns`` (growth of 1)
+
+
+@dataclass(frozen=True)
+class FactorAnalysis:
+    periods: tuple[PeriodStats, ...]
+    loss: FactorLoss
+    quantile_labels: np.ndarray  # (T, N) 1..n_quantiles, 0 for a dropped or missing cell
+    n_quantiles: int
+
+    @property
+    def loss_fraction(self) -> float:
+        return self.loss.fraction
+
+    def period(self, period: int) -> PeriodStats:
+        return next(stats for stats in self.periods if stats.period == period)
+
+
+def _check_inputs(prices, factor, periods, groups, needs_groups):
+    prices = np.asarray(prices, dtype=np.float64)
+    factor = np.asarray(factor, dtype=np.float64)
+    if prices.ndim != 2 or prices.shape != factor.shape:
+        raise ValueError(f"prices and factor must be (T, N) panels of one shape, got "
+                         f"{prices.shape} and {factor.shape}")
+    periods = tuple(sorted({int(period) for period in periods}))
+    if not periods or periods[0] < 1:
+        raise ValueError(f"periods must be positive row counts, got {periods}")
+    if groups is not None:
+        groups = np.asarray(groups)
+        if groups.shape != (factor.shape[1],) or groups.dtype.kind not in "iu" or groups.min() < 0:
+            raise ValueError("groups must hold one non-negative integer code per symbol (column)")
+        groups = groups.astype(np.int64)
+    elif needs_groups:
+        raise ValueError("group_adjust and by_group need groups")
+    return prices, factor, periods, groups
+
+
+def analyze_factor(prices, factor, periods=(1, 5, 10), quantiles=5, bins=None, max_loss=0.35,
+                   filter_zscore=20, zero_aware=False, groups=None, group_adjust=False,
+                   by_group=False, long_short=True, equal_weight=False,
+                   rank_ties="average") -> FactorAnalysis:
+    """Evaluate ``factor`` against ``prices`` as alphalens does; see the module docstring.
+
+    ``filter_zscore`` None or 0 = off; ``by_group`` bins each (date, group) apart (alphalens'
+    ``binning_by_group``); ``group_adjust`` demeans returns by group for the IC and quantile
+    returns and builds group-neutral weights; ``long_short`` demeans quantile returns and weights.
+    Raises ``MaxLossExceeded`` (a ValueError) with the breakdown of what was dropped and why.
+    """
+    prices, factor, periods, groups = _check_inputs(prices, factor, periods, groups,
+                                                    group_adjust or by_group)
+    spec = bin_spec(quantiles, bins, zero_aware, rank_ties)
+    returns = forward_returns(prices, periods)
+    outliers = zscore_outliers(returns, filter_zscore)
+    before_binning, counts = forward_return_mask(factor, returns, outliers)
+    labels, failed = quantize(factor, before_binning, spec, groups if by_group else None)
+    loss = finish_loss(counts, before_binning, labels, failed)
+    check_loss(loss, max_loss)
+
+    valid = labels > 0
+    present = np.unique(labels[valid])
+    top, bottom = (int(present[-1]), int(present[0])) if present.size else (1, 1)
+    factor_ranks = average_ranks(factor, valid)
+    weights = factor_weights(factor, valid, long_short, group_adjust, equal_weight, groups)
+    stats = []
+    for index, period in enumerate(periods):
+        period_returns = returns[index]
+        adjusted = demean(period_returns, valid, groups) if group_adjust else period_returns
+        ic = spearman_ic(factor_ranks, adjusted, valid)
+        linear_ic = pearson_ic(factor, adjusted, valid)
+        table = information_table(ic)
+        pearson_mean, pearson_ir = icir(linear_ic)
+        portfolio = factor_returns(weights, period_returns, valid)
+        ann_alpha, beta = factor_alpha_beta(portfolio, row_mean(period_returns, valid), period)
+        if not group_adjust and long_short:
+            adjusted = demean(period_returns, valid)
+        by_date = quantile_means_by_date(adjusted, labels, spec.n_labels)
+        mean_by_quantile, error_by_quantile = mean_return_by_quantile(by_date)
+        turnover = quantile_turnover(labels, spec.n_labels, period)
+        stats.append(PeriodStats(
+            period=period, ic_mean=table.ic_mean, ic_std=table.ic_std,
+            risk_adjusted_ic=table.risk_adjusted_ic, t_stat=table.t_stat, p_value=table.p_value,
+            ic_skew=table.ic_skew, ic_kurtosis=table.ic_kurtosis, pearson_ic_mean=pearson_mean,
+            pearson_icir=pearson_ir, ann_alpha=ann_alpha, beta=beta,
+            factor_return_mean=series_mean_std(portfolio)[0],
+            mean_return_by_quantile=_frozen(mean_by_quantile),
+            std_error_by_quantile=_frozen(error_by_quantile),
+            top_minus_bottom=top_minus_bottom(by_date, top, bottom),
+            mean_turnover_by_quantile=_frozen(np.array([series_mean_std(row)[0] for row in turnover])),
+            rank_autocorrelation=series_mean_std(rank_autocorrelation(factor_ranks, period))[0],
+            ic=_frozen(ic), pearson_ic=_frozen(linear_ic), factor_returns=_frozen(portfolio),
+            cumulative_returns=_frozen(cumulative_returns(portfolio))))
+    return FactorAnalysis(tuple(stats), loss, _frozen(labels), spec.n_labels)
