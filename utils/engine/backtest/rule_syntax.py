@@ -348,6 +348,13 @@ class Parser:
         function = FUNCTIONS.get(name.text)
         if function is None:
             raise self.error(name.column, _unknown_function(name.text))
+        args = self.parse_arguments(name)
+        if isinstance(function, str):
+            return self.build_helper(name, args)
+        return self.build_indicator(function, name, args)
+
+    def parse_arguments(self, name: _Token) -> list[Node]:
+        """``( [arg {, arg}] )`` after a function's name (the current token is its '(')."""
         paren = self.advance()
         self.enter(paren)
         args: list[Node] = []
@@ -357,9 +364,7 @@ class Parser:
                 self.advance()
                 args.append(self.parse_logical("or", self.parse_and))
         self.close(paren, f"'{name.text}('")
-        if isinstance(function, str):
-            return self.build_helper(name, args)
-        return self.build_indicator(function, name, args)
+        return args
 
     def check_arity(self, name: _Token, args: list[Node], least: int, most: int) -> None:
         if len(args) > most:
