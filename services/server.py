@@ -1,4 +1,4 @@
-"""Assemble the gRPC server: the five services, health, reflection, interceptor, metrics."""
+"""Assemble the gRPC server: the services, health, reflection, interceptor, metrics."""
 from __future__ import annotations
 
 import logging
@@ -13,9 +13,10 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from prometheus_client import CollectorRegistry
 
-from api_proto import (backtest_pb2, backtest_pb2_grpc, jobs_pb2, jobs_pb2_grpc, market_data_pb2,
-                       market_data_pb2_grpc, ml_pb2, ml_pb2_grpc, realtime_pb2, realtime_pb2_grpc)
+from api_proto import (backtest_pb2, backtest_pb2_grpc, factor_pb2, factor_pb2_grpc, jobs_pb2, jobs_pb2_grpc,
+                       market_data_pb2, market_data_pb2_grpc, ml_pb2, ml_pb2_grpc, realtime_pb2, realtime_pb2_grpc)
 from services.backtest_service import BacktestServicer
+from services.factor_service import FactorServicer
 from services.job_service import JobServicer
 from services.interceptors import ObservabilityInterceptor
 from services.market_data_service import MarketDataServicer
@@ -45,6 +46,7 @@ SERVICE_NAMES = (
     ml_pb2.DESCRIPTOR.services_by_name["MLService"].full_name,
     market_data_pb2.DESCRIPTOR.services_by_name["MarketDataService"].full_name,
     jobs_pb2.DESCRIPTOR.services_by_name["JobService"].full_name,
+    factor_pb2.DESCRIPTOR.services_by_name["FactorService"].full_name,
 )
 
 
@@ -120,6 +122,7 @@ def create_server(settings: Any, registry: CollectorRegistry | None = None) -> R
         settings, metrics), server)
     market_data_pb2_grpc.add_MarketDataServiceServicer_to_server(MarketDataServicer(store, writer.flush), server)
     jobs_pb2_grpc.add_JobServiceServicer_to_server(JobServicer(queue), server)
+    factor_pb2_grpc.add_FactorServiceServicer_to_server(FactorServicer(queue, store, settings), server)
 
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)

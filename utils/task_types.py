@@ -68,6 +68,10 @@ TASK_TYPES: tuple[TaskType, ...] = (
              cap_help="HTML tearsheets (GetBacktestReport) rendered at once per worker.",
              counter="report_tasks", handler="utils.tasks.report:make_report_handler",
              result_ttl_seconds=3600, gpu=False),
+    TaskType(name="factor", id_prefix="fa", noun="factor analysis",
+             cap_setting="max_concurrent_factor", cap_default=2,
+             cap_help="Factor analyses (FactorService.AnalyzeFactor) run at once per worker.",
+             counter="factor_tasks", handler="utils.tasks.factor:make_factor_handler"),
 )
 
 

@@ -36,6 +36,13 @@ def live_channel(symbol: str) -> str:
     return f"md:live:{symbol}"
 
 
+# Factor research.
+def factor_values(job_id: str) -> str:
+    """String with the result TTL: a factor analysis job's FactorPanel values, raw little-endian
+    float64 bytes (row-major times x symbols), kept out of the job payload."""
+    return f"factor:values:{job_id}"
+
+
 # Caches and models.
 def cache(namespace: str, digest: str) -> str:
     return f"cache:{namespace}:{digest}"

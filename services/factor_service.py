@@ -1,0 +1,228 @@
+"""FactorService: validate and queue factor analyses (task type ``factor``), read their results.
+Never computes itself: the worker's ``utils/tasks/factor.py`` runs ``analyze_factor``."""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from api_proto import factor_pb2, factor_pb2_grpc, jobs_pb2
+from services import validation
+from services.errors import failed_precondition, invalid, not_found
+from services.job_views import job_id_field, require_job
+from utils.data import keys as data_keys
+from utils.data.store import BarStore
+from utils.data.timeutil import format_time, parse_times
+from utils.queue.jobs import JobSpec, JobStatus, new_job_id
+from utils.queue.streams import JobQueue
+
+TASK_TYPE = "factor"
+DEFAULT_PERIODS = (1, 5, 10)
+MAX_PERIOD = 252
+MAX_PERIODS = 32
+DEFAULT_QUANTILES = 5
+MAX_BINS = 100
+DEFAULT_MAX_LOSS = 0.35
+DEFAULT_FILTER_ZSCORE = 20.0
+MAX_EXPRESSION_CHARS = 4096
+MAX_GROUP_NAME_CHARS = 128
+RANK_TIES = ("", "average", "first")
+
+
+class FactorServicer(factor_pb2_grpc.FactorServiceServicer):
+    def __init__(self, queue: JobQueue, store: BarStore, settings: Any) -> None:
+        self.queue = queue
+        self.store = store
+        self.settings = settings
+
+    # ------------------------------------------------------------ submission
+    def AnalyzeFactor(self, request, context):
+        symbols = validation.symbols("symbols", list(request.symbols), self.settings.max_symbols_per_request)
+        if len(symbols) < 2:
+            raise invalid("symbols", "must name at least two symbols (the factor is compared across them)")
+        start_ns, end_ns = validation.time_range("start_time", request.start_time, "end_time", request.end_time)
+        options = self._options(request, symbols)
+        which = request.WhichOneof("factor")
+        if which is None:
+            raise invalid("factor", "set exactly one of expression or values")
+        expression = self._expression(request.expression) if which == "expression" else None
+        panel = self._panel(request.values, symbols, start_ns, end_ns) if which == "values" else None
+        self._require_bars(symbols, start_ns, end_ns, request.start_time, request.end_time,
+                           panel[0] if panel is not None else None)
+        job_id = new_job_id(TASK_TYPE)
+        payload = {"symbols": symbols, "start_ns": start_ns, "end_ns": end_ns, "expression": expression,
+                   "values": None, **options}
+        if panel is not None:
+            times, panel_symbols, values = panel
+            key = data_keys.factor_values(job_id)
+            self.store.redis.set(key, values.astype("<f8").tobytes(), ex=self.queue.result_ttl(TASK_TYPE))
+            payload["values"] = {"times_ns": times.tolist(), "symbols": panel_symbols, "key": key}
+        meta = {"symbols": symbols[:20], "start_time": format_time(start_ns), "end_time": format_time(end_ns),
+                "factor": expression[:200] if expression else "values"}
+        self.queue.enqueue(JobSpec(TASK_TYPE, payload, "normal", self.settings.job_max_attempts, meta), job_id)
+        return jobs_pb2.JobHandle(job_id=job_id, status=jobs_pb2.PENDING, message="queued")
+
+    def _options(self, request, symbols: list[str]) -> dict[str, Any]:
+        periods = list(request.periods) or list(DEFAULT_PERIODS)
+        if len(periods) > MAX_PERIODS:
+            raise invalid("periods", f"has {len(periods)} entries; the limit is {MAX_PERIODS}")
+        for period in periods:
+            if not 1 <= period <= MAX_PERIOD:
+                raise invalid("periods", f"each must be 1..{MAX_PERIOD} rows, got {period}")
+        if len(set(periods)) != len(periods):
+            raise invalid("periods", f"lists a period twice: {periods}")
+        quantiles = request.quantiles if request.HasField("quantiles") else DEFAULT_QUANTILES
+        if request.bins:
+            if not 2 <= request.bins <= MAX_BINS:
+                raise invalid("bins", f"must be 2..{MAX_BINS} (or 0 to use quantiles), got {request.bins}")
+        elif not 2 <= quantiles <= MAX_BINS:
+            raise invalid("quantiles", f"must be 2..{MAX_BINS}, got {quantiles}")
+        max_loss = request.max_loss if request.HasField("max_loss") else DEFAULT_MAX_LOSS
+        if not (math.isfinite(max_loss) and 0 <= max_loss <= 1):
+            raise invalid("max_loss", f"must be a share in [0, 1], got {max_loss}")
+        zscore = request.filter_zscore if request.HasField("filter_zscore") else DEFAULT_FILTER_ZSCORE
+        if not (math.isfinite(zscore) and zscore >= 0):
+            raise invalid("filter_zscore", f"must be a finite number >= 0 (0 = off), got {zscore}")
+        if request.rank_ties not in RANK_TIES:
+            raise invalid("rank_ties", f"must be 'average' or 'first' (or empty for 'average'), got "
+                                       f"{request.rank_ties[:40]!r}")
+        if request.rank_ties == "first" and request.bins:
+            raise invalid("rank_ties", "'first' applies to quantiles, not to bins")
+        groups = dict(request.groups)
+        strangers = sorted(set(groups) - set(symbols))
+        if strangers:
+            raise invalid("groups", f"names {strangers[0][:40]!r}, which is not one of symbols")
+        for symbol, name in groups.items():
+            if not name or len(name) > MAX_GROUP_NAME_CHARS:
+                raise invalid("groups", f"the group of {symbol!r} must be a name of 1..{MAX_GROUP_NAME_CHARS} "
+                                        f"characters")
+        if request.group_adjust or request.by_group:
+            missing = [symbol for symbol in symbols if symbol not in groups]
+            if missing:
+                flag = "group_adjust" if request.group_adjust else "by_group"
+                raise invalid("groups", f"{flag} needs a group for every symbol; {missing[0]!r} has none")
+        return {"periods": periods, "quantiles": None if request.bins else quantiles, "bins": request.bins or None,
+                "max_loss": max_loss, "filter_zscore": zscore or None, "zero_aware": request.zero_aware,
+                "groups": groups, "group_adjust": request.group_adjust, "by_group": request.by_group,
+                "long_short": request.long_short if request.HasField("long_short") else True,
+                "equal_weight": request.equal_weight, "rank_ties": request.rank_ties or "average"}
+
+    @staticmethod
+    def _expression(text: str) -> str:
+        if not text.strip():
+            raise invalid("expression", "is empty; give a factor expression, e.g. 'cs_rank(ts_mean(close, 5) / close)'")
+        if len(text) > MAX_EXPRESSION_CHARS:
+            raise invalid("expression", f"is {len(text)} characters; the limit is {MAX_EXPRESSION_CHARS}")
+        try:
+            from utils.engine.factors.expressions import parse_factor
+        except ImportError:
+            raise failed_precondition("expression: factor expressions are not available on this server yet; "
+                                      "send values instead") from None
+        from utils.engine.backtest.rule_syntax import RuleError
+        try:
+            parse_factor(text)
+        except RuleError as exc:
+            raise invalid("expression", f"column {exc.column}: {exc.reason}") from None
+        except (ValueError, RecursionError) as exc:
+            raise invalid("expression", str(exc) or "does not parse") from None
+        return text
+
+    def _panel(self, panel, symbols: list[str], start_ns: int, end_ns: int
+               ) -> tuple[np.ndarray, list[str], np.ndarray]:
+        """(times ns, symbols, values) of a FactorPanel, checked against the request."""
+        times, panel_symbols, count = list(panel.times), list(panel.symbols), len(panel.values)
+        limit = self.settings.max_rows_per_request
+        if count > limit:
+            raise invalid("values.values", f"has {count:,} values; the limit is {limit:,} per request "
+                                           f"(MAX_ROWS_PER_REQUEST)")
+        if not times:
+            raise invalid("values.times", "is empty; give the ISO date of every row")
+        if not panel_symbols:
+            raise invalid("values.symbols", "is empty; give the symbol of every column")
+        if count != len(times) * len(panel_symbols):
+            raise invalid("values.values", f"has {count:,} values; expected len(times) x len(symbols) = "
+                                           f"{len(times):,} x {len(panel_symbols):,} (row-major)")
+        known = set(symbols)
+        for index, symbol in enumerate(panel_symbols):
+            if symbol not in known:
+                raise invalid(f"values.symbols[{index}]", f"{symbol[:40]!r} is not one of symbols")
+        if len(set(panel_symbols)) != len(panel_symbols):
+            raise invalid("values.symbols", "lists a symbol twice")
+        times_ns, ok = parse_times(times)
+        if not ok.all():
+            index = int(np.argmin(ok))
+            raise invalid(f"values.times[{index}]", f"{times[index][:40]!r} is not an ISO-8601 date")
+        outside = (times_ns < start_ns) | (times_ns > end_ns)
+        if outside.any():
+            index = int(np.argmax(outside))
+            raise invalid(f"values.times[{index}]", f"{times[index]!r} is outside start_time .. end_time")
+        if np.unique(times_ns).size != times_ns.size:
+            raise invalid("values.times", "lists a time twice")
+        return times_ns, panel_symbols, np.asarray(panel.values, dtype=np.float64)
+
+    def _require_bars(self, symbols: list[str], start_ns: int, end_ns: int, start: str, end: str,
+                      panel_times: np.ndarray | None) -> None:
+        """Every symbol stored with bars in the range (NOT_FOUND naming it); the panel's times are
+        dates of those bars."""
+        infos = self.store.info_many(symbols)
+        for symbol in symbols:
+            info = infos[symbol]
+            if info is None:
+                stored = ", ".join(i.symbol for i in self.store.list_symbols()[:10]) or "none"
+                raise not_found(f"symbol {symbol!r} has no bars in the market-data store (stored: {stored}); "
+                                f"import them with MarketDataService.ImportBars")
+            if info.first_time is None or info.last_time < start_ns or info.first_time > end_ns:
+                raise not_found(f"symbol {symbol!r} has no bars between {start} and {end} (stored from "
+                                f"{format_time(info.first_time)} to {format_time(info.last_time)})")
+        if panel_times is None:
+            return
+        pipe = self.store.redis.pipeline(transaction=False)
+        for symbol in symbols:
+            pipe.hget(data_keys.bars(symbol), "time")
+        stored = [np.frombuffer(raw or b"", dtype="<i8") for raw in pipe.execute()]
+        calendar = np.unique(np.concatenate(stored))
+        unknown = ~np.isin(panel_times, calendar)
+        if unknown.any():
+            index = int(np.argmax(unknown))
+            raise invalid(f"values.times[{index}]", f"{format_time(int(panel_times[index]))} is not a stored bar "
+                                                    f"date of any of the symbols")
+
+    # --------------------------------------------------------------- reading
+    def GetFactorAnalysis(self, request, context):
+        job_id = job_id_field("job_id", request.job_id, TASK_TYPE)
+        record = require_job(self.queue, job_id, TASK_TYPE)
+        if record.status is not JobStatus.COMPLETED:
+            detail = f": {record.error}" if record.error else ""
+            raise failed_precondition(
+                f"factor analysis {job_id} is {record.status.value} (progress {record.progress:.0%}){detail}; "
+                f"results exist only for COMPLETED analyses (follow it with JobService.WatchJob)")
+        result = self.queue.result(job_id)
+        if result is None:
+            raise not_found(f"the result of factor analysis {job_id} has expired")
+        return result_message(job_id, result)
+
+
+def _value(value: float | None) -> float:
+    return math.nan if value is None else value
+
+
+def _values(values: list[float | None]) -> list[float]:
+    return [_value(value) for value in values]
+
+
+def result_message(job_id: str, result: dict[str, Any]) -> factor_pb2.FactorAnalysisResult:
+    """A stored result (null = NaN) as the proto message."""
+    periods = []
+    for stats in result["periods"]:
+        fields = {name: (_values(value) if isinstance(value, list) else _value(value))
+                  for name, value in stats.items() if name != "period"}
+        periods.append(factor_pb2.PeriodStats(period=stats["period"], **fields))
+    ic, curve = result["ic_series"], result["cumulative_returns"]
+    return factor_pb2.FactorAnalysisResult(
+        job_id=job_id, loss_fraction=_value(result["loss_fraction"]), loss_breakdown=result["loss_breakdown"],
+        periods=periods, ic_series=[factor_pb2.ICPoint(time=t, ic=_values(v)) for t, v in zip(ic["time"], ic["ic"])],
+        cumulative_returns=[factor_pb2.CumulativeReturnPoint(time=t, value=_value(v))
+                            for t, v in zip(curve["time"], curve["value"])],
+        dropped_dates=result["dropped_dates"], device=result.get("device", ""),
+        compute_seconds=result.get("compute_seconds", 0.0))

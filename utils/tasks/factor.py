@@ -1,0 +1,181 @@
+"""Factor analysis job (FactorService.AnalyzeFactor): alphalens' evaluation of one factor on a
+universe of stored symbols, by ``utils.engine.factors.analysis.analyze_factor``.
+
+The panels: the stored closes of the request's symbols aligned on the union of their bar dates
+(NaN where a symbol has no bar on a date, never forward-filled). The factor dates are every date
+of that calendar inside [start, end]; the prices go on for up to max(periods) more stored dates,
+so the last factor dates have forward returns. Those extra rows carry a NaN factor, which is not a
+factor value (``utils/engine/factors/cleaning.py``) and so is neither analysed nor counted as lost.
+
+The factor is either an expression, evaluated on the stored bars inside [start, end] only (its
+warm-up rows are NaN), or explicit values stored by the servicer under ``keys.factor_values`` (raw
+float64, kept out of the job payload) with their times and symbols in the payload.
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from utils.data.store import COLUMNS, BarStore, SymbolNotFound
+from utils.data.timeutil import format_time
+from utils.queue.worker import JobContext, PermanentJobError
+from utils.tasks.resources import WorkerResources
+
+
+@dataclass(frozen=True)
+class AlignedBars:
+    """The request's symbols on one calendar: the union of their stored dates from ``start``."""
+
+    times: np.ndarray  # (T,) int64 ns, increasing
+    factor_rows: int  # rows 0..factor_rows-1 are the factor dates (inside [start, end])
+    panels: dict[str, np.ndarray]  # column name -> (T, N) float64, NaN where a symbol has no bar
+
+    @property
+    def close(self) -> np.ndarray:
+        return self.panels["close"]
+
+
+def aligned_bars(store: BarStore, symbols: list[str], start_ns: int, end_ns: int, extra_rows: int) -> AlignedBars:
+    """Stored bars of ``symbols`` on the union of their dates in [start, end], plus up to
+    ``extra_rows`` later dates of that union (for forward returns). Raises SymbolNotFound."""
+    stored = store.read_many(symbols, start_ns, None)
+    union = np.unique(np.concatenate([bars.time for bars in stored.values()] + [np.empty(0, np.int64)]))
+    factor_rows = int(np.searchsorted(union, end_ns, side="right"))
+    times = union[:min(union.size, factor_rows + extra_rows)]
+    panels = {name: np.full((times.size, len(symbols)), np.nan) for name in COLUMNS}
+    for column, symbol in enumerate(symbols):
+        bars = stored[symbol]
+        inside = bars.time <= (times[-1] if times.size else end_ns)
+        rows = np.searchsorted(times, bars.time[inside])
+        for name in COLUMNS:
+            panels[name][rows, column] = getattr(bars, name)[inside]
+    return AlignedBars(times, factor_rows, panels)
+
+
+def expression_factor(expression: str, aligned: AlignedBars) -> np.ndarray:
+    """The expression evaluated on the bars inside [start, end] only; NaN rows after end."""
+    from utils.engine.backtest.rule_syntax import RuleError
+    from utils.engine.factors.expressions import evaluate_factor, parse_factor
+    try:
+        parsed = parse_factor(expression)
+        window = {name: np.ascontiguousarray(panel[:aligned.factor_rows]) for name, panel in aligned.panels.items()}
+        values = np.asarray(evaluate_factor(parsed, window), dtype=np.float64)
+    except (RuleError, ValueError) as exc:
+        raise PermanentJobError(f"expression: {exc}") from None
+    factor = np.full(aligned.close.shape, np.nan)
+    factor[:aligned.factor_rows] = values.reshape(aligned.factor_rows, -1)
+    return factor
+
+
+def values_factor(store: BarStore, spec: dict[str, Any], symbols: list[str], aligned: AlignedBars) -> np.ndarray:
+    """A FactorPanel's values placed on the calendar: its times on their rows, its symbols on
+    their columns; every other cell NaN."""
+    raw = store.redis.get(spec["key"])
+    times = np.asarray(spec["times_ns"], dtype=np.int64)
+    panel_symbols = spec["symbols"]
+    if raw is None:
+        raise PermanentJobError("the factor values of this job have expired or were removed; submit it again")
+    values = np.frombuffer(raw, dtype="<f8")
+    if values.size != times.size * len(panel_symbols):
+        raise PermanentJobError(f"stored factor values hold {values.size} numbers, expected "
+                                f"{times.size} times x {len(panel_symbols)} symbols")
+    factor_times = aligned.times[:aligned.factor_rows]
+    rows = np.searchsorted(factor_times, times)
+    matched = (rows < factor_times.size) & (factor_times[np.minimum(rows, factor_times.size - 1)] == times) \
+        if factor_times.size else np.zeros(times.size, dtype=bool)
+    if not matched.all():
+        missing = format_time(int(times[int(np.argmin(matched))]))
+        raise PermanentJobError(f"values.times: {missing} is not a stored bar date of the symbols between "
+                                f"start_time and end_time (the stored bars changed since submission?)")
+    columns = np.array([symbols.index(symbol) for symbol in panel_symbols], dtype=np.int64)
+    factor = np.full(aligned.close.shape, np.nan)
+    factor[np.ix_(rows, columns)] = values.reshape(times.size, len(panel_symbols))
+    return factor
+
+
+def group_codes(groups: dict[str, str], symbols: list[str]) -> np.ndarray:
+    """Group names -> integer codes per symbol (column), by sorted name."""
+    names = sorted(set(groups[symbol] for symbol in symbols))
+    return np.array([names.index(groups[symbol]) for symbol in symbols], dtype=np.int64)
+
+
+def _number(value: Any) -> float | None:
+    """A float for strict JSON: None (null) for NaN or infinity."""
+    value = float(value)
+    return value if math.isfinite(value) else None
+
+
+def _numbers(values: np.ndarray) -> list[float | None]:
+    return [_number(value) for value in np.asarray(values, dtype=np.float64).tolist()]
+
+
+PERIOD_SCALARS = ("ic_mean", "ic_std", "risk_adjusted_ic", "t_stat", "p_value", "ic_skew", "ic_kurtosis",
+                  "pearson_ic_mean", "pearson_icir", "ann_alpha", "beta", "factor_return_mean", "top_minus_bottom",
+                  "rank_autocorrelation")
+PERIOD_VECTORS = ("mean_return_by_quantile", "std_error_by_quantile", "mean_turnover_by_quantile")
+
+
+def result_document(analysis: Any, periods: list[int], times: np.ndarray, factor_rows: int) -> dict[str, Any]:
+    """The stored result (strict JSON): periods in the requested order, the IC series and the first
+    period's cumulative returns on the factor dates that kept at least one value."""
+    stats = [analysis.period(period) for period in periods]
+    kept_dates = np.flatnonzero((analysis.quantile_labels[:factor_rows] > 0).any(axis=1))
+    dates = [format_time(int(t)) for t in times[kept_dates]]
+    return {
+        "loss_fraction": _number(analysis.loss_fraction),
+        "loss_breakdown": analysis.loss.summary(),
+        "dropped_dates": int(analysis.loss.failed_segments),
+        "n_quantiles": int(analysis.n_quantiles),
+        "periods": [{"period": int(s.period), **{name: _number(getattr(s, name)) for name in PERIOD_SCALARS},
+                     **{name: _numbers(getattr(s, name)) for name in PERIOD_VECTORS}} for s in stats],
+        "ic_series": {"time": dates, "ic": [_numbers([s.ic[row] for s in stats]) for row in kept_dates]},
+        "cumulative_returns": {"time": dates, "value": _numbers(stats[0].cumulative_returns[kept_dates])},
+    }
+
+
+def run_analysis(store: BarStore, payload: dict[str, Any], progress=lambda fraction: None) -> dict[str, Any]:
+    """Load, build the factor, analyse: the job's result without timing (also used by tests)."""
+    from utils.engine.factors.analysis import analyze_factor
+    symbols, periods = payload["symbols"], [int(p) for p in payload["periods"]]
+    try:
+        aligned = aligned_bars(store, symbols, payload["start_ns"], payload["end_ns"], max(periods))
+    except SymbolNotFound as exc:
+        raise PermanentJobError(str(exc)) from None
+    if aligned.factor_rows == 0:
+        raise PermanentJobError("no stored bars of the symbols between start_time and end_time")
+    progress(0.2)
+    if payload.get("expression"):
+        factor = expression_factor(payload["expression"], aligned)
+    else:
+        factor = values_factor(store, payload["values"], symbols, aligned)
+    progress(0.4)
+    needs_groups = payload.get("group_adjust") or payload.get("by_group")
+    groups = group_codes(payload["groups"], symbols) if needs_groups else None
+    bins = payload.get("bins") or None
+    try:
+        analysis = analyze_factor(
+            aligned.close, factor, periods=periods, quantiles=None if bins else payload.get("quantiles", 5),
+            bins=bins, max_loss=payload["max_loss"], filter_zscore=payload.get("filter_zscore") or None,
+            zero_aware=bool(payload.get("zero_aware")), groups=groups,
+            group_adjust=bool(payload.get("group_adjust")), by_group=bool(payload.get("by_group")),
+            long_short=bool(payload.get("long_short", True)), equal_weight=bool(payload.get("equal_weight")),
+            rank_ties=payload.get("rank_ties") or "average")
+    except ValueError as exc:  # MaxLossExceeded, BinningFailed, inputs the engine refuses
+        raise PermanentJobError(str(exc)) from None
+    progress(0.9)
+    return result_document(analysis, periods, aligned.times, aligned.factor_rows)
+
+
+def make_factor_handler(resources: WorkerResources):
+    def handle(context: JobContext) -> dict[str, Any]:
+        started = time.perf_counter()
+        result = run_analysis(resources.bar_store, context.payload, lambda fraction: context.progress(fraction))
+        result.update(device="cpu", compute_seconds=time.perf_counter() - started)
+        context.progress(1.0)
+        return result
+    return handle
+
