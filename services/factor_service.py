@@ -114,12 +114,8 @@ class FactorServicer(factor_pb2_grpc.FactorServiceServicer):
             raise invalid("expression", "is empty; give a factor expression, e.g. 'cs_rank(ts_mean(close, 5) / close)'")
         if len(text) > MAX_EXPRESSION_CHARS:
             raise invalid("expression", f"is {len(text)} characters; the limit is {MAX_EXPRESSION_CHARS}")
-        try:
-            from utils.engine.factors.expressions import parse_factor
-        except ImportError:
-            raise failed_precondition("expression: factor expressions are not available on this server yet; "
-                                      "send values instead") from None
         from utils.engine.backtest.rule_syntax import RuleError
+        from utils.engine.factors.expressions import parse_factor
         try:
             parse_factor(text)
         except RuleError as exc:

@@ -122,6 +122,32 @@ def test_values_end_to_end_equal_the_engine(platform, stubs):
     assert_all_close([p.value for p in result.cumulative_returns], expected.period(5).cumulative_returns[kept])
 
 
+def test_expression_end_to_end_on_the_window_only(platform, stubs):
+    from utils.engine.factors.expressions import evaluate_factor
+    factors, jobs = stubs
+    text = "cs_rank(ts_mean(close, 5) / close) + 0.1 * cs_zscore(log(volume))"
+    closes, factor_rows = aligned_closes(platform.store, SYMBOLS, START, END, 5)
+    bars = {s: platform.store.read(s, parse_time(START)) for s in SYMBOLS}
+    window = {name: pd.DataFrame({s: pd.Series(getattr(b, name), index=b.time) for s, b in bars.items()})
+              .sort_index().iloc[:factor_rows].to_numpy() for name in ("open", "high", "low", "close", "volume")}
+    window["time"] = closes.index.to_numpy()[:factor_rows]
+    factor = np.full(closes.shape, np.nan)
+    factor[:factor_rows] = evaluate_factor(text, window)
+    assert np.isnan(factor[:4]).all() and not np.isnan(factor[4]).all()  # warm-up inside the window
+    handle = factors.AnalyzeFactor(request(expression=text, periods=[1, 5]))
+    job = watch_to_end(jobs, handle.job_id)
+    assert job.status == jobs_pb2.COMPLETED, job.error_message
+    result = factors.GetFactorAnalysis(jobs_pb2.JobRequest(job_id=handle.job_id))
+    expected = analyze_factor(closes.to_numpy(), factor, periods=(1, 5))
+    assert close(result.loss_fraction, expected.loss_fraction)
+    for got in result.periods:
+        want = expected.period(got.period)
+        assert close(got.ic_mean, want.ic_mean) and close(got.ann_alpha, want.ann_alpha)
+        assert_all_close(got.mean_return_by_quantile, want.mean_return_by_quantile)
+    first = str(np.datetime64(int(closes.index[4]), "ns").astype("datetime64[D]"))
+    assert result.ic_series[0].time == first
+
+
 def test_options_reach_the_engine(platform, stubs):
     factors, jobs = stubs
     symbols = SYMBOLS[:3]
@@ -214,6 +240,10 @@ INVALID = [
     (dict(values=_panel(times=["2024-01-02", "2024-01-02"])), "values.times: lists a time twice"),
     (dict(values=_panel(times=["2024-01-02", "2024-01-06"])), "values.times[1]: 2024-01-06 is not a stored bar"),
     (dict(expression="   "), "expression: is empty"),
+    (dict(expression="foo(close)"), "expression: column 1: unknown function 'foo'"),
+    (dict(expression="ts_mean(close, 5) + nope"), "expression: column 21:"),
+    (dict(expression="close > open"), "expression: column 1: a factor must be a number"),
+    (dict(expression="ts_mean(close,"), "expression: column 15:"),
 ]
 
 

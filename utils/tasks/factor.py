@@ -60,11 +60,14 @@ def expression_factor(expression: str, aligned: AlignedBars) -> np.ndarray:
     """The expression evaluated on the bars inside [start, end] only; NaN rows after end."""
     from utils.engine.backtest.rule_syntax import RuleError
     from utils.engine.factors.expressions import evaluate_factor, parse_factor
+    window: dict[str, np.ndarray] = {name: np.ascontiguousarray(panel[:aligned.factor_rows])
+                                     for name, panel in aligned.panels.items()}
+    window["time"] = aligned.times[:aligned.factor_rows]  # vwap sessions
     try:
-        parsed = parse_factor(expression)
-        window = {name: np.ascontiguousarray(panel[:aligned.factor_rows]) for name, panel in aligned.panels.items()}
-        values = np.asarray(evaluate_factor(parsed, window), dtype=np.float64)
-    except (RuleError, ValueError) as exc:
+        values = np.asarray(evaluate_factor(parse_factor(expression), window), dtype=np.float64)
+    except RuleError as exc:  # the servicer parsed it; a server of another release may not have
+        raise PermanentJobError(str(exc)) from None
+    except ValueError as exc:
         raise PermanentJobError(f"expression: {exc}") from None
     factor = np.full(aligned.close.shape, np.nan)
     factor[:aligned.factor_rows] = values.reshape(aligned.factor_rows, -1)
