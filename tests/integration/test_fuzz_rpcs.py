@@ -168,6 +168,8 @@ SEEDS: dict[str, dict[str, Any]] = {
                                                            volume=10)]),
     "StreamDataRequest": dict(stock_code="FUZZ.T", price=10.0, volume=5, timestamp="2024-01-02T09:30:00Z"),
     "SubscriptionRequest": dict(stock_codes=["000001.SZ"]),
+    "FactorAnalysisRequest": dict(symbols=["000001.SZ", "600000.SH"], start_time="2024-01-01", end_time="2024-03-31",
+                                  expression="cs_rank(ts_mean(close, 5) / close)", periods=[1, 5]),
 }
 
 
@@ -279,7 +281,8 @@ def fuzz_bytes(channel: grpc.Channel, method: MethodDescriptor) -> None:
 def test_every_service_is_fuzzed():
     assert {m.containing_service.full_name for m in METHODS} >= {
         "gpu_api.backtest.BacktestService", "gpu_api.realtime.RealTimeService", "gpu_api.ml.MLService",
-        "gpu_api.market_data.MarketDataService", "gpu_api.jobs.JobService", "grpc.health.v1.Health"}
+        "gpu_api.market_data.MarketDataService", "gpu_api.jobs.JobService", "gpu_api.factor.FactorService",
+        "grpc.health.v1.Health"}
     assert len(METHODS) >= 30
 
 
