@@ -6,8 +6,10 @@ from typing import Any
 
 from api_proto import backtest_pb2, backtest_pb2_grpc
 from services import validation
-from services.errors import ServiceError, failed_precondition, invalid, not_found
-from services.job_views import cancel, history_page, job_id_field, require_job, run_job, watch
+from services.errors import ServiceError, failed_precondition, invalid
+from services.job_views import (cancel, completed_result, history_page, job_id_field, require_job, run_job,
+                                watch)
+from services.stored_data import require_bars_in_range
 from utils.cache import RedisCache, digest
 from utils.data.store import BarStore
 from utils.data.timeutil import epoch_to_iso, format_time
@@ -49,16 +51,7 @@ def completed_backtest(queue: JobQueue, backtest_id: str) -> tuple[JobRecord, di
     unknown id or an expired result, FAILED_PRECONDITION while it is not COMPLETED. Shared by
     the result and report RPCs and by `main_server.py report`."""
     job_id = job_id_field("backtest_id", backtest_id, TASK_TYPE)
-    record = require_job(queue, job_id, TASK_TYPE)
-    if record.status is not JobStatus.COMPLETED:
-        detail = f": {record.error}" if record.error else ""
-        raise failed_precondition(
-            f"backtest {job_id} is {record.status.value} (progress {record.progress:.0%}){detail}; "
-            f"results exist only for COMPLETED backtests (poll GetBacktestStatus or use WatchBacktest)")
-    result = queue.result(job_id)
-    if result is None:
-        raise not_found(f"the result of backtest {job_id} has expired")
-    return record, result
+    return completed_result(queue, job_id, TASK_TYPE, "poll GetBacktestStatus or use WatchBacktest")
 
 
 def _text_map(values: dict[str, Any]) -> dict[str, str]:
@@ -103,9 +96,8 @@ class BacktestServicer(backtest_pb2_grpc.BacktestServiceServicer):
         commission = validation.finite("commission_rate", request.commission_rate, minimum=0, maximum=0.1)
         device = validation.device("device", request.device)
         self._require_device(device)
-        infos = self.store.info_many(symbols)
-        versions = [self._require_bars(symbol, infos[symbol], start_ns, end_ns, request.start_time, request.end_time)
-                    for symbol in symbols]
+        versions = list(require_bars_in_range(self.store, symbols, start_ns, end_ns, request.start_time,
+                                              request.end_time).values())
         address = digest(spec.normalised(), symbols, versions, start_ns, end_ns, capital, commission)
         reused = self._reuse(address)
         if reused is not None:
@@ -155,16 +147,6 @@ class BacktestServicer(backtest_pb2_grpc.BacktestServiceServicer):
         if not any(label.startswith("gpu") for label in workers):
             raise failed_precondition("device 'gpu' requested but no GPU worker is running "
                                       "(use device 'auto' to run on the CPU when no GPU is present)")
-
-    def _require_bars(self, symbol: str, info: Any, start_ns: int, end_ns: int, start: str, end: str) -> int:
-        if info is None:
-            stored = ", ".join(i.symbol for i in self.store.list_symbols()[:10]) or "none"
-            raise not_found(f"symbol {symbol!r} has no bars in the market-data store (stored: {stored}); "
-                            f"import them with MarketDataService.ImportBars")
-        if info.first_time is None or info.last_time < start_ns or info.first_time > end_ns:
-            raise not_found(f"symbol {symbol!r} has no bars between {start} and {end} (stored from "
-                            f"{format_time(info.first_time)} to {format_time(info.last_time)})")
-        return info.version
 
     # --------------------------------------------------------------- reading
     def GetBacktestStatus(self, request, context):

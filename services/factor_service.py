@@ -9,12 +9,13 @@ import numpy as np
 
 from api_proto import factor_pb2, factor_pb2_grpc, jobs_pb2
 from services import validation
-from services.errors import failed_precondition, invalid, not_found
-from services.job_views import job_id_field, require_job
+from services.errors import invalid
+from services.job_views import completed_result, job_id_field
+from services.stored_data import require_bars_in_range
 from utils.data import keys as data_keys
 from utils.data.store import BarStore
 from utils.data.timeutil import format_time, parse_times
-from utils.queue.jobs import JobSpec, JobStatus, new_job_id
+from utils.queue.jobs import JobSpec, new_job_id
 from utils.queue.streams import JobQueue
 
 TASK_TYPE = "factor"
@@ -161,23 +162,10 @@ class FactorServicer(factor_pb2_grpc.FactorServiceServicer):
                       panel_times: np.ndarray | None) -> None:
         """Every symbol stored with bars in the range (NOT_FOUND naming it); the panel's times are
         dates of those bars."""
-        infos = self.store.info_many(symbols)
-        for symbol in symbols:
-            info = infos[symbol]
-            if info is None:
-                stored = ", ".join(i.symbol for i in self.store.list_symbols()[:10]) or "none"
-                raise not_found(f"symbol {symbol!r} has no bars in the market-data store (stored: {stored}); "
-                                f"import them with MarketDataService.ImportBars")
-            if info.first_time is None or info.last_time < start_ns or info.first_time > end_ns:
-                raise not_found(f"symbol {symbol!r} has no bars between {start} and {end} (stored from "
-                                f"{format_time(info.first_time)} to {format_time(info.last_time)})")
+        require_bars_in_range(self.store, symbols, start_ns, end_ns, start, end)
         if panel_times is None:
             return
-        pipe = self.store.redis.pipeline(transaction=False)
-        for symbol in symbols:
-            pipe.hget(data_keys.bars(symbol), "time")
-        stored = [np.frombuffer(raw or b"", dtype="<i8") for raw in pipe.execute()]
-        calendar = np.unique(np.concatenate(stored))
+        calendar = np.unique(np.concatenate(list(self.store.stored_times(symbols).values())))
         unknown = ~np.isin(panel_times, calendar)
         if unknown.any():
             index = int(np.argmax(unknown))
@@ -187,15 +175,7 @@ class FactorServicer(factor_pb2_grpc.FactorServiceServicer):
     # --------------------------------------------------------------- reading
     def GetFactorAnalysis(self, request, context):
         job_id = job_id_field("job_id", request.job_id, TASK_TYPE)
-        record = require_job(self.queue, job_id, TASK_TYPE)
-        if record.status is not JobStatus.COMPLETED:
-            detail = f": {record.error}" if record.error else ""
-            raise failed_precondition(
-                f"factor analysis {job_id} is {record.status.value} (progress {record.progress:.0%}){detail}; "
-                f"results exist only for COMPLETED analyses (follow it with JobService.WatchJob)")
-        result = self.queue.result(job_id)
-        if result is None:
-            raise not_found(f"the result of factor analysis {job_id} has expired")
+        _, result = completed_result(self.queue, job_id, TASK_TYPE, "follow it with JobService.WatchJob")
         return result_message(job_id, result)
 
 

@@ -69,6 +69,22 @@ def cancel(queue: JobQueue, job_id: str, task_type: str | None = None) -> tuple[
     return record, CANCEL_MESSAGES.get(outcome, f"already {outcome.lower()}; nothing to cancel")
 
 
+def completed_result(queue: JobQueue, job_id: str, task_type: str, follow: str) -> tuple[JobRecord, dict]:
+    """Record and stored result of a COMPLETED job of ``task_type``: NOT_FOUND for an unknown id
+    or an expired result, FAILED_PRECONDITION (naming its state, and ``follow``: how to wait for
+    it) while it is not COMPLETED."""
+    record = require_job(queue, job_id, task_type)
+    noun = _noun(task_type)
+    if record.status is not JobStatus.COMPLETED:
+        detail = f": {record.error}" if record.error else ""
+        raise failed_precondition(f"{noun} {job_id} is {record.status.value} (progress {record.progress:.0%})"
+                                  f"{detail}; results exist only once it is COMPLETED ({follow})")
+    result = queue.result(job_id)
+    if result is None:
+        raise not_found(f"the result of {noun} {job_id} has expired")
+    return record, result
+
+
 def wait_for(queue: JobQueue, job_id: str, context: grpc.ServicerContext, default_timeout: float) -> JobRecord | None:
     """Block until the job is terminal, woken by its completion announcement; None if the
     caller's deadline (or ``default_timeout``) passes or the caller goes away first (the job is

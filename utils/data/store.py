@@ -217,6 +217,13 @@ class BarStore:
     def exists(self, symbol: str) -> bool:
         return bool(self.redis.exists(keys.bars(symbol)))
 
+    def stored_times(self, symbols: list[str]) -> dict[str, np.ndarray]:
+        """Each symbol's bar times (int64 ns; empty when none), in one round trip."""
+        pipe = self.redis.pipeline(transaction=False)
+        for symbol in symbols:
+            pipe.hget(keys.bars(symbol), "time")
+        return {symbol: np.frombuffer(raw or b"", dtype="<i8") for symbol, raw in zip(symbols, pipe.execute())}
+
     INFO_FIELDS = ("rows", "first", "last", "version", "synthetic", "source")
 
     def info(self, symbol: str) -> SymbolInfo | None:
