@@ -24,7 +24,6 @@ from typing import Callable
 import numpy as np
 from numba import njit, prange
 
-from utils.engine.factors.panel import demean
 from utils.engine.factors.ranks import average_ranks
 from utils.engine.indicators.step_core import Param
 
@@ -252,13 +251,21 @@ def cs_rank(values: np.ndarray) -> np.ndarray:
         return average_ranks(values, valid) / counts
 
 
+def _row_deviations(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(values minus their row's mean over the non-NaN cells, the non-NaN mask)."""
+    valid = ~np.isnan(values)
+    counts = valid.sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        means = np.where(valid, values, 0.0).sum(axis=1) / counts
+    return values - means[:, None], valid
+
+
 def cs_demean(values: np.ndarray) -> np.ndarray:
-    return demean(values, ~np.isnan(values))
+    return _row_deviations(values)[0]
 
 
 def cs_zscore(values: np.ndarray) -> np.ndarray:
-    valid = ~np.isnan(values)
-    deviations = demean(values, valid)
+    deviations, valid = _row_deviations(values)
     degrees = valid.sum(axis=1) - 1.0
     squares = np.where(valid, deviations * deviations, 0.0).sum(axis=1)
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -395,9 +402,12 @@ def check_operator(operator: Operator) -> list[str]:
         problems.append("lookback must be callable")
     elif all(isinstance(param, Param) for param in operator.params):
         lowest = tuple(int(p.low) if p.is_integer else p.high for p in operator.params)
-        rows = operator.lookback(lowest)
+        try:
+            rows = operator.lookback(lowest)
+        except Exception as error:  # noqa: BLE001 - any failure means the entry is inconsistent
+            rows = f"{type(error).__name__}: {error}"
         if not isinstance(rows, int) or rows < 0:
-            problems.append("lookback must return a non-negative int")
+            problems.append(f"lookback must return a non-negative int for {lowest}, got {rows!r}")
     if not operator.description:
         problems.append("description is empty")
     if not operator.reference:
