@@ -13,12 +13,13 @@ import numpy as np
 
 from .cleaning import FactorLoss, check_loss, finish_loss, forward_return_mask
 from .forward_returns import forward_returns, zscore_outliers
-from .information import icir, information_table, pearson_ic, spearman_ic
-from .panel import demean, row_mean, series_mean_std
+from .information import icir, information_table
+from .panel import series_mean_std
+from .per_date import per_date_statistics
 from .quantiles import bin_spec, quantize
 from .ranks import average_ranks
-from .returns import (cumulative_returns, factor_alpha_beta, factor_returns, factor_weights,
-                      mean_return_by_quantile, quantile_means_by_date, top_minus_bottom)
+from .returns import (cumulative_returns, factor_alpha_beta, factor_weights,
+                      mean_return_by_quantile, top_minus_bottom)
 from .turnover import quantile_turnover, rank_autocorrelation
 
 
@@ -117,30 +118,25 @@ def analyze_factor(prices, factor, periods=(1, 5, 10), quantiles=5, bins=None, m
     weights = factor_weights(factor, valid, long_short, group_adjust, equal_weight, groups)
     stats = []
     for index, period in enumerate(periods):
-        period_returns = returns[index]
-        adjusted = demean(period_returns, valid, groups) if group_adjust else period_returns
-        ic = spearman_ic(factor_ranks, adjusted, valid)
-        linear_ic = pearson_ic(factor, adjusted, valid)
-        table = information_table(ic)
-        pearson_mean, pearson_ir = icir(linear_ic)
-        portfolio = factor_returns(weights, period_returns, valid)
-        ann_alpha, beta = factor_alpha_beta(portfolio, row_mean(period_returns, valid), period)
-        if not group_adjust and long_short:
-            adjusted = demean(period_returns, valid)
-        by_date = quantile_means_by_date(adjusted, labels, spec.n_labels)
-        mean_by_quantile, error_by_quantile = mean_return_by_quantile(by_date)
+        daily = per_date_statistics(factor, factor_ranks, returns[index], labels, weights,
+                                    spec.n_labels, groups, group_adjust, long_short)
+        table = information_table(daily.spearman_ic)
+        pearson_mean, pearson_ir = icir(daily.pearson_ic)
+        ann_alpha, beta = factor_alpha_beta(daily.factor_returns, daily.universe_returns, period)
+        mean_by_quantile, error_by_quantile = mean_return_by_quantile(daily.quantile_means)
         turnover = quantile_turnover(labels, spec.n_labels, period)
         stats.append(PeriodStats(
             period=period, ic_mean=table.ic_mean, ic_std=table.ic_std,
             risk_adjusted_ic=table.risk_adjusted_ic, t_stat=table.t_stat, p_value=table.p_value,
             ic_skew=table.ic_skew, ic_kurtosis=table.ic_kurtosis, pearson_ic_mean=pearson_mean,
             pearson_icir=pearson_ir, ann_alpha=ann_alpha, beta=beta,
-            factor_return_mean=series_mean_std(portfolio)[0],
+            factor_return_mean=series_mean_std(daily.factor_returns)[0],
             mean_return_by_quantile=_frozen(mean_by_quantile),
             std_error_by_quantile=_frozen(error_by_quantile),
-            top_minus_bottom=top_minus_bottom(by_date, top, bottom),
+            top_minus_bottom=top_minus_bottom(daily.quantile_means, top, bottom),
             mean_turnover_by_quantile=_frozen(np.array([series_mean_std(row)[0] for row in turnover])),
             rank_autocorrelation=series_mean_std(rank_autocorrelation(factor_ranks, period))[0],
-            ic=_frozen(ic), pearson_ic=_frozen(linear_ic), factor_returns=_frozen(portfolio),
-            cumulative_returns=_frozen(cumulative_returns(portfolio))))
+            ic=_frozen(daily.spearman_ic), pearson_ic=_frozen(daily.pearson_ic),
+            factor_returns=_frozen(daily.factor_returns),
+            cumulative_returns=_frozen(cumulative_returns(daily.factor_returns))))
     return FactorAnalysis(tuple(stats), loss, _frozen(labels), spec.n_labels)

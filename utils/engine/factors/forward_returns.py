@@ -5,6 +5,7 @@ applies over every date (it looks ahead; alphalens says so too)."""
 from __future__ import annotations
 
 import numpy as np
+from numba import njit, prange
 
 
 def forward_fill(prices: np.ndarray) -> np.ndarray:
@@ -25,15 +26,34 @@ def forward_returns(prices: np.ndarray, periods: tuple[int, ...]) -> np.ndarray:
     return returns
 
 
+@njit(parallel=True, cache=True)
+def _zscore_outliers(returns, filter_zscore):
+    n_periods, n_dates, n_symbols = returns.shape
+    outliers = np.zeros(returns.shape, np.bool_)
+    for cell in prange(n_periods * n_symbols):
+        period, symbol = cell // n_symbols, cell % n_symbols
+        column = returns[period, :, symbol]
+        count, total = 0, 0.0
+        for value in column:
+            if not np.isnan(value):
+                count += 1
+                total += value
+        if count < 2:
+            continue  # std is NaN: nothing compares greater
+        mean = total / count
+        squares = 0.0
+        for value in column:
+            if not np.isnan(value):
+                squares += (value - mean) ** 2
+        bound = filter_zscore * np.sqrt(squares / (count - 1))
+        for t in range(n_dates):
+            outliers[period, t, symbol] = abs(column[t] - mean) > bound
+    return outliers
+
+
 def zscore_outliers(returns: np.ndarray, filter_zscore: float | None) -> np.ndarray:
     """Cells more than ``filter_zscore`` standard deviations (ddof 1, per symbol over all dates)
     from the symbol's mean forward return; none when the filter is off (None or 0)."""
     if not filter_zscore:
         return np.zeros(returns.shape, dtype=bool)
-    present = ~np.isnan(returns)
-    counts = present.sum(axis=-2, keepdims=True)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        means = np.where(present, returns, 0.0).sum(axis=-2, keepdims=True) / counts
-        squares = np.where(present, (returns - means) ** 2, 0.0).sum(axis=-2, keepdims=True)
-        stds = np.where(counts > 1, np.sqrt(squares / (counts - 1)), np.nan)
-        return np.abs(returns - means) > filter_zscore * stds
+    return _zscore_outliers(returns, float(filter_zscore))

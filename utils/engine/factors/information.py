@@ -1,9 +1,6 @@
-"""Information coefficients per date and alphalens' information table.
-
-Spearman IC (alphalens ``factor_information_coefficient``): Pearson correlation of average ranks
-of the factor and of each period's forward returns over the date's clean cells (returns demeaned
-by date-and-group first with ``group_adjust``). Pearson IC and ICIR as Qlib's ``calc_ic``: the
-plain correlation per date, ICIR = mean / std (ddof 1). The table's t-stat, p-value, skew and
+"""alphalens' information table and Qlib's ICIR from the per-date IC series (``per_date``
+computes the series: Spearman IC as alphalens ``factor_information_coefficient``, Pearson IC as
+Qlib's ``calc_ic``). ICIR = mean / std (ddof 1) over dates with an IC. The table's t-stat, p-value, skew and
 excess kurtosis come from scipy on the dates that have an IC, as alphalens-reloaded does.
 """
 from __future__ import annotations
@@ -13,18 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats
 
-from .panel import row_pearson, series_mean_std
-from .ranks import average_ranks
-
-
-def spearman_ic(factor_ranks: np.ndarray, returns: np.ndarray, valid: np.ndarray) -> np.ndarray:
-    """(T,) Spearman IC of one period; NaN on a date with fewer than two cells or a constant side."""
-    return row_pearson(factor_ranks, average_ranks(returns, valid), valid)
-
-
-def pearson_ic(factor: np.ndarray, returns: np.ndarray, valid: np.ndarray) -> np.ndarray:
-    """(T,) Pearson IC of one period (Qlib ``calc_ic``'s ``ic``)."""
-    return row_pearson(factor, returns, valid)
+from .panel import series_mean_std
 
 
 @dataclass(frozen=True)

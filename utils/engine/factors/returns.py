@@ -1,5 +1,5 @@
-"""Factor-weighted and quantile returns as alphalens ``performance``: ``factor_weights`` /
-``factor_returns``, ``factor_alpha_beta`` (OLS of factor returns on the universe's mean return,
+"""Factor-weighted and quantile returns as alphalens ``performance``: ``factor_weights`` (the
+portfolio's per-date return, ``factor_returns``, is summed in ``per_date``), ``factor_alpha_beta`` (OLS of factor returns on the universe's mean return,
 alpha annualised over 252 / period), ``mean_return_by_quantile`` (per date, then over dates) and
 ``compute_mean_returns_spread`` (top minus bottom, halved to 100 % gross as alphalens-reloaded
 0.5 does). Every return is the period's return, not a per-day rate.
@@ -15,8 +15,8 @@ from .panel import segment_mean_per_cell, segment_sums, series_mean_std
 
 def _normalise(weights: np.ndarray, valid: np.ndarray, groups: np.ndarray | None) -> np.ndarray:
     """Divide by the segment's gross (sum of |w|); a segment with zero gross gets zero weights."""
-    gross, _, ids = segment_sums(np.abs(weights), valid, groups)
-    gross_per_cell = gross[ids]
+    gross, _, codes = segment_sums(np.abs(weights), valid, groups)
+    gross_per_cell = gross[:, codes]
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(gross_per_cell == 0, weights * 0.0, weights / gross_per_cell)
 
@@ -47,10 +47,10 @@ def factor_weights(factor: np.ndarray, valid: np.ndarray, demeaned: bool = True,
         positive = valid & (values > 0)
         weights = np.where(negative, -1.0, np.where(positive, 1.0, values))
         if demeaned:
-            _, n_negative, ids = segment_sums(weights, negative, segments)
+            _, n_negative, codes = segment_sums(weights, negative, segments)
             _, n_positive, _ = segment_sums(weights, positive, segments)
-            weights = np.where(negative, weights / np.maximum(n_negative[ids], 1), weights)
-            weights = np.where(positive, weights / np.maximum(n_positive[ids], 1), weights)
+            weights = np.where(negative, weights / np.maximum(n_negative[:, codes], 1), weights)
+            weights = np.where(positive, weights / np.maximum(n_positive[:, codes], 1), weights)
     elif demeaned:
         weights = values - segment_mean_per_cell(factor, valid, segments)
     else:
@@ -60,12 +60,6 @@ def factor_weights(factor: np.ndarray, valid: np.ndarray, demeaned: bool = True,
     if group_adjust:
         weights = _normalise(weights, valid, None)
     return np.where(valid, weights, 0.0)
-
-
-def factor_returns(weights: np.ndarray, returns: np.ndarray, valid: np.ndarray) -> np.ndarray:
-    """(T,) return of the factor-weighted portfolio per date; NaN on a date with no clean cell."""
-    totals = np.where(valid, weights * returns, 0.0).sum(axis=1)
-    return np.where(valid.any(axis=1), totals, np.nan)
 
 
 def factor_alpha_beta(portfolio: np.ndarray, universe: np.ndarray, period: int) -> tuple[float, float]:
@@ -86,19 +80,6 @@ def factor_alpha_beta(portfolio: np.ndarray, universe: np.ndarray, period: int) 
 def cumulative_returns(portfolio: np.ndarray) -> np.ndarray:
     """Compounded growth of 1 (empyrical ``cum_returns(starting_value=1)``: a NaN return is 0)."""
     return np.cumprod(1.0 + np.nan_to_num(portfolio, nan=0.0))
-
-
-def quantile_means_by_date(returns: np.ndarray, labels: np.ndarray, n_labels: int) -> np.ndarray:
-    """(n_labels, T) mean return of each quantile on each date; NaN where a quantile is empty."""
-    n_dates = labels.shape[0]
-    clean = labels > 0
-    ids = (np.arange(n_dates)[:, None] * (n_labels + 1) + labels)[clean]
-    size = n_dates * (n_labels + 1)
-    sums = np.bincount(ids, weights=returns[clean], minlength=size)
-    counts = np.bincount(ids, minlength=size)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        means = np.where(counts > 0, sums / counts, np.nan)
-    return means.reshape(n_dates, n_labels + 1)[:, 1:].T
 
 
 def mean_return_by_quantile(by_date: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -3,8 +3,7 @@ counted in rows of the panel (alphalens shifts on its inferred trading calendar:
 from __future__ import annotations
 
 import numpy as np
-
-from .panel import row_mean
+from numba import njit, prange
 
 
 def _counts_per_date(labels: np.ndarray, n_labels: int, where: np.ndarray) -> np.ndarray:
@@ -31,21 +30,36 @@ def quantile_turnover(labels: np.ndarray, n_labels: int, period: int) -> np.ndar
     return turnover
 
 
+@njit(parallel=True, cache=True)
+def _rank_autocorrelation(factor_ranks, period):
+    n_dates, n_symbols = factor_ranks.shape
+    result = np.full(n_dates, np.nan)
+    for t in prange(period, n_dates):
+        now, before = factor_ranks[t], factor_ranks[t - period]
+        count = 0
+        sum_now = sum_before = 0.0
+        for j in range(n_symbols):
+            if not np.isnan(now[j]) and not np.isnan(before[j]):
+                count += 1
+                sum_now += now[j]
+                sum_before += before[j]
+        if count < 2:
+            continue
+        mean_now, mean_before = sum_now / count, sum_before / count
+        cross = squares_now = squares_before = 0.0
+        for j in range(n_symbols):
+            if not np.isnan(now[j]) and not np.isnan(before[j]):
+                d_now, d_before = now[j] - mean_now, before[j] - mean_before
+                cross += d_now * d_before
+                squares_now += d_now * d_now
+                squares_before += d_before * d_before
+        std_now = np.sqrt(squares_now / (count - 1))
+        std_before = np.sqrt(squares_before / (count - 1))
+        result[t] = cross / ((count - 1) * std_now * std_before)  # 0 / 0 = NaN for constant ranks
+    return result
+
+
 def rank_autocorrelation(factor_ranks: np.ndarray, period: int) -> np.ndarray:
     """(T,) correlation of each date's factor ranks with those ``period`` rows earlier over the
     names ranked on both dates (``DataFrame.corrwith(axis=1)`` on the rank table)."""
-    n_dates = factor_ranks.shape[0]
-    result = np.full(n_dates, np.nan)
-    if period >= n_dates:
-        return result
-    now, before = factor_ranks[period:], factor_ranks[:-period]
-    pair = ~np.isnan(now) & ~np.isnan(before)
-    counts = pair.sum(axis=1)
-    dnow = np.where(pair, now - row_mean(now, pair)[:, None], 0.0)
-    dbefore = np.where(pair, before - row_mean(before, pair)[:, None], 0.0)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        std_now = np.sqrt((dnow * dnow).sum(axis=1) / (counts - 1))
-        std_before = np.sqrt((dbefore * dbefore).sum(axis=1) / (counts - 1))
-        result[period:] = np.where(counts >= 2, (dnow * dbefore).sum(axis=1)
-                                   / ((counts - 1) * std_now * std_before), np.nan)
-    return result
+    return _rank_autocorrelation(factor_ranks, period)
