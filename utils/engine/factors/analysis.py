@@ -17,7 +17,6 @@ from .information import icir, information_table
 from .panel import series_mean_std
 from .per_date import per_date_statistics
 from .quantiles import bin_spec, quantize
-from .ranks import average_ranks
 from .returns import (cumulative_returns, factor_alpha_beta, factor_weights,
                       mean_return_by_quantile, top_minus_bottom)
 from .turnover import quantile_turnover, rank_autocorrelation
@@ -107,14 +106,14 @@ def analyze_factor(prices, factor, periods=(1, 5, 10), quantiles=5, bins=None, m
     returns = forward_returns(prices, periods)
     outliers = zscore_outliers(returns, filter_zscore)
     before_binning, counts = forward_return_mask(factor, returns, outliers)
-    labels, failed = quantize(factor, before_binning, spec, groups if by_group else None)
+    labels, factor_ranks, failed = quantize(factor, before_binning, spec,
+                                            groups if by_group else None)
     loss = finish_loss(counts, before_binning, labels, failed)
     check_loss(loss, max_loss)
 
     valid = labels > 0
     present = np.unique(labels[valid])
     top, bottom = (int(present[-1]), int(present[0])) if present.size else (1, 1)
-    factor_ranks = average_ranks(factor, valid)
     weights = factor_weights(factor, valid, long_short, group_adjust, equal_weight, groups)
     stats = []
     for index, period in enumerate(periods):

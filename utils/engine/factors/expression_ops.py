@@ -24,7 +24,7 @@ from typing import Callable
 import numpy as np
 from numba import njit, prange
 
-from utils.engine.factors.ranks import average_ranks
+from utils.engine.factors.ranks import rank_row, valid_columns
 from utils.engine.indicators.step_core import Param
 
 ELEMENTWISE = "elementwise"
@@ -244,11 +244,25 @@ def _ts_regression(values, window, what):
 
 
 # ------------------------------------------------------------------ cross-sectional kernels
+@njit(parallel=True, cache=True)
+def _cs_rank(values):
+    """Per row: average rank of each non-NaN cell / the row's non-NaN count; NaN stays NaN."""
+    n_rows, n_cols = values.shape
+    out = np.full((n_rows, n_cols), np.nan)
+    for t in prange(n_rows):
+        cols = valid_columns(~np.isnan(values[t]))
+        row = np.empty(cols.size)
+        for k in range(cols.size):
+            row[k] = values[t, cols[k]]
+        ranks = np.empty(cols.size)
+        rank_row(row, ranks)
+        for k in range(cols.size):
+            out[t, cols[k]] = ranks[k] / cols.size
+    return out
+
+
 def cs_rank(values: np.ndarray) -> np.ndarray:
-    valid = ~np.isnan(values)
-    counts = valid.sum(axis=1, keepdims=True)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return average_ranks(values, valid) / counts
+    return _cs_rank(values)
 
 
 def _row_deviations(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

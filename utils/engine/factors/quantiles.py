@@ -176,11 +176,33 @@ def _cut_segment(row, seg, mode, fractions, edges, n_bins, zero_aware, first_ran
     return True
 
 
+@njit(cache=True)
+def _rank_labelled(row, ordered, labels_row, ranks_row):
+    """Average ranks of the labelled cells of a date, walking its value order once (saves the
+    IC and rank-autocorrelation a second sort of the factor)."""
+    kept = np.empty(ordered.size, np.int64)
+    count = 0
+    for c in ordered:
+        if labels_row[c] > 0:
+            kept[count] = c
+            count += 1
+    start = 0
+    while start < count:
+        end = start
+        while end + 1 < count and row[kept[end + 1]] == row[kept[start]]:
+            end += 1
+        rank = (start + end + 2) / 2.0
+        for k in range(start, end + 1):
+            ranks_row[kept[k]] = rank
+        start = end + 1
+
+
 @njit(parallel=True, cache=True)
 def _quantize(factor, valid, groups, n_groups, mode, fractions, edges, n_bins, zero_aware,
               first_ranks, half):
     n_dates, n_symbols = factor.shape
     labels = np.zeros((n_dates, n_symbols), np.int16)
+    ranks = np.full((n_dates, n_symbols), np.nan)
     failed = np.zeros((n_dates, n_groups), np.bool_)
     for t in prange(n_dates):
         row = factor[t]
@@ -215,13 +237,15 @@ def _quantize(factor, valid, groups, n_groups, mode, fractions, edges, n_bins, z
                 failed[t, g] = True
                 for c in seg:
                     labels_row[c] = 0
-    return labels, failed
+        _rank_labelled(row, ordered, labels_row, ranks[t])
+    return labels, ranks, failed
 
 
 def quantize(factor: np.ndarray, valid: np.ndarray, spec: BinSpec,
-             groups: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Labels 1..spec.n_labels per cell (0 = not binned) and, per date and group, whether that
-    segment's binning failed. ``groups`` given = bin each (date, group) apart (``by_group``)."""
+             groups: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Labels 1..spec.n_labels per cell (0 = not binned), the average ranks of the factor over
+    each date's binned cells (NaN elsewhere) and, per date and group, whether that segment's
+    binning failed. ``groups`` given = bin each (date, group) apart (``by_group``)."""
     n_symbols = factor.shape[1]
     codes = np.zeros(n_symbols, np.int64) if groups is None else np.asarray(groups, np.int64)
     n_groups = int(codes.max()) + 1 if codes.size else 1

@@ -1,9 +1,9 @@
 """Average ranks (scipy ``rankdata`` / pandas ``rank(method="average")``: ties share the mean of
-their 1-based positions), for one date's values and for every date of a (T, N) panel."""
+their 1-based positions) of one date's values, and the valid columns of a date."""
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
 
 @njit(cache=True, inline="always")
@@ -32,20 +32,3 @@ def valid_columns(valid_row: np.ndarray) -> np.ndarray:
             cols[count] = j
             count += 1
     return cols[:count]
-
-
-@njit(parallel=True, cache=True)
-def average_ranks(values: np.ndarray, valid: np.ndarray) -> np.ndarray:
-    """(T, N) average ranks of each date's valid cells; NaN elsewhere."""
-    n_dates, n_symbols = values.shape
-    ranks = np.full((n_dates, n_symbols), np.nan)
-    for t in prange(n_dates):
-        cols = valid_columns(valid[t])
-        row = np.empty(cols.size)
-        for k in range(cols.size):
-            row[k] = values[t, cols[k]]
-        row_ranks = np.empty(cols.size)
-        rank_row(row, row_ranks)
-        for k in range(cols.size):
-            ranks[t, cols[k]] = row_ranks[k]
-    return ranks

@@ -6,28 +6,30 @@ import numpy as np
 from numba import njit, prange
 
 
-def _counts_per_date(labels: np.ndarray, n_labels: int, where: np.ndarray) -> np.ndarray:
-    """(n_labels + 1, T) number of cells with each label per date, among cells ``where``."""
-    n_dates = labels.shape[0]
-    ids = (np.arange(n_dates)[:, None] * (n_labels + 1) + labels)[where]
-    counts = np.bincount(ids, minlength=n_dates * (n_labels + 1))
-    return counts.reshape(n_dates, n_labels + 1).T
+@njit(parallel=True, cache=True)
+def _quantile_turnover(labels, n_labels, period):
+    n_dates, n_symbols = labels.shape
+    turnover = np.full((n_labels, n_dates), np.nan)
+    for t in prange(period, n_dates):
+        sizes = np.zeros(n_labels + 1)
+        sizes_before = np.zeros(n_labels + 1)
+        entered = np.zeros(n_labels + 1)
+        for j in range(n_symbols):
+            now, before = labels[t, j], labels[t - period, j]
+            sizes[now] += 1
+            sizes_before[before] += 1
+            if now != before:
+                entered[now] += 1
+        for q in range(1, n_labels + 1):
+            if sizes[q] > 0 and sizes_before[q] > 0:
+                turnover[q - 1, t] = entered[q] / sizes[q]
+    return turnover
 
 
 def quantile_turnover(labels: np.ndarray, n_labels: int, period: int) -> np.ndarray:
     """(n_labels, T): share of a quantile's names on a date that were not in it ``period`` rows
     earlier; NaN unless the quantile has names on both dates."""
-    n_dates = labels.shape[0]
-    turnover = np.full((n_labels, n_dates), np.nan)
-    if period >= n_dates:
-        return turnover
-    sizes = _counts_per_date(labels, n_labels, np.ones(labels.shape, dtype=bool))[1:]
-    now, before = labels[period:], labels[:-period]
-    new_names = _counts_per_date(now, n_labels, now != before)
-    both = (sizes[:, period:] > 0) & (sizes[:, :-period] > 0)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        turnover[:, period:] = np.where(both, new_names[1:] / sizes[:, period:], np.nan)
-    return turnover
+    return _quantile_turnover(labels, n_labels, period)
 
 
 @njit(parallel=True, cache=True)
