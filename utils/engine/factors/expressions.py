@@ -24,6 +24,7 @@ import numpy as np
 from utils.engine.backtest.rule_syntax import (FUNCTIONS, HELPERS, KEYWORDS, MAX_RULE_CHARS, Arithmetic, Compare,
                                                Field, Helper, Indicator, Logical, Negate, Node, Not, Number,
                                                Parser, RuleError, _is_condition, _suggest, _Token)
+from utils.engine.backtest.rule_syntax import _unknown_function as _rule_unknown_function
 from utils.engine.backtest.rule_syntax import lookback as _rule_lookback
 from utils.engine.backtest.signal_rules import _Evaluation
 from utils.engine.factors.expression_ops import ELEMENTWISE, OPERATORS
@@ -94,10 +95,8 @@ class FactorParser(Parser):
 
 
 def _unknown_function(name: str) -> str:
-    if name in KINDS:  # a multi-output kind: the outputs are the functions
-        return f"'{name}' has several outputs; call one of {', '.join(KINDS[name].outputs)}"
-    if name in INPUT_NAMES:
-        return f"'{name}' is a bar field, not a function"
+    if name in KINDS or name in INPUT_NAMES:  # the rule language's own explanation
+        return _rule_unknown_function(name)
     return (f"unknown function '{name}'{_suggest(name, FACTOR_FUNCTIONS)}; known functions: "
             f"{', '.join(sorted(FACTOR_FUNCTIONS))}")
 
