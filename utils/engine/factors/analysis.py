@@ -7,13 +7,13 @@ trading dates (lags and forward returns count rows), columns are symbols.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import numpy as np
 
 from .cleaning import FactorLoss, check_loss, finish_loss, forward_return_mask
 from .forward_returns import forward_returns, zscore_outliers
-from .information import icir, information_table
+from .information import InformationTable, icir, information_table
 from .panel import series_mean_std
 from .per_date import per_date_statistics
 from .quantiles import bin_spec, quantize
@@ -28,17 +28,11 @@ def _frozen(values: np.ndarray) -> np.ndarray:
 
 
 @dataclass(frozen=True)
-class PeriodStats:
-    """Everything alphalens reports for one forward-return period (returns are per period)."""
+class PeriodStats(InformationTable):
+    """Everything alphalens reports for one forward-return period (returns are per period): its
+    information table and the rest."""
 
     period: int
-    ic_mean: float
-    ic_std: float
-    risk_adjusted_ic: float
-    t_stat: float
-    p_value: float
-    ic_skew: float
-    ic_kurtosis: float
     pearson_ic_mean: float
     pearson_icir: float
     ann_alpha: float
@@ -53,6 +47,7 @@ class PeriodStats:
     pearson_ic: np.ndarray  # (T,)
     factor_returns: np.ndarray  # (T,) factor-weighted portfolio return per date
     cumulative_returns: np.ndarray  # (T,) alphalens ``factor_cumulative_returns`` (growth of 1)
+    quantile_returns: np.ndarray  # (Q, T) mean return of each quantile per date (alphalens' mean_quant_ret_bydate)
 
 
 @dataclass(frozen=True)
@@ -125,9 +120,7 @@ def analyze_factor(prices, factor, periods=(1, 5, 10), quantiles=5, bins=None, m
         mean_by_quantile, error_by_quantile = mean_return_by_quantile(daily.quantile_means)
         turnover = quantile_turnover(labels, spec.n_labels, period)
         stats.append(PeriodStats(
-            period=period, ic_mean=table.ic_mean, ic_std=table.ic_std,
-            risk_adjusted_ic=table.risk_adjusted_ic, t_stat=table.t_stat, p_value=table.p_value,
-            ic_skew=table.ic_skew, ic_kurtosis=table.ic_kurtosis, pearson_ic_mean=pearson_mean,
+            **asdict(table), period=period, pearson_ic_mean=pearson_mean,
             pearson_icir=pearson_ir, ann_alpha=ann_alpha, beta=beta,
             factor_return_mean=series_mean_std(daily.factor_returns)[0],
             mean_return_by_quantile=_frozen(mean_by_quantile),
@@ -137,5 +130,6 @@ def analyze_factor(prices, factor, periods=(1, 5, 10), quantiles=5, bins=None, m
             rank_autocorrelation=series_mean_std(rank_autocorrelation(factor_ranks, period))[0],
             ic=_frozen(daily.spearman_ic), pearson_ic=_frozen(daily.pearson_ic),
             factor_returns=_frozen(daily.factor_returns),
-            cumulative_returns=_frozen(cumulative_returns(daily.factor_returns))))
+            cumulative_returns=_frozen(cumulative_returns(daily.factor_returns)),
+            quantile_returns=_frozen(daily.quantile_means)))
     return FactorAnalysis(tuple(stats), loss, _frozen(labels), spec.n_labels)

@@ -87,27 +87,9 @@ def _ts_std(values, window):
 
 
 @njit(parallel=True, cache=True)
-def _ts_extreme(values, window, sign):
-    """``sign`` 1: rolling max, -1: rolling min; NaN if the window holds one."""
-    n_rows, n_cols = values.shape
-    out = np.full((n_rows, n_cols), np.nan)
-    for t in prange(window - 1, n_rows):
-        for j in range(n_cols):
-            best = values[t - window + 1, j] * sign
-            for k in range(t - window + 1, t + 1):
-                value = values[k, j] * sign
-                if np.isnan(value):
-                    best = np.nan
-                    break
-                if value > best:
-                    best = value
-            out[t, j] = best * sign
-    return out
-
-
-@njit(parallel=True, cache=True)
-def _ts_arg_extreme(values, window, sign):
-    """1-based position of the window's first max (``sign`` 1) or min (-1), oldest row = 1."""
+def _ts_extreme(values, window, sign, position_wanted):
+    """Rolling max (``sign`` 1) or min (-1), or with ``position_wanted`` the 1-based position of
+    the window's first max/min (oldest row = 1); NaN if the window holds one."""
     n_rows, n_cols = values.shape
     out = np.full((n_rows, n_cols), np.nan)
     for t in prange(window - 1, n_rows):
@@ -118,13 +100,13 @@ def _ts_arg_extreme(values, window, sign):
             for k in range(start, t + 1):
                 value = values[k, j] * sign
                 if np.isnan(value):
-                    position = -1
+                    position = 0
                     break
                 if value > best:
                     best = value
                     position = k - start + 1
             if position > 0:
-                out[t, j] = position
+                out[t, j] = position if position_wanted else best * sign
     return out
 
 
@@ -347,14 +329,14 @@ _DECLARED = [
              "mean over the last n rows", "Qlib Mean = x.rolling(n).mean()"),
     Operator("ts_std", TIME_SERIES, ("x",), (_window(2),), _ts_std, _window_rows,
              "sample standard deviation (ddof 1) over the last n rows", "Qlib Std = x.rolling(n).std()"),
-    Operator("ts_min", TIME_SERIES, ("x",), (_window(),), lambda x, n: _ts_extreme(x, n, -1.0), _window_rows,
-             "minimum over the last n rows", "Qlib Min = x.rolling(n).min()"),
-    Operator("ts_max", TIME_SERIES, ("x",), (_window(),), lambda x, n: _ts_extreme(x, n, 1.0), _window_rows,
-             "maximum over the last n rows", "Qlib Max = x.rolling(n).max()"),
-    Operator("ts_argmin", TIME_SERIES, ("x",), (_window(),), lambda x, n: _ts_arg_extreme(x, n, -1.0),
+    Operator("ts_min", TIME_SERIES, ("x",), (_window(),), lambda x, n: _ts_extreme(x, n, -1.0, False),
+             _window_rows, "minimum over the last n rows", "Qlib Min = x.rolling(n).min()"),
+    Operator("ts_max", TIME_SERIES, ("x",), (_window(),), lambda x, n: _ts_extreme(x, n, 1.0, False),
+             _window_rows, "maximum over the last n rows", "Qlib Max = x.rolling(n).max()"),
+    Operator("ts_argmin", TIME_SERIES, ("x",), (_window(),), lambda x, n: _ts_extreme(x, n, -1.0, True),
              _window_rows, "1-based position of the window's (first) minimum, oldest row = 1",
              "Qlib IdxMin = x.rolling(n).apply(lambda w: w.argmin() + 1)"),
-    Operator("ts_argmax", TIME_SERIES, ("x",), (_window(),), lambda x, n: _ts_arg_extreme(x, n, 1.0),
+    Operator("ts_argmax", TIME_SERIES, ("x",), (_window(),), lambda x, n: _ts_extreme(x, n, 1.0, True),
              _window_rows, "1-based position of the window's (first) maximum, oldest row = 1",
              "Qlib IdxMax = x.rolling(n).apply(lambda w: w.argmax() + 1)"),
     Operator("ts_rank", TIME_SERIES, ("x",), (_window(2),), _ts_rank, _window_rows,
