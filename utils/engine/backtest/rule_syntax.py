@@ -464,3 +464,30 @@ def lookback(node: Node) -> int:
     if isinstance(node, (Arithmetic, Logical)):
         return max(lookback(operand) for operand in node.operands)
     return lookback(node.operand)  # Negate, Not
+
+
+def bar_inputs(nodes) -> frozenset[str]:
+    """Bar fields read by ``nodes`` (a tree walk): fields named, and those indicators read
+    themselves (vwap also uses ``time``, when given, for its sessions)."""
+    fields = set()
+    for node in nodes:
+        if isinstance(node, Field):
+            fields.add(node.name)
+        elif isinstance(node, Indicator) and node.series is None:
+            fields.update(KINDS[node.kind].inputs)
+    return frozenset(fields)
+
+
+def parse_text(parser_class: type, text: Any, field_name: str, noun: str) -> Any:
+    """The tree of ``text`` parsed by ``parser_class``; ``RuleError`` naming ``field_name`` and the
+    column for text that is not a string, too long, or nested too deeply."""
+    if not isinstance(text, str):
+        raise RuleError(field_name, 1, f"a {noun} must be text, got {type(text).__name__}")
+    if len(text) > MAX_RULE_CHARS:
+        raise RuleError(field_name, MAX_RULE_CHARS + 1, f"{noun} is {len(text)} characters long; "
+                                                        f"at most {MAX_RULE_CHARS} are allowed")
+    parser = parser_class(text, field_name)
+    try:
+        return parser.parse()
+    except RecursionError:  # MAX_DEPTH keeps the parser near 600 frames; a deep caller may still hit this
+        raise RuleError(field_name, parser.token.column, f"{noun} nests too deeply") from None

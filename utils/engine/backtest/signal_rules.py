@@ -20,8 +20,8 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from utils.engine.backtest.rule_syntax import (MAX_RULE_CHARS, Arithmetic, Field, Helper, Indicator, Logical,
-                                               Negate, Node, Not, Number, Parser, RuleError, lookback, walk)
+from utils.engine.backtest.rule_syntax import (Arithmetic, Field, Helper, Indicator, Logical, Negate, Node, Not,
+                                               Number, Parser, RuleError, bar_inputs, lookback, parse_text, walk)
 from utils.engine.indicators.features import KINDS, session_starts
 from utils.engine.indicators.kernels import host_panels, run_kind
 from utils.engine.indicators.step_core import INPUT_NAMES
@@ -39,13 +39,7 @@ class Rule:
 
     def inputs(self) -> frozenset[str]:
         """Bar fields the rule reads (vwap also uses ``time``, when given, for its sessions)."""
-        fields = set()
-        for node in walk(self.ast):
-            if isinstance(node, Field):
-                fields.add(node.name)
-            elif isinstance(node, Indicator) and node.series is None:
-                fields.update(KINDS[node.kind].inputs)
-        return frozenset(fields)
+        return bar_inputs(walk(self.ast))
 
     def evaluate(self, bars: Mapping[str, Any]) -> np.ndarray:
         """Boolean series/panel of the bars' shape: True where the rule holds."""
@@ -54,16 +48,7 @@ class Rule:
 
 def parse_rule(text: str, field: str = "rule") -> Rule:
     """Parse and type-check ``text``; raises ``RuleError`` naming ``field`` and the column."""
-    if not isinstance(text, str):
-        raise RuleError(field, 1, f"a rule must be text, got {type(text).__name__}")
-    if len(text) > MAX_RULE_CHARS:
-        raise RuleError(field, MAX_RULE_CHARS + 1, f"rule is {len(text)} characters long; "
-                                                   f"at most {MAX_RULE_CHARS} are allowed")
-    parser = Parser(text, field)
-    try:
-        return Rule(text, parser.parse())
-    except RecursionError:  # MAX_DEPTH keeps the parser near 600 frames; a deep caller may still hit this
-        raise RuleError(field, parser.token.column, "rule nests too deeply") from None
+    return Rule(text, parse_text(Parser, text, field, "rule"))
 
 
 # ------------------------------------------------------------------ evaluation

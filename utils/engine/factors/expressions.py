@@ -21,9 +21,9 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from utils.engine.backtest.rule_syntax import (FUNCTIONS, HELPERS, KEYWORDS, MAX_RULE_CHARS, Arithmetic, Compare,
-                                               Field, Helper, Indicator, Logical, Negate, Node, Not, Number,
-                                               Parser, RuleError, _is_condition, _suggest, _Token)
+from utils.engine.backtest.rule_syntax import (FUNCTIONS, HELPERS, KEYWORDS, Arithmetic, Compare, Helper, Indicator,
+                                               Logical, Negate, Node, Not, Number, Parser, _is_condition, _suggest,
+                                               _Token, bar_inputs, parse_text)
 from utils.engine.backtest.rule_syntax import _unknown_function as _rule_unknown_function
 from utils.engine.backtest.rule_syntax import lookback as _rule_lookback
 from utils.engine.backtest.signal_rules import _Evaluation
@@ -161,13 +161,7 @@ class FactorExpression:
 
     def inputs(self) -> frozenset[str]:
         """Bar fields the expression reads."""
-        fields = set()
-        for node in walk(self.ast):
-            if isinstance(node, Field):
-                fields.add(node.name)
-            elif isinstance(node, Indicator) and node.series is None:
-                fields.update(KINDS[node.kind].inputs)
-        return frozenset(fields)
+        return bar_inputs(walk(self.ast))
 
     def evaluate(self, bars: Mapping[str, Any]) -> np.ndarray:
         return evaluate_factor(self, bars)
@@ -175,16 +169,7 @@ class FactorExpression:
 
 def parse_factor(text: str, field_name: str = "expression") -> FactorExpression:
     """Parse and type-check ``text``; raises ``RuleError`` naming ``field_name`` and the column."""
-    if not isinstance(text, str):
-        raise RuleError(field_name, 1, f"an expression must be text, got {type(text).__name__}")
-    if len(text) > MAX_RULE_CHARS:
-        raise RuleError(field_name, MAX_RULE_CHARS + 1, f"expression is {len(text)} characters long; "
-                                                        f"at most {MAX_RULE_CHARS} are allowed")
-    parser = FactorParser(text, field_name)
-    try:
-        return FactorExpression(text, parser.parse())
-    except RecursionError:
-        raise RuleError(field_name, parser.token.column, "expression nests too deeply") from None
+    return FactorExpression(text, parse_text(FactorParser, text, field_name, "expression"))
 
 
 class _FactorEvaluation(_Evaluation):
