@@ -7,22 +7,20 @@ from typing import Any
 from api_proto import backtest_pb2, backtest_pb2_grpc
 from services import validation
 from services.errors import ServiceError, failed_precondition, invalid
-from services.job_views import (cancel, completed_result, history_page, job_id_field, require_job, run_job,
-                                watch)
+from services.job_views import (REPORT_CONTENT_TYPE, cancel, completed_result, history_page, job_id_field,
+                                render_report, require_job, watch)
 from services.stored_data import require_bars_in_range
 from utils.cache import RedisCache, digest
 from utils.data.store import BarStore
 from utils.data.timeutil import epoch_to_iso, format_time
 from utils.queue import keys
-from utils.queue.jobs import JobRecord, JobSpec, JobStatus, derived_job_id, new_job_id
+from utils.queue.jobs import JobRecord, JobSpec, JobStatus
 from utils.queue.streams import JobQueue
 
 import grpc
 
 TASK_TYPE = "backtest"
-REPORT_TIMEOUT_SECONDS = 60.0  # a tearsheet renders in well under a second on a worker
 MAX_STRATEGY_CONFIG_BYTES = 64 * 1024
-REPORT_CONTENT_TYPE = "text/html; charset=utf-8"
 
 
 def status_enum(status: JobStatus) -> int:
@@ -187,14 +185,8 @@ class BacktestServicer(backtest_pb2_grpc.BacktestServiceServicer):
     def GetBacktestReport(self, request, context):
         """Rendered by a worker as a ``report`` job (one per backtest, reused while it lives)."""
         record, _ = completed_backtest(self.queue, request.backtest_id)
-        report_id = derived_job_id("report", record.id)
-        earlier = self.queue.get(report_id)
-        if earlier is not None and earlier.status in (JobStatus.FAILED, JobStatus.CANCELLED):
-            report_id = new_job_id("report")
-        spec = JobSpec("report", {"backtest_id": record.id}, "high", self.settings.job_max_attempts,
-                       {"backtest_id": record.id})
-        _, result = run_job(self.queue, spec, context, REPORT_TIMEOUT_SECONDS, report_id)
-        return backtest_pb2.BacktestReportResponse(backtest_id=record.id, html=result["html"],
+        html = render_report(self.queue, record, context, self.settings.job_max_attempts)
+        return backtest_pb2.BacktestReportResponse(backtest_id=record.id, html=html,
                                                    content_type=REPORT_CONTENT_TYPE)
 
     def GetBacktestHistory(self, request, context):

@@ -10,7 +10,7 @@ import numpy as np
 from api_proto import factor_pb2, factor_pb2_grpc, jobs_pb2
 from services import validation
 from services.errors import invalid
-from services.job_views import completed_result, job_id_field
+from services.job_views import REPORT_CONTENT_TYPE, completed_result, job_id_field, render_report
 from services.stored_data import require_bars_in_range
 from utils.data import keys as data_keys
 from utils.data.store import BarStore
@@ -177,6 +177,13 @@ class FactorServicer(factor_pb2_grpc.FactorServiceServicer):
         job_id = job_id_field("job_id", request.job_id, TASK_TYPE)
         _, result = completed_result(self.queue, job_id, TASK_TYPE, "follow it with JobService.WatchJob")
         return result_message(job_id, result)
+
+    def GetFactorReport(self, request, context):
+        """Rendered by a worker as a ``report`` job (one per analysis, reused while it lives)."""
+        job_id = job_id_field("job_id", request.job_id, TASK_TYPE)
+        record, _ = completed_result(self.queue, job_id, TASK_TYPE, "follow it with JobService.WatchJob")
+        html = render_report(self.queue, record, context, self.settings.job_max_attempts)
+        return factor_pb2.FactorReportResponse(job_id=job_id, html=html, content_type=REPORT_CONTENT_TYPE)
 
 
 def _value(value: float | None) -> float:

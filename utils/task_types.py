@@ -72,6 +72,14 @@ TASK_TYPES: tuple[TaskType, ...] = (
              cap_setting="max_concurrent_factor", cap_default=2,
              cap_help="Factor analyses (FactorService.AnalyzeFactor) run at once per worker.",
              counter="factor_tasks", handler="utils.tasks.factor:make_factor_handler"),
+    TaskType(name="factor_set", id_prefix="fs", noun="factor set",
+             cap_setting="max_concurrent_factor_sets", cap_default=2,
+             cap_help="Factor sets computed or combined at once per worker (ComputeFactors, CombineFactors).",
+             counter="factor_set_tasks", handler="utils.tasks.factor_sets:make_factor_set_handler"),
+    TaskType(name="factor_eval", id_prefix="fe", noun="factor evaluation",
+             cap_setting="max_concurrent_factor_evaluations", cap_default=1,
+             cap_help="Many-factor evaluations (FactorService.EvaluateFactors) run at once per worker.",
+             counter="factor_eval_tasks", handler="utils.tasks.factor_eval:make_factor_eval_handler"),
 )
 
 

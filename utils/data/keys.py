@@ -43,6 +43,17 @@ def factor_values(job_id: str) -> str:
     return f"factor:values:{job_id}"
 
 
+def factor_set(set_id: str) -> str:
+    """Hash with the result TTL: a stored factor set's meta (JSON: names, times, symbols...)."""
+    return f"factor:set:{set_id}"
+
+
+def factor_set_values(set_id: str, index: int) -> str:
+    """String with the result TTL: factor ``index`` of a factor set, raw little-endian float64
+    bytes (row-major times x symbols, NaN = missing)."""
+    return f"factor:set:{set_id}:{index}"
+
+
 # Caches and models.
 def cache(namespace: str, digest: str) -> str:
     return f"cache:{namespace}:{digest}"

@@ -56,22 +56,30 @@ def aligned_bars(store: BarStore, symbols: list[str], start_ns: int, end_ns: int
     return AlignedBars(times, factor_rows, panels)
 
 
-def expression_factor(expression: str, aligned: AlignedBars) -> np.ndarray:
-    """The expression evaluated on the bars inside [start, end] only; NaN rows after end."""
+def expression_factors(expressions: dict[str, str], aligned: AlignedBars) -> dict[str, np.ndarray]:
+    """Each expression evaluated on the bars inside [start, end] only (shared sub-expressions
+    computed once); (T, N) panels with NaN rows after end."""
     from utils.engine.backtest.rule_syntax import RuleError
-    from utils.engine.factors.expressions import evaluate_factor, parse_factor
+    from utils.engine.factors.expressions import evaluate_factors
     window: dict[str, np.ndarray] = {name: np.ascontiguousarray(panel[:aligned.factor_rows])
                                      for name, panel in aligned.panels.items()}
     window["time"] = aligned.times[:aligned.factor_rows]  # vwap sessions
     try:
-        values = np.asarray(evaluate_factor(parse_factor(expression), window), dtype=np.float64)
+        evaluated = evaluate_factors(expressions, window)
     except RuleError as exc:  # the servicer parsed it; a server of another release may not have
         raise PermanentJobError(str(exc)) from None
     except ValueError as exc:
         raise PermanentJobError(f"expression: {exc}") from None
-    factor = np.full(aligned.close.shape, np.nan)
-    factor[:aligned.factor_rows] = values.reshape(aligned.factor_rows, -1)
-    return factor
+    factors = {}
+    for name, values in evaluated.items():
+        factor = factors[name] = np.full(aligned.close.shape, np.nan)
+        factor[:aligned.factor_rows] = np.asarray(values, dtype=np.float64).reshape(aligned.factor_rows, -1)
+    return factors
+
+
+def expression_factor(expression: str, aligned: AlignedBars) -> np.ndarray:
+    """The expression evaluated on the bars inside [start, end] only; NaN rows after end."""
+    return expression_factors({"expression": expression}, aligned)["expression"]
 
 
 def values_factor(store: BarStore, spec: dict[str, Any], symbols: list[str], aligned: AlignedBars) -> np.ndarray:
@@ -81,12 +89,20 @@ def values_factor(store: BarStore, spec: dict[str, Any], symbols: list[str], ali
     times = np.asarray(spec["times_ns"], dtype=np.int64)
     panel_symbols = spec["symbols"]
     if raw is None:
-        raise PermanentJobError("the factor values of this job have expired or were removed; submit it again")
+        raise PermanentJobError("the stored factor set has expired or was removed; compute it again"
+                                if spec.get("subset") else
+                                "the factor values of this job have expired or were removed; submit it again")
     values = np.frombuffer(raw, dtype="<f8")
     if values.size != times.size * len(panel_symbols):
         raise PermanentJobError(f"stored factor values hold {values.size} numbers, expected "
                                 f"{times.size} times x {len(panel_symbols)} symbols")
     factor_times = aligned.times[:aligned.factor_rows]
+    values = values.reshape(times.size, len(panel_symbols))
+    if spec.get("subset"):  # a stored factor set's factor: only its cells inside the request
+        inside = (times >= factor_times[0]) & (times <= factor_times[-1]) if factor_times.size else times < 0
+        columns = [index for index, symbol in enumerate(panel_symbols) if symbol in symbols]
+        times, values = times[inside], values[np.ix_(inside, columns)]
+        panel_symbols = [panel_symbols[index] for index in columns]
     rows = np.searchsorted(factor_times, times)
     matched = (rows < factor_times.size) & (factor_times[np.minimum(rows, factor_times.size - 1)] == times) \
         if factor_times.size else np.zeros(times.size, dtype=bool)
@@ -96,7 +112,7 @@ def values_factor(store: BarStore, spec: dict[str, Any], symbols: list[str], ali
                                 f"start_time and end_time (the stored bars changed since submission?)")
     columns = np.array([symbols.index(symbol) for symbol in panel_symbols], dtype=np.int64)
     factor = np.full(aligned.close.shape, np.nan)
-    factor[np.ix_(rows, columns)] = values.reshape(times.size, len(panel_symbols))
+    factor[np.ix_(rows, columns)] = values
     return factor
 
 

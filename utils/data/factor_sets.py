@@ -1,0 +1,44 @@
+"""Stored factor sets (FactorService.ComputeFactors / CombineFactors): one meta hash and one raw
+float64 string per factor (``keys.factor_set``, ``keys.factor_set_values``), all with the result
+TTL of the job that wrote them. The factor set's id is that job's id."""
+from __future__ import annotations
+
+import json
+from typing import Any, Sequence
+
+import numpy as np
+
+from utils.data import keys
+
+
+def write_factor_set(redis, set_id: str, names: Sequence[str], times_ns: np.ndarray, symbols: Sequence[str],
+                     panels: Sequence[np.ndarray], ttl: int, **info: Any) -> dict[str, Any]:
+    """Store the (T, N) panels and their meta (names, times, symbols, plus ``info``); returns the meta."""
+    meta = {"names": list(names), "times_ns": [int(t) for t in times_ns], "symbols": list(symbols), **info}
+    shape = (len(meta["times_ns"]), len(meta["symbols"]))
+    with redis.pipeline(transaction=True) as pipe:
+        for index, panel in enumerate(panels):
+            panel = np.asarray(panel, dtype="<f8")
+            if panel.shape != shape:
+                raise ValueError(f"factor {names[index]!r} is {panel.shape}, expected {shape}")
+            pipe.set(keys.factor_set_values(set_id, index), panel.tobytes(), ex=ttl)
+        pipe.hset(keys.factor_set(set_id), "meta", json.dumps(meta))
+        pipe.expire(keys.factor_set(set_id), ttl)
+        pipe.execute()
+    return meta
+
+
+def read_meta(redis, set_id: str) -> dict[str, Any] | None:
+    raw = redis.hget(keys.factor_set(set_id), "meta")
+    return None if raw is None else json.loads(raw)
+
+
+def read_factors(redis, set_id: str, meta: dict[str, Any], names: Sequence[str]) -> np.ndarray | None:
+    """(K, T, N) of the named factors; None when any of them has expired."""
+    shape = (len(meta["times_ns"]), len(meta["symbols"]))
+    indices = [meta["names"].index(name) for name in names]
+    raws = redis.mget([keys.factor_set_values(set_id, index) for index in indices]) if indices else []
+    if any(raw is None for raw in raws):
+        return None
+    return np.stack([np.frombuffer(raw, dtype="<f8").reshape(shape) for raw in raws]) if raws \
+        else np.empty((0,) + shape)
