@@ -1,5 +1,6 @@
 """FactorService: validate and queue factor analyses (task type ``factor``), read their results.
-Never computes itself: the worker's ``utils/tasks/factor.py`` runs ``analyze_factor``."""
+Never computes itself: the worker's ``utils/tasks/factor.py`` runs ``analyze_factor``. The
+many-factor RPCs (ComputeFactors, EvaluateFactors, CombineFactors) are ``services/factor_set_service.py``."""
 from __future__ import annotations
 
 import math
@@ -8,8 +9,10 @@ from typing import Any
 import numpy as np
 
 from api_proto import factor_pb2, factor_pb2_grpc, jobs_pb2
+from services import factor_requests as checks
 from services import validation
 from services.errors import invalid
+from services.factor_set_service import FactorSetRPCs
 from services.job_views import REPORT_CONTENT_TYPE, completed_result, job_id_field, render_report
 from services.stored_data import require_bars_in_range
 from utils.data import keys as data_keys
@@ -19,19 +22,13 @@ from utils.queue.jobs import JobSpec, new_job_id
 from utils.queue.streams import JobQueue
 
 TASK_TYPE = "factor"
-DEFAULT_PERIODS = (1, 5, 10)
-MAX_PERIOD = 252
-MAX_PERIODS = 32
-DEFAULT_QUANTILES = 5
-MAX_BINS = 100
-DEFAULT_MAX_LOSS = 0.35
-DEFAULT_FILTER_ZSCORE = 20.0
-MAX_EXPRESSION_CHARS = 4096
+DEFAULT_QUANTILES = checks.DEFAULT_QUANTILES
+MAX_BINS = checks.MAX_BINS
 MAX_GROUP_NAME_CHARS = 128
 RANK_TIES = ("", "average", "first")
 
 
-class FactorServicer(factor_pb2_grpc.FactorServiceServicer):
+class FactorServicer(FactorSetRPCs, factor_pb2_grpc.FactorServiceServicer):
     def __init__(self, queue: JobQueue, store: BarStore, settings: Any) -> None:
         self.queue = queue
         self.store = store
@@ -39,6 +36,9 @@ class FactorServicer(factor_pb2_grpc.FactorServiceServicer):
 
     # ------------------------------------------------------------ submission
     def AnalyzeFactor(self, request, context):
+        stored_meta = None
+        if request.WhichOneof("factor") == "stored":
+            request, stored_meta = self._stored_request(request)
         symbols = validation.symbols("symbols", list(request.symbols), self.settings.max_symbols_per_request)
         if len(symbols) < 2:
             raise invalid("symbols", "must name at least two symbols (the factor is compared across them)")
@@ -47,10 +47,11 @@ class FactorServicer(factor_pb2_grpc.FactorServiceServicer):
         which = request.WhichOneof("factor")
         if which is None:
             raise invalid("factor", "set exactly one of expression or values")
-        expression = self._expression(request.expression) if which == "expression" else None
+        expression = checks.expression(request.expression) if which == "expression" else None
         panel = self._panel(request.values, symbols, start_ns, end_ns) if which == "values" else None
         self._require_bars(symbols, start_ns, end_ns, request.start_time, request.end_time,
                            panel[0] if panel is not None else None)
+        stored = self._stored_values(request.stored, stored_meta) if which == "stored" else None
         job_id = new_job_id(TASK_TYPE)
         payload = {"symbols": symbols, "start_ns": start_ns, "end_ns": end_ns, "expression": expression,
                    "values": None, **options}
@@ -59,32 +60,23 @@ class FactorServicer(factor_pb2_grpc.FactorServiceServicer):
             key = data_keys.factor_values(job_id)
             self.store.redis.set(key, values.astype("<f8").tobytes(), ex=self.queue.result_ttl(TASK_TYPE))
             payload["values"] = {"times_ns": times.tolist(), "symbols": panel_symbols, "key": key}
+        if stored is not None:
+            payload["values"] = stored
         meta = {"symbols": symbols[:20], "start_time": format_time(start_ns), "end_time": format_time(end_ns),
-                "factor": expression[:200] if expression else "values"}
+                "factor": expression[:200] if expression else ("values" if stored is None else
+                                                                  f"{stored['set']}:{stored['name']}")}
         self.queue.enqueue(JobSpec(TASK_TYPE, payload, "normal", self.settings.job_max_attempts, meta), job_id)
         return jobs_pb2.JobHandle(job_id=job_id, status=jobs_pb2.PENDING, message="queued")
 
     def _options(self, request, symbols: list[str]) -> dict[str, Any]:
-        periods = list(request.periods) or list(DEFAULT_PERIODS)
-        if len(periods) > MAX_PERIODS:
-            raise invalid("periods", f"has {len(periods)} entries; the limit is {MAX_PERIODS}")
-        for period in periods:
-            if not 1 <= period <= MAX_PERIOD:
-                raise invalid("periods", f"each must be 1..{MAX_PERIOD} rows, got {period}")
-        if len(set(periods)) != len(periods):
-            raise invalid("periods", f"lists a period twice: {periods}")
+        periods = checks.periods(list(request.periods))
         quantiles = request.quantiles if request.HasField("quantiles") else DEFAULT_QUANTILES
         if request.bins:
             if not 2 <= request.bins <= MAX_BINS:
                 raise invalid("bins", f"must be 2..{MAX_BINS} (or 0 to use quantiles), got {request.bins}")
         elif not 2 <= quantiles <= MAX_BINS:
             raise invalid("quantiles", f"must be 2..{MAX_BINS}, got {quantiles}")
-        max_loss = request.max_loss if request.HasField("max_loss") else DEFAULT_MAX_LOSS
-        if not (math.isfinite(max_loss) and 0 <= max_loss <= 1):
-            raise invalid("max_loss", f"must be a share in [0, 1], got {max_loss}")
-        zscore = request.filter_zscore if request.HasField("filter_zscore") else DEFAULT_FILTER_ZSCORE
-        if not (math.isfinite(zscore) and zscore >= 0):
-            raise invalid("filter_zscore", f"must be a finite number >= 0 (0 = off), got {zscore}")
+        cleaning = checks.cleaning(request)
         if request.rank_ties not in RANK_TIES:
             raise invalid("rank_ties", f"must be 'average' or 'first' (or empty for 'average'), got "
                                        f"{request.rank_ties[:40]!r}")
@@ -104,26 +96,34 @@ class FactorServicer(factor_pb2_grpc.FactorServiceServicer):
                 flag = "group_adjust" if request.group_adjust else "by_group"
                 raise invalid("groups", f"{flag} needs a group for every symbol; {missing[0]!r} has none")
         return {"periods": periods, "quantiles": None if request.bins else quantiles, "bins": request.bins or None,
-                "max_loss": max_loss, "filter_zscore": zscore or None, "zero_aware": request.zero_aware,
+                **cleaning, "zero_aware": request.zero_aware,
                 "groups": groups, "group_adjust": request.group_adjust, "by_group": request.by_group,
-                "long_short": request.long_short if request.HasField("long_short") else True,
                 "equal_weight": request.equal_weight, "rank_ties": request.rank_ties or "average"}
 
+    def _stored_request(self, request) -> tuple[Any, dict[str, Any]]:
+        """The request with its symbols and dates defaulted to the stored factor set's."""
+        meta = checks.stored_set(self.queue, self.store.redis, "stored.factor_set_id", request.stored.factor_set_id)
+        request = type(request).FromString(request.SerializeToString())
+        if not request.symbols:
+            request.symbols.extend(meta["symbols"])
+        strangers = [symbol for symbol in request.symbols if symbol not in set(meta["symbols"])]
+        if strangers:
+            raise invalid("symbols", f"{strangers[0][:40]!r} is not a symbol of factor set {meta['id']}")
+        if not request.start_time:
+            request.start_time = format_time(meta["times_ns"][0])
+        if not request.end_time:
+            request.end_time = format_time(meta["times_ns"][-1])
+        return request, meta
+
     @staticmethod
-    def _expression(text: str) -> str:
-        if not text.strip():
-            raise invalid("expression", "is empty; give a factor expression, e.g. 'cs_rank(ts_mean(close, 5) / close)'")
-        if len(text) > MAX_EXPRESSION_CHARS:
-            raise invalid("expression", f"is {len(text)} characters; the limit is {MAX_EXPRESSION_CHARS}")
-        from utils.engine.backtest.rule_syntax import RuleError
-        from utils.engine.factors.expressions import parse_factor
-        try:
-            parse_factor(text)
-        except RuleError as exc:
-            raise invalid("expression", f"column {exc.column}: {exc.reason}") from None
-        except (ValueError, RecursionError) as exc:
-            raise invalid("expression", str(exc) or "does not parse") from None
-        return text
+    def _stored_values(stored, meta: dict[str, Any]) -> dict[str, Any]:
+        """The values spec of a stored factor (``utils/tasks/factor.py`` values_factor, subset mode)."""
+        name = stored.factor_name or (meta["names"][0] if len(meta["names"]) == 1 else "")
+        if name not in meta["names"]:
+            raise invalid("stored.factor_name", f"{name[:40]!r} is not a factor of factor set {meta['id']}"
+                          if name else f"is empty; factor set {meta['id']} holds {len(meta['names'])} factors")
+        return {"times_ns": meta["times_ns"], "symbols": meta["symbols"], "subset": True, "set": meta["id"],
+                "name": name, "key": data_keys.factor_set_values(meta["id"], meta["names"].index(name))}
 
     def _panel(self, panel, symbols: list[str], start_ns: int, end_ns: int
                ) -> tuple[np.ndarray, list[str], np.ndarray]:
