@@ -11,7 +11,7 @@ import grpc
 from services import validation
 from services.errors import ServiceError, failed_precondition, not_found
 from utils import task_types
-from utils.queue.jobs import JobRecord, JobSpec, JobStatus
+from utils.queue.jobs import JobRecord, JobSpec, JobStatus, derived_job_id, new_job_id
 from utils.queue.streams import JobQueue
 
 WATCH_POLL_SECONDS = 0.1  # re-read at least this often: an announcement can be lost across a reconnect
@@ -120,6 +120,25 @@ def run_job(queue: JobQueue, spec: JobSpec, context: grpc.ServicerContext, timeo
     if result is None:
         raise failed_precondition(f"{noun} {job_id} {record.status.value.lower()}: {record.error or 'no result'}")
     return job_id, result
+
+
+REPORT_CONTENT_TYPE = "text/html; charset=utf-8"
+REPORT_TIMEOUT_SECONDS = 60.0  # a tearsheet renders in well under a second on a worker
+
+
+def render_report(queue: JobQueue, source: JobRecord, context: grpc.ServicerContext, max_attempts: int,
+                  timeout: float = REPORT_TIMEOUT_SECONDS) -> str:
+    """The HTML tearsheet of a COMPLETED job, rendered by a worker as a ``report`` job (its
+    renderer is picked by the source's task type, ``utils/tasks/report.py``). One report job per
+    source (``derived_job_id``), reused while it lives; a failed or cancelled one is replaced."""
+    report_id = derived_job_id("report", source.id)
+    earlier = queue.get(report_id)
+    if earlier is not None and earlier.status in (JobStatus.FAILED, JobStatus.CANCELLED):
+        report_id = new_job_id("report")
+    spec = JobSpec("report", {"source_id": source.id}, "high", max_attempts,
+                   {"source_id": source.id, "source_type": source.task_type})
+    _, result = run_job(queue, spec, context, timeout, report_id)
+    return result["html"]
 
 
 def history_page(queue: JobQueue, task_type: str | None, offset: int, size: int,

@@ -140,7 +140,8 @@ PERIOD_VECTORS = ("mean_return_by_quantile", "std_error_by_quantile", "mean_turn
 
 def result_document(analysis: Any, periods: list[int], times: np.ndarray, factor_rows: int) -> dict[str, Any]:
     """The stored result (strict JSON): periods in the requested order, the IC series and the first
-    period's cumulative returns on the factor dates that kept at least one value."""
+    period's cumulative returns (overall and by quantile) on the factor dates that kept at least one value."""
+    from utils.engine.factors.returns import cumulative_returns
     stats = [analysis.period(period) for period in periods]
     kept_dates = np.flatnonzero((analysis.quantile_labels[:factor_rows] > 0).any(axis=1))
     dates = [format_time(int(t)) for t in times[kept_dates]]
@@ -153,6 +154,10 @@ def result_document(analysis: Any, periods: list[int], times: np.ndarray, factor
                      **{name: _numbers(getattr(s, name)) for name in PERIOD_VECTORS}} for s in stats],
         "ic_series": {"time": dates, "ic": [_numbers([s.ic[row] for s in stats]) for row in kept_dates]},
         "cumulative_returns": {"time": dates, "value": _numbers(stats[0].cumulative_returns[kept_dates])},
+        # the first period's mean return of each quantile compounded (alphalens'
+        # plot_cumulative_returns_by_quantile), one list per quantile, for the tearsheet
+        "quantile_cumulative_returns": {"time": dates, "value": [
+            _numbers(cumulative_returns(row)[kept_dates]) for row in stats[0].quantile_returns]},
     }
 
 
