@@ -89,7 +89,7 @@ class BacktestServicer(backtest_pb2_grpc.BacktestServiceServicer):
         symbols = validation.symbols("stock_codes", list(request.stock_codes), self.settings.max_symbols_per_request)
         start_ns, end_ns = validation.time_range("start_time", request.start_time, "end_time", request.end_time)
         config = validation.json_object("strategy_config", request.strategy_config, MAX_STRATEGY_CONFIG_BYTES)
-        spec = self._strategy(config)
+        spec = self._strategy(config, len(symbols))
         capital = validation.finite("initial_capital", request.initial_capital, minimum=0, strict_minimum=True)
         commission = validation.finite("commission_rate", request.commission_rate, minimum=0, maximum=0.1)
         device = validation.device("device", request.device)
@@ -128,10 +128,10 @@ class BacktestServicer(backtest_pb2_grpc.BacktestServiceServicer):
                                              message=message)
 
     @staticmethod
-    def _strategy(config: dict[str, Any]):
+    def _strategy(config: dict[str, Any], symbols: int):
         from utils.engine.backtest.config import validate_strategy_config
         try:
-            return validate_strategy_config(config)
+            return validate_strategy_config(config, symbols)
         except ValueError as exc:
             message = str(exc)
             if not message.startswith("strategy_config"):

@@ -292,7 +292,7 @@ def test_strategy_config_errors_name_the_field(config, message):
 
 def test_unknown_strategy_lists_valid_names():
     with pytest.raises(UnknownStrategyError, match="breakout, mean_reversion, momentum, signals, "
-                                                   "sma_crossover, trend_following"):
+                                                   "sma_crossover, top_k, trend_following"):
         validate_strategy_config({"strategy_type": "pairs_trading"})
 
 

@@ -172,10 +172,14 @@ def _param_value(param: ParamDef, value: Any, field: str | None = None) -> Any:
         return _number(field, value, param.low, param.high)
     if param.kind == "choice":
         return _choice(field, value, param.choices)
+    what = "factor expression" if param.kind == "factor" else "rule text"
     if not isinstance(value, str) or not value.strip():
-        raise ValueError(f"strategy_config.{field} must be a non-empty rule text, got {value!r}")
+        raise ValueError(f"strategy_config.{field} must be a non-empty {what}, got {value!r}")
     if len(value) > MAX_RULE_CHARS:
         raise ValueError(f"strategy_config.{field} is {len(value)} characters; the limit is {MAX_RULE_CHARS}")
+    if param.kind == "factor":  # parsed at submit: an error names the field and the column
+        from utils.engine.factors.expressions import parse_factor
+        parse_factor(value, f"strategy_config.{field}")
     return value
 
 
@@ -187,8 +191,8 @@ def _grid(definition, raw: Any) -> tuple[tuple[str, tuple[Any, ...]], ...]:
     grid = []
     count = 1
     for name, values in raw.items():
-        if name not in params or params[name].kind == "rule":
-            sweepable = [p.name for p in definition.params if p.kind != "rule"]
+        if name not in params or params[name].kind in ("rule", "factor"):
+            sweepable = [p.name for p in definition.params if p.kind not in ("rule", "factor")]
             raise ValueError(f"strategy_config.param_grid.{name} is not a parameter that can be swept; "
                              f"parameters: {', '.join(sweepable) or 'none'}")
         if not isinstance(values, (list, tuple)) or not values:
@@ -217,8 +221,9 @@ def _walk_forward(raw: Any) -> WalkForward:
                                               0.1, 0.95))
 
 
-def validate_strategy_config(config: Mapping[str, Any]) -> StrategySpec:
-    """Check a client's strategy config once, at the edge; errors name the offending field."""
+def validate_strategy_config(config: Mapping[str, Any], symbols: int | None = None) -> StrategySpec:
+    """Check a client's strategy config once, at the edge; errors name the offending field.
+    ``symbols``: the request's symbol count, the bound of parameters such as ``top_k``'s ``k``."""
     if not isinstance(config, Mapping):
         raise ValueError(f"strategy_config must be an object, got {type(config).__name__}")
     name = config.get("strategy_type")
@@ -276,11 +281,27 @@ def validate_strategy_config(config: Mapping[str, Any]) -> StrategySpec:
         raise ValueError("strategy_config.walk_forward needs a param_grid to optimise in each training window")
     if grid and not spec.combinations():
         raise ValueError("strategy_config.param_grid has no valid combination (e.g. every fast >= slow)")
+    if definition.long_only and spec.allow_short:
+        raise ValueError(f"strategy_config.direction: {name} is long-only, got 'long_short'")
+    if symbols is not None:
+        _check_symbol_bounds(definition, params, grid, symbols)
     if definition.portfolio and (spec.stop_loss or spec.take_profit or spec.trailing_stop
                                  or sizing != "all_in"):
         raise ValueError(f"{name} rebalances target weights; stops and sizing rules apply to the "
                          f"sleeve strategies only")
     return spec
+
+
+def _check_symbol_bounds(definition, params: dict[str, Any], grid, symbols: int) -> None:
+    swept = dict(grid)
+    for param in definition.params:
+        if not param.at_most_symbols:
+            continue
+        values, field = (swept[param.name], f"param_grid.{param.name}") if param.name in swept else \
+            ((params[param.name],), param.name)
+        if max(values) > symbols:
+            raise ValueError(f"strategy_config.{field} must be at most the number of symbols in the request "
+                             f"({symbols}), got {max(values)}")
 
 
 def _check_rules(params: dict[str, Any]) -> None:

@@ -1,4 +1,4 @@
-"""Shared-cash multi-asset portfolio that rebalances to target weights (``momentum``).
+"""Shared-cash multi-asset portfolio that rebalances to target weights (``momentum``, ``top_k``).
 
 ``weights`` (time x symbols) holds the target fraction of portfolio equity per symbol on
 rebalance bars (a row with any finite value; NaN elsewhere, and NaN cells in a rebalance row mean
@@ -136,7 +136,9 @@ def simulate_rebalancing(open_: np.ndarray, close: np.ndarray, weights: np.ndarr
     reported = n_bars - start_index
     equity = np.zeros(reported)
     positions = np.zeros((reported, n_symbols))
-    trades = np.empty((2 * n_symbols * (reported + 1), TRADE_COLUMNS))
+    # a round trip opens only where a decision row (from start_index) targets a non-zero weight,
+    # so that count bounds the trade rows (top_k: k per rebalance, not every symbol on every bar)
+    trades = np.empty((int(np.count_nonzero(np.nan_to_num(weights[start_index:]))) + 1, TRADE_COLUMNS))
     n_trades, traded = _rebalance_kernel(open_, close, weights, float(initial_capital), config.cost_vector(),
                                          config.fill == "close", int(start_index), equity, positions, trades)
     return portfolio_output(equity, positions, np.zeros_like(positions), trades[:n_trades], traded,

@@ -3,7 +3,7 @@
 A signal function maps bar panels (``{"open", "high", "low", "close", "volume"}``, each time x
 symbols, host float64) and ``start``, the first evaluated row (rows before it are warm-up), to a
 target panel: for sleeve strategies a direction (1 long, -1 short, 0 flat; flat wherever an
-indicator is still NaN), for portfolio strategies (``momentum``) target weights on rebalance bars
+indicator is still NaN), for portfolio strategies (``momentum``, ``top_k``) target weights on rebalance bars
 and NaN elsewhere. The indicator kernels are the ones that serve features, so a backtest and a
 feature request see identical values. Names map to known functions only; nothing is looked up
 dynamically, and ``signals`` rules are parsed, never evaluated as code.
@@ -86,11 +86,12 @@ class UnknownStrategyError(ValueError):
 class ParamDef:
     name: str
     default: Any
-    kind: str = "int"             # int | float | choice | rule
+    kind: str = "int"             # int | float | choice | rule | factor (an expression, parsed at submit)
     low: float = 1
     high: float = MAX_WINDOW
     choices: tuple[str, ...] = ()
     optional: bool = False        # rule parameters that may be left out
+    at_most_symbols: bool = False  # checked against the request's symbol count at submit
 
 
 @dataclass(frozen=True)
@@ -100,6 +101,7 @@ class StrategyDef:
     warmup: Callable[[dict[str, Any]], int]
     check: Callable[[dict[str, Any]], str | None] = lambda params: None
     portfolio: bool = False                 # returns rebalance weights, not directions
+    long_only: bool = False                 # direction long_short is refused
     description: str = ""
 
 
@@ -289,6 +291,81 @@ def momentum(bars: Mapping[str, np.ndarray], allow_short: bool, start: int, look
     return weights
 
 
+def factor_values(bars: Mapping[str, np.ndarray], text: str) -> np.ndarray:
+    """The factor expression ``text`` over the (time x symbols) bar panels, NaN where a symbol has
+    no close (not listed yet); computed once per panel inside ``indicator_memo`` (a sweep)."""
+    from utils.engine.factors.expressions import evaluate_factor, parse_factor
+    memo = _MEMO.get()
+    key = ("factor", text, id(bars["close"]))
+    if memo is not None and key in memo:
+        return memo[key]
+    values = evaluate_factor(parse_factor(text, "strategy_config.factor"), bars)
+    values = np.where(np.isfinite(bars["close"]), values, np.nan)
+    if memo is not None:
+        memo[key] = values
+    return values
+
+
+def topk_dropout(score: np.ndarray, held: np.ndarray, k: int, n_drop: int) -> np.ndarray:
+    """One rebalance of Qlib's ``TopkDropoutStrategy`` (method_sell="bottom", method_buy="top";
+    qlib/contrib/strategy/signal_strategy.py) on one row of scores; ``held`` (bool per symbol) is
+    the current holding, the result the new one. NaN scores are not eligible to buy, and a held
+    name without a score ranks below every scored one (Qlib's ``reindex``: NaN sorts last). Ties
+    rank by symbol order (a stable sort; Qlib's default quicksort leaves them arbitrary).
+
+    Held names sorted by score (``last``); candidates: the best non-held scored names, at most
+    ``n_drop + k - len(last)``; of the combined list ranked by score, the held names among the
+    bottom ``n_drop`` are sold; the best ``len(sell) + k - len(last)`` candidates are bought.
+    ``n_drop = 0`` sells nothing (Qlib's ``list(l)[-0:]`` would take the whole list)."""
+    n = score.shape[0]
+    missing = ~np.isfinite(score)
+    order = np.lexsort((np.arange(n), np.where(missing, 0.0, -score), missing))  # best first
+    rank = np.empty(n, dtype=np.int64)
+    rank[order] = np.arange(n)
+    last = order[held[order]]
+    candidates = order[~held[order] & ~missing[order]][:max(n_drop + k - len(last), 0)]
+    new = held.copy()
+    sold = 0
+    if n_drop > 0:
+        combined = np.concatenate([last, candidates])
+        bottom = combined[np.argsort(rank[combined], kind="stable")][-n_drop:]
+        sell = bottom[held[bottom]]
+        new[sell] = False
+        sold = len(sell)
+    new[candidates[:max(sold + k - len(last), 0)]] = True
+    return new
+
+
+def top_k(bars: Mapping[str, np.ndarray], allow_short: bool, start: int, factor: str, k: int, n_drop: int,
+          rebalance: int) -> np.ndarray:
+    """Qlib's TopkDropout driven by a factor expression (higher = better): on rows ``start``,
+    ``start + rebalance``... decided at that bar's close, hold ``k`` names, replacing at most
+    ``n_drop`` per rebalance (``topk_dropout``), each at ``1 / k`` of equity (no cash reserve:
+    Qlib's ``risk_degree`` 0.95 is not applied). A rebalance row without any scored symbol is
+    skipped (holdings kept, no trades). Weights on rebalance rows, NaN elsewhere."""
+    score = factor_values(bars, factor)
+    weights = np.full(score.shape, np.nan)
+    held = np.zeros(score.shape[1], dtype=np.bool_)
+    for row in range(max(int(start), 0), score.shape[0], rebalance):
+        if not np.isfinite(score[row]).any():
+            continue
+        held = topk_dropout(score[row], held, k, n_drop)
+        weights[row] = np.where(held, 1.0 / k, 0.0)
+    return weights
+
+
+def _factor_warmup(params: dict[str, Any]) -> int:
+    from utils.engine.factors.expressions import parse_factor
+    return parse_factor(params["factor"], "strategy_config.factor").lookback()
+
+
+def _top_k_check(params: dict[str, Any]) -> str | None:
+    if params["n_drop"] > params["k"]:
+        return (f"strategy_config.n_drop must be at most strategy_config.k, "
+                f"got n_drop={params['n_drop']}, k={params['k']}")
+    return None
+
+
 def signals(bars: Mapping[str, np.ndarray], allow_short: bool, start: int, entry: str, exit: str | None,
             short_entry: str | None, short_exit: str | None) -> np.ndarray:
     """User rules in the signal rule language (``signal_rules``); ``exit`` defaults to
@@ -365,6 +442,12 @@ STRATEGIES: dict[str, StrategyDef] = {
         momentum, (ParamDef("lookback", 60), ParamDef("top_k", 1, high=10_000), ParamDef("rebalance", 21)),
         lambda p: p["lookback"], portfolio=True,
         description="cross-sectional top-k by lookback return, rebalanced every `rebalance` bars"),
+    "top_k": StrategyDef(
+        top_k, (ParamDef("factor", None, "factor"), ParamDef("k", 50, high=100_000, at_most_symbols=True),
+                ParamDef("n_drop", 5, low=0, high=100_000), ParamDef("rebalance", 1)),
+        _factor_warmup, _top_k_check, portfolio=True, long_only=True,
+        description="Qlib's TopkDropout: hold the k best names by a factor expression, replacing at "
+                    "most n_drop per rebalance, 1/k of equity each"),
     "signals": StrategyDef(
         signals, (ParamDef("entry", None, "rule"), ParamDef("exit", None, "rule", optional=True),
                   ParamDef("short_entry", None, "rule", optional=True),

@@ -1,0 +1,81 @@
+"""``top_k`` (Qlib's TopkDropout on a factor expression) through IntegratedBacktest: queue, worker,
+result, and the submit-time validation of the factor, k and n_drop."""
+from __future__ import annotations
+
+import json
+
+import grpc
+import numpy as np
+import pytest
+
+from api_proto import backtest_pb2, backtest_pb2_grpc
+from tests.conftest import wait_until
+
+SYMBOLS = ["000001.SZ", "600000.SH", "000002.SZ"]
+CONFIG = {"strategy_type": "top_k", "factor": "ts_mean(close, 5) / close - 1", "k": 2, "n_drop": 1, "rebalance": 5}
+
+
+def request(config=CONFIG, **overrides):
+    values = dict(stock_codes=SYMBOLS, start_time="2024-01-01", end_time="2024-12-31",
+                  strategy_config=json.dumps(config), initial_capital=1_000_000, commission_rate=0.0003)
+    values.update(overrides)
+    return backtest_pb2.BacktestRequest(**values)
+
+
+@pytest.fixture
+def stub(channel):
+    return backtest_pb2_grpc.BacktestServiceStub(channel)
+
+
+def wait_done(stub, backtest_id, timeout=60):
+    return wait_until(lambda: (s := stub.GetBacktestStatus(backtest_pb2.BacktestStatusRequest(
+        backtest_id=backtest_id))).status in (backtest_pb2.COMPLETED, backtest_pb2.FAILED, backtest_pb2.CANCELLED)
+        and s, timeout=timeout)
+
+
+def test_top_k_backtest_completes_with_trades(stub):
+    response = stub.IntegratedBacktest(request())
+    status = wait_done(stub, response.backtest_id)
+    assert status.status == backtest_pb2.COMPLETED, status.error_message
+    result = stub.GetBacktestResult(backtest_pb2.BacktestResultRequest(backtest_id=response.backtest_id,
+                                                                       page_size=10_000))
+    config = json.loads(result.strategy_config)
+    assert config["strategy_type"] == "top_k" and config["factor"] == CONFIG["factor"] and config["k"] == 2
+    assert result.equity_curve[0].time >= "2024-01-01" and result.equity_curve[-1].time <= "2024-12-31"
+    assert result.total_trades > 5 and len(result.trades) == result.total_trades
+    assert all(trade.commission > 0 and trade.direction == "long" for trade in result.trades)
+    assert {trade.symbol for trade in result.trades} <= set(SYMBOLS)
+    equity = np.array([point.equity for point in result.equity_curve])
+    assert result.performance_metrics.total_return == pytest.approx(equity[-1] / 1_000_000 - 1, rel=1e-12)
+    # one name at most leaves per rebalance: at most k + (rebalances) round trips are opened
+    assert result.total_trades <= 2 + len(equity) // 5 + 1
+
+
+def test_top_k_sweep_over_k_and_n_drop(stub):
+    grid = {**CONFIG, "param_grid": {"k": [1, 2, 3], "n_drop": [0, 1, 2]}}
+    response = stub.IntegratedBacktest(request(grid))
+    status = wait_done(stub, response.backtest_id)
+    assert status.status == backtest_pb2.COMPLETED, status.error_message
+    result = stub.GetBacktestResult(backtest_pb2.BacktestResultRequest(backtest_id=response.backtest_id))
+    assert result.sweep_combinations == 8  # (k=1, n_drop=2) skipped: n_drop > k
+    assert {(row.params["k"], row.params["n_drop"]) for row in result.sweep} == {
+        (k, n) for k in "123" for n in "012"} - {("1", "2")}
+    best = result.sweep[0].params
+    config = json.loads(result.strategy_config)
+    assert (str(config["k"]), str(config["n_drop"])) == (best["k"], best["n_drop"])
+
+
+@pytest.mark.parametrize("config, needle", [
+    ({**CONFIG, "factor": "ts_mean(close, 5) / clos"}, "strategy_config.factor, column 21: unknown name 'clos'"),
+    ({**CONFIG, "factor": "ts_meen(close, 5)"}, "strategy_config.factor, column 1: unknown function 'ts_meen'"),
+    ({**CONFIG, "k": 4}, "strategy_config.k must be at most the number of symbols in the request (3), got 4"),
+    ({**CONFIG, "param_grid": {"k": [2, 5]}}, "strategy_config.param_grid.k must be at most the number of symbols"),
+    ({**CONFIG, "n_drop": 3}, "strategy_config.n_drop must be at most strategy_config.k"),
+    ({**CONFIG, "rebalance": 0}, "strategy_config.rebalance"),
+    ({**CONFIG, "direction": "long_short"}, "strategy_config.direction: top_k is long-only"),
+])
+def test_top_k_validation_errors_at_submit(stub, config, needle):
+    with pytest.raises(grpc.RpcError) as error:
+        stub.IntegratedBacktest(request(config))
+    assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert needle in error.value.details() and "Traceback" not in error.value.details()
