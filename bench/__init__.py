@@ -17,6 +17,7 @@ MODULES: dict[str, str] = {
     "ml": "bench.ml",
     "load": "bench.load",
     "jobs": "bench.jobs",
+    "factor": "bench.factor",
 }
 
 
