@@ -25,7 +25,7 @@ from grpc_reflection.v1alpha import reflection_pb2
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 import api_proto
-from api_proto import backtest_pb2, backtest_pb2_grpc, ml_pb2, ml_pb2_grpc
+from api_proto import backtest_pb2, backtest_pb2_grpc, jobs_pb2, jobs_pb2_grpc, ml_pb2, ml_pb2_grpc
 from tests.conftest import wait_until
 
 ALLOWED = {grpc.StatusCode.OK, grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.NOT_FOUND,
@@ -170,6 +170,10 @@ SEEDS: dict[str, dict[str, Any]] = {
     "SubscriptionRequest": dict(stock_codes=["000001.SZ"]),
     "FactorAnalysisRequest": dict(symbols=["000001.SZ", "600000.SH"], start_time="2024-01-01", end_time="2024-03-31",
                                   expression="cs_rank(ts_mean(close, 5) / close)", periods=[1, 5]),
+    "FactorSetRequest": dict(symbols=["000001.SZ", "600000.SH", "000002.SZ"], start_time="2024-01-01",
+                             end_time="2024-03-31", expressions=["close / ts_mean(close, 5)", "cs_rank(volume)"]),
+    "EvaluateFactorsRequest": dict(symbols=["000001.SZ", "600000.SH", "000002.SZ"], start_time="2024-01-01",
+                                   end_time="2024-03-31", expressions=["close / ts_mean(close, 5)"], periods=[1]),
 }
 
 
@@ -183,6 +187,13 @@ def live_seeds(channel: grpc.Channel, descriptor: Descriptor) -> dict[str, Any]:
         wait_until(lambda: stub.GetBacktestStatus(backtest_pb2.BacktestStatusRequest(
             backtest_id=backtest_id)).status == backtest_pb2.COMPLETED, timeout=60)
         return {"backtest_id": backtest_id}
+    if "factor_set_id" in fields and "expressions" not in fields:  # CombineFactors: a stored factor set
+        from api_proto import factor_pb2, factor_pb2_grpc
+        set_id = factor_pb2_grpc.FactorServiceStub(channel).ComputeFactors(
+            factor_pb2.FactorSetRequest(**SEEDS["FactorSetRequest"])).job_id
+        jobs = jobs_pb2_grpc.JobServiceStub(channel)
+        wait_until(lambda: jobs.GetJob(jobs_pb2.JobRequest(job_id=set_id)).status == jobs_pb2.COMPLETED, timeout=60)
+        return {"factor_set_id": set_id, "window": 20}
     if fields & {"task_id", "model_id"}:
         stub = ml_pb2_grpc.MLServiceStub(channel)
         task_id = stub.TrainModel(ml_pb2.TrainModelRequest(**SEEDS["TrainModelRequest"])).task_id
