@@ -33,7 +33,7 @@ def test_correlation_is_the_mean_of_pandas_per_date_spearman():
     values[1] = values[0] + 0.3 * values[1]
     values[2, 30] = 1.0  # a constant date: no correlation that day
     values[2, 31, :12] = np.nan  # one value left: none either
-    got = mean_spearman_correlation(values, block=16)
+    got = mean_spearman_correlation(values)
     frame = pd.DataFrame(values.transpose(1, 2, 0).reshape(-1, 3),
                          index=pd.MultiIndex.from_product([range(values.shape[1]), range(values.shape[2])]))
     expected = frame.groupby(level=0).corr(method="spearman").groupby(level=1).mean().to_numpy()

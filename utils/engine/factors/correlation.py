@@ -4,9 +4,8 @@ averaged over dates, pandas' pairwise-complete convention: each pair is ranked o
 both have a value; a date with fewer than two such symbols, or a constant side, has no correlation
 and is skipped by the mean).
 
-Pairs whose valid symbols on a date are the same (the common case) come from one matrix product of
-standardized ranks per block of dates; only pairs whose masks differ are re-ranked on their common
-cells (``spearman_common``)."""
+Per date, factors with the same valid symbols form a group; each pair of groups is ranked once on
+its common symbols and correlated by one matrix product of standardized ranks (``date_correlation``)."""
 from __future__ import annotations
 
 import numpy as np
@@ -67,40 +66,52 @@ def _standardized_ranks(panel: np.ndarray) -> np.ndarray:
     return out
 
 
-@njit(parallel=True, cache=True)
-def _mixed_pairs(factors, dates, lefts, rights):
-    out = np.empty(dates.size)
-    for k in prange(dates.size):
-        out[k] = spearman_common(factors[lefts[k], dates[k]], factors[rights[k], dates[k]])
-    return out
+def _group_block(block: np.ndarray, members: np.ndarray, common: np.ndarray) -> np.ndarray:
+    """Spearman correlations of the ``members`` rows of ``block`` ranked on the ``common`` cells."""
+    ranks = _standardized_ranks(np.ascontiguousarray(block[np.ix_(members, common)]))
+    flat = np.isnan(ranks[:, 0]) if ranks.shape[1] else np.ones(members.size, dtype=bool)
+    filled = np.nan_to_num(ranks, nan=0.0)
+    corr = np.clip(filled @ filled.T, -1.0, 1.0)
+    corr[flat, :] = np.nan
+    corr[:, flat] = np.nan
+    return corr
 
 
-def mean_spearman_correlation(factors: np.ndarray, block: int = 64) -> np.ndarray:
+def date_correlation(block: np.ndarray) -> np.ndarray:
+    """(K, K) Spearman correlations of one date's (K, N) values, pairwise complete (NaN where a
+    pair has fewer than two common values or a constant side). Factors with the same valid symbols
+    form a group; each pair of groups is ranked once on its common symbols and its correlations
+    come from one matrix product, so only as many re-rankings as groups, not pairs, are needed."""
+    n_factors = block.shape[0]
+    valid = ~np.isnan(block)
+    seen: dict[bytes, int] = {}
+    inverse = np.array([seen.setdefault(row.tobytes(), len(seen)) for row in np.packbits(valid, axis=1)])
+    groups = valid[[list(inverse).index(g) for g in range(len(seen))]]
+    corr = np.full((n_factors, n_factors), np.nan)
+    for a in range(groups.shape[0]):
+        for b in range(a, groups.shape[0]):
+            common = np.flatnonzero(groups[a] & groups[b])
+            if common.size < 2:
+                continue
+            in_a, in_b = inverse == a, inverse == b
+            members = np.flatnonzero(in_a | in_b)
+            pair = _group_block(block, members, common)
+            of_a, of_b = in_a[members], in_b[members]
+            corr[np.ix_(members[of_a], members[of_b])] = pair[np.ix_(of_a, of_b)]
+            corr[np.ix_(members[of_b], members[of_a])] = pair[np.ix_(of_b, of_a)]
+    return corr
+
+
+def mean_spearman_correlation(factors: np.ndarray) -> np.ndarray:
     """(K, K) mean per-date Spearman correlation of K factors given as a (K, T, N) array."""
-    factors = np.ascontiguousarray(factors, dtype=np.float64)
+    factors = np.asarray(factors, dtype=np.float64)
     n_factors, n_dates, _ = factors.shape
-    ranks = np.stack([_standardized_ranks(factors[k]) for k in range(n_factors)], axis=1)  # (T, K, N)
-    valid = ~np.isnan(factors).transpose(1, 0, 2)  # (T, K, N)
     sums = np.zeros((n_factors, n_factors))
     counts = np.zeros((n_factors, n_factors))
-    for start in range(0, n_dates, block):
-        stop = min(n_dates, start + block)
-        masks = valid[start:stop].astype(np.float64)
-        common = masks @ masks.transpose(0, 2, 1)  # (B, K, K) symbols where both have a value
-        own = np.diagonal(common, axis1=1, axis2=2)  # (B, K)
-        same = (common == own[:, :, None]) & (common == own[:, None, :])
-        block_ranks = np.nan_to_num(ranks[start:stop], nan=0.0)
-        corr = np.clip(block_ranks @ block_ranks.transpose(0, 2, 1), -1.0, 1.0)
-        flat = np.isnan(ranks[start:stop, :, 0])  # (B, K): < 2 values or constant on that date
-        corr[flat[:, :, None] | flat[:, None, :]] = np.nan
-        corr[~same] = np.nan
-        mixed = np.argwhere(~same & (common >= 2))
-        if mixed.size:
-            corr[mixed[:, 0], mixed[:, 1], mixed[:, 2]] = _mixed_pairs(
-                factors, (mixed[:, 0] + start).astype(np.int64), mixed[:, 1].astype(np.int64),
-                mixed[:, 2].astype(np.int64))
+    for t in range(n_dates):
+        corr = date_correlation(factors[:, t, :])
         defined = ~np.isnan(corr)
-        sums += np.where(defined, corr, 0.0).sum(axis=0)
-        counts += defined.sum(axis=0)
+        sums += np.where(defined, corr, 0.0)
+        counts += defined
     with np.errstate(invalid="ignore", divide="ignore"):
         return sums / counts
