@@ -94,9 +94,11 @@ class BacktestServicer(backtest_pb2_grpc.BacktestServiceServicer):
         commission = validation.finite("commission_rate", request.commission_rate, minimum=0, maximum=0.1)
         device = validation.device("device", request.device)
         self._require_device(device)
+        stored_factor = self._stored_factor(spec, symbols)
         versions = list(require_bars_in_range(self.store, symbols, start_ns, end_ns, request.start_time,
                                               request.end_time).values())
-        address = digest(spec.normalised(), symbols, versions, start_ns, end_ns, capital, commission)
+        address = digest(spec.normalised(), symbols, versions, start_ns, end_ns, capital, commission,
+                         *([stored_factor] if stored_factor else []))
         reused = self._reuse(address)
         if reused is not None:
             return reused
@@ -137,6 +139,27 @@ class BacktestServicer(backtest_pb2_grpc.BacktestServiceServicer):
             if not message.startswith("strategy_config"):
                 message = f"strategy_config: {message}"
             raise ServiceError(grpc.StatusCode.INVALID_ARGUMENT, message) from None
+
+    def _stored_factor(self, spec, symbols: list[str]) -> dict[str, Any] | None:
+        """top_k's stored factor (factor_set_id + factor_name), checked: the set is COMPLETED and
+        still stored (NOT_FOUND / FAILED_PRECONDITION), holds the name, and covers the symbols.
+        Returns its identity for the result cache address (the set's id, name and version)."""
+        params = spec.param_values
+        set_id = params.get("factor_set_id")
+        if not set_id:
+            return None
+        from services import factor_requests
+        meta = factor_requests.stored_set(self.queue, self.store.redis, "strategy_config.factor_set_id", set_id)
+        name = params["factor_name"]
+        if name not in meta["names"]:
+            listed = ", ".join(meta["names"][:50]) + (", ..." if len(meta["names"]) > 50 else "")
+            raise invalid("strategy_config.factor_name", f"{name[:40]!r} is not a factor of factor set "
+                                                         f"{meta['id']}; its factors: {listed}")
+        missing = [symbol for symbol in symbols if symbol not in set(meta["symbols"])]
+        if missing:
+            raise invalid("stock_codes", f"{', '.join(missing[:10])}{' ...' if len(missing) > 10 else ''} "
+                                         f"not in factor set {meta['id']} (its symbols must cover the request's)")
+        return {"factor_set_id": meta["id"], "factor_name": name, "finished_at": meta["finished_at"]}
 
     def _require_device(self, device: str) -> None:
         if device != "gpu":

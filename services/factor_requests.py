@@ -125,4 +125,5 @@ def stored_set(queue, redis, field: str, set_id: str) -> dict[str, Any]:
     if meta is None:
         raise not_found(f"factor set {set_id} has expired (factor sets are kept for the result TTL)")
     meta["id"] = set_id
+    meta["finished_at"] = record.finished_at  # its version: a re-run of the job rewrites the set
     return meta

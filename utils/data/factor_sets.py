@@ -42,3 +42,30 @@ def read_factors(redis, set_id: str, meta: dict[str, Any], names: Sequence[str])
         return None
     return np.stack([np.frombuffer(raw, dtype="<f8").reshape(shape) for raw in raws]) if raws \
         else np.empty((0,) + shape)
+
+
+def aligned_factor(redis, set_id: str, name: str, symbols: Sequence[str], times_ns: np.ndarray) -> np.ndarray | None:
+    """One stored factor placed on another calendar and symbol order: (len(times_ns), len(symbols)),
+    the set's value where its date and symbol match, NaN elsewhere (a date the set lacks, a symbol
+    it lacks). None when the set (or that factor) has expired. KeyError for an unknown name."""
+    meta = read_meta(redis, set_id)
+    if meta is None:
+        return None
+    if name not in meta["names"]:
+        raise KeyError(name)
+    stored = read_factors(redis, set_id, meta, [name])
+    if stored is None:
+        return None
+    set_times = np.asarray(meta["times_ns"], dtype=np.int64)
+    times_ns = np.asarray(times_ns, dtype=np.int64)
+    out = np.full((times_ns.size, len(symbols)), np.nan)
+    if set_times.size == 0 or times_ns.size == 0:
+        return out
+    rows = np.searchsorted(set_times, times_ns)
+    clipped = np.minimum(rows, set_times.size - 1)
+    matched = (rows < set_times.size) & (set_times[clipped] == times_ns)
+    position = {symbol: index for index, symbol in enumerate(meta["symbols"])}
+    for column, symbol in enumerate(symbols):
+        if symbol in position:
+            out[matched, column] = stored[0][clipped[matched], position[symbol]]
+    return out

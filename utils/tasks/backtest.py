@@ -4,12 +4,16 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import numpy as np
+
+from utils.data import factor_sets
 from utils.data.store import SymbolNotFound
 from utils.data.timeutil import format_times
 from utils.engine.backend import Backend
 from utils.engine.backtest.config import StrategySpec, validate_strategy_config
 from utils.engine.backtest.runner import (AlignedBars, NoDataInRange, TradeRecord, align_bars, iso_time,
                                           report_of, simulate_spec)
+from utils.engine.backtest.strategies import STORED_FACTOR
 from utils.engine.backtest.sweep import SweepResult, best_spec, sweep_panels, walk_forward
 from utils.queue.worker import JobContext, PermanentJobError
 from utils.tasks.resources import WorkerResources
@@ -57,6 +61,8 @@ def make_backtest_handler(resources: WorkerResources):
             aligned = align_bars(spec, bars, payload["start_ns"], payload["end_ns"])
         except NoDataInRange as exc:
             raise PermanentJobError(str(exc)) from None
+        if spec.param_values.get("factor_set_id"):
+            aligned.panels[STORED_FACTOR] = stored_factor_panel(store.redis, spec, aligned)
         capital, commission = payload["initial_capital"], payload["commission_rate"]
         search: dict[str, Any] = {}
         if spec.param_grid:
@@ -66,6 +72,19 @@ def make_backtest_handler(resources: WorkerResources):
         report = report_of(spec, aligned, output, capital)
         return {**backtest_result(report, spec, backend, time.perf_counter() - started), **search}
     return handle
+
+
+def stored_factor_panel(redis: Any, spec: StrategySpec, aligned: AlignedBars) -> np.ndarray:
+    """``top_k``'s stored factor (``factor_set_id`` + ``factor_name``) on the backtest's calendar and
+    symbols: the set's value on its dates, NaN on the backtest's dates the set lacks (not eligible)."""
+    set_id, name = spec.param_values["factor_set_id"], spec.param_values["factor_name"]
+    try:
+        panel = factor_sets.aligned_factor(redis, set_id, name, aligned.symbols, aligned.calendar)
+    except KeyError:
+        raise PermanentJobError(f"factor set {set_id} has no factor {name!r}") from None
+    if panel is None:
+        raise PermanentJobError(f"factor set {set_id} has expired or was removed; compute it again")
+    return panel
 
 
 def _sweep_summary(result: SweepResult) -> dict[str, Any]:

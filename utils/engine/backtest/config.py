@@ -29,7 +29,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from utils.engine.backtest.simulate import FILLS, FULL_EQUITY, SimulationConfig
-from utils.engine.backtest.strategies import STRATEGIES, ParamDef, UnknownStrategyError
+from utils.engine.backtest.strategies import STRATEGIES, ParamDef, UnknownStrategyError, top_k_source_problem
 from utils.engine.indicators.layout import to_host
 
 DIRECTIONS = ("long_only", "long_short")
@@ -41,6 +41,8 @@ GENERAL_KEYS = ("strategy_type", "fill", "direction", "sizing", "size", "target_
                 "trailing_stop", "periods_per_year", "param_grid", "rank_by", "walk_forward")
 MAX_GRID_COMBINATIONS = 100_000
 MAX_RULE_CHARS = 2000
+MAX_NAME_CHARS = 128
+UNSWEPT_KINDS = ("rule", "factor", "name")
 
 
 @dataclass(frozen=True)
@@ -109,7 +111,10 @@ class StrategySpec:
 
     def normalised(self) -> dict[str, Any]:
         """The config with defaults filled, as stored with results (JSON-ready)."""
-        config = {"strategy_type": self.strategy_type, **self.param_values, "fill": self.fill,
+        kinds = {param.name: param.kind for param in STRATEGIES[self.strategy_type].params}
+        params = {name: value for name, value in self.params  # top_k's unused factor source is left out
+                  if value is not None or kinds[name] not in ("factor", "name")}
+        config = {"strategy_type": self.strategy_type, **params, "fill": self.fill,
                   "direction": self.direction, "sizing": self.sizing}
         for key in ("size", "commission_min", "slippage_bps", "spread", "borrow_rate", "stop_loss",
                     "take_profit", "trailing_stop"):
@@ -172,6 +177,10 @@ def _param_value(param: ParamDef, value: Any, field: str | None = None) -> Any:
         return _number(field, value, param.low, param.high)
     if param.kind == "choice":
         return _choice(field, value, param.choices)
+    if param.kind == "name":  # an identifier such as a factor set id or a factor's name
+        if not isinstance(value, str) or not value or len(value) > MAX_NAME_CHARS or not value.isprintable():
+            raise ValueError(f"strategy_config.{field} must be 1..{MAX_NAME_CHARS} printable characters, got {value!r}")
+        return value
     what = "factor expression" if param.kind == "factor" else "rule text"
     if not isinstance(value, str) or not value.strip():
         raise ValueError(f"strategy_config.{field} must be a non-empty {what}, got {value!r}")
@@ -191,8 +200,8 @@ def _grid(definition, raw: Any) -> tuple[tuple[str, tuple[Any, ...]], ...]:
     grid = []
     count = 1
     for name, values in raw.items():
-        if name not in params or params[name].kind in ("rule", "factor"):
-            sweepable = [p.name for p in definition.params if p.kind not in ("rule", "factor")]
+        if name not in params or params[name].kind in UNSWEPT_KINDS:
+            sweepable = [p.name for p in definition.params if p.kind not in UNSWEPT_KINDS]
             raise ValueError(f"strategy_config.param_grid.{name} is not a parameter that can be swept; "
                              f"parameters: {', '.join(sweepable) or 'none'}")
         if not isinstance(values, (list, tuple)) or not values:
@@ -250,6 +259,10 @@ def validate_strategy_config(config: Mapping[str, Any], symbols: int | None = No
             raise ValueError(problem)
     if name == "signals":
         _check_rules(params)
+    if name == "top_k":
+        problem = top_k_source_problem(params)
+        if problem:
+            raise ValueError(problem)
     sizing = _choice("sizing", config.get("sizing", "all_in"), SIZINGS)
     size = 1.0
     if sizing == "percent_equity":

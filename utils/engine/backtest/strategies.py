@@ -86,7 +86,7 @@ class UnknownStrategyError(ValueError):
 class ParamDef:
     name: str
     default: Any
-    kind: str = "int"             # int | float | choice | rule | factor (an expression, parsed at submit)
+    kind: str = "int"             # int | float | choice | rule | factor (an expression, parsed at submit) | name
     low: float = 1
     high: float = MAX_WINDOW
     choices: tuple[str, ...] = ()
@@ -336,14 +336,31 @@ def topk_dropout(score: np.ndarray, held: np.ndarray, k: int, n_drop: int) -> np
     return new
 
 
-def top_k(bars: Mapping[str, np.ndarray], allow_short: bool, start: int, factor: str, k: int, n_drop: int,
-          rebalance: int) -> np.ndarray:
-    """Qlib's TopkDropout driven by a factor expression (higher = better): on rows ``start``,
-    ``start + rebalance``... decided at that bar's close, hold ``k`` names, replacing at most
-    ``n_drop`` per rebalance (``topk_dropout``), each at ``1 / k`` of equity (no cash reserve:
+STORED_FACTOR = "stored_factor"  # bars key of top_k's stored factor panel (factor_set_id + factor_name)
+
+
+def stored_factor_values(bars: Mapping[str, np.ndarray]) -> np.ndarray:
+    """``top_k``'s stored factor: the (time x symbols) panel the caller placed under
+    ``bars[STORED_FACTOR]``, already aligned to the bars' calendar and symbols (the backtest handler
+    reads it from the factor set; the engine never reads storage). NaN where a symbol has no close."""
+    if STORED_FACTOR not in bars:
+        raise ValueError(f"top_k with factor_set_id needs the stored factor panel in bars[{STORED_FACTOR!r}], "
+                         f"aligned to the bars (the backtest handler passes it)")
+    values = np.asarray(bars[STORED_FACTOR], dtype=np.float64)
+    if values.shape != np.shape(bars["close"]):
+        raise ValueError(f"bars[{STORED_FACTOR!r}] is {values.shape}, the bars are {np.shape(bars['close'])}")
+    return np.where(np.isfinite(bars["close"]), values, np.nan)
+
+
+def top_k(bars: Mapping[str, np.ndarray], allow_short: bool, start: int, factor: str | None,
+          factor_set_id: str | None, factor_name: str | None, k: int, n_drop: int, rebalance: int) -> np.ndarray:
+    """Qlib's TopkDropout driven by a factor (higher = better): an expression (``factor``) or a
+    stored factor (``factor_set_id`` + ``factor_name``, passed in as ``bars[STORED_FACTOR]``). On
+    rows ``start``, ``start + rebalance``... decided at that bar's close, hold ``k`` names, replacing
+    at most ``n_drop`` per rebalance (``topk_dropout``), each at ``1 / k`` of equity (no cash reserve:
     Qlib's ``risk_degree`` 0.95 is not applied). A rebalance row without any scored symbol is
     skipped (holdings kept, no trades). Weights on rebalance rows, NaN elsewhere."""
-    score = factor_values(bars, factor)
+    score = factor_values(bars, factor) if factor else stored_factor_values(bars)
     weights = np.full(score.shape, np.nan)
     held = np.zeros(score.shape[1], dtype=np.bool_)
     for row in range(max(int(start), 0), score.shape[0], rebalance):
@@ -355,8 +372,26 @@ def top_k(bars: Mapping[str, np.ndarray], allow_short: bool, start: int, factor:
 
 
 def _factor_warmup(params: dict[str, Any]) -> int:
+    """The expression's lookback; 0 for a stored factor (its own warm-up rows are NaN in the set)."""
+    if not params.get("factor"):
+        return 0
     from utils.engine.factors.expressions import parse_factor
     return parse_factor(params["factor"], "strategy_config.factor").lookback()
+
+
+def top_k_source_problem(params: dict[str, Any]) -> str | None:
+    """Exactly one factor source: ``factor`` (an expression) or ``factor_set_id`` + ``factor_name``."""
+    stored = params.get("factor_set_id") is not None or params.get("factor_name") is not None
+    if params.get("factor") is not None and stored:
+        return ("strategy_config: top_k takes one factor source: factor (an expression) or factor_set_id + "
+                "factor_name (a stored factor), not both")
+    if not stored and params.get("factor") is None:
+        return ("strategy_config.factor is required for top_k (a factor expression), or give factor_set_id + "
+                "factor_name (a stored factor of FactorService.ComputeFactors)")
+    if stored and (params.get("factor_set_id") is None or params.get("factor_name") is None):
+        missing = "factor_name" if params.get("factor_name") is None else "factor_set_id"
+        return f"strategy_config.{missing} is required with a stored factor (factor_set_id + factor_name)"
+    return None
 
 
 def _top_k_check(params: dict[str, Any]) -> str | None:
@@ -443,10 +478,13 @@ STRATEGIES: dict[str, StrategyDef] = {
         lambda p: p["lookback"], portfolio=True,
         description="cross-sectional top-k by lookback return, rebalanced every `rebalance` bars"),
     "top_k": StrategyDef(
-        top_k, (ParamDef("factor", None, "factor"), ParamDef("k", 50, high=100_000, at_most_symbols=True),
+        top_k, (ParamDef("factor", None, "factor", optional=True), ParamDef("factor_set_id", None, "name", optional=True),
+                ParamDef("factor_name", None, "name", optional=True),
+                ParamDef("k", 50, high=100_000, at_most_symbols=True),
                 ParamDef("n_drop", 5, low=0, high=100_000), ParamDef("rebalance", 1)),
         _factor_warmup, _top_k_check, portfolio=True, long_only=True,
-        description="Qlib's TopkDropout: hold the k best names by a factor expression, replacing at "
+        description="Qlib's TopkDropout: hold the k best names by a factor expression (or a stored "
+                    "factor: factor_set_id + factor_name), replacing at "
                     "most n_drop per rebalance, 1/k of equity each"),
     "signals": StrategyDef(
         signals, (ParamDef("entry", None, "rule"), ParamDef("exit", None, "rule", optional=True),
