@@ -114,15 +114,45 @@ class MLServicer(ml_pb2_grpc.MLServiceServicer):
         if start_ns is not None and end_ns is not None and start_ns > end_ns:
             raise invalid("market_data.start_time", "must not be after market_data.end_time")
         features = list(dict.fromkeys(market.features))
-        if not features:
-            raise invalid("market_data.features", "name at least one feature, e.g. rsi, sma_20, macd, return_1")
+        factors = self._market_factors(market, symbols)
+        if not features and not factors:
+            raise invalid("market_data.features", "name at least one feature, e.g. rsi, sma_20, macd, return_1 "
+                                                  "(or give market_data.factor_set_id)")
         try:
             parse_target(market.target or "next_return_sign")
             check_feature_names(features)
         except InvalidTrainingData as exc:
             raise invalid("market_data", str(exc)) from None
         return {"symbols": symbols, "start_ns": start_ns, "end_ns": end_ns, "features": features,
-                "target": market.target or "next_return_sign"}
+                "target": market.target or "next_return_sign", **factors}
+
+    def _market_factors(self, market, symbols: list[str]) -> dict[str, Any]:
+        """A stored factor set's factors as extra features: the set is COMPLETED and still stored,
+        the names are its factors (default all) and none repeats a requested feature, and its
+        symbols cover the source's."""
+        if not market.factor_set_id:
+            if market.factor_names:
+                raise invalid("market_data.factor_names", "needs market_data.factor_set_id")
+            return {}
+        from services import factor_requests
+        meta = factor_requests.stored_set(self.queue, self.queue.redis, "market_data.factor_set_id",
+                                          market.factor_set_id)
+        names = list(market.factor_names)
+        for index, name in enumerate(names):
+            if name not in meta["names"]:
+                listed = ", ".join(meta["names"][:50]) + (", ..." if len(meta["names"]) > 50 else "")
+                raise invalid(f"market_data.factor_names[{index}]", f"{name[:40]!r} is not a factor of factor set "
+                                                                    f"{meta['id']}; its factors: {listed}")
+        names = list(dict.fromkeys(names)) or list(meta["names"])
+        clash = [name for name in names if name in set(market.features) | {TARGET_COLUMN}]
+        if clash:
+            raise invalid("market_data.factor_names", f"{clash[0][:40]!r} is also a feature or the target column; "
+                                                      f"choose other factor names (or leave that feature out)")
+        missing = [symbol for symbol in symbols if symbol not in set(meta["symbols"])]
+        if missing:
+            raise invalid("market_data.symbols", f"{', '.join(missing[:10])}{' ...' if len(missing) > 10 else ''} "
+                                                 f"not in factor set {meta['id']} (its symbols must cover these)")
+        return {"factor_set_id": meta["id"], "factor_names": names}
 
     def _status(self, record: JobRecord) -> ml_pb2.TrainingStatusResponse:
         model_id, comparison = "", []

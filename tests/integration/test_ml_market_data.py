@@ -95,3 +95,94 @@ def test_unknown_symbol_fails_the_job_with_its_name(stub):
         symbols=["NOPE.SZ"], features=["rsi"], target="next_return_sign")))
     status = wait_trained(stub, response.task_id)
     assert status.status == "failed" and "NOPE.SZ" in status.error
+
+
+# ------------------------------------------------------------------ stored factors as features
+FACTOR_EXPRESSIONS = {"ma5": "ts_mean(close, 5) / close - 1", "rev10": "-(close / ref(close, 10) - 1)"}
+
+
+@pytest.fixture
+def factor_set(channel):
+    """A factor set over the symbols on a window shorter than the training period: the training rows
+    outside it have no factor value and are dropped."""
+    from api_proto import factor_pb2, factor_pb2_grpc, jobs_pb2, jobs_pb2_grpc
+    factors, jobs = factor_pb2_grpc.FactorServiceStub(channel), jobs_pb2_grpc.JobServiceStub(channel)
+    handle = factors.ComputeFactors(factor_pb2.FactorSetRequest(
+        symbols=SYMBOLS, start_time="2023-01-01", end_time="2024-06-30",
+        expressions=list(FACTOR_EXPRESSIONS.values()), names=list(FACTOR_EXPRESSIONS)))
+    job = wait_until(lambda: (j := jobs.GetJob(jobs_pb2.JobRequest(job_id=handle.job_id))).status in (
+        jobs_pb2.COMPLETED, jobs_pb2.FAILED) and j, timeout=60)
+    assert job.status == jobs_pb2.COMPLETED, job.error_message
+    return handle.job_id
+
+
+def direct_rows(store, features, names):
+    """The expected training columns: each symbol's bars in the period, the set's factors joined by
+    date with pandas (dates outside the set: NaN, so dropped), through the dataset builder."""
+    import pandas as pd
+
+    from utils.data.timeutil import parse_time
+    from utils.engine.factors.expressions import evaluate_factors
+    start, end = parse_time("2022-01-01"), parse_time("2024-12-31")
+    bars = {s: store.read(s, start, end).columns() for s in SYMBOLS}
+    set_bars = {s: store.read(s, parse_time("2023-01-01"), parse_time("2024-06-30")) for s in SYMBOLS}
+    window = {field: pd.DataFrame({s: pd.Series(getattr(b, field), index=b.time) for s, b in set_bars.items()})
+              .sort_index() for field in ("open", "high", "low", "close", "volume")}
+    panels = {field: frame.to_numpy() for field, frame in window.items()}
+    panels["time"] = window["close"].index.to_numpy()
+    values = evaluate_factors(dict((n, FACTOR_EXPRESSIONS[n]) for n in names), panels)
+    extra = {}
+    for column, symbol in enumerate(SYMBOLS):
+        frame = pd.DataFrame({n: np.asarray(values[n])[:, column] for n in names}, index=window["close"].index)
+        joined = frame.reindex(bars[symbol]["time"])
+        extra[symbol] = {n: joined[n].to_numpy() for n in names}
+    return market_training_columns(bars, features, "next_return", extra)
+
+
+def test_training_on_stored_factors_as_features(stub, platform, factor_set):
+    source = ml_pb2.MarketDataSource(symbols=SYMBOLS, start_time="2022-01-01", end_time="2024-12-31",
+                                     features=["rsi", "return_1"], target="next_return", factor_set_id=factor_set)
+    response = stub.TrainModel(market_request(market_data=source, model_type="linear", model_params=""))
+    status = wait_trained(stub, response.task_id)
+    assert status.status == "completed", status.error
+    metrics = stub.GetModelMetrics(ml_pb2.MetricsRequest(model_id=status.model_id))
+    expected = direct_rows(platform.store, ["rsi", "return_1"], ["ma5", "rev10"])
+    assert list(metrics.feature_columns) == [c for c in expected if c != "target"]
+    assert sorted(metrics.feature_columns) == ["ma5", "return_1", "rev10", "rsi"]
+    assert metrics.n_train + metrics.n_validation == len(expected["target"]) > 200
+    # the worker's build is the direct build, value for value
+    from utils.tasks.training import load_market_columns
+    payload = {"symbols": SYMBOLS, "start_ns": None, "end_ns": None, "features": ["rsi", "return_1"],
+               "target": "next_return", "factor_set_id": factor_set, "factor_names": ["ma5", "rev10"]}
+    from utils.data.timeutil import parse_time
+    payload.update(start_ns=parse_time("2022-01-01"), end_ns=parse_time("2024-12-31"))
+    built = load_market_columns(platform.store, payload)
+    assert list(built) == list(expected)
+    for name in expected:
+        np.testing.assert_allclose(built[name], expected[name], rtol=1e-12)
+    # a subset of the set's factors, and factors alone
+    subset = stub.TrainModel(market_request(market_data=ml_pb2.MarketDataSource(
+        symbols=SYMBOLS, start_time="2022-01-01", end_time="2024-12-31", target="next_return",
+        factor_set_id=factor_set, factor_names=["rev10"]), model_type="linear", model_params=""))
+    status = wait_trained(stub, subset.task_id)
+    assert status.status == "completed", status.error
+    assert list(stub.GetModelMetrics(ml_pb2.MetricsRequest(model_id=status.model_id)).feature_columns) == ["rev10"]
+
+
+def test_stored_factor_training_validation(stub, factor_set):
+    def error_of(**fields):
+        values = dict(symbols=SYMBOLS, features=["rsi"], target="next_return", factor_set_id=factor_set)
+        values.update(fields)
+        with pytest.raises(grpc.RpcError) as caught:
+            stub.TrainModel(market_request(market_data=ml_pb2.MarketDataSource(**values)))
+        return caught.value.code(), caught.value.details()
+
+    code, details = error_of(factor_set_id="fs-" + "0" * 32)
+    assert code == grpc.StatusCode.NOT_FOUND and "fs-" + "0" * 32 in details
+    code, details = error_of(factor_names=["ma5", "nope"])
+    assert code == grpc.StatusCode.INVALID_ARGUMENT and "market_data.factor_names[1]" in details \
+        and "ma5, rev10" in details
+    code, details = error_of(symbols=SYMBOLS + ["000002.SZ"])
+    assert code == grpc.StatusCode.INVALID_ARGUMENT and "000002.SZ" in details and factor_set in details
+    code, details = error_of(factor_set_id="", factor_names=["ma5"])
+    assert code == grpc.StatusCode.INVALID_ARGUMENT and "needs market_data.factor_set_id" in details

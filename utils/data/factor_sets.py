@@ -44,10 +44,29 @@ def read_factors(redis, set_id: str, meta: dict[str, Any], names: Sequence[str])
         else np.empty((0,) + shape)
 
 
+def align_panel(panel: np.ndarray, set_times: np.ndarray, set_symbols: Sequence[str], times_ns: np.ndarray,
+                symbols: Sequence[str]) -> np.ndarray:
+    """A (T, N) panel on ``set_times`` x ``set_symbols`` placed on another calendar and symbol order:
+    (len(times_ns), len(symbols)), the panel's value where the bar time and the symbol match, NaN
+    elsewhere (a date or a symbol the panel lacks). Nothing is filled forward."""
+    set_times = np.asarray(set_times, dtype=np.int64)
+    times_ns = np.asarray(times_ns, dtype=np.int64)
+    out = np.full((times_ns.size, len(symbols)), np.nan)
+    if set_times.size == 0 or times_ns.size == 0:
+        return out
+    rows = np.searchsorted(set_times, times_ns)
+    clipped = np.minimum(rows, set_times.size - 1)
+    matched = (rows < set_times.size) & (set_times[clipped] == times_ns)
+    position = {symbol: index for index, symbol in enumerate(set_symbols)}
+    for column, symbol in enumerate(symbols):
+        if symbol in position:
+            out[matched, column] = panel[clipped[matched], position[symbol]]
+    return out
+
+
 def aligned_factor(redis, set_id: str, name: str, symbols: Sequence[str], times_ns: np.ndarray) -> np.ndarray | None:
-    """One stored factor placed on another calendar and symbol order: (len(times_ns), len(symbols)),
-    the set's value where its date and symbol match, NaN elsewhere (a date the set lacks, a symbol
-    it lacks). None when the set (or that factor) has expired. KeyError for an unknown name."""
+    """One stored factor on another calendar and symbol order (``align_panel``). None when the set
+    (or that factor) has expired. KeyError for an unknown name."""
     meta = read_meta(redis, set_id)
     if meta is None:
         return None
@@ -56,16 +75,4 @@ def aligned_factor(redis, set_id: str, name: str, symbols: Sequence[str], times_
     stored = read_factors(redis, set_id, meta, [name])
     if stored is None:
         return None
-    set_times = np.asarray(meta["times_ns"], dtype=np.int64)
-    times_ns = np.asarray(times_ns, dtype=np.int64)
-    out = np.full((times_ns.size, len(symbols)), np.nan)
-    if set_times.size == 0 or times_ns.size == 0:
-        return out
-    rows = np.searchsorted(set_times, times_ns)
-    clipped = np.minimum(rows, set_times.size - 1)
-    matched = (rows < set_times.size) & (set_times[clipped] == times_ns)
-    position = {symbol: index for index, symbol in enumerate(meta["symbols"])}
-    for column, symbol in enumerate(symbols):
-        if symbol in position:
-            out[matched, column] = stored[0][clipped[matched], position[symbol]]
-    return out
+    return align_panel(stored[0], meta["times_ns"], meta["symbols"], times_ns, symbols)

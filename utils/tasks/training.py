@@ -6,6 +6,7 @@ import math
 import time
 from typing import Any
 
+import numpy as np
 import redis
 
 from utils.engine.models import (InvalidModelConfig, InvalidModelParams, InvalidTrainingData, ModelConfig,
@@ -15,7 +16,7 @@ from utils.engine.backend import BackendUnavailable
 from utils.engine.models.base import DetailedProgress, ProgressInfo
 from utils.engine.models.compare import compare_models
 from utils.engine.models.dataset import TARGET_COLUMN, feature_columns_of, market_training_columns
-from utils.data import keys
+from utils.data import factor_sets, keys
 from utils.queue.worker import JobContext, PermanentJobError
 
 BAD_INPUT = (InvalidModelConfig, InvalidModelParams, InvalidTrainingData, UnknownModelError, BackendUnavailable)
@@ -56,8 +57,29 @@ def load_market_columns(store: Any, source: dict[str, Any]) -> dict[str, list[fl
     empty = [symbol for symbol, bars in stored.items() if len(bars) == 0]
     if empty:
         raise PermanentJobError(f"market_data: no bars in the requested range for {', '.join(empty)}")
-    return market_training_columns({symbol: bars.columns() for symbol, bars in stored.items()},
-                                   source["features"], source["target"])
+    bars = {symbol: bars.columns() for symbol, bars in stored.items()}
+    return market_training_columns(bars, source["features"], source["target"],
+                                   stored_factor_columns(store.redis, source, bars) if source.get("factor_set_id")
+                                   else None)
+
+
+def stored_factor_columns(redis: Any, source: dict[str, Any], bars: dict[str, dict[str, Any]]
+                          ) -> dict[str, dict[str, np.ndarray]]:
+    """The source's stored factors (``factor_set_id``, ``factor_names``) as feature columns on each
+    symbol's bars: the set's value where the bar's time is one of its dates, NaN (the row is dropped)
+    where it is not."""
+    set_id, names = source["factor_set_id"], source["factor_names"]
+    meta = factor_sets.read_meta(redis, set_id)
+    stored = None if meta is None else factor_sets.read_factors(redis, set_id, meta, names)
+    if stored is None:
+        raise PermanentJobError(f"market_data.factor_set_id: factor set {set_id} has expired or was removed; "
+                                f"compute it again")
+    columns = {}
+    for symbol, symbol_bars in bars.items():
+        times = np.asarray(symbol_bars["time"], dtype=np.int64)
+        columns[symbol] = {name: factor_sets.align_panel(stored[index], meta["times_ns"], meta["symbols"], times,
+                                                         [symbol])[:, 0] for index, name in enumerate(names)}
+    return columns
 
 
 def make_training_handler(resources: Any):

@@ -75,14 +75,26 @@ def _symbol_columns(bars: Mapping[str, np.ndarray], names: list[str], horizon: i
 
 
 def market_training_columns(bars_by_symbol: Mapping[str, Mapping[str, np.ndarray]], features: list[str],
-                            target: str) -> dict[str, list[float]]:
+                            target: str, extra: Mapping[str, Mapping[str, np.ndarray]] | None = None
+                            ) -> dict[str, list[float]]:
     """Feature columns (every output key of the requested features) and ``target``, rows merged in
-    time order across symbols; only rows where everything is finite."""
+    time order across symbols; only rows where everything is finite. ``extra``: more feature
+    columns per symbol (name -> values on that symbol's bars, e.g. stored factors aligned by the
+    caller), placed after the engine features; a name that repeats a feature column is refused."""
     horizon, is_sign = parse_target(target)
     check_feature_names(features)
     tables, times = [], []
     for order, (symbol, bars) in enumerate(bars_by_symbol.items()):
         columns, target_values = _symbol_columns(bars, features, horizon, is_sign)
+        for name, values in (extra or {}).get(symbol, {}).items():
+            if name in columns or name == TARGET_COLUMN:
+                raise InvalidTrainingData(f"factor {name!r} has the name of a feature column; rename it in the "
+                                          f"factor set or leave that feature out")
+            values = np.asarray(values, dtype=np.float64)
+            if values.shape != np.shape(bars["close"]):
+                raise InvalidTrainingData(f"factor {name!r} of {symbol} has {values.shape[0]} rows for "
+                                          f"{len(bars['close'])} bars")
+            columns[name] = values
         keep = np.isfinite(target_values)
         for values in columns.values():
             keep &= np.isfinite(values)
