@@ -7,10 +7,13 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import grpc
+import numpy as np
+
 from api_proto import factor_pb2, jobs_pb2
 from services import factor_requests as checks
 from services import validation
-from services.errors import invalid
+from services.errors import ServiceError, invalid
 from services.job_views import completed_result, job_id_field
 from services.stored_data import require_bars_in_range
 from utils.data.timeutil import format_time
@@ -22,6 +25,17 @@ COMBINE_METHODS = ("ic_weighted", "regression")
 DEFAULT_WINDOW = 60
 MAX_WINDOW = 2520
 FOLLOW = "follow it with JobService.WatchJob"
+GIB = 1024 ** 3
+
+
+def panel_size_problem(factors: int, symbols: int, dates: int, limit: int) -> str | None:
+    """The message when factors x symbols x dates float64 values exceed ``limit`` bytes (None if not)."""
+    size = factors * symbols * dates * 8
+    if size <= limit:
+        return None
+    return (f"factors x symbols x dates x 8 bytes = {factors:,} x {symbols:,} x {dates:,} x 8 = {size / GIB:.1f} GiB, "
+            f"above the {limit / GIB:g} GiB limit of one job; split the request: fewer factors per job (a subset "
+            f"of names, or the expressions over several requests), fewer symbols per job, or a shorter period")
 
 
 def _nan(value: float | None) -> float:
@@ -30,6 +44,26 @@ def _nan(value: float | None) -> float:
 
 class FactorSetRPCs:
     """Needs ``self.queue``, ``self.store`` and ``self.settings`` (FactorServicer's)."""
+
+    # factors x symbols x dates x 8 bytes of one factor_set / factor_eval job (not a setting; the
+    # proto comments of ComputeFactors, CombineFactors and EvaluateFactors name it)
+    MAX_PANEL_BYTES = 4 * GIB
+
+    def _check_size(self, factors: int, symbols: list[str], start_ns: int, end_ns: int) -> None:
+        """INVALID_ARGUMENT when the job's panels would exceed MAX_PANEL_BYTES. Dates: the union of
+        the symbols' stored bar dates in [start, end], read only when the stored rows could exceed it."""
+        infos = self.store.info_many(symbols)
+        rows = sum(info.rows for info in infos.values() if info is not None)
+        if panel_size_problem(factors, len(symbols), rows, self.MAX_PANEL_BYTES) is None:
+            return
+        times = [t[(t >= start_ns) & (t <= end_ns)] for t in self.store.stored_times(symbols).values()]
+        dates = int(np.unique(np.concatenate(times + [np.empty(0, np.int64)])).size)
+        self._check_counts(factors, len(symbols), dates)
+
+    def _check_counts(self, factors: int, symbols: int, dates: int) -> None:
+        problem = panel_size_problem(factors, symbols, dates, self.MAX_PANEL_BYTES)
+        if problem:
+            raise ServiceError(grpc.StatusCode.INVALID_ARGUMENT, problem)
 
     def _universe(self, request) -> tuple[list[str], int, int]:
         symbols = validation.symbols("symbols", list(request.symbols), self.settings.max_symbols_per_request)
@@ -49,6 +83,7 @@ class FactorSetRPCs:
         names, expressions = checks.expressions_or_library(list(request.expressions), request.library,
                                                            list(request.names))
         require_bars_in_range(self.store, symbols, start_ns, end_ns, request.start_time, request.end_time)
+        self._check_size(len(names), symbols, start_ns, end_ns)
         payload = {"mode": "compute", "symbols": symbols, "start_ns": start_ns, "end_ns": end_ns,
                    "names": names, "expressions": expressions}
         return self._enqueue(SET_TASK_TYPE, payload, {
@@ -68,6 +103,7 @@ class FactorSetRPCs:
         if not 1 <= period <= checks.MAX_PERIOD:
             raise invalid("period", f"must be 1..{checks.MAX_PERIOD} rows (0 = 1), got {period}")
         dates = len(meta["times_ns"])
+        self._check_counts(len(names), len(meta["symbols"]), dates)
         if period + window >= dates:
             raise invalid("window", f"window {window} + period {period} leaves no date to combine: factor set "
                                     f"{meta['id']} has {dates} dates (the first composite date is window + period)")
@@ -97,6 +133,7 @@ class FactorSetRPCs:
                     raise invalid(field, "must be empty with factor_set_id (the set's symbols and dates are used)")
             meta = checks.stored_set(self.queue, self.store.redis, "factor_set_id", request.factor_set_id)
             names = checks.subset(list(request.names), meta["names"], f"factor set {meta['id']}")
+            self._check_counts(len(names), len(meta["symbols"]), len(meta["times_ns"]))
             payload = {"factor_set": meta["id"], "names": names, "expressions": None}
             what = meta["id"]
         else:
@@ -104,6 +141,7 @@ class FactorSetRPCs:
             names, expressions = checks.expressions_or_library(list(request.expressions), request.library,
                                                                list(request.names))
             require_bars_in_range(self.store, symbols, start_ns, end_ns, request.start_time, request.end_time)
+            self._check_size(len(names), symbols, start_ns, end_ns)
             payload = {"symbols": symbols, "start_ns": start_ns, "end_ns": end_ns, "names": names,
                        "expressions": expressions}
             what = request.library or "expressions"

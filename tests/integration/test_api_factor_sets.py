@@ -238,3 +238,35 @@ def test_submit_time_validation(platform, stubs):
     evaluation = factors.EvaluateFactors(factor_pb2.EvaluateFactorsRequest(factor_set_id=set_id))
     got, details = code_of(lambda: factors.GetFactorSet(jobs_pb2.JobRequest(job_id=evaluation.job_id)))
     assert got == grpc.StatusCode.NOT_FOUND  # an evaluation is not a factor set
+
+
+def test_panel_size_cap_at_submit(platform, stubs, monkeypatch):
+    """factors x symbols x dates x 8 bytes above the servicer's cap (4 GiB; lowered here) is
+    INVALID_ARGUMENT naming the product and how to split; below it the job is queued."""
+    from services.factor_set_service import FactorSetRPCs, panel_size_problem
+    factors, jobs = stubs
+    set_id = compute(factors, jobs)
+    info = factors.GetFactorSet(jobs_pb2.JobRequest(job_id=set_id))
+    dates = info.times_count
+    size = 3 * len(SYMBOLS) * dates * 8
+    assert FactorSetRPCs.MAX_PANEL_BYTES == 4 * 1024 ** 3
+    monkeypatch.setattr(FactorSetRPCs, "MAX_PANEL_BYTES", size - 1)
+    request = dict(symbols=SYMBOLS, start_time=START, end_time=END, expressions=EXPRESSIONS[:3], names=NAMES[:3])
+    for call in (lambda: factors.ComputeFactors(factor_pb2.FactorSetRequest(**request)),
+                 lambda: factors.EvaluateFactors(factor_pb2.EvaluateFactorsRequest(**request)),
+                 lambda: factors.EvaluateFactors(factor_pb2.EvaluateFactorsRequest(factor_set_id=set_id)),
+                 lambda: factors.CombineFactors(factor_pb2.CombineFactorsRequest(factor_set_id=set_id, window=5))):
+        code, details = code_of(call)
+        assert code == grpc.StatusCode.INVALID_ARGUMENT, details
+        assert f"3 x {len(SYMBOLS)} x {dates:,} x 8" in details and "split the request" in details
+    # two of the three factors fit
+    handle = factors.EvaluateFactors(factor_pb2.EvaluateFactorsRequest(factor_set_id=set_id, names=NAMES[:2]))
+    assert handle.job_id.startswith("fe-")
+    handle = factors.ComputeFactors(factor_pb2.FactorSetRequest(**{**request, "expressions": EXPRESSIONS[:2],
+                                                                   "names": NAMES[:2]}))
+    assert handle.job_id.startswith("fs-")
+    # at the default 4 GiB, 158 Alpha158 factors x 3,000 symbols x 2,520 dates do not fit
+    problem = panel_size_problem(158, 3000, 2520, 4 * 1024 ** 3)
+    assert problem.startswith("factors x symbols x dates x 8 bytes = 158 x 3,000 x 2,520 x 8 = 8.9 GiB, above "
+                              "the 4 GiB limit") and "fewer symbols" in problem
+    assert panel_size_problem(50, 3000, 2520, 4 * 1024 ** 3) is None
