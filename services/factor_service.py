@@ -194,13 +194,18 @@ def _values(values: list[float | None]) -> list[float]:
     return [_value(value) for value in values]
 
 
+def _stats_fields(stats: dict[str, Any]) -> dict[str, Any]:
+    """A stored period's statistics as message fields (null = NaN, lists stay lists)."""
+    return {name: value if name == "period" else (_values(value) if isinstance(value, list) else _value(value))
+            for name, value in stats.items()}
+
+
 def result_message(job_id: str, result: dict[str, Any]) -> factor_pb2.FactorAnalysisResult:
     """A stored result (null = NaN) as the proto message."""
-    periods = []
-    for stats in result["periods"]:
-        fields = {name: (_values(value) if isinstance(value, list) else _value(value))
-                  for name, value in stats.items() if name != "period"}
-        periods.append(factor_pb2.PeriodStats(period=stats["period"], **fields))
+    periods = [factor_pb2.PeriodStats(**_stats_fields(stats)) for stats in result["periods"]]
+    group_stats = [factor_pb2.GroupStats(name=group["name"], periods=[
+        factor_pb2.GroupPeriodStats(**_stats_fields(stats)) for stats in group["periods"]])
+        for group in result.get("group_stats", [])]  # absent from results stored before by_group stats
     ic, curve = result["ic_series"], result["cumulative_returns"]
     return factor_pb2.FactorAnalysisResult(
         job_id=job_id, loss_fraction=_value(result["loss_fraction"]), loss_breakdown=result["loss_breakdown"],
@@ -208,4 +213,4 @@ def result_message(job_id: str, result: dict[str, Any]) -> factor_pb2.FactorAnal
         cumulative_returns=[factor_pb2.CumulativeReturnPoint(time=t, value=_value(v))
                             for t, v in zip(curve["time"], curve["value"])],
         dropped_dates=result["dropped_dates"], device=result.get("device", ""),
-        compute_seconds=result.get("compute_seconds", 0.0))
+        compute_seconds=result.get("compute_seconds", 0.0), group_stats=group_stats)

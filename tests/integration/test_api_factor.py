@@ -120,6 +120,7 @@ def test_values_end_to_end_equal_the_engine(platform, stubs):
         assert_all_close(point.ic, [expected.period(p).ic[row] for p in (5, 1, 10)])
     assert [p.time for p in result.cumulative_returns] == dates
     assert_all_close([p.value for p in result.cumulative_returns], expected.period(5).cumulative_returns[kept])
+    assert len(result.group_stats) == 0  # groups given, by_group not set
 
 
 def test_expression_end_to_end_on_the_window_only(platform, stubs):
@@ -168,6 +169,32 @@ def test_options_reach_the_engine(platform, stubs):
     got = result.periods[0]
     assert close(got.ic_mean, expected.ic_mean) and close(got.factor_return_mean, expected.factor_return_mean)
     assert_all_close(got.mean_return_by_quantile, expected.mean_return_by_quantile)
+
+
+def test_by_group_statistics_arrive_per_group_and_equal_the_engine(platform, stubs):
+    factors, jobs = stubs
+    closes, factor_rows = aligned_closes(platform.store, SYMBOLS, START, END, 5)
+    factor = reversal_panel(closes, factor_rows)
+    groups = {"000001.SZ": "banks", "600000.SH": "banks", "000002.SZ": "property", "GAPS.X": "property"}
+    handle = factors.AnalyzeFactor(request(values=panel_message(factor), periods=[5, 1], quantiles=2,
+                                           max_loss=1.0, groups=groups, by_group=True, group_adjust=True))
+    job = watch_to_end(jobs, handle.job_id)
+    assert job.status == jobs_pb2.COMPLETED, job.error_message
+    result = factors.GetFactorAnalysis(jobs_pb2.JobRequest(job_id=handle.job_id))
+    full_factor = np.full(closes.shape, np.nan)
+    full_factor[:factor_rows] = factor.to_numpy()
+    expected = analyze_factor(closes.to_numpy(), full_factor, periods=(1, 5), quantiles=2, max_loss=1.0,
+                              groups=np.array([0, 0, 1, 1]), by_group=True, group_adjust=True)
+    assert [group.name for group in result.group_stats] == ["banks", "property"]  # code = sorted name
+    for code, group in enumerate(result.group_stats):
+        assert [p.period for p in group.periods] == [5, 1]  # the requested order
+        for got in group.periods:
+            want = expected.group(code).period(got.period)
+            for name in ("ic_mean", "ic_std", "risk_adjusted_ic", "t_stat", "p_value", "ic_skew", "ic_kurtosis"):
+                assert close(getattr(got, name), getattr(want, name)), (group.name, got.period, name)
+            assert_all_close(got.mean_return_by_quantile, want.mean_return_by_quantile)
+            assert_all_close(got.std_error_by_quantile, want.std_error_by_quantile)
+            assert len(got.mean_return_by_quantile) == 2 and not math.isnan(got.ic_mean)
 
 
 def test_max_loss_exceeded_fails_the_job_with_the_breakdown(platform, stubs):

@@ -138,7 +138,29 @@ def alphalens_reference(dates, prices, factor, *, periods, quantiles=5, bins=Non
             "cumulative_returns": perf.factor_cumulative_returns(data, column, long_short,
                                                                  group_adjust, equal_weight),
         }
+    if by_group:
+        result["groups"] = alphalens_by_group(data, columns, sorted(periods), long_short, group_adjust)
     return result
+
+
+def alphalens_by_group(data, columns, periods, long_short, group_adjust):
+    """Per group code and period: alphalens' by_group IC series, its information table, the mean
+    IC per group and mean returns (with standard errors) by quantile per group."""
+    ic = perf.factor_information_coefficient(data, group_adjust, by_group=True)
+    mean_ic = perf.mean_information_coefficient(data, group_adjust, by_group=True)
+    mean_ret, std_err = perf.mean_return_by_quantile(data, by_group=True, demeaned=long_short,
+                                                     group_adjust=group_adjust)
+    groups = {}
+    for group in sorted(data["group"].unique()):
+        group_ic = ic.xs(group, level="group")
+        table = plotting.plot_information_table(group_ic, return_df=True)
+        groups[int(group)] = {period: {
+            **{field: table.loc[column, name] for field, name in INFO_FIELDS.items()},
+            "mean_information_coefficient": mean_ic.loc[group, column], "ic": group_ic[column],
+            "mean_return_by_quantile": mean_ret.xs(group, level="group")[column],
+            "std_error_by_quantile": std_err.xs(group, level="group")[column],
+        } for column, period in zip(columns, periods)}
+    return groups
 
 
 # ----------------------------------------------------------------------------- comparison
@@ -192,7 +214,29 @@ def compare(dates, prices, factor, **options):
         curve = want["cumulative_returns"]
         assert_close(got.cumulative_returns[dates.get_indexer(curve.index)], curve.to_numpy(),
                      f"{period}: cumulative_returns")
+    if options.get("by_group"):
+        compare_groups(ours, reference["groups"], periods, dates)
+    else:
+        assert ours.group_stats == ()
     return ours
+
+
+def compare_groups(ours, reference, periods, dates):
+    """Every per-group field against alphalens' by_group numbers (the same groups, by code)."""
+    assert [stats.group for stats in ours.group_stats] == sorted(reference)
+    for group, by_period in reference.items():
+        mine = ours.group(group)
+        assert [stats.period for stats in mine.periods] == sorted(periods)
+        for period in periods:
+            got, want = mine.period(period), by_period[period]
+            what = f"group {group}, {period}"
+            for field in INFO_FIELDS:
+                assert_close(getattr(got, field), want[field], f"{what}: {field}")
+            assert_close(got.ic_mean, want["mean_information_coefficient"], f"{what}: mean IC")
+            assert_close(got.ic, on_rows(want["ic"], dates), f"{what}: ic")
+            for field in ("mean_return_by_quantile", "std_error_by_quantile"):
+                assert_close(getattr(got, field), by_quantile(want[field], ours.n_quantiles),
+                             f"{what}: {field}")
 
 
 # ----------------------------------------------------------------------------- tests
@@ -235,6 +279,31 @@ def test_groups_match_alphalens(case):
     groups = np.arange(prices.shape[1]) % 3
     compare(dates, prices, factor, periods=(1, 5), groups=groups, max_loss=0.5,
             **GROUP_CASES[case])
+
+
+BY_GROUP_CASES = {
+    "long_short": dict(),
+    "long_only": dict(long_short=False),
+    "group_adjust": dict(group_adjust=True),
+    "group_adjust_long_only": dict(group_adjust=True, long_short=False),
+    "quantiles2_equal_weight": dict(quantiles=2, group_adjust=True, equal_weight=True),
+    "bins4": dict(quantiles=None, bins=4),  # a one-value segment can be binned: its IC is NaN
+}
+# four groups of 3, 6, 12 and 15 symbols (the small one often too thin to bin), and three of 12
+UNEVEN_GROUPS = np.repeat([2, 0, 3, 1], [3, 6, 12, 15])
+GROUPINGS = {"uneven4": UNEVEN_GROUPS, "even3": np.arange(36) % 3}
+
+
+@pytest.mark.parametrize("grouping", sorted(GROUPINGS))
+@pytest.mark.parametrize("case", sorted(BY_GROUP_CASES))
+@pytest.mark.parametrize("seed", [5, 17])
+def test_by_group_statistics_match_alphalens(case, grouping, seed):
+    """Per-group IC, information table and mean returns by quantile (alphalens' by_group=True)."""
+    dates, prices, factor = random_panel(seed)
+    options = {**dict(periods=(1, 5), quantiles=3, max_loss=0.6, by_group=True,
+                      groups=GROUPINGS[grouping]), **BY_GROUP_CASES[case]}
+    ours = compare(dates, prices, factor, **options)
+    assert len(ours.group_stats) == np.unique(GROUPINGS[grouping]).size
 
 
 REAL_CASES = {

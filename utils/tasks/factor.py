@@ -116,9 +116,14 @@ def values_factor(store: BarStore, spec: dict[str, Any], symbols: list[str], ali
     return factor
 
 
+def group_names(groups: dict[str, str], symbols: list[str]) -> list[str]:
+    """The groups' names by code (sorted): ``group_codes``' code k is name k."""
+    return sorted(set(groups[symbol] for symbol in symbols))
+
+
 def group_codes(groups: dict[str, str], symbols: list[str]) -> np.ndarray:
     """Group names -> integer codes per symbol (column), by sorted name."""
-    names = sorted(set(groups[symbol] for symbol in symbols))
+    names = group_names(groups, symbols)
     return np.array([names.index(groups[symbol]) for symbol in symbols], dtype=np.int64)
 
 
@@ -136,11 +141,23 @@ PERIOD_SCALARS = ("ic_mean", "ic_std", "risk_adjusted_ic", "t_stat", "p_value", 
                   "pearson_ic_mean", "pearson_icir", "ann_alpha", "beta", "factor_return_mean", "top_minus_bottom",
                   "rank_autocorrelation")
 PERIOD_VECTORS = ("mean_return_by_quantile", "std_error_by_quantile", "mean_turnover_by_quantile")
+GROUP_SCALARS = ("ic_mean", "ic_std", "risk_adjusted_ic", "t_stat", "p_value", "ic_skew", "ic_kurtosis")
+GROUP_VECTORS = ("mean_return_by_quantile", "std_error_by_quantile")
 
 
-def result_document(analysis: Any, periods: list[int], times: np.ndarray, factor_rows: int) -> dict[str, Any]:
+def group_documents(analysis: Any, periods: list[int], names: list[str] | None) -> list[dict[str, Any]]:
+    """``by_group``'s statistics per group (named by code), periods in the requested order."""
+    return [{"name": names[stats.group] if names else str(stats.group), "periods": [
+        {"period": int(period), **{name: _number(getattr(s, name)) for name in GROUP_SCALARS},
+         **{name: _numbers(getattr(s, name)) for name in GROUP_VECTORS}}
+        for period in periods for s in [stats.period(period)]]} for stats in analysis.group_stats]
+
+
+def result_document(analysis: Any, periods: list[int], times: np.ndarray, factor_rows: int,
+                    group_names: list[str] | None = None) -> dict[str, Any]:
     """The stored result (strict JSON): periods in the requested order, the IC series and the first
-    period's cumulative returns (overall and by quantile) on the factor dates that kept at least one value."""
+    period's cumulative returns (overall and by quantile) on the factor dates that kept at least one value;
+    with by_group the statistics per group, named by ``group_names`` (index = group code)."""
     from utils.engine.factors.returns import cumulative_returns
     stats = [analysis.period(period) for period in periods]
     kept_dates = np.flatnonzero((analysis.quantile_labels[:factor_rows] > 0).any(axis=1))
@@ -158,6 +175,7 @@ def result_document(analysis: Any, periods: list[int], times: np.ndarray, factor
         # plot_cumulative_returns_by_quantile), one list per quantile, for the tearsheet
         "quantile_cumulative_returns": {"time": dates, "value": [
             _numbers(cumulative_returns(row)[kept_dates]) for row in stats[0].quantile_returns]},
+        "group_stats": group_documents(analysis, periods, group_names),
     }
 
 
@@ -191,7 +209,8 @@ def run_analysis(store: BarStore, payload: dict[str, Any], progress=lambda fract
     except ValueError as exc:  # MaxLossExceeded, BinningFailed, inputs the engine refuses
         raise PermanentJobError(str(exc)) from None
     progress(0.9)
-    return result_document(analysis, periods, aligned.times, aligned.factor_rows)
+    names = group_names(payload["groups"], symbols) if needs_groups else None
+    return result_document(analysis, periods, aligned.times, aligned.factor_rows, names)
 
 
 def make_factor_handler(resources: WorkerResources):

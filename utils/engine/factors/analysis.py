@@ -15,7 +15,7 @@ from .cleaning import FactorLoss, check_loss, finish_loss, forward_return_mask
 from .forward_returns import forward_returns, zscore_outliers
 from .information import InformationTable, icir, information_table
 from .panel import series_mean_std
-from .per_date import per_date_statistics
+from .per_date import per_date_group_statistics, per_date_statistics
 from .quantiles import bin_spec, quantize
 from .returns import (cumulative_returns, factor_alpha_beta, factor_weights,
                       mean_return_by_quantile, top_minus_bottom)
@@ -51,11 +51,39 @@ class PeriodStats(InformationTable):
 
 
 @dataclass(frozen=True)
+class GroupPeriodStats(InformationTable):
+    """What alphalens reports for one group and period with ``by_group``: the information table of
+    ``factor_information_coefficient(..., by_group=True)``'s IC series of the group (its
+    ``ic_mean`` is ``mean_information_coefficient(..., by_group=True)``) and
+    ``mean_return_by_quantile(..., by_group=True, demeaned=long_short, group_adjust=...)``."""
+
+    period: int
+    mean_return_by_quantile: np.ndarray  # (Q,), index q - 1; NaN for a quantile the group never had
+    std_error_by_quantile: np.ndarray  # (Q,)
+    ic: np.ndarray  # (T,) Spearman IC of the group per date, NaN where it has none
+
+
+@dataclass(frozen=True)
+class GroupStats:
+    """One group's statistics (``by_group``), a group with at least one clean factor value."""
+
+    group: int  # the group's code (``groups``)
+    periods: tuple[GroupPeriodStats, ...]
+
+    def period(self, period: int) -> GroupPeriodStats:
+        return next(stats for stats in self.periods if stats.period == period)
+
+
+@dataclass(frozen=True)
 class FactorAnalysis:
     periods: tuple[PeriodStats, ...]
     loss: FactorLoss
     quantile_labels: np.ndarray  # (T, N) 1..n_quantiles, 0 for a dropped or missing cell
     n_quantiles: int
+    group_stats: tuple[GroupStats, ...] = ()  # by_group only: one per group, by code
+
+    def group(self, code: int) -> GroupStats:
+        return next(stats for stats in self.group_stats if stats.group == code)
 
     @property
     def loss_fraction(self) -> float:
@@ -91,7 +119,7 @@ def analyze_factor(prices, factor, periods=(1, 5, 10), quantiles=5, bins=None, m
     """Evaluate ``factor`` against ``prices`` as alphalens does; see the module docstring.
 
     ``filter_zscore`` None or 0 = off; ``by_group`` bins each (date, group) apart (alphalens'
-    ``binning_by_group``); ``group_adjust`` demeans returns by group for the IC and quantile
+    ``binning_by_group``) and reports per-group statistics (``group_stats``); ``group_adjust`` demeans returns by group for the IC and quantile
     returns and builds group-neutral weights; ``long_short`` demeans quantile returns and weights.
     Raises ``MaxLossExceeded`` (a ValueError) with the breakdown of what was dropped and why.
     """
@@ -111,6 +139,8 @@ def analyze_factor(prices, factor, periods=(1, 5, 10), quantiles=5, bins=None, m
     top, bottom = (int(present[-1]), int(present[0])) if present.size else (1, 1)
     weights = factor_weights(factor, valid, long_short, group_adjust, equal_weight, groups)
     stats = []
+    group_codes = np.unique(groups[valid.any(axis=0)]) if by_group else np.empty(0, np.int64)
+    by_group_periods: list[list[GroupPeriodStats]] = [[] for _ in group_codes]
     for index, period in enumerate(periods):
         daily = per_date_statistics(factor, factor_ranks, returns[index], labels, weights,
                                     spec.n_labels, groups, group_adjust, long_short)
@@ -132,4 +162,15 @@ def analyze_factor(prices, factor, periods=(1, 5, 10), quantiles=5, bins=None, m
             factor_returns=_frozen(daily.factor_returns),
             cumulative_returns=_frozen(cumulative_returns(daily.factor_returns)),
             quantile_returns=_frozen(daily.quantile_means)))
-    return FactorAnalysis(tuple(stats), loss, _frozen(labels), spec.n_labels)
+        if by_group:
+            per_group = per_date_group_statistics(factor, returns[index], labels, spec.n_labels,
+                                                  groups, group_adjust, long_short)
+            for slot, code in enumerate(group_codes):
+                means, errors = mean_return_by_quantile(per_group.quantile_means[code])
+                by_group_periods[slot].append(GroupPeriodStats(
+                    **asdict(information_table(per_group.spearman_ic[code])), period=period,
+                    mean_return_by_quantile=_frozen(means), std_error_by_quantile=_frozen(errors),
+                    ic=_frozen(per_group.spearman_ic[code].copy())))
+    group_stats = tuple(GroupStats(int(code), tuple(periods_of_group))
+                        for code, periods_of_group in zip(group_codes, by_group_periods))
+    return FactorAnalysis(tuple(stats), loss, _frozen(labels), spec.n_labels, group_stats)
