@@ -172,3 +172,18 @@ def test_stored_cumulative_returns_by_quantile():
     for q in range(4):
         daily = [forward[t][labels[t] == q + 1].mean() if (labels[t] == q + 1).any() else 0.0 for t in kept]
         np.testing.assert_allclose(curves["value"][q], np.cumprod(1 + np.array(daily)), rtol=1e-12)
+
+
+def test_group_statistics_get_their_section():
+    group_period = dict(ic_mean=0.03, ic_std=0.2, risk_adjusted_ic=0.15, t_stat=1.2, p_value=0.2, ic_skew=0.1,
+                        ic_kurtosis=0.4, mean_return_by_quantile=[-0.001, 0.0005, 0.002],
+                        std_error_by_quantile=[0.0003, 0.0002, None])
+    groups = [{"name": "<banks>", "periods": [{"period": 1, **group_period}, {"period": 5, **group_period}]},
+              {"name": "property", "periods": [{"period": 1, **group_period, "ic_mean": -0.07},
+                                               {"period": 5, **group_period}]}]
+    html = render_factor_tearsheet("fa-9", synthetic_result(group_stats=groups), META)
+    page = parse(html)
+    assert page.headings == [*SECTIONS, "By group"]
+    assert "&lt;banks&gt;" in html and "<banks>" not in html and "property" in html
+    assert "-0.070" in html and "20.0 bp ± 2.0 bp" not in html and "-10.0 bp ± 3.0 bp" in html
+    assert "By group" not in render_factor_tearsheet("fa-9", synthetic_result(), META)

@@ -30,6 +30,7 @@ INFORMATION_ROWS = [
     ("ann_alpha", "Ann. alpha", "ratio"), ("beta", "Beta", "ratio"),
     ("factor_return_mean", "Factor return mean", "bps"), ("top_minus_bottom", "Top − bottom quantile", "bps"),
     ("rank_autocorrelation", "Rank autocorrelation", "ratio")]
+GROUP_ROWS = INFORMATION_ROWS[:7]  # alphalens' information table, per group
 
 
 def _bps(value: float) -> str:
@@ -132,16 +133,20 @@ def _header(job_id: str, result: Mapping[str, Any], meta: Mapping[str, Any],
     return f"<section><h1>Factor analysis {escape(job_id)}</h1>{_dl(rows)}</section>"
 
 
-def _information(periods: Sequence[Mapping[str, Any]]) -> str:
-    if not periods:
-        return _section("Information", '<p class="empty">No period statistics in this result.</p>')
+def _period_table(periods: Sequence[Mapping[str, Any]], rows: Sequence[tuple[str, str, str]]) -> str:
+    """A table with one column per period and one row per (key, label, kind)."""
     head = '<th class="l">Forward return over</th>' + "".join(
         f"<th>{escape(_period_name(p.get('period')))}</th>" for p in periods)
     body = "".join(f'<tr><td class="l">{escape(label)}</td>'
                    + "".join(f"<td>{_show(p.get(key), kind)}</td>" for p in periods) + "</tr>"
-                   for key, label, kind in INFORMATION_ROWS)
-    return _section("Information", f'<div class="scroll"><table><thead><tr>{head}</tr></thead>'
-                                   f'<tbody>{body}</tbody></table></div>'
+                   for key, label, kind in rows)
+    return f'<div class="scroll"><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>'
+
+
+def _information(periods: Sequence[Mapping[str, Any]]) -> str:
+    if not periods:
+        return _section("Information", '<p class="empty">No period statistics in this result.</p>')
+    return _section("Information", _period_table(periods, INFORMATION_ROWS) +
                     '<p class="note">IC: Spearman rank correlation of the factor with the forward return, '
                     'per date. Returns are per period, not per row.</p>')
 
@@ -234,6 +239,22 @@ def _turnover(periods: Sequence[Mapping[str, Any]], n_quantiles: int) -> str:
           f"Factor rank autocorrelation — {autocorrelation}.</p>")
 
 
+def _groups(result: Mapping[str, Any], n_quantiles: int) -> str:
+    """``by_group``'s statistics: each group's IC table and mean return by quantile (nothing
+    without groups)."""
+    groups = [_mapping(group) for group in _sequence(result.get("group_stats"))]
+    if not groups:
+        return ""
+    parts = []
+    for group in groups:
+        periods = [_mapping(period) for period in _sequence(group.get("periods"))]
+        parts.append(f"<h3>{escape(str(group.get('name', '')))}</h3>" + _period_table(periods, GROUP_ROWS)
+                     + _by_quantile_table(periods, n_quantiles, "mean_return_by_quantile", "bps",
+                                          "std_error_by_quantile"))
+    return _section("By group", "".join(parts) + '<p class="note">IC ranked within each group; mean return by '
+                                                 "quantile of the group's names, ± its standard error.</p>")
+
+
 def render_factor_tearsheet(job_id: str, result: dict, record_meta: dict | None = None) -> str:
     """The whole HTML page for one factor analysis result."""
     result = _mapping(result)
@@ -241,7 +262,8 @@ def render_factor_tearsheet(job_id: str, result: dict, record_meta: dict | None 
     periods = _periods(result)
     n_quantiles = _n_quantiles(result, periods)
     sections = [_header(str(job_id), result, meta, periods), _information(periods), _ic(result, periods),
-                _returns(result, periods, n_quantiles), _cumulative(result, periods), _turnover(periods, n_quantiles)]
+                _returns(result, periods, n_quantiles), _cumulative(result, periods), _turnover(periods, n_quantiles),
+                _groups(result, n_quantiles)]
     return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
             f"<title>Factor analysis {escape(str(job_id))} — tearsheet</title>"
             f"<style>{CSS}{FACTOR_CSS}</style></head><body><main>{''.join(sections)}</main></body></html>\n")
