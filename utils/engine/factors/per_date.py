@@ -51,21 +51,6 @@ def demean_by_group(values: np.ndarray, codes: np.ndarray, n_groups: int) -> np.
     return out
 
 
-@njit(cache=True, inline="always")
-def _date_cells(label_row, return_row, groups):
-    """A date's clean cells (label > 0): their columns, returns, group codes and the returns' sum."""
-    cols = valid_columns(label_row > 0)
-    count = cols.size
-    raw = np.empty(count)
-    codes = np.empty(count, np.int64)
-    total = 0.0
-    for k in range(count):
-        raw[k] = return_row[cols[k]]
-        codes[k] = groups[cols[k]]
-        total += raw[k]
-    return cols, raw, codes, total
-
-
 @njit(parallel=True, cache=True)
 def _per_date(factor, factor_ranks, returns, labels, weights, groups, n_groups, n_labels,
               group_adjust, long_short):
@@ -76,17 +61,23 @@ def _per_date(factor, factor_ranks, returns, labels, weights, groups, n_groups, 
     universe = np.full(n_dates, np.nan)
     quantile_means = np.full((n_labels, n_dates), np.nan)
     for t in prange(n_dates):
-        cols, raw, codes, total = _date_cells(labels[t], returns[t], groups)
+        cols = valid_columns(labels[t] > 0)
         count = cols.size
         if count == 0:
             continue
+        raw = np.empty(count)
         factor_row = np.empty(count)
         factor_rank_row = np.empty(count)
+        codes = np.empty(count, np.int64)
+        total = 0.0
         weighted = 0.0
         for k in range(count):
             c = cols[k]
+            raw[k] = returns[t, c]
             factor_row[k] = factor[t, c]
             factor_rank_row[k] = factor_ranks[t, c]
+            codes[k] = groups[c]
+            total += raw[k]
             weighted += weights[t, c] * raw[k]
         universe[t] = total / count
         portfolio[t] = weighted
@@ -139,10 +130,17 @@ def _per_date_groups(factor, returns, labels, groups, n_groups, n_labels, group_
     ic = np.full((n_groups, n_dates), np.nan)
     quantile_means = np.full((n_groups, n_labels, n_dates), np.nan)
     for t in prange(n_dates):
-        cols, raw, codes, total = _date_cells(labels[t], returns[t], groups)
+        cols = valid_columns(labels[t] > 0)
         count = cols.size
         if count == 0:
             continue
+        raw = np.empty(count)
+        codes = np.empty(count, np.int64)
+        total = 0.0
+        for k in range(count):
+            raw[k] = returns[t, cols[k]]
+            codes[k] = groups[cols[k]]
+            total += raw[k]
         ic_returns = demean_by_group(raw, codes, n_groups) if group_adjust else raw
         if group_adjust:
             mean_returns = ic_returns
