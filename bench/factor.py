@@ -22,7 +22,6 @@ factors in a row (issue 12, "Performance").
 from __future__ import annotations
 
 import contextlib
-import gc
 import io
 import math
 import os
@@ -33,6 +32,7 @@ from typing import Iterator
 import numpy as np
 
 from bench import Section
+from bench.backtest import _peak_increase
 
 QUICK = os.environ.get("BENCH_QUICK") == "1"
 DAYS, SYMBOLS = (150, 60) if QUICK else (2520, 3000)
@@ -91,23 +91,6 @@ def dates(days: int):
 
 
 # ------------------------------------------------------------------ measuring
-def _rss_bytes() -> int:
-    with open("/proc/self/statm") as handle:
-        return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-
-
-def _peak_increase(fn):
-    """(result, seconds, peak RSS above the RSS at the start in bytes) of one call."""
-    from bench.backtest import _peak_bytes, _reset_peak
-    gc.collect()
-    resettable = _reset_peak()
-    before = _rss_bytes() if resettable else _peak_bytes()
-    began = time.perf_counter()
-    result = fn()
-    seconds = time.perf_counter() - began
-    return result, seconds, max(0, _peak_bytes() - before)
-
-
 def _ours(prices: np.ndarray, factor: np.ndarray, repeats: int) -> dict:
     from utils.engine.factors import analyze_factor
     result, first, peak = _peak_increase(lambda: analyze_factor(prices, factor, periods=PERIODS,

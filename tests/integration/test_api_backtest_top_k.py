@@ -9,28 +9,21 @@ import numpy as np
 import pytest
 
 from api_proto import backtest_pb2, backtest_pb2_grpc
+from tests.integration.test_api_backtest import request as backtest_request
 from tests.conftest import wait_until
+from tests.integration.test_api_backtest import wait_done
 
 SYMBOLS = ["000001.SZ", "600000.SH", "000002.SZ"]
 CONFIG = {"strategy_type": "top_k", "factor": "ts_mean(close, 5) / close - 1", "k": 2, "n_drop": 1, "rebalance": 5}
 
 
 def request(config=CONFIG, **overrides):
-    values = dict(stock_codes=SYMBOLS, start_time="2024-01-01", end_time="2024-12-31",
-                  strategy_config=json.dumps(config), initial_capital=1_000_000, commission_rate=0.0003)
-    values.update(overrides)
-    return backtest_pb2.BacktestRequest(**values)
+    return backtest_request(**{"stock_codes": SYMBOLS, "strategy_config": json.dumps(config), **overrides})
 
 
 @pytest.fixture
 def stub(channel):
     return backtest_pb2_grpc.BacktestServiceStub(channel)
-
-
-def wait_done(stub, backtest_id, timeout=60):
-    return wait_until(lambda: (s := stub.GetBacktestStatus(backtest_pb2.BacktestStatusRequest(
-        backtest_id=backtest_id))).status in (backtest_pb2.COMPLETED, backtest_pb2.FAILED, backtest_pb2.CANCELLED)
-        and s, timeout=timeout)
 
 
 def test_top_k_backtest_completes_with_trades(stub):
