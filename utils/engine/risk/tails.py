@@ -2,7 +2,7 @@
 
 The tail holds the ``k = ceil(alpha * n)`` lowest returns, ``alpha = 1 - confidence``. VaR is minus the
 k-th lowest return (``numpy.quantile(method="inverted_cdf")``); CVaR is its Rockafellar-Uryasev form
-``VaR + sum(max(-r - VaR, 0)) / (alpha * n)``, summed in Riskfolio's order (lowest first).
+``VaR + sum(max(-r - VaR, 0)) / (alpha * n)``, accumulated in Riskfolio's order (lowest first).
 
 Floating point: ``1 - 0.95`` is 0.050000000000000044, so ``ceil((1 - 0.95) * 100)`` is 6, not 5 (skfolio,
 and Riskfolio or numpy given that alpha, take the next order statistic for that reason). Here alpha is the
@@ -41,14 +41,22 @@ def lowest_sorted(returns: Any, count: int, xp: ModuleType) -> Any:
     return xp.sort(returns)
 
 
+def _riskfolio_excess_sum(tail: list[float]) -> float:
+    """sum(r_i - VaR threshold) over the tail, accumulated as Riskfolio's loop does, ``(s + r_i) - r_k``
+    left to right, so CVaR matches it bit for bit (Python floats are the same IEEE doubles)."""
+    threshold = tail[-1]
+    total = 0.0
+    for value in tail:
+        total = total + value - threshold
+    return total
+
+
 def var_cvar(returns: Any, confidence: float, xp: ModuleType) -> tuple[float, float]:
-    """(VaR, CVaR) of a 1-D sample of returns as positive loss fractions (see the module docstring)."""
+    """(VaR, CVaR) of a 1-D sample of returns as positive loss fractions (see the module docstring).
+    Only the k tail values leave the device (k = 50,000 for 10^6 scenarios at 95 %)."""
     observations = int(returns.shape[0])
     count = tail_count(confidence, observations)
-    tail = lowest_sorted(returns, count, xp)
-    threshold = tail[count - 1]
-    # a running (sequential) sum reproduces Riskfolio's loop bit for bit
-    excess_total = xp.cumsum(tail - threshold)[-1]
-    value_at_risk = -float(threshold)
-    conditional = value_at_risk - float(excess_total) / (tail_alpha(confidence) * observations)
+    tail = lowest_sorted(returns, count, xp).tolist()
+    value_at_risk = -tail[-1]
+    conditional = value_at_risk - _riskfolio_excess_sum(tail) / (tail_alpha(confidence) * observations)
     return value_at_risk, conditional
