@@ -11,8 +11,9 @@ a matrix-vector product, and only the portfolio returns (one float per scenario)
 from the history (whole days, so the cross-section of a day stays together).
 
 Random numbers come from ``xp.random.default_rng(seed)`` (NumPy: Generator(PCG64(seed)); CuPy: its own
-XORWOW stream, so GPU numbers differ from CPU ones). Chunks draw consecutively from that one stream, so
-on NumPy a seed gives the same scenarios bit for bit, whatever the chunk size.
+XORWOW stream, so GPU numbers differ from CPU ones). Chunks draw consecutively from that one stream:
+on NumPy a seed and chunk size give the same scenarios bit for bit, and another chunk size gives the
+same draws, with only the last bits of Z @ (A'w) changed by the BLAS's blocking (bootstrap: identical).
 """
 from __future__ import annotations
 
