@@ -305,7 +305,7 @@ def measure_service(prices: np.ndarray, factor: np.ndarray, in_process) -> dict:
         import redis
         from utils.data.store import BarStore
         from utils.data.timeutil import parse_time
-        from utils.tasks.factor import aligned_bars
+        from utils.tasks.factor_panels import aligned_bars
         store = BarStore(redis.Redis(port=platform.redis_port))
         began = time.perf_counter()
         aligned_bars(store, symbols, parse_time(iso[0]), parse_time(iso[-1]), max(PERIODS))

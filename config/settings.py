@@ -77,6 +77,9 @@ class CoreSettings(BaseSettings):
     # Caches.
     feature_cache_ttl: int = Field(120, ge=1)
     model_cache_ttl: int = Field(600, ge=1)
+    # Aligned price panels a worker keeps for factor jobs on the same symbols and dates (MiB;
+    # entries are checked against the symbols' data versions on every use; 0 disables).
+    factor_panel_cache_mb: int = Field(1024, ge=0)
 
     # Predict serving: concurrent requests for one model are coalesced into one model call of at
     # most PREDICT_MAX_BATCH_ROWS rows (0 disables batching), waiting at most PREDICT_MAX_WAIT_MS

@@ -149,6 +149,30 @@ def test_expression_end_to_end_on_the_window_only(platform, stubs):
     assert result.ic_series[0].time == first
 
 
+def test_a_reimport_between_two_analyses_is_seen(platform, stubs):
+    """The worker reuses aligned panels across jobs on the same symbols and dates, but never after
+    a symbol's data changed (its version moved)."""
+    factors, jobs = stubs
+    text = "-(close / ref(close, 5) - 1)"
+
+    def analysed():
+        job = watch_to_end(jobs, factors.AnalyzeFactor(request(expression=text, periods=[1])).job_id)
+        assert job.status == jobs_pb2.COMPLETED, job.error_message
+        return factors.GetFactorAnalysis(jobs_pb2.JobRequest(job_id=job.job_id)).periods[0].ic_mean
+
+    before = analysed()
+    assert analysed() == before
+    bars = platform.store.read("600000.SH")
+    wiggle = 1.0 + 0.05 * np.sin(np.arange(len(bars)))  # another price path for one symbol
+    platform.store.write(Bars("600000.SH", bars.time, bars.open * wiggle, bars.high * wiggle, bars.low * wiggle,
+                              bars.close * wiggle, bars.volume), replace=True, source="test")
+    closes, factor_rows = aligned_closes(platform.store, SYMBOLS, START, END, 1)
+    factor = np.full(closes.shape, np.nan)
+    factor[:factor_rows] = -(closes / closes.shift(5) - 1).to_numpy()[:factor_rows]
+    after = analysed()
+    assert after != before and close(after, analyze_factor(closes.to_numpy(), factor, periods=(1,)).period(1).ic_mean)
+
+
 def test_options_reach_the_engine(platform, stubs):
     factors, jobs = stubs
     symbols = SYMBOLS[:3]

@@ -61,6 +61,15 @@ class Bars:
 
 
 @dataclass(frozen=True)
+class StoredColumns:
+    """Some columns of one symbol's stored bars (``BarStore.read_columns_many``)."""
+
+    version: int
+    time: np.ndarray  # int64 ns, increasing
+    values: dict[str, np.ndarray]  # column name -> float64, aligned with ``time``
+
+
+@dataclass(frozen=True)
 class SymbolInfo:
     symbol: str
     rows: int
@@ -213,6 +222,34 @@ class BarStore:
     def version(self, symbol: str) -> int | None:
         value = self.redis.hget(keys.bars(symbol), "version")
         return int(value) if value is not None else None
+
+    def versions(self, symbols: list[str]) -> list[int | None]:
+        """Each symbol's version (None when not stored), in one round trip."""
+        pipe = self.redis.pipeline(transaction=False)
+        for symbol in symbols:
+            pipe.hget(keys.bars(symbol), "version")
+        return [int(value) if value is not None else None for value in pipe.execute()]
+
+    def read_columns_many(self, symbols: list[str], columns: tuple[str, ...], start_ns: int | None = None
+                          ) -> dict[str, StoredColumns]:
+        """Only ``columns`` of several symbols' bars from ``start_ns`` on (HMGET in one round trip:
+        a factor on closes reads a sixth of the bytes of ``read_many``). Raises SymbolNotFound."""
+        unknown = [name for name in columns if name not in COLUMNS]
+        if unknown:
+            raise ValueError(f"unknown bar column {unknown[0]!r}; columns are {', '.join(COLUMNS)}")
+        fields = ("version", "time") + tuple(columns)
+        pipe = self.redis.pipeline(transaction=False)
+        for symbol in symbols:
+            pipe.hmget(keys.bars(symbol), fields)
+        found = {}
+        for symbol, (version, raw_time, *raw_columns) in zip(symbols, pipe.execute()):
+            if raw_time is None:
+                raise SymbolNotFound(symbol)
+            time = np.frombuffer(raw_time, dtype="<i8")
+            first = 0 if start_ns is None else int(np.searchsorted(time, start_ns, side="left"))
+            found[symbol] = StoredColumns(int(version or 0), time[first:], {
+                name: np.frombuffer(raw, dtype="<f8")[first:] for name, raw in zip(columns, raw_columns)})
+        return found
 
     def exists(self, symbol: str) -> bool:
         return bool(self.redis.exists(keys.bars(symbol)))

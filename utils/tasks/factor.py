@@ -1,11 +1,12 @@
 """Factor analysis job (FactorService.AnalyzeFactor): alphalens' evaluation of one factor on a
 universe of stored symbols, by ``utils.engine.factors.analysis.analyze_factor``.
 
-The panels: the stored closes of the request's symbols aligned on the union of their bar dates
-(NaN where a symbol has no bar on a date, never forward-filled). The factor dates are every date
-of that calendar inside [start, end]; the prices go on for up to max(periods) more stored dates,
-so the last factor dates have forward returns. Those extra rows carry a NaN factor, which is not a
-factor value (``utils/engine/factors/cleaning.py``) and so is neither analysed nor counted as lost.
+The panels (``utils/tasks/factor_panels.py``): the stored closes of the request's symbols (and
+the bar fields an expression reads) aligned on the union of their bar dates, NaN where a symbol
+has no bar; the prices go on for up to max(periods) more stored dates, so the last factor dates
+have forward returns. Those extra rows carry a NaN factor, which is not a factor value
+(``utils/engine/factors/cleaning.py``) and so is neither analysed nor counted as lost. A worker
+reuses aligned panels across jobs on the same symbols and dates while their data versions hold.
 
 The factor is either an expression, evaluated on the stored bars inside [start, end] only (its
 warm-up rows are NaN), or explicit values stored by the servicer under ``keys.factor_values`` (raw
@@ -15,7 +16,6 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -23,37 +23,8 @@ import numpy as np
 from utils.data.store import COLUMNS, BarStore, SymbolNotFound
 from utils.data.timeutil import format_time
 from utils.queue.worker import JobContext, PermanentJobError
+from utils.tasks.factor_panels import AlignedBars, AlignedBarsCache, aligned_bars
 from utils.tasks.resources import WorkerResources
-
-
-@dataclass(frozen=True)
-class AlignedBars:
-    """The request's symbols on one calendar: the union of their stored dates from ``start``."""
-
-    times: np.ndarray  # (T,) int64 ns, increasing
-    factor_rows: int  # rows 0..factor_rows-1 are the factor dates (inside [start, end])
-    panels: dict[str, np.ndarray]  # column name -> (T, N) float64, NaN where a symbol has no bar
-
-    @property
-    def close(self) -> np.ndarray:
-        return self.panels["close"]
-
-
-def aligned_bars(store: BarStore, symbols: list[str], start_ns: int, end_ns: int, extra_rows: int) -> AlignedBars:
-    """Stored bars of ``symbols`` on the union of their dates in [start, end], plus up to
-    ``extra_rows`` later dates of that union (for forward returns). Raises SymbolNotFound."""
-    stored = store.read_many(symbols, start_ns, None)
-    union = np.unique(np.concatenate([bars.time for bars in stored.values()] + [np.empty(0, np.int64)]))
-    factor_rows = int(np.searchsorted(union, end_ns, side="right"))
-    times = union[:min(union.size, factor_rows + extra_rows)]
-    panels = {name: np.full((times.size, len(symbols)), np.nan) for name in COLUMNS}
-    for column, symbol in enumerate(symbols):
-        bars = stored[symbol]
-        inside = bars.time <= (times[-1] if times.size else end_ns)
-        rows = np.searchsorted(times, bars.time[inside])
-        for name in COLUMNS:
-            panels[name][rows, column] = getattr(bars, name)[inside]
-    return AlignedBars(times, factor_rows, panels)
 
 
 def expression_factors(expressions: dict[str, str], aligned: AlignedBars) -> dict[str, np.ndarray]:
@@ -110,9 +81,13 @@ def values_factor(store: BarStore, spec: dict[str, Any], symbols: list[str], ali
         missing = format_time(int(times[int(np.argmin(matched))]))
         raise PermanentJobError(f"values.times: {missing} is not a stored bar date of the symbols between "
                                 f"start_time and end_time (the stored bars changed since submission?)")
-    columns = np.array([symbols.index(symbol) for symbol in panel_symbols], dtype=np.int64)
+    position = {symbol: index for index, symbol in enumerate(symbols)}
+    columns = np.array([position[symbol] for symbol in panel_symbols], dtype=np.int64)
     factor = np.full(aligned.close.shape, np.nan)
-    factor[np.ix_(rows, columns)] = values
+    if np.array_equal(rows, np.arange(rows.size)) and np.array_equal(columns, np.arange(len(symbols))):
+        factor[:rows.size] = values  # the whole calendar and every symbol in order: one copy
+    else:
+        factor[np.ix_(rows, columns)] = values
     return factor
 
 
@@ -179,12 +154,29 @@ def result_document(analysis: Any, periods: list[int], times: np.ndarray, factor
     }
 
 
-def run_analysis(store: BarStore, payload: dict[str, Any], progress=lambda fraction: None) -> dict[str, Any]:
-    """Load, build the factor, analyse: the job's result without timing (also used by tests)."""
+def bar_columns(expression: str | None) -> tuple[str, ...]:
+    """The stored columns a job reads: the closes, and the bar fields its expression names."""
+    if not expression:
+        return ("close",)
+    from utils.engine.factors.expressions import parse_factor
+    from utils.engine.backtest.rule_syntax import RuleError
+    try:
+        inputs = parse_factor(expression).inputs()
+    except RuleError as exc:  # the servicer parsed it; a server of another release may not have
+        raise PermanentJobError(str(exc)) from None
+    return tuple(name for name in COLUMNS if name in inputs or name == "close")
+
+
+def run_analysis(store: BarStore, payload: dict[str, Any], progress=lambda fraction: None,
+                 panels: AlignedBarsCache | None = None) -> dict[str, Any]:
+    """Load, build the factor, analyse: the job's result without timing (also used by tests).
+    ``panels``: the worker's cache of aligned bars (None: read them every time)."""
     from utils.engine.factors.analysis import analyze_factor
     symbols, periods = payload["symbols"], [int(p) for p in payload["periods"]]
+    columns = bar_columns(payload.get("expression"))
+    load = panels.load if panels is not None else aligned_bars
     try:
-        aligned = aligned_bars(store, symbols, payload["start_ns"], payload["end_ns"], max(periods))
+        aligned = load(store, symbols, payload["start_ns"], payload["end_ns"], max(periods), columns)
     except SymbolNotFound as exc:
         raise PermanentJobError(str(exc)) from None
     if aligned.factor_rows == 0:
@@ -216,7 +208,8 @@ def run_analysis(store: BarStore, payload: dict[str, Any], progress=lambda fract
 def make_factor_handler(resources: WorkerResources):
     def handle(context: JobContext) -> dict[str, Any]:
         started = time.perf_counter()
-        result = run_analysis(resources.bar_store, context.payload, lambda fraction: context.progress(fraction))
+        result = run_analysis(resources.bar_store, context.payload, lambda fraction: context.progress(fraction),
+                              resources.aligned_bars_cache)
         result.update(device="cpu", compute_seconds=time.perf_counter() - started)
         context.progress(1.0)
         return result

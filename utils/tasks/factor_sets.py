@@ -14,7 +14,8 @@ from utils.data import factor_sets
 from utils.data.store import BarStore, SymbolNotFound
 from utils.data.timeutil import format_time
 from utils.queue.worker import JobContext, PermanentJobError
-from utils.tasks.factor import AlignedBars, _numbers, aligned_bars, expression_factors
+from utils.tasks.factor import _numbers, expression_factors
+from utils.tasks.factor_panels import AlignedBars, aligned_bars
 from utils.tasks.resources import WorkerResources
 
 

@@ -51,6 +51,13 @@ class WorkerResources:
         return self._once("bar_store", lambda: BarStore(redis_from_settings(self.settings, decode=False)))
 
     @property
+    def aligned_bars_cache(self) -> Any:
+        """Aligned price panels shared by the factor jobs of this worker (None when disabled)."""
+        from utils.tasks.factor_panels import AlignedBarsCache
+        size = self.settings.factor_panel_cache_mb * 2**20
+        return self._once("aligned_bars_cache", lambda: AlignedBarsCache(size) if size else None)
+
+    @property
     def model_store(self) -> Any:
         from utils.engine.models import ModelStore
         return self._once("model_store", lambda: ModelStore(self.settings.models_path))

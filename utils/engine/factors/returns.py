@@ -9,6 +9,7 @@ from __future__ import annotations
 import warnings
 
 import numpy as np
+from numba import njit, prange
 
 from .panel import segment_mean_per_cell, segment_sums, series_mean_std
 
@@ -34,11 +35,40 @@ def _segment_median(values: np.ndarray, valid: np.ndarray, groups: np.ndarray | 
     return medians
 
 
+@njit(parallel=True, cache=True)
+def _date_weights(factor, valid, demeaned):
+    """``factor_weights`` without groups or equal weighting, one pass per date: (factor - the
+    date's mean when demeaned) / the date's gross, 0 off the valid cells."""
+    n_rows, n_cols = factor.shape
+    weights = np.zeros((n_rows, n_cols))
+    for t in prange(n_rows):
+        total = 0.0
+        count = 0
+        for j in range(n_cols):
+            if valid[t, j]:
+                total += factor[t, j]
+                count += 1
+        if count == 0:
+            continue
+        mean = total / count if demeaned else 0.0
+        gross = 0.0
+        for j in range(n_cols):
+            if valid[t, j]:
+                weights[t, j] = factor[t, j] - mean
+                gross += abs(weights[t, j])
+        for j in range(n_cols):
+            if valid[t, j]:
+                weights[t, j] = weights[t, j] * 0.0 if gross == 0 else weights[t, j] / gross
+    return weights
+
+
 def factor_weights(factor: np.ndarray, valid: np.ndarray, demeaned: bool = True,
                    group_adjust: bool = False, equal_weight: bool = False,
                    groups: np.ndarray | None = None) -> np.ndarray:
     """(T, N) weights with gross 1 per date (0 off the clean cells), as ``factor_weights``."""
     segments = groups if group_adjust else None
+    if segments is None and not equal_weight:
+        return _date_weights(np.ascontiguousarray(factor, dtype=np.float64), np.ascontiguousarray(valid), demeaned)
     values = np.where(valid, factor, 0.0)
     if equal_weight:
         if demeaned:

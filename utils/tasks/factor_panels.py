@@ -1,0 +1,111 @@
+"""Stored bars of a factor job's symbols on one calendar, and a worker's cache of them.
+
+The panels: the stored bars of the request's symbols aligned on the union of their dates (NaN
+where a symbol has no bar on a date, never forward-filled). The factor dates are every date of
+that calendar inside [start, end]; the panels go on for up to ``extra_rows`` more stored dates so
+the last factor dates have forward returns.
+
+A research loop analyses factor after factor on one universe: reading and aligning 3,000 symbols'
+bars costs about as much as the analysis itself, so a worker keeps recent aligned panels
+(``AlignedBarsCache``, bounded in bytes, least recently used out first). An entry is used only
+while every symbol's data version is the one it was built from (one pipelined HGET per symbol,
+``BarStore.versions``), so an import never leaves a stale panel behind. Cached panels are
+read-only: jobs share them.
+"""
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+
+import numpy as np
+
+from utils.data.store import COLUMNS, BarStore
+
+
+@dataclass(frozen=True)
+class AlignedBars:
+    """The request's symbols on one calendar: the union of their stored dates from ``start``."""
+
+    times: np.ndarray  # (T,) int64 ns, increasing
+    factor_rows: int  # rows 0..factor_rows-1 are the factor dates (inside [start, end])
+    panels: dict[str, np.ndarray]  # column name -> (T, N) float64, NaN where a symbol has no bar
+
+    @property
+    def close(self) -> np.ndarray:
+        return self.panels["close"]
+
+    @property
+    def nbytes(self) -> int:
+        return self.times.nbytes + sum(panel.nbytes for panel in self.panels.values())
+
+
+def _aligned(store: BarStore, symbols: list[str], start_ns: int, end_ns: int, extra_rows: int,
+             columns: tuple[str, ...]) -> tuple[AlignedBars, tuple[int, ...]]:
+    """(the aligned panels, the symbols' versions they were built from)."""
+    stored = store.read_columns_many(symbols, columns, start_ns)
+    union = np.unique(np.concatenate([bars.time for bars in stored.values()] + [np.empty(0, np.int64)]))
+    factor_rows = int(np.searchsorted(union, end_ns, side="right"))
+    times = union[:min(union.size, factor_rows + extra_rows)]
+    last = times[-1] if times.size else end_ns
+    panels = {name: np.full((times.size, len(symbols)), np.nan) for name in columns}
+    for column, symbol in enumerate(symbols):
+        bars = stored[symbol]
+        inside = int(np.searchsorted(bars.time, last, side="right"))
+        rows = np.searchsorted(times, bars.time[:inside])
+        for name in columns:
+            panels[name][rows, column] = bars.values[name][:inside]
+    versions = tuple(stored[symbol].version for symbol in symbols)
+    return AlignedBars(times, factor_rows, panels), versions
+
+
+def aligned_bars(store: BarStore, symbols: list[str], start_ns: int, end_ns: int, extra_rows: int,
+                 columns: tuple[str, ...] = COLUMNS) -> AlignedBars:
+    """Stored ``columns`` of ``symbols`` on the union of their dates in [start, end], plus up to
+    ``extra_rows`` later dates of that union (for forward returns). Raises SymbolNotFound."""
+    return _aligned(store, symbols, start_ns, end_ns, extra_rows, tuple(columns))[0]
+
+
+class AlignedBarsCache:
+    """Recently aligned panels, at most ``max_bytes`` of them, valid while the data versions hold."""
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        self._entries: OrderedDict[tuple, tuple[tuple[int, ...], AlignedBars]] = OrderedDict()
+        self._bytes = 0
+        self._lock = threading.Lock()
+        self.hits = 0
+        self.misses = 0
+
+    def load(self, store: BarStore, symbols: list[str], start_ns: int, end_ns: int, extra_rows: int,
+             columns: tuple[str, ...] = COLUMNS) -> AlignedBars:
+        """``aligned_bars``, from the cache when the symbols' versions are those it was built from."""
+        key = (tuple(symbols), start_ns, end_ns, extra_rows, tuple(sorted(columns)))
+        with self._lock:
+            entry = self._entries.get(key)
+        if entry is not None and tuple(store.versions(symbols)) == entry[0]:
+            with self._lock:
+                self.hits += 1
+                if key in self._entries:
+                    self._entries.move_to_end(key)
+            return entry[1]
+        aligned, versions = _aligned(store, symbols, start_ns, end_ns, extra_rows, key[-1])
+        for panel in aligned.panels.values():
+            panel.flags.writeable = False
+        aligned.times.flags.writeable = False
+        with self._lock:
+            self.misses += 1
+            self._put(key, versions, aligned)
+        return aligned
+
+    def _put(self, key: tuple, versions: tuple[int, ...], aligned: AlignedBars) -> None:
+        old = self._entries.pop(key, None)
+        if old is not None:
+            self._bytes -= old[1].nbytes
+        if aligned.nbytes > self.max_bytes:
+            return
+        self._entries[key] = (versions, aligned)
+        self._bytes += aligned.nbytes
+        while self._bytes > self.max_bytes:
+            _, (_, evicted) = self._entries.popitem(last=False)
+            self._bytes -= evicted.nbytes
