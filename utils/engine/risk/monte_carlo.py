@@ -14,6 +14,7 @@ Random numbers come from ``xp.random.default_rng(seed)`` (NumPy: Generator(PCG64
 XORWOW stream, so GPU numbers differ from CPU ones). Chunks draw consecutively from that one stream:
 on NumPy a seed and chunk size give the same scenarios bit for bit, and another chunk size gives the
 same draws, with only the last bits of Z @ (A'w) changed by the BLAS's blocking (bootstrap: identical).
+On CuPy a seed and chunk size are reproducible too, but cuRAND's stream depends on the chunk size.
 """
 from __future__ import annotations
 

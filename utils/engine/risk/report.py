@@ -92,7 +92,9 @@ def risk_report(asset_returns: Any, weights: Any, *, confidences: Sequence[float
     """The risk report of a constant-weight portfolio (conventions in the module docstring).
 
     ``asset_returns`` (T, N) daily simple returns and the other arrays are host arrays; ``xp`` (NumPy or
-    CuPy, from ``Backend.xp``) is where the computation runs. Raises ValueError on invalid input.
+    CuPy, from ``Backend.xp``) is where the computation runs; on CuPy the portfolio returns come from
+    cuBLAS, so history-based values may differ from the CPU's in the last bits. Raises ValueError on
+    invalid input.
     """
     inputs = check_inputs(asset_returns, weights, confidences=confidences, horizon_days=horizon_days,
                           mc_scenarios=mc_scenarios, mc_method=mc_method, benchmark_returns=benchmark_returns,
