@@ -157,7 +157,8 @@ def test_component_var_equals_the_euler_formula():
     covariance = np.cov(returns, rowvar=False, ddof=1)
     z = stats.norm.ppf(1 - level.confidence)
     sigma = math.sqrt(weights @ covariance @ weights)
-    expected = -(weights * returns.mean(axis=0) * horizon + z * math.sqrt(horizon) * weights * (covariance @ weights) / sigma)
+    marginal = covariance @ weights
+    expected = -(weights * returns.mean(axis=0) * horizon + z * math.sqrt(horizon) * weights * marginal / sigma)
     np.testing.assert_allclose(level.component_var, expected, rtol=0, atol=CLOSED_FORM_TOL)
 
 
