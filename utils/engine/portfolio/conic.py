@@ -9,9 +9,10 @@ import clarabel
 import numpy as np
 import scipy.sparse as sp
 
-# Tight enough that weights agree with pypfopt (cvxpy + Clarabel) to 1e-5 and better.
+# Tight enough that weights agree with pypfopt (cvxpy + Clarabel) to 1e-5 and better; faer's
+# supernodal LDLᵀ factors the dense Σ block about twice as fast as the default QDLDL.
 SOLVER_SETTINGS = dict(tol_gap_abs=1e-10, tol_gap_rel=1e-10, tol_feas=1e-10, tol_ktratio=1e-8,
-                       max_iter=200)
+                       max_iter=200, direct_solve_method="faer")
 SOLVER_NAME = "clarabel"
 
 _STATUS_NAMES = {
@@ -53,8 +54,9 @@ class ConicSolution:
 
 def upper_triangle(matrix, n_variables: int) -> sp.csc_matrix:
     """The upper triangle of a dense or sparse block placed at the top-left of an n × n matrix."""
-    block = sp.triu(sp.coo_matrix(matrix))
-    return sp.csc_matrix((block.data, (block.row, block.col)), shape=(n_variables, n_variables))
+    block = sp.csc_matrix(np.triu(matrix)) if isinstance(matrix, np.ndarray) else sp.triu(matrix, format="csc")
+    extra = n_variables - block.shape[0]
+    return block if extra == 0 else sp.block_diag((block, sp.csc_matrix((extra, extra))), format="csc")
 
 
 def _stack(blocks, n_variables: int):

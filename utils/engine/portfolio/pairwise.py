@@ -21,12 +21,24 @@ def _centred(returns: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return centred, valid.astype(np.float64)
 
 
+def _masked_sums(values: np.ndarray, valid: np.ndarray, gappy: np.ndarray) -> np.ndarray:
+    """[i, j] = sum of ``values[:, i]`` over the dates where asset j is valid.
+
+    For a complete column j that is the plain column sum, so only the columns with gaps
+    (``gappy``) need a matrix product: the cost is T·N·(number of gappy columns)."""
+    sums = np.repeat(values.sum(axis=0)[:, None], values.shape[1], axis=1)
+    if gappy.any():
+        sums[:, gappy] = values.T @ valid[:, gappy]
+    return sums
+
+
 def _pairwise_parts(returns: np.ndarray):
     centred, valid = _centred(returns)
-    counts = valid.T @ valid
-    sums = centred.T @ valid                    # [i, j]: sum of asset i over dates where j is valid
-    cross = centred.T @ centred
-    return centred, valid, counts, sums, cross
+    gappy = valid.min(axis=0) == 0.0
+    counts = _masked_sums(valid, valid, gappy)
+    sums = _masked_sums(centred, valid, gappy)
+    cross = centred.T @ centred                 # numpy uses a symmetric rank-k update for AᵀA
+    return centred, valid, gappy, counts, sums, cross
 
 
 def _covariance_from_parts(counts, sums, cross, ddof: int) -> np.ndarray:
@@ -41,15 +53,15 @@ def pairwise_cov(returns: np.ndarray, ddof: int = 1) -> np.ndarray:
     if not np.isnan(returns).any():
         centred = returns - returns.mean(axis=0)
         return centred.T @ centred / (returns.shape[0] - ddof)
-    _, _, counts, sums, cross = _pairwise_parts(returns)
+    _, _, _, counts, sums, cross = _pairwise_parts(returns)
     return _covariance_from_parts(counts, sums, cross, ddof)
 
 
 def pairwise_cov_and_corr(returns: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """pandas ``.cov()`` and ``.corr()``: each pair's correlation uses that pair's own variances."""
-    centred, valid, counts, sums, cross = _pairwise_parts(returns)
+    centred, valid, gappy, counts, sums, cross = _pairwise_parts(returns)
     covariance = _covariance_from_parts(counts, sums, cross, 1)
-    squares = (centred * centred).T @ valid     # [i, j]: sum of x_i² over dates where j is valid
+    squares = _masked_sums(centred * centred, valid, gappy)
     with np.errstate(invalid="ignore", divide="ignore"):
         variance_given_pair = (squares - sums * sums / counts) / (counts - 1)
         correlation = covariance / np.sqrt(variance_given_pair * variance_given_pair.T)

@@ -7,6 +7,7 @@ reports whether the matrix was amended passes ``fix_psd=False`` and calls
 from __future__ import annotations
 
 import numpy as np
+import scipy.linalg
 
 from .pairwise import ewm_last_cov, pairwise_cov
 from .returns import returns_from_prices
@@ -22,13 +23,15 @@ def is_positive_semidefinite(matrix: np.ndarray) -> bool:
 
 
 def fix_nonpositive_semidefinite(matrix: np.ndarray) -> tuple[np.ndarray, bool]:
-    """(matrix, False) when PSD; else (V·max(q, 0)·Vᵀ from its eigen-decomposition, True)."""
+    """(matrix, False) when PSD; else (V·max(q, 0)·Vᵀ, True): pypfopt's "spectral" fix.
+
+    Computed as matrix − Σ_{q<0} q·v·vᵀ: only the (few) non-positive eigenpairs are needed,
+    which is the same matrix up to rounding and skips most of a full eigen-decomposition."""
     matrix = np.asarray(matrix, dtype=np.float64)
     if is_positive_semidefinite(matrix):
         return matrix, False
-    eigenvalues, eigenvectors = np.linalg.eigh(matrix)
-    clipped = np.where(eigenvalues > 0, eigenvalues, 0.0)
-    return (eigenvectors * clipped) @ eigenvectors.T, True
+    negative, vectors = scipy.linalg.eigh(matrix, subset_by_value=(-np.inf, 0.0), driver="evr")
+    return matrix - (vectors * negative) @ vectors.T, True
 
 
 def _finish(covariance: np.ndarray, fix_psd: bool) -> np.ndarray:
