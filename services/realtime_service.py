@@ -7,9 +7,7 @@ published for SubscribeMarketData by a write-behind writer, off the response pat
 """
 from __future__ import annotations
 
-import json
 import math
-import time
 import uuid
 from typing import Any, Callable, Iterable
 
@@ -19,17 +17,17 @@ from api_proto import realtime_pb2, realtime_pb2_grpc
 from services import validation
 from services.errors import invalid, not_found, resource_exhausted
 from services.job_views import run_job
+from services.live_feed import LiveFeed
 from utils.cache import RedisCache, digest
 from utils.data.store import Bars, BarStore
 from utils.data.timeutil import format_time, format_times
 from utils.engine.indicators.features import (UnknownFeatureError, list_features, parse_feature,
                                               symbol_features)
-from utils.data import keys
 from utils.queue.jobs import JobSpec
 from utils.queue.streams import JobQueue
 from utils.realtime.symbol_state import SymbolStates
 from utils.realtime.tick_processor import TickResults, process_ticks
-from utils.realtime.tick_writer import SUBSCRIBER_TTL_SECONDS, Backlogged, TickWriter
+from utils.realtime.tick_writer import Backlogged, TickWriter
 
 DEFAULT_STREAM_FEATURES = ("sma_5", "sma_20", "ema_12", "rsi")
 DEFAULT_FEATURES = ("sma_20", "ema_12", "rsi", "macd", "bollinger")
@@ -65,6 +63,7 @@ class RealTimeServicer(realtime_pb2_grpc.RealTimeServiceServicer):
         self.queue = queue
         self.states = states
         self.writer = writer
+        self.feed = LiveFeed(client, writer)
         self.store = store
         self.cache = feature_cache
         self.settings = settings
@@ -140,22 +139,10 @@ class RealTimeServicer(realtime_pb2_grpc.RealTimeServiceServicer):
 
     def SubscribeMarketData(self, request, context):
         symbols = validation.symbols("stock_codes", list(request.stock_codes), self.settings.max_symbols_per_request)
-        pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
-        pubsub.subscribe(*(keys.live_channel(s) for s in symbols))
-        self._announce_subscription(symbols)
         active = self.metrics.realtime_streams_active.labels(kind="subscribe")
         active.inc()
-        announced = time.monotonic()
         try:
-            while context.is_active():
-                if time.monotonic() - announced > SUBSCRIBER_TTL_SECONDS / 3:
-                    self._announce_subscription(symbols)
-                    announced = time.monotonic()
-                message = pubsub.get_message(timeout=0.25)
-                if message is None or message.get("type") != "message":
-                    continue
-                update = json.loads(message["data"])  # columnar: one entry per tick of a message
-                symbol = message["channel"].split(":", 2)[2]
+            for symbol, update in self.feed.follow(symbols, context):  # columnar: one entry per tick
                 for index, timestamp in enumerate(update["timestamp"]):
                     yield realtime_pb2.MarketData(
                         stock_code=symbol, price=update["price"][index], volume=update["volume"][index],
@@ -163,15 +150,6 @@ class RealTimeServicer(realtime_pb2_grpc.RealTimeServiceServicer):
                                                          update["indicators"].items() if column[index] is not None})
         finally:
             active.dec()
-            pubsub.close()
-
-    def _announce_subscription(self, symbols: list[str]) -> None:
-        """Tell every server's tick writer (via a TTL key) and ours (directly) to publish these."""
-        pipe = self.redis.pipeline(transaction=False)
-        for symbol in symbols:
-            pipe.set(keys.subscribed(symbol), "1", ex=SUBSCRIBER_TTL_SECONDS)
-        pipe.execute()
-        self.writer.note_subscribers(symbols)
 
     # ------------------------------------------------------------- features
     def ComputeFeatures(self, request, context):

@@ -14,10 +14,13 @@ from grpc_reflection.v1alpha import reflection
 from prometheus_client import CollectorRegistry
 
 from api_proto import (backtest_pb2, backtest_pb2_grpc, factor_pb2, factor_pb2_grpc, jobs_pb2, jobs_pb2_grpc,
+                       portfolio_pb2, portfolio_pb2_grpc,
                        market_data_pb2, market_data_pb2_grpc, ml_pb2, ml_pb2_grpc, realtime_pb2, realtime_pb2_grpc)
 from services.backtest_service import BacktestServicer
 from services.factor_service import FactorServicer
 from services.job_service import JobServicer
+from services.live_feed import LiveFeed
+from services.portfolio_service import PortfolioServicer
 from services.interceptors import ObservabilityInterceptor
 from services.market_data_service import MarketDataServicer
 from services.ml_service import MLServicer
@@ -47,6 +50,7 @@ SERVICE_NAMES = (
     market_data_pb2.DESCRIPTOR.services_by_name["MarketDataService"].full_name,
     jobs_pb2.DESCRIPTOR.services_by_name["JobService"].full_name,
     factor_pb2.DESCRIPTOR.services_by_name["FactorService"].full_name,
+    portfolio_pb2.DESCRIPTOR.services_by_name["PortfolioService"].full_name,
 )
 
 
@@ -123,6 +127,8 @@ def create_server(settings: Any, registry: CollectorRegistry | None = None) -> R
     market_data_pb2_grpc.add_MarketDataServiceServicer_to_server(MarketDataServicer(store, writer.flush), server)
     jobs_pb2_grpc.add_JobServiceServicer_to_server(JobServicer(queue), server)
     factor_pb2_grpc.add_FactorServiceServicer_to_server(FactorServicer(queue, store, settings), server)
+    portfolio_pb2_grpc.add_PortfolioServiceServicer_to_server(PortfolioServicer(
+        queue, store, settings, LiveFeed(client, writer), metrics), server)
 
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)

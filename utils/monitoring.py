@@ -99,6 +99,8 @@ class Metrics:
                                        registry=registry)
         self.auth_rejections = Counter("auth_rejections", "RPCs refused by the API-key check", ["reason"],
                                        registry=registry)
+        self.risk_limit_breaches = Counter("risk_limit_breaches", "Live portfolios entering a breach of a risk "
+                                           "limit (PortfolioService.WatchRisk)", ["limit"], registry=registry)
         self._caches: dict[str, CacheStats] = {}
         for kind in ("publish", "subscribe"):
             self.realtime_streams_active.labels(kind=kind).set(0)

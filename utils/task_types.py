@@ -80,6 +80,14 @@ TASK_TYPES: tuple[TaskType, ...] = (
              cap_setting="max_concurrent_factor_evaluations", cap_default=1,
              cap_help="Many-factor evaluations (FactorService.EvaluateFactors) run at once per worker.",
              counter="factor_eval_tasks", handler="utils.tasks.factor_eval:make_factor_eval_handler"),
+    TaskType(name="portfolio", id_prefix="pf", noun="portfolio optimisation",
+             cap_setting="max_concurrent_portfolio", cap_default=2,
+             cap_help="Portfolio optimisations (PortfolioService.OptimizePortfolio) run at once per worker.",
+             counter="portfolio_tasks", handler="utils.tasks.portfolio:make_portfolio_handler", gpu=False),
+    TaskType(name="risk", id_prefix="rk", noun="risk report",
+             cap_setting="max_concurrent_risk", cap_default=2,
+             cap_help="Risk reports (PortfolioService.ComputeRisk; Monte Carlo on the GPU when present) at once per worker.",
+             counter="risk_tasks", handler="utils.tasks.risk:make_risk_handler"),
 )
 
 

@@ -65,3 +65,10 @@ def model(model_id: str) -> str:
 
 
 MODELS = "ml:models"  # sorted set: model ids by creation time
+
+
+# Live risk limits.
+def risk_portfolio(portfolio_id: str) -> str:
+    """String (JSON): a live portfolio's weights, sectors, set prices, lookback and limits
+    (PortfolioService.SetRiskLimits)."""
+    return f"risk:portfolio:{portfolio_id}"

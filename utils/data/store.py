@@ -188,6 +188,19 @@ class BarStore:
         last = self.redis.xrevrange(keys.ticks(symbol), count=1)
         return int(np.frombuffer(last[0][1][b"time_ns"], dtype="<i8")[-1]) if last else None
 
+    def last_price(self, symbol: str) -> tuple[int, float] | None:
+        """(time ns, price) of the symbol's latest stored tick, else of its last bar's close; None
+        when it has neither."""
+        last = self.redis.xrevrange(keys.ticks(symbol), count=1)
+        if last:
+            fields = last[0][1]
+            return (int(np.frombuffer(fields[b"time_ns"], dtype="<i8")[-1]),
+                    float(np.frombuffer(fields[b"price"], dtype="<f8")[-1]))
+        stored = self.read_columns_many([symbol], ("close",)) if self.exists(symbol) else {}
+        if not stored or not stored[symbol].time.size:
+            return None
+        return int(stored[symbol].time[-1]), float(stored[symbol].values["close"][-1])
+
     def tick_version(self, symbol: str) -> str | None:
         """Id of the last stored tick entry (changes with every write), or None without ticks."""
         last = self.redis.xrevrange(keys.ticks(symbol), count=1)
