@@ -17,7 +17,7 @@ def test_weights_drift_with_prices_and_limits_compare_to_them():
     weights = np.array([0.5, 0.3, 0.2])
     current = np.array([24.0, 18.0, 5.5])  # A doubles
     state = evaluate_limits(history, current, set_prices, weights, SYMBOLS, ["x", "x", "y"],
-                            {"var_95": None, "max_drawdown": None, "max_weight": 0.6, "max_sector": 0.9})
+                            {"var_95": None, "max_drawdown": None, "max_weight": 0.6, "max_sector": 0.8})
     drifted = np.array([1.0, 0.3, 0.2]) / 1.5
     np.testing.assert_allclose(state.weights, drifted, rtol=0, atol=1e-15)
     assert state.max_weight == pytest.approx(drifted[0]) and state.max_sector == pytest.approx(drifted[0] + drifted[1])
