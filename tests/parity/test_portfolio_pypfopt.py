@@ -5,8 +5,9 @@ pairwise-complete NaN handling of pandas is exercised everywhere.
 Tolerances: estimators 1e-10 relative; weights 1e-5 absolute and performance 1e-6 relative for
 the optimisers; HRP 1e-12; allocations share for share.
 Solver: pypfopt runs cvxpy with solver="CLARABEL" and our ``SOLVER_SETTINGS`` (tol_gap_abs,
-tol_gap_rel, tol_feas 1e-10, tol_ktratio 1e-8), so both sides solve to the same accuracy; ours
-calls Clarabel directly with the same settings.
+tol_gap_rel, tol_feas 1e-10, tol_ktratio 1e-8, faer LDLᵀ), so both sides solve to the same
+accuracy; ours calls Clarabel directly with those settings (quadratic programs without iterative
+refinement, ``QP_SETTINGS``, which moves weights by ~1e-8).
 """
 from __future__ import annotations
 

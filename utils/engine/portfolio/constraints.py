@@ -55,13 +55,20 @@ def _rows(label: str, dense_or_sparse, rhs, n_variables: int) -> RowGroup:
 
 
 def _bound_rows(problem: PortfolioProblem, n_variables: int) -> list[RowGroup]:
+    """Finite bounds that the others and Σw = 1 do not already imply.
+
+    With w ≥ lower and Σw = 1, each wᵢ ≤ 1 − Σ_{j≠i} lowerⱼ, so a long-only upper bound of 1 is
+    redundant; leaving such rows out shrinks the KKT system without changing the optimum."""
     groups = []
     identity = sp.identity(problem.n_assets, format="csr")
-    finite_lower = np.isfinite(problem.weight_lower)
+    lower, upper = problem.weight_lower, problem.weight_upper
+    implied_upper = 1.0 - (lower.sum() - lower)        # NaN/−inf when some lower bound is −inf
+    implied_lower = 1.0 - (upper.sum() - upper)
+    finite_lower = np.isfinite(lower) & ~(lower <= implied_lower)
+    finite_upper = np.isfinite(upper) & ~(upper >= implied_upper)
     if finite_lower.any():
         groups.append(_rows("weight_lower", -identity[finite_lower], -problem.weight_lower[finite_lower],
                             n_variables))
-    finite_upper = np.isfinite(problem.weight_upper)
     if finite_upper.any():
         groups.append(_rows("weight_upper", identity[finite_upper], problem.weight_upper[finite_upper],
                             n_variables))
