@@ -21,14 +21,21 @@ from tests.references import require_reference
 pypfopt = require_reference("pypfopt")
 sklearn_covariance = require_reference("sklearn.covariance")
 
-import cvxpy as cp  # noqa: E402  (pypfopt's own dependency: present whenever pypfopt is)
-import pandas as pd  # noqa: E402
-from pypfopt import (DiscreteAllocation, EfficientCVaR, EfficientFrontier, HRPOpt,  # noqa: E402
-                     expected_returns, objective_functions, risk_models)
-from pypfopt.base_optimizer import portfolio_performance as reference_performance  # noqa: E402
+import cvxpy as cp
+import pandas as pd
+from pypfopt import (
+    DiscreteAllocation,
+    EfficientCVaR,
+    EfficientFrontier,
+    HRPOpt,
+    expected_returns,
+    objective_functions,
+    risk_models,
+)
+from pypfopt.base_optimizer import portfolio_performance as reference_performance
 
-from utils.engine import portfolio as engine  # noqa: E402
-from utils.engine.portfolio.conic import SOLVER_SETTINGS  # noqa: E402
+from utils.engine import portfolio as engine
+from utils.engine.portfolio.conic import SOLVER_SETTINGS
 
 N_ASSETS, N_DATES = 20, 750
 WEIGHT_TOL, PERFORMANCE_RTOL, ESTIMATOR_RTOL, HRP_TOL = 1e-5, 1e-6, 1e-10, 1e-12
@@ -235,7 +242,7 @@ def test_risk_parity_has_equal_risk_contributions():
 
 def test_weight_upper_too_small_is_named_like_pypfopt_fails():
     frontier = reference_frontier(dict(weight_upper=0.04))
-    with pytest.raises(Exception):
+    with pytest.raises(pypfopt.exceptions.OptimizationError):
         frontier.min_volatility()
     with pytest.raises(engine.InfeasibleProblem, match=r"weight_upper.*sum to 0\.8 < 1"):
         engine.optimize(engine.PortfolioProblem(MU, COV, weight_upper=0.04), "min_volatility")
@@ -244,7 +251,7 @@ def test_weight_upper_too_small_is_named_like_pypfopt_fails():
 def test_unattainable_sector_bounds_are_named():
     constraints = dict(sector_of=SECTOR_OF, sector_upper={0: 0.1, 1: 0.1, 2: 0.1, 3: 0.1})
     frontier = reference_frontier(dict(constraints, sector_lower={}))
-    with pytest.raises(Exception):
+    with pytest.raises(pypfopt.exceptions.OptimizationError):
         frontier.min_volatility()
     with pytest.raises(engine.InfeasibleProblem, match=r"sector_upper.*at most 0\.4 < 1"):
         engine.optimize(engine.PortfolioProblem(MU, COV, **constraints), "max_sharpe")

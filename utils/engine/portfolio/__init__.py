@@ -12,12 +12,35 @@ from .optimize import optimize
 from .performance import clean_weights, portfolio_performance, risk_contributions
 from .problem import OptimizationResult, PortfolioProblem
 from .returns import returns_from_prices
-from .risk_models import exp_cov, fix_nonpositive_semidefinite, ledoit_wolf, sample_cov, semicovariance
+from .risk_models import (
+    exp_cov,
+    fix_nonpositive_semidefinite,
+    ledoit_wolf,
+    sample_cov,
+    semicovariance,
+)
 
 __all__ = [
-    "InfeasibleProblem", "OBJECTIVES", "OptimizationFailed", "OptimizationResult", "PortfolioProblem",
-    "capm", "clean_weights", "ema_historical", "exp_cov", "fix_nonpositive_semidefinite",
-    "greedy_allocation", "hrp_performance", "hrp_weights", "ledoit_wolf", "lp_allocation",
-    "mean_historical", "optimize", "portfolio_performance", "returns_from_prices",
-    "risk_contributions", "sample_cov", "semicovariance",
+    "OBJECTIVES",
+    "InfeasibleProblem",
+    "OptimizationFailed",
+    "OptimizationResult",
+    "PortfolioProblem",
+    "capm",
+    "clean_weights",
+    "ema_historical",
+    "exp_cov",
+    "fix_nonpositive_semidefinite",
+    "greedy_allocation",
+    "hrp_performance",
+    "hrp_weights",
+    "ledoit_wolf",
+    "lp_allocation",
+    "mean_historical",
+    "optimize",
+    "portfolio_performance",
+    "returns_from_prices",
+    "risk_contributions",
+    "sample_cov",
+    "semicovariance",
 ]

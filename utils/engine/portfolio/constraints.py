@@ -36,7 +36,7 @@ class LinearConstraints:
         return (sp.vstack([g.matrix for g in groups], format="csr"),
                 np.concatenate([g.rhs for g in groups]))
 
-    def homogenised(self) -> "LinearConstraints":
+    def homogenised(self) -> LinearConstraints:
         """Rows A z ≤ b become A y − b k ≤ 0 over [y, k] (pypfopt's max_sharpe transformation)."""
         def lift(group: RowGroup) -> RowGroup:
             column = sp.csr_matrix(-group.rhs[:, None])

@@ -4,7 +4,9 @@ Objectives are the same functions pypfopt minimises (so the weights agree): min_
 wᵀΣw, efficient_return wᵀΣw with μᵀw ≥ target, efficient_risk −μᵀw with wᵀΣw ≤ σ² (a
 second-order cone on a factor of Σ), max_quadratic_utility −μᵀw + ½δ wᵀΣw, and max_sharpe via
 pypfopt's change of variables y = k·w (min yᵀΣy s.t. (μ − rf)ᵀy = 1, constraints scaled by k).
-L2 regularisation adds γ‖w‖² (for max_sharpe γ‖y‖², as pypfopt does).
+L2 regularisation adds γ‖w‖² (for max_sharpe γ‖y‖², as pypfopt does). Under max_sharpe every
+linear row a·w ≤ b becomes a·y ≤ b·k, the turnover rows included (|y − k·w_prev| summed ≤ k·cap);
+pypfopt's own transformation would leave w_prev unscaled, which is not the same constraint.
 """
 from __future__ import annotations
 
@@ -14,7 +16,11 @@ import scipy.sparse as sp
 from .conic import SOLVER_NAME, ConicProgram, ConicSolution, solve, upper_triangle
 from .constraints import LinearConstraints, linear_constraints
 from .errors import InfeasibleProblem, OptimizationFailed
-from .feasibility import check_sharpe_attainable, check_target_return, check_target_volatility
+from .feasibility import (
+    check_sharpe_attainable,
+    check_target_return,
+    check_target_volatility,
+)
 from .problem import OptimizationResult, PortfolioProblem
 
 

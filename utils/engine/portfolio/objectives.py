@@ -1,12 +1,17 @@
 """The declared optimisation objectives: one entry each; ``optimize`` and the service derive from it."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from .cvar import min_cvar
-from .mean_variance import (efficient_return, efficient_risk, max_quadratic_utility, max_sharpe,
-                            min_volatility)
+from .mean_variance import (
+    efficient_return,
+    efficient_risk,
+    max_quadratic_utility,
+    max_sharpe,
+    min_volatility,
+)
 from .problem import OptimizationResult
 from .risk_parity import risk_parity
 

@@ -15,7 +15,7 @@ def optimize(problem: PortfolioProblem, objective: str, *, target_volatility: fl
     if entry is None:
         raise ValueError(f"unknown objective {objective!r}; known: {', '.join(sorted(OBJECTIVES))}")
     if not isinstance(problem, PortfolioProblem):
-        raise ValueError(f"problem must be a PortfolioProblem, got {type(problem).__name__}")
+        raise TypeError(f"problem must be a PortfolioProblem, got {type(problem).__name__}")
     arguments = dict(target_volatility=target_volatility, target_return=target_return,
                      risk_aversion=risk_aversion, alpha=alpha)
     missing = [name for name in entry.requires if arguments[name] is None]

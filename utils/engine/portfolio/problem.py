@@ -1,9 +1,9 @@
 """The optimisation problem (inputs, validated once) and its result."""
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Mapping
 
 import numpy as np
 
