@@ -45,19 +45,34 @@ def pov_quantities(quantity: float, participation: float, expected_volumes: np.n
 
 
 @njit(cache=True)
+def _sum_of_first(quantities, count):
+    total = 0.0
+    for j in range(count):
+        total += quantities[j]
+    return total
+
+
+@njit(cache=True)
 def close_last_slice(quantities, quantity):
     """Set the last slice to X - (sequential sum of the others), nudged by ulps until the
-    sequential sum of all slices is exactly X. Returns that sum of the others."""
-    others = 0.0
-    for j in range(quantities.shape[0] - 1):
-        others += quantities[j]
+    sequential sum of all slices is exactly X. When the others already exceed X by rounding, the
+    last slice is 0 and the largest other slice gives up the ulps instead (no slice goes below 0)."""
+    last_index = quantities.shape[0] - 1
+    others = _sum_of_first(quantities, last_index)
+    if others > quantity:
+        largest = 0
+        for j in range(last_index):
+            if quantities[j] > quantities[largest]:
+                largest = j
+        while others > quantity:
+            quantities[largest] = np.nextafter(quantities[largest], -np.inf)
+            others = _sum_of_first(quantities, last_index)
     last = quantity - others
     while others + last < quantity:
         last = np.nextafter(last, np.inf)
-    while others + last > quantity:
+    while others + last > quantity and last > 0.0:
         last = np.nextafter(last, -np.inf)
-    quantities[quantities.shape[0] - 1] = last
-    return others
+    quantities[last_index] = last
 
 
 @njit(cache=True)
