@@ -47,18 +47,16 @@ def kappa_tau(sigma: float, eta_tilde: float, risk_aversion: float, tau: float) 
 
 
 @njit(cache=True)
-def trajectory(quantity, slices, kappa_tau, tau):
-    """Optimal holdings (N+1,), trades (N,), times (N+1,), sum n_j^2 and sum_{j>=1} x_j^2.
+def trajectory(quantity, slices, kappa_tau):
+    """Optimal holdings x_0..x_N (N+1,) and trades n_j = x_{j-1} - x_j (N,).
 
     x_j / X = sinh(a (N - j)) / sinh(a N) with a = kappa tau, written as
     exp(-a j) * expm1(-2 a (N - j)) / expm1(-2 a N) so that it neither overflows for large kappa T
     nor loses digits for small; a = 0 is the straight line.
     """
     holdings = np.empty(slices + 1)
-    times = np.empty(slices + 1)
     quantities = np.empty(slices)
     holdings[0] = quantity
-    times[0] = 0.0
     if kappa_tau == 0.0:
         for j in range(1, slices + 1):
             holdings[j] = quantity * (slices - j) / slices
@@ -67,15 +65,9 @@ def trajectory(quantity, slices, kappa_tau, tau):
         for j in range(1, slices + 1):
             holdings[j] = (quantity * math.exp(-kappa_tau * j)
                            * math.expm1(-2.0 * kappa_tau * (slices - j)) / denominator)
-    sum_trades_squared = 0.0
-    sum_holdings_squared = 0.0
-    for j in range(1, slices + 1):
-        times[j] = j * tau
-        trade = holdings[j - 1] - holdings[j]
-        quantities[j - 1] = trade
-        sum_trades_squared += trade * trade
-        sum_holdings_squared += holdings[j] * holdings[j]
-    return holdings, quantities, times, sum_trades_squared, sum_holdings_squared
+    for j in range(slices):
+        quantities[j] = holdings[j] - holdings[j + 1]
+    return holdings, quantities
 
 
 def expected_cost(quantity: float, sum_trades_squared: float, tau: float, eta_tilde: float,

@@ -23,6 +23,7 @@ import numpy as np
 from numba import njit, prange
 
 from .simulator import OrderResult
+from .simulator_batch import task_window
 
 METRIC_NAMES = ("average_price", "arrival_price", "twap_price", "implementation_shortfall_bps",
                 "price_advantage_bps", "ffr", "pos")
@@ -73,10 +74,7 @@ def order_metrics(side: int, quantity: float, result: OrderResult, prices) -> di
 def _all_metrics(sides, quantities, bar_offsets, filled, fill_prices, prices, out):
     orders = quantities.shape[0]
     for task in prange(filled.shape[0] * orders):
-        algorithm = task // orders
-        order = task % orders
-        start = bar_offsets[order]
-        stop = bar_offsets[order + 1]
+        algorithm, order, start, stop = task_window(task, orders, bar_offsets)
         window_metrics(sides[order], quantities[order], filled[algorithm, start:stop],
                        fill_prices[algorithm, start:stop], prices[start:stop],
                        out[algorithm, order])

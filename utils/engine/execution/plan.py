@@ -5,14 +5,15 @@ Conventions:
     Costs are those of the liquidation in the paper; for a buy they hold by symmetry (holdings are
     the shares still to buy, E is the expected premium over the arrival value).
   * ``horizon`` T and ``slices`` N give tau = T / N and times t_j = j * tau (N + 1 values).
-  * ``expected_cost`` E and ``cost_variance`` V are computed by summation over the (rounded)
+  * ``expected_cost`` E and ``cost_variance`` V are computed by summation over the final (rounded)
     schedule with the Almgren-Chriss parameters: E needs ``eta`` (with ``gamma``, ``epsilon``,
-    default 0), V needs ``sigma``; a field whose parameters were not given is NaN (unknown, not
-    free). ``utility`` = E + risk_aversion * V (just E when risk_aversion = 0). ``kappa`` (per unit
-    of time) is set for "almgren_chriss" only and NaN for the others.
-  * Without a lot size the slices are the exact fractions of X (their sum equals X up to rounding
-    for "almgren_chriss", exactly for the others); with ``lot_size`` > 0 they are whole lots, the
-    last slice takes the remainder, and their sum is exactly X (``schedules.round_to_lots``).
+    default 0), V needs ``sigma``; a field whose parameters were not given is 0 (not computed).
+    ``utility`` = E + risk_aversion * V. ``kappa`` (per unit of time) is the Almgren-Chriss
+    urgency for "almgren_chriss" and 0 for the others.
+  * The last slice is always built as X - (sum of the others), so the sequential sum of the
+    slices is exactly X and holdings x_j = X - (n_1 + ... + n_j) end at exactly 0. Without a lot
+    size the slices are the algorithm's exact fractions of X; with ``lot_size`` > 0 they are whole
+    lots and the last slice takes the remainder (``schedules.round_to_lots``).
 
 The algorithms are declared once in ``ALGORITHMS``: a builder from validated inputs to the
 unrounded schedule, the keyword arguments it requires, and a one-line summary for ListAlgorithms.
@@ -26,11 +27,9 @@ from typing import Callable, NamedTuple
 import numpy as np
 
 from . import almgren_chriss as ac
-from .schedules import (close_last_slice, holdings_path, pov_quantities, round_to_lots,
-                        twap_quantities, vwap_quantities)
+from .schedules import finish_schedule, pov_quantities, twap_quantities, vwap_quantities
 
 SIDES = {"buy": 1, "sell": -1}
-NAN = float("nan")
 
 
 @dataclass(frozen=True)
@@ -38,10 +37,10 @@ class ExecutionPlan:
     quantities: np.ndarray   # (N,) shares per slice, >= 0
     holdings: np.ndarray     # (N+1,) shares still to trade after slice j; holdings[0] = X, holdings[N] = 0
     times: np.ndarray        # (N+1,) t_j = j * tau
-    expected_cost: float     # E (currency); NaN without eta
-    cost_variance: float     # V (currency^2); NaN without sigma
+    expected_cost: float     # E (currency); 0 without eta
+    cost_variance: float     # V (currency^2); 0 without sigma
     utility: float           # E + risk_aversion * V
-    kappa: float             # Almgren-Chriss urgency (1 / time unit); NaN for other algorithms
+    kappa: float             # Almgren-Chriss urgency (1 / time unit); 0 for other algorithms
 
 
 class PlanInputs(NamedTuple):
@@ -58,10 +57,9 @@ class PlanInputs(NamedTuple):
 
 
 class Schedule(NamedTuple):
-    """A builder's output: unrounded slices and, when it has them, holdings/times/sums."""
+    """A builder's output: the unrounded slices and the urgency kappa (0 if not applicable)."""
     quantities: np.ndarray
     kappa: float
-    path: tuple | None = None  # (holdings, times, sum n^2, sum x^2) computed with the slices
 
 
 @dataclass(frozen=True)
@@ -73,21 +71,20 @@ class AlgorithmSpec:
 
 def _build_almgren_chriss(inputs: PlanInputs) -> Schedule:
     kappa_tau = ac.kappa_tau(inputs.sigma, inputs.eta_tilde, inputs.risk_aversion, inputs.tau)
-    holdings, quantities, times, sum_n2, sum_x2 = ac.trajectory(inputs.quantity, inputs.slices,
-                                                                kappa_tau, inputs.tau)
-    return Schedule(quantities, kappa_tau / inputs.tau, (holdings, times, sum_n2, sum_x2))
+    _, quantities = ac.trajectory(inputs.quantity, inputs.slices, kappa_tau)
+    return Schedule(quantities, kappa_tau / inputs.tau)
 
 
 def _build_twap(inputs: PlanInputs) -> Schedule:
-    return Schedule(twap_quantities(inputs.quantity, inputs.slices), NAN)
+    return Schedule(twap_quantities(inputs.quantity, inputs.slices), 0.0)
 
 
 def _build_vwap(inputs: PlanInputs) -> Schedule:
-    return Schedule(vwap_quantities(inputs.quantity, inputs.volume_profile), NAN)
+    return Schedule(vwap_quantities(inputs.quantity, inputs.volume_profile), 0.0)
 
 
 def _build_pov(inputs: PlanInputs) -> Schedule:
-    return Schedule(pov_quantities(inputs.quantity, inputs.participation, inputs.expected_volumes), NAN)
+    return Schedule(pov_quantities(inputs.quantity, inputs.participation, inputs.expected_volumes), 0.0)
 
 
 ALGORITHMS: dict[str, AlgorithmSpec] = {
@@ -175,19 +172,10 @@ def plan_execution(algorithm: str, side: str, quantity: float, slices: int, hori
 
     schedule = spec.build(PlanInputs(quantity, slices, tau, sigma, eta_tilde, risk_aversion,
                                      volume_profile, participation, expected_volumes))
-    quantities = schedule.quantities
-    path = schedule.path
-    if lot_size > 0.0:
-        quantities = round_to_lots(quantities, quantity, lot_size)
-        path = None
-    elif path is None:
-        close_last_slice(quantities, quantity)
-    if path is None:
-        path = holdings_path(quantity, quantities, tau)
-    holdings, times, sum_n2, sum_x2 = path
-
-    expected = NAN if eta_tilde is None else ac.expected_cost(quantity, sum_n2, tau, eta_tilde, gamma,
+    quantities, holdings, times, sum_n2, sum_x2 = finish_schedule(schedule.quantities, quantity,
+                                                                  lot_size, tau)
+    expected = 0.0 if eta_tilde is None else ac.expected_cost(quantity, sum_n2, tau, eta_tilde, gamma,
                                                               epsilon)
-    variance = NAN if sigma is None else ac.cost_variance(sum_x2, tau, sigma)
-    utility = expected + risk_aversion * variance if risk_aversion > 0.0 else expected
+    variance = 0.0 if sigma is None else ac.cost_variance(sum_x2, tau, sigma)
+    utility = expected + risk_aversion * variance
     return ExecutionPlan(quantities, holdings, times, expected, variance, utility, schedule.kappa)

@@ -115,3 +115,15 @@ def holdings_path(quantity, quantities, tau):
         sum_trades_squared += trade * trade
         sum_holdings_squared += holdings[j] * holdings[j]
     return holdings, times, sum_trades_squared, sum_holdings_squared
+
+
+@njit(cache=True)
+def finish_schedule(quantities, quantity, lot_size, tau):
+    """Round to lots (lot_size > 0) or close the last slice in place, then ``holdings_path``:
+    (slices, holdings, times, sum n^2, sum x^2) in one compiled call."""
+    if lot_size > 0.0:
+        quantities = round_to_lots(quantities, quantity, lot_size)
+    else:
+        close_last_slice(quantities, quantity)
+    holdings, times, sum_trades_squared, sum_holdings_squared = holdings_path(quantity, quantities, tau)
+    return quantities, holdings, times, sum_trades_squared, sum_holdings_squared

@@ -24,15 +24,20 @@ class BatchResult:
     permanent_shift: np.ndarray  # (A, M) permanent displacement after each order's last bar
 
 
+@njit(cache=True, inline="always")
+def task_window(task, orders, bar_offsets):
+    """The (algorithm, order, first bar, end bar) of flat task number ``task`` (algorithm-major)."""
+    algorithm = task // orders
+    order = task % orders
+    return algorithm, order, bar_offsets[order], bar_offsets[order + 1]
+
+
 @njit(cache=True, parallel=True)
 def _simulate_all(sides, quantities, bar_offsets, schedules, prices, volumes, sigmas, parameters,
                   filled, fill_prices, unfilled, permanent_shift):
     orders = quantities.shape[0]
     for task in prange(schedules.shape[0] * orders):
-        algorithm = task // orders
-        order = task % orders
-        start = bar_offsets[order]
-        stop = bar_offsets[order + 1]
+        algorithm, order, start, stop = task_window(task, orders, bar_offsets)
         left, shift = simulate_window(sides[order], quantities[order],
                                       schedules[algorithm, start:stop], prices[start:stop],
                                       volumes[start:stop], sigmas[start:stop], parameters,
