@@ -15,6 +15,7 @@ from utils.engine.models import (MODEL_REGISTRY, InvalidInputData, InvalidModelC
 from utils.engine.models.columns import numeric_columns
 from utils.engine.models.dataset import TARGET_COLUMN, check_feature_names, parse_target
 from utils.engine.models.sequence import SequencePredictor
+from utils.engine.execution.policy.predictor import MODEL_TYPE as EXECUTION_POLICY  # registers it
 from utils.data import keys
 from utils.queue.jobs import JobRecord, JobSpec, JobStatus
 from utils.queue.streams import JobQueue
@@ -55,6 +56,13 @@ class MLServicer(ml_pb2_grpc.MLServiceServicer):
             if model_type not in MODEL_REGISTRY.names():
                 field = "compare_model_types" if compare else "model_type"
                 raise invalid(field, f"unknown model {model_type!r}; valid: {', '.join(MODEL_REGISTRY.names())}")
+        if compare and EXECUTION_POLICY in compare:
+            raise invalid("compare_model_types", f"{EXECUTION_POLICY} is an execution policy, not a predictor; "
+                                                 f"train it alone (model_type)")
+        policy = not compare and request.model_type == EXECUTION_POLICY
+        if policy and not request.HasField("market_data"):
+            raise invalid("market_data", f"{EXECUTION_POLICY} trains on stored bars cut into orders: give "
+                                         f"market_data.symbols (and optionally a time range)")
         if compare and not 2 <= len(compare) <= MAX_COMPARED:
             raise invalid("compare_model_types", f"name 2 to {MAX_COMPARED} distinct model types, got {len(compare)}")
         params = validation.json_object("model_params", request.model_params, MAX_PARAMS_BYTES, required=False)
@@ -62,7 +70,7 @@ class MLServicer(ml_pb2_grpc.MLServiceServicer):
         if market is not None:
             if request.training_data:
                 raise invalid("training_data", "give either training_data or market_data, not both")
-            source = self._market_source(market)
+            source = self._market_source(market, needs_features=not policy)
             sequence = [t for t in model_types if issubclass(MODEL_REGISTRY.get(t), SequencePredictor)]
             if sequence and len(source["symbols"]) > 1:
                 raise invalid("market_data.symbols", f"{', '.join(sequence)} learn(s) from windows of consecutive "
@@ -104,7 +112,7 @@ class MLServicer(ml_pb2_grpc.MLServiceServicer):
         job_id = self.queue.enqueue(JobSpec(TASK_TYPE, payload, "normal", self.settings.job_max_attempts, meta))
         return ml_pb2.TrainModelResponse(task_id=job_id, status="pending")
 
-    def _market_source(self, market) -> dict[str, Any]:
+    def _market_source(self, market, needs_features: bool = True) -> dict[str, Any]:
         symbols = validation.symbols("market_data.symbols", list(market.symbols), self.settings.max_symbols_per_request)
         start_ns, end_ns = None, None
         if market.start_time:
@@ -115,7 +123,7 @@ class MLServicer(ml_pb2_grpc.MLServiceServicer):
             raise invalid("market_data.start_time", "must not be after market_data.end_time")
         features = list(dict.fromkeys(market.features))
         factors = self._market_factors(market, symbols)
-        if not features and not factors:
+        if needs_features and not features and not factors:
             raise invalid("market_data.features", "name at least one feature, e.g. rsi, sma_20, macd, return_1 "
                                                   "(or give market_data.factor_set_id)")
         try:

@@ -16,6 +16,7 @@ from utils.engine.backend import BackendUnavailable
 from utils.engine.models.base import DetailedProgress, ProgressInfo
 from utils.engine.models.compare import compare_models
 from utils.engine.models.dataset import TARGET_COLUMN, feature_columns_of, market_training_columns
+from utils.engine.execution.policy.predictor import MODEL_TYPE as EXECUTION_POLICY, train_execution_model
 from utils.data import factor_sets, keys
 from utils.queue.worker import JobContext, PermanentJobError
 
@@ -48,8 +49,8 @@ def training_progress(context: JobContext, unit_by_type: dict[str, str] | None =
     return DetailedProgress(report)
 
 
-def load_market_columns(store: Any, source: dict[str, Any]) -> dict[str, list[float]]:
-    """Training columns from stored bars (see ``utils.engine.models.dataset``)."""
+def load_market_bars(store: Any, source: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Each source symbol's stored bars in the source's range, as columns."""
     try:
         stored = store.read_many(source["symbols"], source.get("start_ns"), source.get("end_ns"))
     except SymbolNotFound as exc:
@@ -57,7 +58,12 @@ def load_market_columns(store: Any, source: dict[str, Any]) -> dict[str, list[fl
     empty = [symbol for symbol, bars in stored.items() if len(bars) == 0]
     if empty:
         raise PermanentJobError(f"market_data: no bars in the requested range for {', '.join(empty)}")
-    bars = {symbol: bars.columns() for symbol, bars in stored.items()}
+    return {symbol: bars.columns() for symbol, bars in stored.items()}
+
+
+def load_market_columns(store: Any, source: dict[str, Any]) -> dict[str, list[float]]:
+    """Training columns from stored bars (see ``utils.engine.models.dataset``)."""
+    bars = load_market_bars(store, source)
     return market_training_columns(bars, source["features"], source["target"],
                                    stored_factor_columns(store.redis, source, bars) if source.get("factor_set_id")
                                    else None)
@@ -92,18 +98,23 @@ def make_training_handler(resources: Any):
         progress = training_progress(context)
         comparison: list[dict[str, Any]] = []
         try:
-            if "market_data" in payload:
-                columns = load_market_columns(store, payload["market_data"])
-                payload = {**payload, "feature_columns": feature_columns_of(columns), "target_column": TARGET_COLUMN}
+            if payload["model_type"] == EXECUTION_POLICY:  # an RL policy, trained on orders cut from bars
+                predictor, report = train_execution_model(load_market_bars(store, payload["market_data"]),
+                                                          ModelConfig.from_payload(payload), progress)
             else:
-                columns = payload["columns"]
-            config = ModelConfig.from_payload(payload)
-            if payload.get("compare_model_types"):
-                comparison, predictor, report = compare_models(
-                    payload["compare_model_types"], config, columns, backend, progress=progress,
-                    rank_metric=payload.get("rank_metric") or None)
-            else:
-                predictor, report = train_model(config, columns, backend, progress=progress)
+                if "market_data" in payload:
+                    columns = load_market_columns(store, payload["market_data"])
+                    payload = {**payload, "feature_columns": feature_columns_of(columns),
+                               "target_column": TARGET_COLUMN}
+                else:
+                    columns = payload["columns"]
+                config = ModelConfig.from_payload(payload)
+                if payload.get("compare_model_types"):
+                    comparison, predictor, report = compare_models(
+                        payload["compare_model_types"], config, columns, backend, progress=progress,
+                        rank_metric=payload.get("rank_metric") or None)
+                else:
+                    predictor, report = train_model(config, columns, backend, progress=progress)
         except BAD_INPUT as exc:
             raise PermanentJobError(str(exc)) from None
         model_id = model_id_for(context.job_id)
