@@ -18,6 +18,7 @@ MODULES: dict[str, str] = {
     "load": "bench.load",
     "jobs": "bench.jobs",
     "factor": "bench.factor",
+    "portfolio": "bench.portfolio",
 }
 
 
