@@ -13,10 +13,11 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from prometheus_client import CollectorRegistry
 
-from api_proto import (backtest_pb2, backtest_pb2_grpc, factor_pb2, factor_pb2_grpc, jobs_pb2, jobs_pb2_grpc,
-                       portfolio_pb2, portfolio_pb2_grpc,
+from api_proto import (backtest_pb2, backtest_pb2_grpc, execution_pb2, execution_pb2_grpc, factor_pb2,
+                       factor_pb2_grpc, jobs_pb2, jobs_pb2_grpc, portfolio_pb2, portfolio_pb2_grpc,
                        market_data_pb2, market_data_pb2_grpc, ml_pb2, ml_pb2_grpc, realtime_pb2, realtime_pb2_grpc)
 from services.backtest_service import BacktestServicer
+from services.execution_service import ExecutionServicer
 from services.factor_service import FactorServicer
 from services.job_service import JobServicer
 from services.live_feed import LiveFeed
@@ -38,6 +39,7 @@ from utils.realtime.symbol_state import SymbolStates
 from utils.realtime.bar_aggregator import BarAggregator, parse_intervals
 from utils.realtime.tick_writer import TickWriter
 from utils.redis_client import redis_from_settings
+from utils.serving.execution_policies import ExecutionPolicies
 from utils.serving.model_cache import ModelCache
 from utils.serving.serving_model import ServingFactory
 
@@ -51,6 +53,7 @@ SERVICE_NAMES = (
     jobs_pb2.DESCRIPTOR.services_by_name["JobService"].full_name,
     factor_pb2.DESCRIPTOR.services_by_name["FactorService"].full_name,
     portfolio_pb2.DESCRIPTOR.services_by_name["PortfolioService"].full_name,
+    execution_pb2.DESCRIPTOR.services_by_name["ExecutionService"].full_name,
 )
 
 
@@ -129,6 +132,8 @@ def create_server(settings: Any, registry: CollectorRegistry | None = None) -> R
     factor_pb2_grpc.add_FactorServiceServicer_to_server(FactorServicer(queue, store, settings), server)
     portfolio_pb2_grpc.add_PortfolioServiceServicer_to_server(PortfolioServicer(
         queue, store, settings, LiveFeed(client, writer), metrics), server)
+    execution_pb2_grpc.add_ExecutionServiceServicer_to_server(ExecutionServicer(
+        queue, store, settings, ExecutionPolicies(model_store)), server)
 
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)

@@ -88,6 +88,10 @@ TASK_TYPES: tuple[TaskType, ...] = (
              cap_setting="max_concurrent_risk", cap_default=2,
              cap_help="Risk reports (PortfolioService.ComputeRisk; Monte Carlo on the GPU when present) at once per worker.",
              counter="risk_tasks", handler="utils.tasks.risk:make_risk_handler"),
+    TaskType(name="execution", id_prefix="ex", noun="execution simulation",
+             cap_setting="max_concurrent_execution", cap_default=2,
+             cap_help="Execution simulations (ExecutionService.SimulateExecution) run at once per worker.",
+             counter="execution_tasks", handler="utils.tasks.execution:make_execution_handler", gpu=False),
 )
 
 

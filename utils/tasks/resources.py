@@ -58,6 +58,12 @@ class WorkerResources:
         return self._once("aligned_bars_cache", lambda: AlignedBarsCache(size) if size else None)
 
     @property
+    def execution_policies(self) -> Any:
+        """Trained ppo_execution policies, loaded once per worker."""
+        from utils.serving.execution_policies import ExecutionPolicies
+        return self._once("execution_policies", lambda: ExecutionPolicies(self.model_store))
+
+    @property
     def model_store(self) -> Any:
         from utils.engine.models import ModelStore
         return self._once("model_store", lambda: ModelStore(self.settings.models_path))
