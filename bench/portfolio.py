@@ -332,7 +332,8 @@ def measure_mc(prices: np.ndarray) -> dict:
             pool.free_all_blocks()
             gpu = _mc_runs(returns, weights, cupy, GPU_REPEATS, sync)
             gpu["pool"] = pool.total_bytes()
-            gpu["name"] = cupy.cuda.runtime.getDeviceProperties(0)["name"].decode()
+            name = cupy.cuda.runtime.getDeviceProperties(0)["name"]
+            gpu["name"] = name.decode() if isinstance(name, bytes) else str(name)
             out["gpu"] = gpu
             print(f"[bench:portfolio] GPU ({gpu['name']}): risk_report {gpu['seconds']:.3f} s, MC alone "
                   f"{gpu['alone']:.3f} s: {cpu['seconds'] / gpu['seconds']:.1f}x", flush=True)
