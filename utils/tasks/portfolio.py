@@ -17,16 +17,20 @@ import numpy as np
 
 from utils.data.store import BarStore, SymbolNotFound
 from utils.queue.worker import JobContext, PermanentJobError
-from utils.tasks.factor_panels import aligned_bars
+from utils.tasks.factor_panels import AlignedBarsCache, aligned_bars
 from utils.tasks.resources import WorkerResources
 
 DEFAULT_FREQUENCY = 252
 
 
-def stored_closes(store: BarStore, symbols: list[str], start_ns: int, end_ns: int) -> tuple[np.ndarray, np.ndarray]:
-    """(times, closes (T, N)) of ``symbols`` inside [start, end]; PermanentJobError without bars."""
+def stored_closes(store: BarStore, symbols: list[str], start_ns: int, end_ns: int,
+                  panels: AlignedBarsCache | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(times, closes (T, N), read-only) of ``symbols`` inside [start, end]; PermanentJobError
+    without bars. ``panels``: the worker's cache of aligned bars (re-optimising one universe with
+    other constraints reads nothing but the symbols' versions)."""
+    load = panels.load if panels is not None else aligned_bars
     try:
-        aligned = aligned_bars(store, symbols, start_ns, end_ns, 0, ("close",))
+        aligned = load(store, symbols, start_ns, end_ns, 0, ("close",))
     except SymbolNotFound as exc:
         raise PermanentJobError(str(exc)) from None
     closes = aligned.close[:aligned.factor_rows]
@@ -102,7 +106,7 @@ def _finite(value: float) -> float | None:
     return value if math.isfinite(value) else None
 
 
-def optimise(store: BarStore, payload: dict[str, Any]) -> dict[str, Any]:
+def optimise(store: BarStore, payload: dict[str, Any], panels: AlignedBarsCache | None = None) -> dict[str, Any]:
     """The job's result without timing (also used by tests and the benchmark)."""
     from utils.engine import portfolio as engine
     symbols, objective = payload["symbols"], payload.get("objective") or "min_volatility"
@@ -116,7 +120,7 @@ def optimise(store: BarStore, payload: dict[str, Any]) -> dict[str, Any]:
             cov = np.asarray(payload["inline"]["covariance"], dtype=np.float64).reshape(len(symbols), len(symbols))
             cov, fixed = engine.fix_nonpositive_semidefinite(cov)
         else:
-            times, closes = stored_closes(store, symbols, payload["start_ns"], payload["end_ns"])
+            times, closes = stored_closes(store, symbols, payload["start_ns"], payload["end_ns"], panels)
             returns = engine.returns_from_prices(closes)
             mu, cov, fixed = (None, None, False) if objective == "hrp" else estimates(store, payload, closes, times)
         if fixed:
@@ -125,7 +129,7 @@ def optimise(store: BarStore, payload: dict[str, Any]) -> dict[str, Any]:
         if objective == "hrp":
             weights = engine.hrp_weights(returns, linkage=payload.get("linkage") or "single")
             expected, volatility, sharpe = engine.hrp_performance(weights, returns, risk_free_rate, frequency)
-            cov = engine.sample_cov(closes, frequency=frequency)
+            cov = engine.sample_cov(closes, frequency=frequency, fix_psd=False)  # HRPOpt's performance covariance
             solver, status = "none", "optimal"
         else:
             result = engine.optimize(
@@ -174,7 +178,7 @@ def allocation(payload: dict[str, Any], symbols: list[str], weights: np.ndarray,
 def make_portfolio_handler(resources: WorkerResources):
     def handle(context: JobContext) -> dict[str, Any]:
         started = time.perf_counter()
-        result = optimise(resources.bar_store, context.payload)
+        result = optimise(resources.bar_store, context.payload, resources.aligned_bars_cache)
         result["compute_time"] = time.perf_counter() - started
         context.progress(1.0)
         return result

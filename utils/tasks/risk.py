@@ -45,7 +45,7 @@ def _number(value: float | None) -> float | None:
     return None if value is None or not math.isfinite(value) else float(value)
 
 
-def assess(store: BarStore, payload: dict[str, Any], xp: Any = np) -> dict[str, Any]:
+def assess(store: BarStore, payload: dict[str, Any], xp: Any = np, panels: Any = None) -> dict[str, Any]:
     """The job's result without timing (also used by tests and the benchmark)."""
     from utils.engine.risk import risk_report
     if payload.get("equity"):
@@ -56,7 +56,7 @@ def assess(store: BarStore, payload: dict[str, Any], xp: Any = np) -> dict[str, 
     else:
         symbols = list(payload["weights"])
         weights = np.array([payload["weights"][s] for s in symbols], dtype=np.float64)
-        times, closes = stored_closes(store, symbols, payload["start_ns"], payload["end_ns"])
+        times, closes = stored_closes(store, symbols, payload["start_ns"], payload["end_ns"], panels)
         returns = carried_returns(closes)
     benchmark = _benchmark(store, payload["benchmark"], times) if payload.get("benchmark") else None
     shocks = payload.get("shocks") or {}
@@ -91,7 +91,7 @@ def make_risk_handler(resources: WorkerResources):
     def handle(context: JobContext) -> dict[str, Any]:
         started = time.perf_counter()
         backend = resources.backend_for(context.payload.get("device") or "auto")
-        result = assess(resources.bar_store, context.payload, backend.xp)
+        result = assess(resources.bar_store, context.payload, backend.xp, resources.aligned_bars_cache)
         result.update(compute_time=time.perf_counter() - started, device=backend.name)
         context.progress(1.0)
         return result
