@@ -9,6 +9,8 @@ from api_proto import ml_pb2, ml_pb2_grpc
 from services import validation
 from services.errors import ServiceError, invalid, not_found
 from services.job_views import cancel, job_id_field, require_job
+from services.ml_export import ExportModelRPC
+from services.ml_sentiment import SentimentRPC
 from utils.engine.models import (MODEL_REGISTRY, InvalidInputData, InvalidModelConfig, InvalidModelId,
                                  InvalidModelParams, InvalidTrainingData, ModelConfig, ModelNotFound, ModelStore,
                                  UnknownModelError, prepare_features, validate_model_id)
@@ -33,7 +35,7 @@ def _bad_input(field: str, exc: Exception) -> ServiceError:
     return invalid(field, str(exc))
 
 
-class MLServicer(ml_pb2_grpc.MLServiceServicer):
+class MLServicer(ExportModelRPC, SentimentRPC, ml_pb2_grpc.MLServiceServicer):
     def __init__(self, queue: JobQueue, model_store: ModelStore, model_cache: ModelCache,
                  settings: Any, metrics: Any) -> None:
         self.queue = queue
