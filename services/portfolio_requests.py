@@ -45,13 +45,19 @@ def weight_map(field: str, values: dict[str, float], symbols: list[str] | None =
     return dict(values)
 
 
-def _sectors(request, symbols: list[str]) -> dict[str, Any]:
-    sectors = dict(request.sectors)
+def sector_map(sectors: dict[str, str], symbols: list[str] | dict[str, Any], which: str = "symbols"
+               ) -> dict[str, str]:
+    """symbol -> sector name, each symbol one of ``symbols`` (named ``which`` in the message)."""
     for symbol, name in sectors.items():
         if symbol not in symbols:
-            raise invalid("sectors", f"names {symbol!r}, which is not one of symbols")
+            raise invalid("sectors", f"names {symbol!r}, which is not one of {which}")
         if not name or len(name) > 64:
             raise invalid("sectors", f"the sector of {symbol!r} must be a name of 1..64 characters")
+    return sectors
+
+
+def _sectors(request, symbols: list[str]) -> dict[str, Any]:
+    sectors = sector_map(dict(request.sectors), symbols)
     names = set(sectors.values())
     bounds = {}
     for field in ("sector_lower", "sector_upper"):

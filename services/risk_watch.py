@@ -69,12 +69,7 @@ class RiskLimitRPCs:
             raise invalid("weights", "is required (symbol -> weight of the portfolio now)")
         weights = checks.weight_map("weights", dict(request.weights))
         symbols = validation.symbols("weights", sorted(weights), self.settings.max_symbols_per_request)
-        sectors = dict(request.sectors)
-        for symbol, name in sectors.items():
-            if symbol not in weights:
-                raise invalid("sectors", f"names {symbol!r}, which is not one of the weights' symbols")
-            if not name or len(name) > 64:
-                raise invalid("sectors", f"the sector of {symbol!r} must be a name of 1..64 characters")
+        sectors = checks.sector_map(dict(request.sectors), weights, "the weights' symbols")
         lookback = request.lookback_days or DEFAULT_LOOKBACK
         if not MIN_LOOKBACK <= lookback <= MAX_LOOKBACK:
             raise invalid("lookback_days", f"must be {MIN_LOOKBACK}..{MAX_LOOKBACK} (0 = {DEFAULT_LOOKBACK}), "

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from api_proto import execution_pb2, execution_pb2_grpc, jobs_pb2, jobs_pb2_grpc
+from tests.integration.test_api_portfolio import expect_error
 from utils.data.store import Bars
 from utils.data.timeutil import parse_time
 from utils.engine.execution import plan_execution
@@ -33,14 +34,6 @@ def stub(platform, channel):
     for index, symbol in enumerate(("MIN.A", "MIN.B")):
         platform.store.write(minute_bars(symbol, index), replace=True, source="test")
     return execution_pb2_grpc.ExecutionServiceStub(channel)
-
-
-def expect_error(call, code, *needles):
-    with pytest.raises(grpc.RpcError) as info:
-        call()
-    assert info.value.code() == code, info.value.details()
-    for needle in needles:
-        assert needle in info.value.details(), info.value.details()
 
 
 def test_almgren_chriss_and_twap_plans_equal_the_engine(stub):

@@ -38,6 +38,7 @@ def optimize(**fields) -> portfolio_pb2.OptimizeRequest:
 
 
 def expect_error(call, code, *needles):
+    """``call()`` fails with ``code`` and a message holding each needle (and no traceback)."""
     with pytest.raises(grpc.RpcError) as info:
         call()
     assert info.value.code() == code, info.value.details()
