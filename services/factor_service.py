@@ -28,6 +28,9 @@ MAX_GROUP_NAME_CHARS = 128
 RANK_TIES = ("", "average", "first")
 
 
+CALENDAR_BATCH = 64  # symbols whose dates are read per round trip by the calendar check
+
+
 class FactorServicer(FactorSetRPCs, factor_pb2_grpc.FactorServiceServicer):
     def __init__(self, queue: JobQueue, store: BarStore, settings: Any) -> None:
         self.queue = queue
@@ -165,12 +168,19 @@ class FactorServicer(FactorSetRPCs, factor_pb2_grpc.FactorServiceServicer):
         require_bars_in_range(self.store, symbols, start_ns, end_ns, start, end)
         if panel_times is None:
             return
-        calendar = np.unique(np.concatenate(list(self.store.stored_times(symbols).values())))
-        unknown = ~np.isin(panel_times, calendar)
-        if unknown.any():
-            index = int(np.argmax(unknown))
-            raise invalid(f"values.times[{index}]", f"{format_time(int(panel_times[index]))} is not a stored bar "
-                                                    f"date of any of the symbols")
+        # read the symbols' dates a batch at a time and stop once every panel time is covered (one
+        # batch on a universe sharing a calendar, instead of every symbol's whole history)
+        uncovered = np.unique(panel_times)
+        for first in range(0, len(symbols), CALENDAR_BATCH):
+            for times in self.store.stored_times(symbols[first:first + CALENDAR_BATCH]).values():
+                if times.size:
+                    rows = np.minimum(np.searchsorted(times, uncovered), times.size - 1)
+                    uncovered = uncovered[times[rows] != uncovered]
+            if not uncovered.size:
+                return
+        index = int(np.flatnonzero(panel_times == uncovered[0])[0])
+        raise invalid(f"values.times[{index}]", f"{format_time(int(panel_times[index]))} is not a stored bar "
+                                                f"date of any of the symbols")
 
     # --------------------------------------------------------------- reading
     def GetFactorAnalysis(self, request, context):
