@@ -6,7 +6,7 @@ from typing import Any
 
 from api_proto import backtest_pb2, backtest_pb2_grpc
 from services import validation
-from services.errors import ServiceError, failed_precondition, invalid
+from services.errors import ServiceError, failed_precondition, invalid, not_found
 from services.job_views import (REPORT_CONTENT_TYPE, cancel, completed_result, history_page, job_id_field,
                                 render_report, require_job, watch)
 from services.stored_data import require_bars_in_range
@@ -95,10 +95,11 @@ class BacktestServicer(backtest_pb2_grpc.BacktestServiceServicer):
         device = validation.device("device", request.device)
         self._require_device(device)
         stored_factor = self._stored_factor(spec, symbols)
+        position_model = self._position_model(spec)
         versions = list(require_bars_in_range(self.store, symbols, start_ns, end_ns, request.start_time,
                                               request.end_time).values())
         address = digest(spec.normalised(), symbols, versions, start_ns, end_ns, capital, commission,
-                         *([stored_factor] if stored_factor else []))
+                         *([stored_factor] if stored_factor else []), *([position_model] if position_model else []))
         reused = self._reuse(address)
         if reused is not None:
             return reused
@@ -160,6 +161,27 @@ class BacktestServicer(backtest_pb2_grpc.BacktestServiceServicer):
             raise invalid("stock_codes", f"{', '.join(missing[:10])}{' ...' if len(missing) > 10 else ''} "
                                          f"not in factor set {meta['id']} (its symbols must cover the request's)")
         return {"factor_set_id": meta["id"], "factor_name": name, "finished_at": meta["finished_at"]}
+
+    def _position_model(self, spec) -> dict[str, Any] | None:
+        """``strategy_config.position_model``, checked: the model exists (NOT_FOUND) and is a trained
+        ppo_position policy (FAILED_PRECONDITION). Returns its identity for the result cache address
+        (a model trained again under the same id has a new ``created_at``)."""
+        model_id = spec.position_model
+        if not model_id:
+            return None
+        from utils.data import keys as model_keys
+        from utils.engine.models.store import ModelNotFound, ModelStore
+        from utils.engine.position.policy import KIND
+        raw = self.store.redis.hget(model_keys.model(model_id), "metadata")
+        try:
+            metadata = json.loads(raw) if raw else ModelStore(self.settings.models_path).read_metadata(model_id)
+        except ModelNotFound:
+            raise not_found(f"strategy_config.position_model: no model with id {model_id!r}; train one with "
+                            f"MLService.TrainModel(model_type='{KIND}')") from None
+        if metadata.get("model_type") != KIND:
+            raise failed_precondition(f"strategy_config.position_model: model {model_id!r} is a "
+                                      f"{metadata.get('model_type')!r} model, not a trained {KIND} policy")
+        return {"position_model": model_id, "created_at": metadata.get("created_at", "")}
 
     def _require_device(self, device: str) -> None:
         if device != "gpu":

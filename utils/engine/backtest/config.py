@@ -10,7 +10,8 @@ Config (e.g. a job payload)::
      "commission_min": 5, "slippage_bps": 2, "spread": 0.0005, "borrow_rate": 0.03,
      "stop_loss": 0.05, "take_profit": 0.1, "trailing_stop": 0.08, "periods_per_year": 252,
      "param_grid": {"fast": [5, 10, 20], "slow": [20, 50, 100]}, "rank_by": "sharpe_ratio",
-     "walk_forward": {"splits": 4, "train_fraction": 0.7}}
+     "walk_forward": {"splits": 4, "train_fraction": 0.7},
+     "position_model": "m-...", "position_threshold": 0.2}                # position_sizing.py
 
 Besides the strategy's own parameters only ``GENERAL_KEYS`` are allowed. Integers may arrive as
 integral floats (protobuf Struct numbers are doubles) or decimal strings (string maps); anything
@@ -38,7 +39,8 @@ RANK_METRICS = ("sharpe_ratio", "sortino_ratio", "calmar_ratio", "total_return",
                 "max_drawdown", "profit_factor", "win_rate")
 GENERAL_KEYS = ("strategy_type", "fill", "direction", "sizing", "size", "target_volatility", "vol_window",
                 "commission_min", "slippage_bps", "spread", "borrow_rate", "stop_loss", "take_profit",
-                "trailing_stop", "periods_per_year", "param_grid", "rank_by", "walk_forward")
+                "trailing_stop", "periods_per_year", "param_grid", "rank_by", "walk_forward", "position_model",
+                "position_threshold")
 MAX_GRID_COMBINATIONS = 100_000
 MAX_RULE_CHARS = 2000
 MAX_NAME_CHARS = 128
@@ -72,6 +74,9 @@ class StrategySpec:
     param_grid: tuple[tuple[str, tuple[Any, ...]], ...] = ()
     rank_by: str = "sharpe_ratio"
     walk_forward: WalkForward | None = None
+    position_model: str = ""              # a ppo_position model id scaling entries (position_sizing.py)
+    position_threshold: float = 0.0
+    position_lookback: int = 0            # set by the job from the loaded policy; not client config
 
     @property
     def param_values(self) -> dict[str, Any]:
@@ -129,6 +134,8 @@ class StrategySpec:
         if self.walk_forward:
             config["walk_forward"] = {"splits": self.walk_forward.splits,
                                       "train_fraction": self.walk_forward.train_fraction}
+        if self.position_model:
+            config.update(position_model=self.position_model, position_threshold=self.position_threshold)
         return config
 
 
@@ -289,7 +296,8 @@ def validate_strategy_config(config: Mapping[str, Any], symbols: int | None = No
         trailing_stop=_number("trailing_stop", config.get("trailing_stop", 0.0), 0.0, 0.99),
         periods_per_year=_integer("periods_per_year", config.get("periods_per_year", 252), 1, 10_000_000),
         param_grid=grid, rank_by=_choice("rank_by", config.get("rank_by", "sharpe_ratio"), RANK_METRICS),
-        walk_forward=_walk_forward(config["walk_forward"]) if "walk_forward" in config else None)
+        walk_forward=_walk_forward(config["walk_forward"]) if "walk_forward" in config else None,
+        **_position_model(config))
     if spec.walk_forward and not grid:
         raise ValueError("strategy_config.walk_forward needs a param_grid to optimise in each training window")
     if grid and not spec.combinations():
@@ -299,10 +307,24 @@ def validate_strategy_config(config: Mapping[str, Any], symbols: int | None = No
     if symbols is not None:
         _check_symbol_bounds(definition, params, grid, symbols)
     if definition.portfolio and (spec.stop_loss or spec.take_profit or spec.trailing_stop
-                                 or sizing != "all_in"):
+                                 or sizing != "all_in" or spec.position_model):
         raise ValueError(f"{name} rebalances target weights; stops and sizing rules apply to the "
                          f"sleeve strategies only")
     return spec
+
+
+def _position_model(config: Mapping[str, Any]) -> dict[str, Any]:
+    if "position_model" not in config:
+        if "position_threshold" in config:
+            raise ValueError("strategy_config.position_threshold applies with position_model only")
+        return {}
+    from utils.engine.models.store import InvalidModelId, validate_model_id
+    try:
+        model_id = validate_model_id(config["position_model"])
+    except InvalidModelId as exc:
+        raise ValueError(f"strategy_config.position_model: {exc}") from None
+    return {"position_model": model_id,
+            "position_threshold": _number("position_threshold", config.get("position_threshold", 0.0), 0.0, 1.0)}
 
 
 def _check_symbol_bounds(definition, params: dict[str, Any], grid, symbols: int) -> None:
@@ -333,7 +355,7 @@ def warmup_bars(spec: StrategySpec) -> int:
     need = max(int(definition.warmup(combo.param_values)) for combo in spec.combinations())
     if spec.sizing == "volatility_target":
         need = max(need, spec.vol_window)
-    return need
+    return max(need, spec.position_lookback)
 
 
 def target_positions(xp: Any, spec: StrategySpec, bars: Mapping[str, Any], start: int = 0) -> np.ndarray:

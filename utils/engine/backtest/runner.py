@@ -18,6 +18,7 @@ import numpy as np
 from utils.data.timeutil import format_time, format_times
 from utils.engine.backend import Backend
 from utils.engine.backtest.config import StrategySpec, size_fractions, target_positions, warmup_bars
+from utils.engine.backtest.position_sizing import POLICY_POSITIONS, scaled_size_fractions
 from utils.engine.backtest.rebalance import simulate_rebalancing
 from utils.engine.backtest.simulate import BacktestOutput, simulate_portfolio, trade_pnl
 from utils.engine.backtest.sleeve_kernel import (EXIT_REASONS, OPEN_REASON, T_ENTRY, T_ENTRY_PRICE, T_EXIT,
@@ -178,7 +179,8 @@ def simulate_panels(spec: StrategySpec, panels: Mapping[str, np.ndarray], start:
         return simulate_rebalancing(panels["open"], panels["close"], targets, initial_capital, config, start)
     return simulate_portfolio(panels["open"], panels["close"], targets, initial_capital, start_index=start,
                               progress=progress, high=panels["high"], low=panels["low"], config=config,
-                              size_fraction=size_fractions(spec, panels["close"]))
+                              size_fraction=scaled_size_fractions(spec, size_fractions(spec, panels["close"]),
+                                                                  panels.get(POLICY_POSITIONS), targets))
 
 
 def trade_records(table: np.ndarray, symbols: list[str], calendar: np.ndarray) -> list[TradeRecord]:

@@ -26,6 +26,7 @@ import numpy as np
 
 from utils.engine.backend import Backend
 from utils.engine.backtest.config import StrategySpec, size_fractions, target_positions
+from utils.engine.backtest.position_sizing import POLICY_POSITIONS, scaled_size_fractions
 from utils.engine.backtest.runner import simulate_panels
 from utils.engine.backtest.simulate import BacktestOutput, entry_fractions, sleeves_output
 from utils.engine.backtest.sleeve_kernel import TRADE_COLUMNS, simulate_sleeves
@@ -57,7 +58,9 @@ class SleeveBatch:
         self.start = start
         self.columns = {field: np.ascontiguousarray(panels[field].T) for field in ("open", "high", "low", "close")}
         close = panels["close"]
-        self.fractions = np.ascontiguousarray(entry_fractions(size_fractions(spec, close), close.shape, spec.fill).T)
+        self.base_fractions = size_fractions(spec, close)
+        self.fractions = np.ascontiguousarray(entry_fractions(self.base_fractions, close.shape, spec.fill).T)
+        self.policy_positions = panels.get(POLICY_POSITIONS) if spec.position_model else None
         symbols, bars = self.columns["close"].shape
         reported = bars - start
         self.equity = np.empty((symbols, reported))
@@ -72,8 +75,12 @@ class SleeveBatch:
         config = spec.simulation_config(commission_rate)
         symbols = self.equity.shape[0]
         c = self.columns
+        fractions = self.fractions
+        if self.policy_positions is not None:  # the policy's size depends on the combination's directions
+            scaled = scaled_size_fractions(spec, self.base_fractions, self.policy_positions, target)
+            fractions = np.ascontiguousarray(entry_fractions(scaled, target.shape, spec.fill).T)
         simulate_sleeves(c["open"], c["high"], c["low"], c["close"], np.ascontiguousarray(target.T),
-                         self.fractions, capital / symbols, config.cost_vector(), config.fill == "close",
+                         fractions, capital / symbols, config.cost_vector(), config.fill == "close",
                          config.allow_short, self.start, self.equity, self.shares, self.trades, self.n_trades,
                          self.traded)
         tables = [self.trades[symbol, :count] for symbol, count in enumerate(self.n_trades.tolist()) if count]

@@ -11,14 +11,14 @@ square-root impact of a fixed-horizon order. A policy that merely matches TWAP i
 """
 from __future__ import annotations
 
-import contextlib
-import random
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 import numpy as np
 import torch
+
+from utils.engine.rl.sb3 import isolated_training, progress_callback
 
 from ..simulator import simulate_order
 from .env import TWAP_ACTION, EnvConfig, ExecutionEnv, rollout
@@ -29,7 +29,6 @@ HIDDEN_SIZES = (64, 64)
 N_STEPS = 512        # PPO rollout length; training runs whole multiples of it
 BATCH_SIZE = 64
 MIN_TIMESTEPS = N_STEPS
-PROGRESS_EVERY = 0.01
 
 
 @dataclass
@@ -46,42 +45,6 @@ class TrainedPolicy:
             return int(self.network.act(torch.as_tensor(observation, dtype=torch.float32)).item())
 
 
-class _Progress:
-    """An SB3 callback reporting the fraction of timesteps done (at most every 1%)."""
-
-    def __new__(cls, progress: Callable[[float], None], total: int):
-        from stable_baselines3.common.callbacks import BaseCallback
-
-        class ProgressCallback(BaseCallback):
-            def __init__(self) -> None:
-                super().__init__()
-                self.reported = -1.0
-
-            def _on_step(self) -> bool:
-                fraction = min(self.num_timesteps / total, 1.0)
-                if fraction - self.reported >= PROGRESS_EVERY:
-                    progress(fraction)
-                    self.reported = fraction
-                return True
-
-        return ProgressCallback()
-
-
-@contextlib.contextmanager
-def _isolated_training() -> Iterator[None]:
-    """One torch thread (a 64-wide MLP loses time to thread hand-offs) and the process-wide
-    random generators restored after SB3 seeds them."""
-    threads, python_state, numpy_state = torch.get_num_threads(), random.getstate(), np.random.get_state()
-    torch.set_num_threads(1)
-    try:
-        with torch.random.fork_rng(devices=[]):
-            yield
-    finally:
-        torch.set_num_threads(threads)
-        random.setstate(python_state)
-        np.random.set_state(numpy_state)
-
-
 def train_policy(order_windows: list[OrderWindow], *, timesteps: int, seed: int,
                  progress: Callable[[float], None] | None = None, config: EnvConfig | None = None,
                  hidden_sizes: tuple[int, ...] = HIDDEN_SIZES) -> TrainedPolicy:
@@ -93,12 +56,13 @@ def train_policy(order_windows: list[OrderWindow], *, timesteps: int, seed: int,
         raise ValueError(f"timesteps must be >= {MIN_TIMESTEPS}, got {timesteps}")
     config = config or EnvConfig()
     started = time.perf_counter()
-    with _isolated_training():
+    with isolated_training():
         env = ExecutionEnv(order_windows, config)
         model = PPO("MlpPolicy", env, n_steps=N_STEPS, batch_size=BATCH_SIZE, n_epochs=5, gamma=1.0,
                     gae_lambda=0.95, ent_coef=0.01, learning_rate=3e-4, seed=seed, device="cpu", verbose=0,
                     policy_kwargs={"net_arch": {"pi": list(hidden_sizes), "vf": list(hidden_sizes)}})
-        model.learn(total_timesteps=timesteps, callback=_Progress(progress, timesteps) if progress else None)
+        callback = progress_callback(lambda fraction, _reward: progress(fraction), timesteps) if progress else None
+        model.learn(total_timesteps=timesteps, callback=callback)
     if progress is not None:
         progress(1.0)
     network = from_sb3_policy(model.policy, tuple(hidden_sizes))
