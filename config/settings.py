@@ -81,6 +81,17 @@ class CoreSettings(BaseSettings):
     # entries are checked against the symbols' data versions on every use; 0 disables).
     factor_panel_cache_mb: int = Field(1024, ge=0)
 
+    # AnalyzeSentiment (utils/sentiment): lexicon models (VADER, SnowNLP) always; with LLM_API_URL
+    # (an OpenAI-compatible base URL or its /chat/completions endpoint) + LLM_MODEL (+ LLM_API_KEY)
+    # an LLM first, whose answer must arrive within LLM_TIMEOUT_SECONDS (the whole request's
+    # deadline; the lexicon score is the fallback). Without an LLM, texts the lexicons have not
+    # scored within SENTIMENT_TIMEOUT_SECONDS come back as a neutral 0 ("default").
+    llm_api_url: str = ""
+    llm_api_key: str = ""
+    llm_model: str = ""
+    llm_timeout_seconds: float = Field(3.0, gt=0, le=120)
+    sentiment_timeout_seconds: float = Field(10.0, gt=0, le=600)
+
     # Predict serving: concurrent requests for one model are coalesced into one model call of at
     # most PREDICT_MAX_BATCH_ROWS rows (0 disables batching), waiting at most PREDICT_MAX_WAIT_MS
     # after the first request; each device attempt may take PREDICT_TIMEOUT_SECONDS, then the

@@ -31,6 +31,11 @@ def subscribed(symbol: str) -> str:
     return f"md:subscribed:{symbol}"
 
 
+def sentiment(symbol: str) -> str:
+    """Hash: a symbol's stored sentiment; field = time (ns, decimal), value = mean score in [-1, 1]."""
+    return f"md:sentiment:{symbol}"
+
+
 def live_channel(symbol: str) -> str:
     """Pub/sub channel: tick + indicator updates of one symbol for subscribers."""
     return f"md:live:{symbol}"

@@ -7,6 +7,7 @@ from typing import Any
 import numpy as np
 
 from utils.data import factor_sets
+from utils.data import sentiment as stored_sentiment
 from utils.data.store import SymbolNotFound
 from utils.data.timeutil import format_times
 from utils.engine.backend import Backend
@@ -63,6 +64,9 @@ def make_backtest_handler(resources: WorkerResources):
             raise PermanentJobError(str(exc)) from None
         if spec.param_values.get("factor_set_id"):
             aligned.panels[STORED_FACTOR] = stored_factor_panel(store.redis, spec, aligned)
+        if stored_sentiment.COLUMN in text_inputs(spec):
+            aligned.panels[stored_sentiment.COLUMN] = stored_sentiment.sentiment_panel(
+                store.redis, aligned.symbols, aligned.calendar)
         capital, commission = payload["initial_capital"], payload["commission_rate"]
         search: dict[str, Any] = {}
         if spec.param_grid:
@@ -72,6 +76,21 @@ def make_backtest_handler(resources: WorkerResources):
         report = report_of(spec, aligned, output, capital)
         return {**backtest_result(report, spec, backend, time.perf_counter() - started), **search}
     return handle
+
+
+def text_inputs(spec: StrategySpec) -> frozenset[str]:
+    """Bar fields read by the spec's rules and factor expressions (every grid combination)."""
+    from utils.engine.backtest.signal_rules import parse_rule
+    from utils.engine.backtest.strategies import STRATEGIES
+    from utils.engine.factors.expressions import parse_factor
+    parsers = {"rule": parse_rule, "factor": parse_factor}
+    inputs: set[str] = set()
+    for combination in spec.combinations():
+        for param in STRATEGIES[spec.strategy_type].params:
+            text = combination.param_values.get(param.name)
+            if param.kind in parsers and isinstance(text, str) and text:
+                inputs |= parsers[param.kind](text, f"strategy_config.{param.name}").inputs()
+    return frozenset(inputs)
 
 
 def stored_factor_panel(redis: Any, spec: StrategySpec, aligned: AlignedBars) -> np.ndarray:

@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from utils.data.sentiment import COLUMN as SENTIMENT
 from utils.data.store import COLUMNS, BarStore, SymbolNotFound
 from utils.data.timeutil import format_time
 from utils.queue.worker import JobContext, PermanentJobError
@@ -164,7 +165,7 @@ def bar_columns(expression: str | None) -> tuple[str, ...]:
         inputs = parse_factor(expression).inputs()
     except RuleError as exc:  # the servicer parsed it; a server of another release may not have
         raise PermanentJobError(str(exc)) from None
-    return tuple(name for name in COLUMNS if name in inputs or name == "close")
+    return tuple(name for name in COLUMNS + (SENTIMENT,) if name in inputs or name == "close")
 
 
 def run_analysis(store: BarStore, payload: dict[str, Any], progress=lambda fraction: None,

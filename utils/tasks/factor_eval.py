@@ -13,7 +13,7 @@ import numpy as np
 
 from utils.queue.worker import JobContext
 from utils.tasks.factor import _number, expression_factors
-from utils.tasks.factor_sets import load_aligned, stored_set
+from utils.tasks.factor_sets import expression_columns, load_aligned, stored_set
 from utils.tasks.resources import WorkerResources
 
 
@@ -23,7 +23,8 @@ def load_factors(store, payload: dict[str, Any], extra_rows: int) -> tuple[np.nd
     if payload.get("factor_set"):
         _, aligned, factors = stored_set(store, payload["factor_set"], names, extra_rows)
     else:
-        aligned = load_aligned(store, payload["symbols"], payload["start_ns"], payload["end_ns"], extra_rows)
+        aligned = load_aligned(store, payload["symbols"], payload["start_ns"], payload["end_ns"], extra_rows,
+                               expression_columns(payload["expressions"]))
         evaluated = expression_factors(dict(zip(names, payload["expressions"])), aligned)
         factors = np.stack([evaluated[name] for name in names])
     return aligned.close, factors, aligned.factor_rows

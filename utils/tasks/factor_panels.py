@@ -11,6 +11,10 @@ bars costs about as much as the analysis itself, so a worker keeps recent aligne
 while every symbol's data version is the one it was built from (one pipelined HGET per symbol,
 ``BarStore.versions``), so an import never leaves a stale panel behind. Cached panels are
 read-only: jobs share them.
+
+The ``sentiment`` column (``utils.data.sentiment``: the latest stored score at or before each date,
+0 before the first; NaN where the symbol has no bar) is read fresh for every job, never cached:
+scores arrive without a data version.
 """
 from __future__ import annotations
 
@@ -20,6 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from utils.data import sentiment as stored_sentiment
 from utils.data.store import COLUMNS, BarStore
 
 
@@ -43,18 +48,22 @@ class AlignedBars:
 def _aligned(store: BarStore, symbols: list[str], start_ns: int, end_ns: int, extra_rows: int,
              columns: tuple[str, ...]) -> tuple[AlignedBars, tuple[int, ...]]:
     """(the aligned panels, the symbols' versions they were built from)."""
-    stored = store.read_columns_many(symbols, columns, start_ns)
+    prices = tuple(name for name in columns if name != stored_sentiment.COLUMN)
+    stored = store.read_columns_many(symbols, prices, start_ns)
     union = np.unique(np.concatenate([bars.time for bars in stored.values()] + [np.empty(0, np.int64)]))
     factor_rows = int(np.searchsorted(union, end_ns, side="right"))
     times = union[:min(union.size, factor_rows + extra_rows)]
     last = times[-1] if times.size else end_ns
-    panels = {name: np.full((times.size, len(symbols)), np.nan) for name in columns}
+    panels = {name: np.full((times.size, len(symbols)), np.nan) for name in prices}
     for column, symbol in enumerate(symbols):
         bars = stored[symbol]
         inside = int(np.searchsorted(bars.time, last, side="right"))
         rows = np.searchsorted(times, bars.time[:inside])
-        for name in columns:
+        for name in prices:
             panels[name][rows, column] = bars.values[name][:inside]
+    if stored_sentiment.COLUMN in columns:
+        sentiment = stored_sentiment.sentiment_panel(store.redis, symbols, times)
+        panels[stored_sentiment.COLUMN] = np.where(np.isnan(panels[prices[0]]), np.nan, sentiment)
     versions = tuple(stored[symbol].version for symbol in symbols)
     return AlignedBars(times, factor_rows, panels), versions
 
@@ -80,6 +89,8 @@ class AlignedBarsCache:
     def load(self, store: BarStore, symbols: list[str], start_ns: int, end_ns: int, extra_rows: int,
              columns: tuple[str, ...] = COLUMNS) -> AlignedBars:
         """``aligned_bars``, from the cache when the symbols' versions are those it was built from."""
+        if stored_sentiment.COLUMN in columns:  # no version to check it against: read it fresh
+            return aligned_bars(store, symbols, start_ns, end_ns, extra_rows, columns)
         key = (tuple(symbols), start_ns, end_ns, extra_rows, tuple(sorted(columns)))
         with self._lock:
             entry = self._entries.get(key)

@@ -11,17 +11,24 @@ from typing import Any
 import numpy as np
 
 from utils.data import factor_sets
-from utils.data.store import BarStore, SymbolNotFound
+from utils.data.sentiment import COLUMN as SENTIMENT
+from utils.data.store import COLUMNS, BarStore, SymbolNotFound
 from utils.data.timeutil import format_time
 from utils.queue.worker import JobContext, PermanentJobError
-from utils.tasks.factor import _numbers, expression_factors
+from utils.tasks.factor import _numbers, bar_columns, expression_factors
 from utils.tasks.factor_panels import AlignedBars, aligned_bars
 from utils.tasks.resources import WorkerResources
 
 
-def load_aligned(store: BarStore, symbols: list[str], start_ns: int, end_ns: int, extra_rows: int) -> AlignedBars:
+def expression_columns(expressions: list[str]) -> tuple[str, ...]:
+    """The stored columns, plus ``sentiment`` when an expression reads it."""
+    return COLUMNS + (SENTIMENT,) * any(SENTIMENT in bar_columns(expression) for expression in expressions)
+
+
+def load_aligned(store: BarStore, symbols: list[str], start_ns: int, end_ns: int, extra_rows: int,
+                 columns: tuple[str, ...] = COLUMNS) -> AlignedBars:
     try:
-        aligned = aligned_bars(store, symbols, start_ns, end_ns, extra_rows)
+        aligned = aligned_bars(store, symbols, start_ns, end_ns, extra_rows, columns)
     except SymbolNotFound as exc:
         raise PermanentJobError(str(exc)) from None
     if aligned.factor_rows == 0:
@@ -49,7 +56,8 @@ def stored_set(store: BarStore, set_id: str, names: list[str], extra_rows: int
 
 def compute_set(store: BarStore, set_id: str, payload: dict[str, Any], ttl: int, progress) -> dict[str, Any]:
     names, expressions = payload["names"], payload["expressions"]
-    aligned = load_aligned(store, payload["symbols"], payload["start_ns"], payload["end_ns"], 0)
+    aligned = load_aligned(store, payload["symbols"], payload["start_ns"], payload["end_ns"], 0,
+                           expression_columns(expressions))
     progress(0.2, {"stage": "evaluating", "factors": len(names)})
     factors = expression_factors(dict(zip(names, expressions)), aligned)
     progress(0.8, {"stage": "storing", "factors": len(names)})

@@ -18,6 +18,7 @@ from utils.engine.models.compare import compare_models
 from utils.engine.models.dataset import TARGET_COLUMN, feature_columns_of, market_training_columns
 from utils.engine.execution.policy.predictor import MODEL_TYPE as EXECUTION_POLICY, train_execution_model
 from utils.data import factor_sets, keys
+from utils.data import sentiment as stored_sentiment
 from utils.queue.worker import JobContext, PermanentJobError
 
 BAD_INPUT = (InvalidModelConfig, InvalidModelParams, InvalidTrainingData, UnknownModelError, BackendUnavailable)
@@ -64,6 +65,9 @@ def load_market_bars(store: Any, source: dict[str, Any]) -> dict[str, dict[str, 
 def load_market_columns(store: Any, source: dict[str, Any]) -> dict[str, list[float]]:
     """Training columns from stored bars (see ``utils.engine.models.dataset``)."""
     bars = load_market_bars(store, source)
+    if stored_sentiment.COLUMN in source["features"]:
+        for symbol, columns in bars.items():
+            columns[stored_sentiment.COLUMN] = stored_sentiment.sentiment_column(store.redis, symbol, columns["time"])
     return market_training_columns(bars, source["features"], source["target"],
                                    stored_factor_columns(store.redis, source, bars) if source.get("factor_set_id")
                                    else None)

@@ -17,7 +17,7 @@ Grammar (keywords and names are case-insensitive; whitespace is free)::
     unary      = "-" unary | primary
     primary    = number | field | call | "(" or_expr ")"
     call       = name "(" [ or_expr { "," or_expr } ] ")"
-    field      = "open" | "high" | "low" | "close" | "volume"
+    field      = "open" | "high" | "low" | "close" | "volume" | "sentiment"
     number     = digits [ "." digits ] [ ("e" | "E") ["+" | "-"] digits ]  |  "." digits [exponent]
 
 Functions come from the indicator registry (``features.KINDS``): one function per output
@@ -26,6 +26,9 @@ a series first, any numeric expression (``sma(close, 20)``, ``rsi(high - low, 14
 read their bars themselves (``atr(14)``, ``stoch_k(14, 3, 3)``, ``obv()``). Parameters must be
 number literals within the registry's ``Param`` bounds; omitted trailing ones take the defaults.
 Helpers: ``shift(x, n)``, ``highest(x, n)``, ``lowest(x, n)`` (n in [1, 10000]) and ``abs(x)``.
+``sentiment`` is not a price field: the loaders add it from the scores stored by
+MLService.AnalyzeSentiment (``utils.data.sentiment``: the latest score at or before each bar, 0
+before the first); indicators may take it as their series (``sma(sentiment, 5)``).
 """
 from __future__ import annotations
 
@@ -43,6 +46,8 @@ MAX_DEPTH = 50
 MAX_WINDOW = 10_000  # n of shift/highest/lowest, like the registry's integer Param.high
 KEYWORDS = frozenset({"and", "or", "not", "crosses_above", "crosses_below"})
 COMPARE_OPS = frozenset({"<", "<=", ">", ">=", "==", "!=", "crosses_above", "crosses_below"})
+EXTRA_FIELDS = ("sentiment",)  # bar fields the loaders add beside the stored prices (no indicator reads them)
+FIELDS = INPUT_NAMES + EXTRA_FIELDS
 HELPERS = {"shift": "shift(x, n)", "highest": "highest(x, n)", "lowest": "lowest(x, n)", "abs": "abs(x)"}
 
 
@@ -163,7 +168,7 @@ def _function_table() -> dict[str, _IndicatorFunction | str]:
     entries = [(name, _IndicatorFunction(name, kind, output))
                for kind in KINDS.values() for output, name in enumerate(kind.outputs or (kind.name,))]
     for name, entry in [*entries, *HELPERS.items()]:
-        if name in table or name in INPUT_NAMES or name in KEYWORDS:
+        if name in table or name in FIELDS or name in KEYWORDS:
             raise RuntimeError(f"signal rule function {name!r} is defined twice or shadows a field/keyword")
         table[name] = entry
     return table
@@ -335,12 +340,12 @@ class Parser:
             self.advance()
             if self.token.is_("("):
                 return self.parse_call(token)
-            if token.text in INPUT_NAMES:
+            if token.text in FIELDS:
                 return Field(token.text, token.column)
             if token.text in FUNCTIONS:
                 raise self.error(token.column, f"'{token.text}' is a function; call it as {_signature(token.text)}")
-            raise self.error(token.column, f"unknown name '{token.text}'{_suggest(token.text, INPUT_NAMES)}; "
-                                           f"bar fields are {', '.join(INPUT_NAMES)}")
+            raise self.error(token.column, f"unknown name '{token.text}'{_suggest(token.text, FIELDS)}; "
+                                           f"bar fields are {', '.join(FIELDS)}")
         raise self.error(token.column, f"unexpected {token.describe()}; expected a number, a bar field, "
                                        f"a function call or '('")
 
@@ -428,7 +433,7 @@ def _suggest(name: str, candidates) -> str:
 def _unknown_function(name: str) -> str:
     if name in KINDS:  # a multi-output kind: the outputs are the functions
         return f"'{name}' has several outputs; call one of {', '.join(KINDS[name].outputs)}"
-    if name in INPUT_NAMES:
+    if name in FIELDS:
         return f"'{name}' is a bar field, not a function"
     return (f"unknown function '{name}'{_suggest(name, FUNCTIONS)}; known functions: "
             f"{', '.join(sorted(FUNCTIONS))}")

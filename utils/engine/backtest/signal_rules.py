@@ -21,7 +21,8 @@ from typing import Any, Mapping
 import numpy as np
 
 from utils.engine.backtest.rule_syntax import (Arithmetic, Field, Helper, Indicator, Logical, Negate, Node, Not,
-                                               Number, Parser, RuleError, bar_inputs, lookback, parse_text, walk)
+                                               Number, Parser, RuleError, FIELDS, bar_inputs, lookback, parse_text,
+                                               walk)
 from utils.engine.indicators.features import KINDS, session_starts
 from utils.engine.indicators.kernels import host_panels, run_kind
 from utils.engine.indicators.step_core import INPUT_NAMES
@@ -87,12 +88,12 @@ class _Evaluation:
     def __init__(self, bars: Any, fields: set[str]):
         if not isinstance(bars, Mapping):
             bars = {"close": bars}
-        missing = [name for name in INPUT_NAMES if name in fields and bars.get(name) is None]
+        missing = [name for name in FIELDS if name in fields and bars.get(name) is None]
         if missing:
-            given = [name for name in INPUT_NAMES if bars.get(name) is not None]
+            given = [name for name in FIELDS if bars.get(name) is not None]
             raise ValueError(f"the rules read {', '.join(missing)}, which the bars given "
                              f"({', '.join(given) or 'none'}) do not have")
-        read = [name for name in INPUT_NAMES if name in fields]
+        read = [name for name in FIELDS if name in fields]
         if not read:  # constant rules still need the bars' shape
             read = [name for name in INPUT_NAMES if bars.get(name) is not None][:1]
             if not read:

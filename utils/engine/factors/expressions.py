@@ -22,14 +22,13 @@ from typing import Any, Mapping
 import numpy as np
 
 from utils.engine.backtest.rule_syntax import (FUNCTIONS, HELPERS, KEYWORDS, Arithmetic, Compare, Helper, Indicator,
-                                               Logical, Negate, Node, Not, Number, Parser, _is_condition, _suggest,
+                                               FIELDS, Logical, Negate, Node, Not, Number, Parser, _is_condition, _suggest,
                                                _Token, bar_inputs, parse_text)
 from utils.engine.backtest.rule_syntax import _unknown_function as _rule_unknown_function
 from utils.engine.backtest.rule_syntax import lookback as _rule_lookback
 from utils.engine.backtest.signal_rules import _Evaluation
 from utils.engine.factors.expression_ops import ELEMENTWISE, OPERATORS
 from utils.engine.indicators.features import KINDS
-from utils.engine.indicators.step_core import INPUT_NAMES
 
 
 @dataclass(frozen=True)
@@ -43,7 +42,7 @@ class Operation:
 
 def _function_names() -> frozenset[str]:
     clashes = [name for name in OPERATORS
-               if name in INPUT_NAMES or name in KEYWORDS or (name in FUNCTIONS and name not in HELPERS)]
+               if name in FIELDS or name in KEYWORDS or (name in FUNCTIONS and name not in HELPERS)]
     if clashes:
         raise RuntimeError(f"factor operators {clashes} shadow a bar field, keyword or indicator function")
     return frozenset(FUNCTIONS) | frozenset(OPERATORS)
@@ -95,7 +94,7 @@ class FactorParser(Parser):
 
 
 def _unknown_function(name: str) -> str:
-    if name in KINDS or name in INPUT_NAMES:  # the rule language's own explanation
+    if name in KINDS or name in FIELDS:  # the rule language's own explanation
         return _rule_unknown_function(name)
     return (f"unknown function '{name}'{_suggest(name, FACTOR_FUNCTIONS)}; known functions: "
             f"{', '.join(sorted(FACTOR_FUNCTIONS))}")

@@ -12,7 +12,9 @@ Targets (``horizon`` h bars ahead, default 1): ``next_return`` = close[t+h] / cl
 (regression); ``next_return_sign`` = 1 when that return is > 0 else 0 (classification);
 ``forward_return_<h>`` and ``forward_return_sign_<h>`` name the horizon explicitly.
 Besides indicator features, the bar fields (``open``, ``high``, ``low``, ``close``, ``volume``) and
-``return_1`` (close[t] / close[t-1] - 1) may be used as features.
+``return_1`` (close[t] / close[t-1] - 1) may be used as features, and ``sentiment``: the scores
+stored by MLService.AnalyzeSentiment, which the loader adds to the bars (``utils.data.sentiment``:
+the latest score at or before each bar, 0 before the first).
 """
 from __future__ import annotations
 
@@ -27,7 +29,7 @@ from .errors import InvalidTrainingData
 
 TARGET_COLUMN = "target"
 BAR_FIELDS = ("open", "high", "low", "close", "volume")
-EXTRA_FEATURES = ("return_1",)
+EXTRA_FEATURES = ("return_1", "sentiment")
 TARGET_PATTERN = re.compile(r"^(next_return|next_return_sign|forward_return_(\d+)|forward_return_sign_(\d+))$")
 MAX_HORIZON = 250
 
@@ -66,6 +68,11 @@ def _symbol_columns(bars: Mapping[str, np.ndarray], names: list[str], horizon: i
             columns[name] = np.asarray(bars[name], dtype=np.float64)
         elif name == "return_1":
             columns[name] = np.concatenate([[np.nan], close[1:] / close[:-1] - 1.0])
+        elif name == "sentiment":
+            if bars.get("sentiment") is None:
+                raise InvalidTrainingData("feature sentiment needs the bars' sentiment column (the market-data "
+                                          "loader adds it from the scores stored by AnalyzeSentiment)")
+            columns[name] = np.asarray(bars["sentiment"], dtype=np.float64)
     columns.update(computed)
     future = np.full(close.shape, np.nan)
     with np.errstate(divide="ignore", invalid="ignore"):
