@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -12,6 +13,7 @@ from utils.data.store import SymbolNotFound
 from utils.data.timeutil import format_times
 from utils.engine.backend import Backend
 from utils.engine.backtest.config import StrategySpec, validate_strategy_config
+from utils.engine.backtest.position_sizing import POLICY_POSITIONS
 from utils.engine.backtest.runner import (AlignedBars, NoDataInRange, TradeRecord, align_bars, iso_time,
                                           report_of, simulate_spec)
 from utils.engine.backtest.strategies import STORED_FACTOR
@@ -51,6 +53,10 @@ def make_backtest_handler(resources: WorkerResources):
             spec = validate_strategy_config(payload["strategy_config"])
         except ValueError as exc:
             raise PermanentJobError(str(exc)) from None
+        policy = None
+        if spec.position_model:  # loaded once per job; its features need their own warm-up bars
+            policy = position_policy(resources.model_store, spec.position_model)
+            spec = replace(spec, position_lookback=policy.lookback)
         symbols = payload["symbols"]
         try:
             stored = store.read_many(symbols, None, payload["end_ns"])
@@ -64,6 +70,9 @@ def make_backtest_handler(resources: WorkerResources):
             raise PermanentJobError(str(exc)) from None
         if spec.param_values.get("factor_set_id"):
             aligned.panels[STORED_FACTOR] = stored_factor_panel(store.redis, spec, aligned)
+        if policy is not None:  # each bar's output from bars up to it, before the simulation
+            aligned.panels[POLICY_POSITIONS] = policy.rolled_positions({**aligned.panels, "time": aligned.calendar},
+                                                                       aligned.start_index)
         if stored_sentiment.COLUMN in text_inputs(spec):
             aligned.panels[stored_sentiment.COLUMN] = stored_sentiment.sentiment_panel(
                 store.redis, aligned.symbols, aligned.calendar)
@@ -91,6 +100,22 @@ def text_inputs(spec: StrategySpec) -> frozenset[str]:
             if param.kind in parsers and isinstance(text, str) and text:
                 inputs |= parsers[param.kind](text, f"strategy_config.{param.name}").inputs()
     return frozenset(inputs)
+
+
+def position_policy(model_store: Any, model_id: str) -> Any:
+    """The ``ppo_position`` policy of ``strategy_config.position_model`` in an onnxruntime CPU session."""
+    from utils.engine.models.store import ModelNotFound
+    from utils.engine.position.policy import KIND, InvalidPolicyFile, PositionPolicy
+    try:
+        model_type = model_store.read_metadata(model_id).get("model_type")
+    except ModelNotFound:
+        raise PermanentJobError(f"strategy_config.position_model: no model {model_id!r} (deleted?)") from None
+    if model_type != KIND:
+        raise PermanentJobError(f"strategy_config.position_model: {model_id!r} is a {model_type!r} model, not {KIND}")
+    try:
+        return PositionPolicy(model_store.model_path(model_id))
+    except InvalidPolicyFile as exc:
+        raise PermanentJobError(f"strategy_config.position_model: {exc}") from None
 
 
 def stored_factor_panel(redis: Any, spec: StrategySpec, aligned: AlignedBars) -> np.ndarray:

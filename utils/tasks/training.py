@@ -17,6 +17,7 @@ from utils.engine.models.base import DetailedProgress, ProgressInfo
 from utils.engine.models.compare import compare_models
 from utils.engine.models.dataset import TARGET_COLUMN, feature_columns_of, market_training_columns
 from utils.engine.execution.policy.predictor import MODEL_TYPE as EXECUTION_POLICY, train_execution_model
+from utils.engine.position.predictor import MODEL_TYPE as POSITION_POLICY, train_position_model
 from utils.data import factor_sets, keys
 from utils.data import sentiment as stored_sentiment
 from utils.queue.worker import JobContext, PermanentJobError
@@ -105,6 +106,9 @@ def make_training_handler(resources: Any):
             if payload["model_type"] == EXECUTION_POLICY:  # an RL policy, trained on orders cut from bars
                 predictor, report = train_execution_model(load_market_bars(store, payload["market_data"]),
                                                           ModelConfig.from_payload(payload), progress)
+            elif payload["model_type"] == POSITION_POLICY:  # an RL policy, trained on each symbol's bars
+                predictor, report = train_position_model(load_market_bars(store, payload["market_data"]),
+                                                         ModelConfig.from_payload(payload), progress)
             else:
                 if "market_data" in payload:
                     columns = load_market_columns(store, payload["market_data"])
