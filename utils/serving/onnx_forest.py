@@ -27,6 +27,8 @@ from typing import Any, Callable
 
 import numpy as np
 
+from utils.engine.models.onnx_export import FEATURES, PROBABILITIES, export_onnx
+
 log = logging.getLogger(__name__)
 
 ORT_MAX_ROWS = 2048
@@ -62,18 +64,17 @@ def _pure_leaves(forest: Any) -> bool:
     return True
 
 
-def onnx_session(estimator: Any, n_features: int) -> Any:
-    """An ORT session for a fitted scikit-learn forest classifier (float32 input named ``X``)."""
+def onnx_session(predictor: Any) -> Any:
+    """An ORT session on a forest classifier's exported graph (``export_onnx``: what ExportModel
+    returns; its ``probabilities`` are the forest's, float32 widened to float64)."""
     import onnxruntime as ort
-    from skl2onnx import to_onnx
-    model = to_onnx(estimator, np.zeros((1, n_features), dtype=np.float32),
-                    options={id(estimator): {"zipmap": False}})
+    model = export_onnx(predictor)
     options = ort.SessionOptions()
     # One thread per call: the server runs several calls at once, and at <= ORT_MAX_ROWS rows a
     # second thread measured slower on this machine.
     options.intra_op_num_threads = 1
     options.inter_op_num_threads = 1
-    return ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    return ort.InferenceSession(model.content, options, providers=["CPUExecutionProvider"])
 
 
 class FastForest:
@@ -88,7 +89,7 @@ class FastForest:
         self.votes_only = self.classifier and _pure_leaves(predictor.estimator)
         if use_onnx and self.classifier:
             try:
-                self.session = onnx_session(predictor.estimator, len(predictor.config.feature_columns))
+                self.session = onnx_session(predictor)
             except Exception as exc:  # a missing package or an unsupported forest: stay native
                 log.warning("ONNX export of %s failed (%s); serving it with scikit-learn",
                             type(predictor.estimator).__name__, exc)
@@ -108,7 +109,7 @@ class FastForest:
     def predict(self, features: np.ndarray) -> Prediction:
         if self.session is None or features.shape[0] > ORT_MAX_ROWS:
             return self.native(features)
-        probabilities = self.session.run(["probabilities"], {"X": features.astype(np.float32)})[0]
+        probabilities = self.session.run([PROBABILITIES], {FEATURES: features.astype(np.float32)})[0]
         if self.votes_only:
             # Every leaf is pure, so scikit-learn's probabilities are votes / n_trees exactly:
             # recover the integer votes (float32 error << 0.5 vote) and divide as it does.

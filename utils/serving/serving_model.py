@@ -18,12 +18,15 @@ from utils.serving import device_chain
 from utils.serving.batcher import Prediction, PredictBatcher
 from utils.serving.device_chain import DeviceChain, DevicePools, PredictTimeout, PredictUnavailable, build_routes
 from utils.serving.onnx_forest import fast_path
+from utils.serving.onnx_runtime import onnx_routes
 
 
 class ServingModel:
     def __init__(self, predictor: BasePredictor, chain: DeviceChain, metrics: Any,
-                 max_batch_rows: int = 0, max_wait: float = 0.0, name: str = "model") -> None:
+                 max_batch_rows: int = 0, max_wait: float = 0.0, name: str = "model",
+                 runtime: str = "native") -> None:
         self.predictor = predictor
+        self.runtime = runtime  # "onnx" when the exported graph serves (PREDICT_RUNTIME=onnx), else "native"
         self.metadata = predictor.metadata()
         self.model_type = self.metadata.get("model_type", "")
         self.chain = chain
@@ -74,11 +77,14 @@ class ServingFactory:
         self.backend = backend
         self.pools = pools or DevicePools()
         self.use_onnx = use_onnx
+        self.runtime = getattr(settings, "predict_runtime", "native")
 
     def __call__(self, predictor: BasePredictor, name: str = "model") -> ServingModel:
         gpu = device_chain.serving_gpu(self.backend)
-        routes = build_routes(predictor, fast_path(predictor, self.use_onnx), gpu)
+        routes = onnx_routes(predictor, gpu) if self.runtime == "onnx" else None
+        runtime = "native" if routes is None else "onnx"
+        routes = routes or build_routes(predictor, fast_path(predictor, self.use_onnx), gpu)
         chain = DeviceChain(routes, self.settings.predict_timeout_seconds, self.pools,
                             self.metrics.predict_fallbacks)
         return ServingModel(predictor, chain, self.metrics, self.settings.predict_max_batch_rows,
-                            self.settings.predict_max_wait_ms / 1000.0, name)
+                            self.settings.predict_max_wait_ms / 1000.0, name, runtime)
