@@ -3,6 +3,9 @@
     python main_server.py            all-in-one: gRPC server + metrics + supervised workers
     python main_server.py serve      gRPC server and metrics only (scale out against one Redis)
     python main_server.py worker     worker processes only
+    python main_server.py inference  MLService.Predict only on INFERENCE_PORT (50061), on
+                                     ML_INFERENCE_DEVICE: the GPU box that CPU servers reach
+                                     through ML_GPU_INFERENCE_URL
     python main_server.py report <backtest_id> [--output FILE]
                                      HTML tearsheet of a completed backtest, read from Redis
 
@@ -63,6 +66,13 @@ def run(mode: str) -> int:
     settings, embedded = _prepare_redis(settings, allow_embedded=(mode == "all"))
     server = supervisor = None
     try:
+        if mode == "inference":
+            from services.inference_server import create_inference_server
+            from utils.monitoring import serve_metrics
+            server = create_inference_server(settings)
+            if settings.prometheus_port:
+                port = serve_metrics(server.registry, settings.metrics_host, settings.prometheus_port)
+                log.info("metrics on http://%s:%d/metrics", settings.metrics_host, port)
         if mode in ("all", "serve"):
             from services.server import create_server
             from utils.monitoring import serve_metrics
@@ -135,7 +145,7 @@ def report(backtest_id: str, output: str | None) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("mode", nargs="?", default="all", choices=("all", "serve", "worker", "report"))
+    parser.add_argument("mode", nargs="?", default="all", choices=("all", "serve", "worker", "inference", "report"))
     parser.add_argument("backtest_id", nargs="?", help="report mode: the backtest to render")
     parser.add_argument("--output", "-o", metavar="FILE", help="report mode: write the HTML here, not to stdout")
     args = parser.parse_args(argv)
@@ -149,7 +159,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return run(args.mode)
     except BackendUnavailable as exc:
-        log.error("cannot start: %s (set COMPUTE_DEVICE=auto to fall back to the CPU)", exc)
+        log.error("cannot start: %s (set COMPUTE_DEVICE=auto, or ML_INFERENCE_DEVICE=auto for the inference role, "
+                  "to fall back to the CPU)", exc)
         return 2
 
 

@@ -100,6 +100,28 @@ class CoreSettings(BaseSettings):
     predict_max_wait_ms: float = Field(2.0, ge=0, le=1000)
     predict_timeout_seconds: float = Field(3.0, gt=0, le=600)
 
+    # Remote GPU inference (utils/serving/remote_inference.py): with ML_GPU_INFERENCE_URL set
+    # (host:port of a `main_server.py inference` role), Predict asks it first, each try limited
+    # to ML_REMOTE_TIMEOUT_SECONDS (a fast UNAVAILABLE is retried once), then computes locally.
+    # After ML_REMOTE_BREAKER_FAILURES failed requests in a row the remote is skipped for
+    # ML_REMOTE_BREAKER_COOLDOWN_SECONDS, then one trial request decides. The API key / CA file
+    # are this server's credentials toward the remote (TLS when the CA file is set).
+    ml_gpu_inference_url: str = ""
+    ml_remote_timeout_seconds: float = Field(5.0, gt=0, le=600)
+    ml_remote_breaker_failures: int = Field(3, ge=1, le=1000)
+    ml_remote_breaker_cooldown_seconds: float = Field(30.0, ge=0, le=86_400)
+    ml_gpu_inference_api_key: str = ""
+    ml_gpu_inference_ca_file: str = ""
+    # The inference role (`main_server.py inference`): its gRPC port and Predict's device
+    # (auto = CUDA when present, else the CPU; cuda without a GPU fails at start).
+    inference_port: int = Field(50061, ge=0, le=65535)
+    ml_inference_device: Literal["auto", "cuda", "cpu"] = "auto"
+    # Test-only (honoured only with INFERENCE_TEST_HOOKS=1, by the inference role): delay every
+    # Predict, or answer it with INTERNAL, to exercise the caller's timeout and fallback.
+    inference_test_hooks: bool = False
+    inference_test_delay_seconds: float = Field(0.0, ge=0, le=600)
+    inference_test_error: bool = False
+
     # Limits on request size.
     max_training_data_bytes: int = Field(32 * 1024 * 1024, ge=1024)
     max_symbols_per_request: int = Field(500, ge=1)
@@ -118,6 +140,10 @@ class CoreSettings(BaseSettings):
     # Storage and data.
     data_dir: Path = PROJECT_ROOT / "data"
     model_dir: Path | None = None
+    # Where trained models live: empty = the local MODEL_DIR; redis:// = in the platform's Redis
+    # (redis://host:port/db for another one), so machines without a shared disk load the same
+    # models (each is materialised into MODEL_DIR, used as a local cache).
+    model_store_uri: str = ""
     sample_data: bool = True
 
     # Logging.

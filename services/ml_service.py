@@ -22,6 +22,7 @@ from utils.data import keys
 from utils.queue.jobs import JobRecord, JobSpec, JobStatus
 from utils.queue.streams import JobQueue
 from utils.serving.model_cache import ModelCache
+from utils.serving.remote_inference import FallbackWarmer, RemoteInference, local_served_by
 
 import grpc
 
@@ -37,8 +38,10 @@ def _bad_input(field: str, exc: Exception) -> ServiceError:
 
 class MLServicer(ExportModelRPC, SentimentRPC, ml_pb2_grpc.MLServiceServicer):
     def __init__(self, queue: JobQueue, model_store: ModelStore, model_cache: ModelCache,
-                 settings: Any, metrics: Any) -> None:
+                 settings: Any, metrics: Any, remote: RemoteInference | None = None) -> None:
         self.queue = queue
+        self.remote = remote  # ML_GPU_INFERENCE_URL: asked first, the local model is the fallback
+        self.warm_fallback = FallbackWarmer(model_cache.get, settings.model_cache_ttl) if remote else None
         self.model_store = model_store
         self.models = model_cache
         self.settings = settings
@@ -211,6 +214,18 @@ class MLServicer(ExportModelRPC, SentimentRPC, ml_pb2_grpc.MLServiceServicer):
 
     def Predict(self, request, context):
         model_id = self._model_id(request.model_id)
+        reason = ""
+        if self.remote is not None:
+            remaining = context.time_remaining() if context is not None else None
+            response, reason = self.remote.predict(request, None if remaining is None else time.monotonic() + remaining)
+            if response is not None:
+                self.warm_fallback(model_id)
+                return response
+        response = self._predict_local(model_id, request, context)
+        response.served_by = local_served_by(response.device, reason)
+        return response
+
+    def _predict_local(self, model_id: str, request, context) -> ml_pb2.PredictResponse:
         columns = validation.column_rows("input_data", validation.json_object(
             "input_data", request.input_data, MAX_PREDICT_BYTES), self.settings.max_rows_per_request)
         try:

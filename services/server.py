@@ -30,7 +30,6 @@ from services.security import AdmissionInterceptor, KeyRing, add_port, server_cr
 from utils.cache import RedisCache
 from utils.data.store import BarStore
 from utils.engine.backend import resolve_backend
-from utils.engine.models import ModelStore
 from utils.engine.indicators.warmup import warm_up_in_background
 from utils.gpu.devices import record_samples, sample_devices
 from utils.monitoring import Metrics, QueueCollector, periodic
@@ -41,6 +40,8 @@ from utils.realtime.tick_writer import TickWriter
 from utils.redis_client import redis_from_settings
 from utils.serving.execution_policies import ExecutionPolicies
 from utils.serving.model_cache import ModelCache
+from utils.serving.model_store import open_model_store
+from utils.serving.remote_inference import remote_from_settings
 from utils.serving.serving_model import ServingFactory
 
 log = logging.getLogger(__name__)
@@ -105,7 +106,7 @@ def create_server(settings: Any, registry: CollectorRegistry | None = None) -> R
     queue = JobQueue(client, QueueConfig.from_settings(settings))
     store = BarStore(redis_from_settings(settings, decode=False))
     registry.register(QueueCollector(queue))
-    model_store = ModelStore(settings.models_path)
+    model_store = open_model_store(settings)  # MODEL_STORE_URI: local directory or Redis
 
     options = [("grpc.max_receive_message_length", settings.grpc_max_message_bytes),
                ("grpc.max_send_message_length", settings.grpc_max_message_bytes)]
@@ -126,7 +127,7 @@ def create_server(settings: Any, registry: CollectorRegistry | None = None) -> R
         queue, model_store, ModelCache(model_store, settings.model_cache_ttl, metrics.cache("models"),
                                        prepare=ServingFactory(settings, metrics, resolve_backend(
                                            settings.compute_device, settings.gpu_device_id))),
-        settings, metrics), server)
+        settings, metrics, remote_from_settings(settings, metrics)), server)
     market_data_pb2_grpc.add_MarketDataServiceServicer_to_server(MarketDataServicer(store, writer.flush), server)
     jobs_pb2_grpc.add_JobServiceServicer_to_server(JobServicer(queue), server)
     factor_pb2_grpc.add_FactorServiceServicer_to_server(FactorServicer(queue, store, settings), server)

@@ -89,6 +89,11 @@ class Metrics:
                                             registry=registry)
         self.predict_fallbacks = Counter("predict_fallbacks", "Predict model calls moved to the next device",
                                          ["from", "to", "reason"], registry=registry)
+        # Remote GPU inference (ML_GPU_INFERENCE_URL): each try's time by outcome (ok, timeout,
+        # unavailable, error, rejected); falling back to the local CPU counts in predict_fallbacks
+        # with from="remote:<target>", to="local" and reason timeout/unavailable/error/rejected/breaker_open.
+        self.predict_remote_seconds = Histogram("predict_remote_seconds", "Remote Predict tries (seconds)",
+                                                ["outcome"], buckets=LATENCY_BUCKETS, registry=registry)
         self.jobs_in_progress = Gauge("jobs_in_progress", "Jobs running in this worker", ["task_type"],
                                       registry=registry)
         self.job_duration = Histogram("job_duration_seconds", "Job run time by outcome",

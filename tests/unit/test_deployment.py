@@ -40,7 +40,7 @@ LIBRARY_ENV = frozenset({"NUMBA_NUM_THREADS", "OMP_NUM_THREADS"})
 # Security settings the deployment turns on (TLS on the gRPC port, API keys).
 SECURITY_ENV = frozenset({"TLS_CERT_FILE", "TLS_KEY_FILE", "TLS_CLIENT_CA_FILE", "API_KEYS_FILE"})
 APP_IMAGES = ("gpu-quant:cpu", "gpu-quant:cuda")
-COMPOSE_APP_SERVICES = ("server", "worker", "worker-gpu")
+COMPOSE_APP_SERVICES = ("server", "worker", "worker-gpu", "inference")
 # Oldest Kubernetes we claim to support (native gRPC probes, autoscaling/v2, policy/v1 are GA) and
 # the newest kubernetes-validate knows.
 K8S_VERSIONS = ("1.29.0", "latest")
@@ -300,7 +300,8 @@ def test_monitors_select_the_platform() -> None:
 def test_compose_services_and_redis_aof() -> None:
     compose = _compose()
     services = compose["services"]
-    assert set(services) == {"redis", "server", "worker", "worker-gpu", "prometheus", "grafana"}
+    assert set(services) == {"redis", "server", "worker", "worker-gpu", "inference", "prometheus", "grafana"}
+    assert services["inference"]["command"] == ["inference"] and services["inference"]["profiles"] == ["gpu"]
     command = " ".join(services["redis"]["command"])
     assert "--appendonly yes" in command and "--appendfsync everysec" in command
     assert "--maxmemory-policy noeviction" in command and "--requirepass" in command

@@ -72,6 +72,16 @@ def model(model_id: str) -> str:
 MODELS = "ml:models"  # sorted set: model ids by creation time
 
 
+def model_files(model_id: str) -> str:
+    """Hash (MODEL_STORE_URI=redis://): a saved model directory, file name -> bytes, plus the
+    ``MODEL_FILES_VERSION`` field; replaced whole in one MULTI/EXEC."""
+    return f"ml:model-files:{model_id}"
+
+
+MODEL_FILES_PATTERN = "ml:model-files:*"
+MODEL_FILES_VERSION = ".version"  # not a file name a model writes (no leading dots there)
+
+
 # Live risk limits.
 def risk_portfolio(portfolio_id: str) -> str:
     """String (JSON): a live portfolio's weights, sectors, set prices, lookback and limits

@@ -65,8 +65,8 @@ class WorkerResources:
 
     @property
     def model_store(self) -> Any:
-        from utils.engine.models import ModelStore
-        return self._once("model_store", lambda: ModelStore(self.settings.models_path))
+        from utils.serving.model_store import open_model_store
+        return self._once("model_store", lambda: open_model_store(self.settings))
 
     @property
     def queue(self) -> Any:
