@@ -99,6 +99,9 @@ class CoreSettings(BaseSettings):
     predict_max_batch_rows: int = Field(1024, ge=0, le=1_000_000)
     predict_max_wait_ms: float = Field(2.0, ge=0, le=1000)
     predict_timeout_seconds: float = Field(3.0, gt=0, le=600)
+    # onnx: Predict runs each model's exported ONNX graph (what ExportModel returns) with ONNX
+    # Runtime, CUDA first when the server has a GPU; models without one stay native.
+    predict_runtime: Literal["native", "onnx"] = "native"
 
     # Remote GPU inference (utils/serving/remote_inference.py): with ML_GPU_INFERENCE_URL set
     # (host:port of a `main_server.py inference` role), Predict asks it first, each try limited
