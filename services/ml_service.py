@@ -18,6 +18,7 @@ from utils.engine.models.columns import numeric_columns
 from utils.engine.models.dataset import TARGET_COLUMN, check_feature_names, parse_target
 from utils.engine.models.sequence import SequencePredictor
 from utils.engine.execution.policy.predictor import MODEL_TYPE as EXECUTION_POLICY  # registers it
+from utils.engine.position.predictor import MODEL_TYPE as POSITION_POLICY  # registers it
 from utils.data import keys
 from utils.queue.jobs import JobRecord, JobSpec, JobStatus
 from utils.queue.streams import JobQueue
@@ -64,9 +65,13 @@ class MLServicer(ExportModelRPC, SentimentRPC, ml_pb2_grpc.MLServiceServicer):
         if compare and EXECUTION_POLICY in compare:
             raise invalid("compare_model_types", f"{EXECUTION_POLICY} is an execution policy, not a predictor; "
                                                  f"train it alone (model_type)")
-        policy = not compare and request.model_type == EXECUTION_POLICY
+        if compare and POSITION_POLICY in compare:
+            raise invalid("compare_model_types", f"{POSITION_POLICY} is a reinforcement-learning policy; "
+                                                 f"train it alone (model_type)")
+        policy = not compare and request.model_type in (EXECUTION_POLICY, POSITION_POLICY)
         if policy and not request.HasField("market_data"):
-            raise invalid("market_data", f"{EXECUTION_POLICY} trains on stored bars cut into orders: give "
+            what = "cut into orders" if request.model_type == EXECUTION_POLICY else "(its features come from params)"
+            raise invalid("market_data", f"{request.model_type} trains on stored bars {what}: give "
                                          f"market_data.symbols (and optionally a time range)")
         if compare and not 2 <= len(compare) <= MAX_COMPARED:
             raise invalid("compare_model_types", f"name 2 to {MAX_COMPARED} distinct model types, got {len(compare)}")
@@ -248,7 +253,7 @@ class MLServicer(ExportModelRPC, SentimentRPC, ml_pb2_grpc.MLServiceServicer):
         metadata = model.metadata
         self.metrics.predictions.labels(model_type=model.model_type, device=device).inc(len(predictions))
         response = ml_pb2.PredictResponse(predictions=predictions.tolist(), prediction_time=elapsed,
-                                          device=device, model_id=model_id)
+                                          device=device, model_id=model_id, runtime=getattr(model, "runtime", "native"))
         if probabilities is not None:
             response.classes.extend(float(c) for c in metadata.get("classes", []))
             response.probabilities.extend(ml_pb2.ClassProbabilities(values=row) for row in probabilities.tolist())
