@@ -19,6 +19,7 @@ MODULES: dict[str, str] = {
     "jobs": "bench.jobs",
     "factor": "bench.factor",
     "portfolio": "bench.portfolio",
+    "execution": "bench.execution",
 }
 
 
