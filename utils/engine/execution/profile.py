@@ -33,7 +33,9 @@ def intraday_volume_profile(times_ns: np.ndarray, volumes: np.ndarray, slices: i
         total = float(np.nansum(day))
         if day.size < slices or total <= 0:
             continue
-        profiles.append([float(np.nansum(group)) / total for group in np.array_split(day, slices)])
+        size, extra = divmod(day.size, slices)  # numpy.array_split's groups: the first ``extra`` one longer
+        starts = np.arange(slices) * size + np.minimum(np.arange(slices), extra)
+        profiles.append(np.add.reduceat(np.nan_to_num(day), starts) / total)
     if not profiles:
         raise NoIntradayProfile(f"no stored day has at least {slices} intraday bars with volume (of the last "
                                 f"{lookback_days} days); import intraday bars, use fewer slices, or give "
