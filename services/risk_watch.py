@@ -21,7 +21,8 @@ from services.errors import invalid, not_found
 from utils.data import keys
 from utils.data.store import SymbolNotFound
 from utils.data.timeutil import format_time
-from utils.engine.risk.limits import LIMITS, LimitState, carry_forward, evaluate_limits
+from utils.engine.factors.forward_returns import forward_fill
+from utils.engine.risk.limits import LIMITS, LimitState, evaluate_limits
 from utils.tasks.factor_panels import aligned_bars
 
 DEFAULT_LOOKBACK = 250
@@ -85,7 +86,7 @@ class RiskLimitRPCs:
         definition = {"weights": {s: weights[s] for s in symbols}, "sectors": sectors, "set_prices": prices,
                       "lookback_days": lookback, "limits": limits, "set_at": time.time()}
         self.store.redis.set(keys.risk_portfolio(portfolio_id), json.dumps(definition), ex=PORTFOLIO_TTL_SECONDS)
-        live = self._live(portfolio_id, definition)
+        live = self._live(portfolio_id, definition, prices)  # the latest prices are the ones just read
         return self._update(live, live.evaluate(), "")
 
     def WatchRisk(self, request, context) -> Iterator[portfolio_pb2.RiskUpdate]:
@@ -116,7 +117,9 @@ class RiskLimitRPCs:
         breached.clear()
         breached.update(now)
 
-    def _live(self, portfolio_id: str, definition: dict[str, Any]) -> LivePortfolio:
+    def _live(self, portfolio_id: str, definition: dict[str, Any],
+              latest: dict[str, float] | None = None) -> LivePortfolio:
+        """The portfolio with its lookback closes; ``latest``: prices already read (else read now)."""
         symbols = list(definition["weights"])
         lookback = int(definition["lookback_days"])
         now = time.time_ns()
@@ -124,11 +127,13 @@ class RiskLimitRPCs:
             aligned = aligned_bars(self.store, symbols, 0, now, 0, ("close",))
         except SymbolNotFound as exc:
             raise not_found(f"live portfolio {portfolio_id!r}: {exc}") from None
-        history = carry_forward(aligned.close[:aligned.factor_rows])[-lookback:]
-        current = []
-        for symbol in symbols:
-            last = self.store.last_price(symbol)
-            current.append(definition["set_prices"][symbol] if last is None else last[1])
+        history = forward_fill(aligned.close[:aligned.factor_rows])[-lookback:]
+        if latest is None:
+            latest = {}
+            for symbol in symbols:
+                last = self.store.last_price(symbol)
+                latest[symbol] = definition["set_prices"][symbol] if last is None else last[1]
+        current = [latest[symbol] for symbol in symbols]
         return LivePortfolio(portfolio_id, symbols, np.array([definition["weights"][s] for s in symbols]),
                              [definition["sectors"].get(s) for s in symbols],
                              np.array([definition["set_prices"][s] for s in symbols]),

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from utils.engine.risk.limits import carry_forward, evaluate_limits
+from utils.engine.factors.forward_returns import forward_fill
+from utils.engine.risk.limits import evaluate_limits
 from utils.engine.risk.tails import var_cvar
 
 SYMBOLS = ["A", "B", "C"]
@@ -31,7 +32,7 @@ def test_weights_drift_with_prices_and_limits_compare_to_them():
 
 def test_drawdown_from_the_lookback_peak_and_gaps_carried():
     closes = np.array([[10.0, np.nan], [12.0, 8.0], [np.nan, 9.0], [9.0, 9.0]])
-    filled = carry_forward(closes)
+    filled = forward_fill(closes)
     np.testing.assert_array_equal(filled, [[10.0, np.nan], [12.0, 8.0], [12.0, 9.0], [9.0, 9.0]])
     set_prices = np.array([9.0, 9.0])
     state = evaluate_limits(filled, np.array([9.0, 9.0]), set_prices, np.array([0.5, 0.5]), ["A", "B"],

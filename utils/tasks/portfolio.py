@@ -41,17 +41,21 @@ def stored_closes(store: BarStore, symbols: list[str], start_ns: int, end_ns: in
     return aligned.times[:aligned.factor_rows], closes
 
 
+def closes_on_calendar(store: BarStore, symbol: str, times: np.ndarray) -> np.ndarray:
+    """(T,) one symbol's stored closes on another calendar ``times``: NaN on dates it has no bar
+    (its bars on dates outside ``times`` are dropped)."""
+    own_times, own = stored_closes(store, [symbol], int(times[0]), int(times[-1]))
+    series = np.full(times.size, np.nan)
+    rows = np.searchsorted(times, own_times)
+    inside = (rows < times.size) & (times[np.minimum(rows, times.size - 1)] == own_times)
+    series[rows[inside]] = own[inside, 0]
+    return series
+
+
 def _market(store: BarStore, payload: dict[str, Any], times: np.ndarray) -> np.ndarray | None:
     """capm's market closes on the assets' calendar (None: the engine's equal-weight default)."""
     symbol = payload.get("market_symbol")
-    if not symbol:
-        return None
-    market_times, market = stored_closes(store, [symbol], int(times[0]), int(times[-1]))
-    series = np.full(times.size, np.nan)
-    rows = np.searchsorted(times, market_times)
-    inside = (rows < times.size) & (times[np.minimum(rows, times.size - 1)] == market_times)
-    series[rows[inside]] = market[inside, 0]
-    return series
+    return closes_on_calendar(store, symbol, times) if symbol else None
 
 
 def estimates(store: BarStore, payload: dict[str, Any], closes: np.ndarray, times: np.ndarray

@@ -19,26 +19,21 @@ import numpy as np
 from utils.data.store import BarStore
 from utils.data.timeutil import format_time
 from utils.queue.worker import JobContext, PermanentJobError
-from utils.tasks.portfolio import stored_closes
+from utils.tasks.portfolio import closes_on_calendar, stored_closes
 from utils.tasks.resources import WorkerResources
 
 
 def carried_returns(closes: np.ndarray) -> np.ndarray:
     """(T - 1, N) simple returns of closes carried forward over gaps; NaN before the first close."""
-    from utils.engine.risk.limits import carry_forward
-    filled = carry_forward(closes)
+    from utils.engine.factors.forward_returns import forward_fill
+    filled = forward_fill(closes)
     with np.errstate(invalid="ignore", divide="ignore"):
         return filled[1:] / filled[:-1] - 1.0
 
 
 def _benchmark(store: BarStore, symbol: str, times: np.ndarray) -> np.ndarray:
     """The benchmark's returns on the portfolio's calendar (closes carried forward)."""
-    bench_times, bench = stored_closes(store, [symbol], int(times[0]), int(times[-1]))
-    series = np.full((times.size, 1), np.nan)
-    rows = np.searchsorted(times, bench_times)
-    inside = (rows < times.size) & (times[np.minimum(rows, times.size - 1)] == bench_times)
-    series[rows[inside], 0] = bench[inside, 0]
-    return carried_returns(series)[:, 0]
+    return carried_returns(closes_on_calendar(store, symbol, times)[:, None])[:, 0]
 
 
 def _number(value: float | None) -> float | None:

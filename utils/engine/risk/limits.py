@@ -40,15 +40,6 @@ class LimitState:
     breaches: tuple[Breach, ...]
 
 
-def carry_forward(closes: np.ndarray) -> np.ndarray:
-    """(T, N) closes with each gap filled by the symbol's previous close (NaN before its first)."""
-    filled = np.array(closes, dtype=np.float64)
-    for row in range(1, filled.shape[0]):
-        gaps = np.isnan(filled[row])
-        filled[row, gaps] = filled[row - 1, gaps]
-    return filled
-
-
 def _holding_values(prices: np.ndarray, weights: np.ndarray, set_prices: np.ndarray) -> np.ndarray:
     return weights * prices / set_prices
 
