@@ -14,12 +14,15 @@ MODULES: dict[str, str] = {
     "queue": "bench.job_queue",
     "indicators": "bench.indicators",
     "backtest": "bench.backtest",
+    "backtest_e2e": "bench.backtest_e2e",
     "ml": "bench.ml",
     "load": "bench.load",
     "jobs": "bench.jobs",
     "factor": "bench.factor",
     "portfolio": "bench.portfolio",
     "execution": "bench.execution",
+    "inference": "bench.inference",
+    "realtime": "bench.realtime",
 }
 
 

@@ -20,6 +20,7 @@ from grpc_reflection.v1alpha import reflection
 from prometheus_client import CollectorRegistry
 
 from api_proto import ml_pb2, ml_pb2_grpc
+from services.errors import ServiceError
 from services.interceptors import ObservabilityInterceptor
 from services.ml_service import MLServicer
 from services.security import AdmissionInterceptor, KeyRing, add_port, server_credentials
@@ -50,7 +51,9 @@ class PredictOnlyServicer(ml_pb2_grpc.MLServiceServicer):
         if self.delay:
             time.sleep(self.delay)
         if self.error:
-            context.abort(grpc.StatusCode.INTERNAL, "INFERENCE_TEST_ERROR is set (test hook)")
+            # A ServiceError, not context.abort: the interceptor maps it to the status without
+            # logging an "internal error" traceback for an intended failure.
+            raise ServiceError(grpc.StatusCode.INTERNAL, "INFERENCE_TEST_ERROR is set (test hook)")
         return self.ml.Predict(request, context)
 
 
