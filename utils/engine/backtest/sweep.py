@@ -31,6 +31,7 @@ from utils.engine.backtest.runner import simulate_panels
 from utils.engine.backtest.simulate import BacktestOutput, entry_fractions, sleeves_output
 from utils.engine.backtest.sleeve_kernel import TRADE_COLUMNS, simulate_sleeves
 from utils.engine.backtest.strategies import indicator_memo
+from utils.engine.backtest.sweep_batch import sweep_metrics
 from utils.engine.indicators.layout import to_host
 
 ASCENDING_METRICS = ("max_drawdown",)
@@ -107,23 +108,35 @@ def sweep_panels(spec: StrategySpec, panels: dict[str, np.ndarray], start: int, 
         panels = {field: to_host(backend.xp, panel) for field, panel in panels.items()}
     combinations = spec.combinations()
     grid_names = [name for name, _ in spec.param_grid]
-    rows = []
     with indicator_memo():
-        batch = None if spec.is_portfolio else SleeveBatch(spec, panels, start)
-        for index, combination in enumerate(combinations):
-            target = target_positions(np, combination, panels, start)
-            if batch is None:
-                output = simulate_panels(combination, panels, start, capital, commission_rate, targets=target)
-            else:
-                output = batch.run(combination, target, capital, commission_rate)
-            params = combination.param_values
-            rows.append({"params": {name: params[name] for name in grid_names},
-                         "metrics": output.metrics(spec.periods_per_year, capital)})
-            if progress is not None and (index % 16 == 15 or index + 1 == len(combinations)):
-                progress((index + 1) / len(combinations))
+        if spec.is_portfolio or spec.position_model:
+            metrics = _sequential_metrics(spec, combinations, panels, start, capital, commission_rate, progress)
+        else:
+            metrics = sweep_metrics(spec, combinations, panels, start, capital, commission_rate, progress)
+    rows = [{"params": {name: combination.param_values[name] for name in grid_names}, "metrics": values}
+            for combination, values in zip(combinations, metrics)]
     rows = _rank(rows, spec.rank_by)[:limit]
     cells = len(combinations) * panels["close"].shape[1] * (panels["close"].shape[0] - start)
     return SweepResult(spec.rank_by, rows, len(combinations), cells, time.perf_counter() - started)
+
+
+def _sequential_metrics(spec: StrategySpec, combinations: list[StrategySpec], panels: dict[str, np.ndarray],
+                        start: int, capital: float, commission_rate: float,
+                        progress: Callable[[float], None] | None) -> list[dict[str, float]]:
+    """One combination after the other: rebalancing strategies, and sleeves sized by a position
+    policy (its size depends on each combination's directions)."""
+    batch = None if spec.is_portfolio else SleeveBatch(spec, panels, start)
+    metrics = []
+    for index, combination in enumerate(combinations):
+        target = target_positions(np, combination, panels, start)
+        if batch is None:
+            output = simulate_panels(combination, panels, start, capital, commission_rate, targets=target)
+        else:
+            output = batch.run(combination, target, capital, commission_rate)
+        metrics.append(output.metrics(spec.periods_per_year, capital))
+        if progress is not None and (index % 16 == 15 or index + 1 == len(combinations)):
+            progress((index + 1) / len(combinations))
+    return metrics
 
 
 def best_spec(spec: StrategySpec, result: SweepResult) -> StrategySpec:

@@ -1,0 +1,100 @@
+"""A sleeve strategy's grid in chunks of combinations run by ``sweep_portfolios``, to metrics rows.
+
+The prices, the sizing fractions and the costs are the same for every combination, so they are
+laid out once (symbols, bars); only the targets change. For ``sma_crossover`` the SMA of every
+distinct window is computed once (the indicator kernel the strategy uses) and the kernel builds
+each combination's targets from two of them; any other sleeve strategy's targets come from its
+signal function, a chunk at a time. Each row's metrics are ``performance_metrics`` over the
+kernel's equity curve and closed P&L, plus turnover, as ``BacktestOutput.metrics`` computes them
+for the single run (``tests/unit/test_backtest_sweep.py`` checks equality).
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+
+from utils.engine.backtest.config import StrategySpec, size_fractions, target_positions
+from utils.engine.backtest.simulate import entry_fractions
+from utils.engine.backtest.sweep_kernel import CROSS, LEVEL, TARGETS_GIVEN, sweep_portfolios
+from utils.engine.indicators import kernels
+from utils.engine.metrics import performance_metrics
+
+CHUNK = 32  # combinations per kernel call: enough for the threads, and a progress step
+GIVEN_CHUNK = 8  # targets computed by the signal function are (symbols x bars) each
+
+
+def _transposed(panel: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(np.asarray(panel, dtype=np.float64).T)
+
+
+def crossover_lines(combinations: list[StrategySpec], close: np.ndarray) -> tuple[np.ndarray, np.ndarray,
+                                                                                   np.ndarray, np.ndarray]:
+    """``(lines (windows, symbols, bars), fast line index, slow line index, mode)`` per combination of
+    an sma_crossover grid: every distinct window's SMA once."""
+    windows = sorted({combo.param_values[name] for combo in combinations for name in ("fast", "slow")})
+    position = {window: index for index, window in enumerate(windows)}
+    host_close = np.ascontiguousarray(close, dtype=np.float64)
+    lines = np.empty((len(windows), close.shape[1], close.shape[0]))
+    for window, index in position.items():
+        lines[index] = kernels.sma(np, host_close, window).T
+    fast = np.array([position[combo.param_values["fast"]] for combo in combinations], dtype=np.int64)
+    slow = np.array([position[combo.param_values["slow"]] for combo in combinations], dtype=np.int64)
+    modes = np.array([CROSS if combo.param_values["entry"] == "cross" else LEVEL for combo in combinations],
+                     dtype=np.int64)
+    return lines, fast, slow, modes
+
+
+def sweep_metrics(spec: StrategySpec, combinations: list[StrategySpec], panels: dict[str, np.ndarray], start: int,
+                  capital: float, commission_rate: float,
+                  progress: Callable[[float], None] | None = None) -> list[dict[str, float]]:
+    """Metrics of every combination (in order) of a sleeve strategy without a position policy."""
+    close = panels["close"]
+    bars, symbols = close.shape
+    reported = bars - start
+    prices = [_transposed(panels[field]) for field in ("open", "high", "low", "close")]
+    fractions = _transposed(entry_fractions(size_fractions(spec, close), close.shape, spec.fill))
+    config = spec.simulation_config(commission_rate)
+    costs = config.cost_vector()
+    if spec.strategy_type == "sma_crossover":
+        lines, fast, slow, modes = crossover_lines(combinations, close)
+        chunk = CHUNK
+    else:
+        lines, fast, slow = np.empty((1, 1, 1)), np.zeros(len(combinations), np.int64), np.zeros(len(combinations),
+                                                                                                  np.int64)
+        modes = np.full(len(combinations), TARGETS_GIVEN, dtype=np.int64)
+        chunk = GIVEN_CHUNK
+    size = min(chunk, len(combinations))
+    equity = np.empty((size, reported))
+    closed_pnl = np.empty((size, symbols * reported))  # pages are touched only as far as trades reach
+    n_closed = np.empty(size, dtype=np.int64)
+    exposed = np.empty(size, dtype=np.int64)
+    traded = np.empty(size)
+    targets = np.empty((size, symbols, bars)) if modes[0] == TARGETS_GIVEN else np.empty((1, 1, 1))
+    rows: list[dict[str, float]] = []
+    for first in range(0, len(combinations), size):
+        part = combinations[first:first + size]
+        count = len(part)
+        if modes[0] == TARGETS_GIVEN:
+            for index, combination in enumerate(part):
+                targets[index] = target_positions(np, combination, panels, start).T
+        sweep_portfolios(*prices, fractions, targets, lines, fast[first:first + count], slow[first:first + count],
+                         modes[first:first + count], capital / symbols, costs, config.fill == "close",
+                         config.allow_short, start, equity[:count], closed_pnl, n_closed, exposed, traded)
+        for index in range(count):
+            rows.append(_row_metrics(equity[index].copy(), closed_pnl[index, :n_closed[index]].copy(),
+                                     int(exposed[index]), float(traded[index]), spec.periods_per_year, capital))
+        if progress is not None:
+            progress((first + count) / len(combinations))
+    return rows
+
+
+def _row_metrics(equity: np.ndarray, closed_pnl: np.ndarray, exposed_bars: int, traded: float,
+                 periods_per_year: int, capital: float) -> dict[str, float]:
+    """``BacktestOutput.metrics`` from the kernel's reductions (same inputs, same operations)."""
+    reported = equity.shape[0]
+    metrics = performance_metrics(equity, closed_pnl, periods_per_year, exposed_bars / reported, capital)
+    mean_equity = float(np.mean(equity))
+    turnover = traded / mean_equity * periods_per_year / reported if mean_equity > 0 else 0.0
+    metrics["turnover"] = float(turnover)
+    return metrics
