@@ -29,7 +29,13 @@ $(TEST_STAMP): requirements-test.txt $(RUNTIME_STAMP)
 api_proto/%_pb2.py: api_proto/%.proto $(RUNTIME_STAMP)
 	$(BIN)/python -m grpc_tools.protoc -I . --python_out=. --grpc_python_out=. --pyi_out=. $<
 
-protos: $(GENERATED)
+# The SDK's own copy of the stubs (gpu_quant/_proto, imports made relative); `pip install .` makes it too.
+SDK_STUBS := gpu_quant/_proto/jobs_pb2.py
+
+$(SDK_STUBS): $(PROTOS) gpu_quant/_proto_build.py $(RUNTIME_STAMP)
+	$(BIN)/python gpu_quant/_proto_build.py
+
+protos: $(GENERATED) $(SDK_STUBS)
 
 deps: $(RUNTIME_STAMP) protos
 
@@ -58,4 +64,4 @@ bench: $(TEST_STAMP) protos $(ANCHOR_STAMP)
 	$(BIN)/python -m bench
 
 clean:
-	rm -rf $(VENV) api_proto/*_pb2.py api_proto/*_pb2_grpc.py api_proto/*_pb2.pyi
+	rm -rf $(VENV) api_proto/*_pb2.py api_proto/*_pb2_grpc.py api_proto/*_pb2.pyi gpu_quant/_proto/*_pb2*

@@ -1,0 +1,1 @@
+"""Generated gRPC stubs (gpu_quant/_proto_build.py); not committed."""
