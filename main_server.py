@@ -63,6 +63,8 @@ def run(mode: str) -> int:
     from utils.logging_setup import configure_logging
     settings = load_settings()
     configure_logging(settings.log_level, settings.log_format)
+    from utils.compile_cache import use_compile_cache_dir
+    use_compile_cache_dir(settings.compile_cache_path)  # before any kernel module is imported; workers inherit it
     settings, embedded = _prepare_redis(settings, allow_embedded=(mode == "all"))
     server = supervisor = None
     try:

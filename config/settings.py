@@ -142,6 +142,12 @@ class CoreSettings(BaseSettings):
 
     # Storage and data.
     data_dir: Path = PROJECT_ROOT / "data"
+    # numba's on-disk cache of compiled kernels (the same variable numba reads); empty = DATA_DIR/
+    # numba-cache. Kept across restarts, so a restarted worker loads its kernels instead of compiling.
+    numba_cache_dir: Path | None = None
+    # A worker compiles/loads the kernels of its task types on tiny inputs before it takes jobs,
+    # for at most this long (logged); 0 = no warm-up (the first job of each kind compiles them).
+    worker_warm_up_seconds: float = Field(120.0, ge=0)
     model_dir: Path | None = None
     # Where trained models live: empty = the local MODEL_DIR; redis:// = in the platform's Redis
     # (redis://host:port/db for another one), so machines without a shared disk load the same
@@ -160,10 +166,19 @@ class CoreSettings(BaseSettings):
         parse_intervals(value)  # raises ValueError naming the bad interval
         return value
 
+    @field_validator("numba_cache_dir", mode="before")
+    @classmethod
+    def _empty_is_default(cls, value: object) -> object:
+        return None if value == "" else value
+
     @field_validator("log_level", mode="before")
     @classmethod
     def _upper(cls, value: object) -> object:
         return value.upper() if isinstance(value, str) else value
+
+    @property
+    def compile_cache_path(self) -> Path:
+        return self.numba_cache_dir or (self.data_dir / "numba-cache")
 
     @property
     def models_path(self) -> Path:

@@ -111,9 +111,15 @@ class Worker:
         return self.config.worker_id
 
     # ------------------------------------------------------------------ loop
-    def run(self, stop: threading.Event) -> None:
-        """Run until ``stop`` is set, then drain gracefully."""
+    def run(self, stop: threading.Event, warm_up: Callable[[threading.Event], Any] | None = None) -> None:
+        """Run until ``stop`` is set, then drain gracefully. ``warm_up(stop)`` runs first, before
+        the worker announces itself and takes jobs (compiling the kernels its handlers need)."""
         self._stop = stop
+        if warm_up is not None:
+            try:
+                warm_up(stop)
+            except Exception:  # a failed warm-up only means the first jobs compile for themselves
+                log.exception("warm-up failed; taking jobs anyway")
         self._call_until_ok(self.queue.ensure_groups, stop)
         heartbeat = threading.Thread(target=self._heartbeat_loop, name="heartbeat", daemon=True)
         heartbeat.start()

@@ -15,6 +15,7 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry
 
+from utils.compile_cache import is_warm, mark_warm, use_compile_cache_dir
 from utils.engine.backend import Backend, resolve_backend
 from utils.gpu.devices import gpu_count, record_samples, sample_devices
 from utils.gpu.scheduler import Scheduler
@@ -68,6 +69,7 @@ def build_handlers(settings: Any, backend: Backend, task_types: tuple[TaskType, 
 def run_worker_process(settings: Any, index: int = 0) -> None:
     """Process entry point: runs until SIGTERM/SIGINT, then drains."""
     configure_logging(settings.log_level, settings.log_format)
+    use_compile_cache_dir(settings.compile_cache_path)  # before the handlers import the kernels
     exit_on_bad_registry(settings)
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -86,7 +88,30 @@ def run_worker_process(settings: Any, index: int = 0) -> None:
                     WorkerConfig(worker_id=worker_id, device_label=backend.label,
                                  heartbeat_seconds=min(settings.job_lease_seconds / 3, 0.5),
                                  shutdown_grace_seconds=settings.shutdown_grace_seconds), metrics)
-    if settings.warm_up_indicators != "none":  # the kinds the built-in strategies use
+    # the default kinds are in worker_warm_up's features step
+    covered = settings.warm_up_indicators == "default" and settings.worker_warm_up_seconds > 0
+    if settings.warm_up_indicators != "none" and not covered:  # the kinds the built-in strategies use
         from utils.engine.indicators.warmup import warm_up_in_background
         warm_up_in_background(None if settings.warm_up_indicators == "all" else ["sma_20", "ema_12", "rsi", "bollinger"])
-    worker.run(stop)
+    warm = worker_warm_up(settings, backend) if settings.worker_warm_up_seconds > 0 else None
+    if warm is not None and not is_warm(settings.compile_cache_path):
+        # First start with this cache: compiling everything takes minutes, so take jobs meanwhile
+        # (each compiles what it needs, sharing what the warm-up has done). Restarts then load.
+        log.info("kernel cache %s not warmed yet: warming up in the background", settings.compile_cache_path)
+        threading.Thread(target=warm, args=(stop,), name="warm-up", daemon=True).start()
+        warm = None
+    worker.run(stop, warm_up=warm)
+
+
+def worker_warm_up(settings: Any, backend: Backend, task_types: tuple[TaskType, ...] = TASK_TYPES):
+    """The worker's warm-up hook: every task type's code once on tiny inputs, within
+    WORKER_WARM_UP_SECONDS (``utils.tasks.warmup``); a complete run marks the kernel cache warm."""
+    def run(stop: threading.Event) -> Any:
+        from utils.tasks.warmup import warm_up
+        resources = WorkerResources(settings, backend)
+        backends = {t.name: resources.for_task(t).backend for t in task_types}
+        report = warm_up(backends, settings.worker_warm_up_seconds, stop)
+        if report.complete:
+            mark_warm(settings.compile_cache_path)
+        return report
+    return run

@@ -58,6 +58,8 @@ from numba.core.errors import RequireLiteralValue
 from numba.extending import intrinsic
 from numba.np.unsafe.ndarray import to_fixed_tuple
 
+from utils.engine.kernel_cache import cache_on_disk
+
 INPUT_NAMES = ("open", "high", "low", "close", "volume")
 
 
@@ -97,10 +99,11 @@ class IndicatorKind:
 # A driver is compiled per kind by a factory that closes over the kind's functions, so numba
 # sees them as globals and inlines them (``inline="always"``) into the bar loop; a step passed as
 # a first-class argument is called through its own compiled function on every bar instead. The
-# drivers are not disk-cached (numba cannot cache closures over dispatchers); each compiles once
-# per kind and process. Inlining changes no floating-point operation (no fastmath, no
-# contraction: only ``fma`` fuses), so every driver, and a direct call of the step, agree bit for
-# bit.
+# drivers are disk-cached by ``kernel_cache.cache_on_disk`` (numba's own ``cache=True`` cannot
+# find a closure over dispatchers again in another process), so each compiles once per kind and
+# code version, not once per process. Inlining changes no floating-point operation (no fastmath,
+# no contraction: only ``fma`` fuses), so every driver, and a direct call of the step, agree bit
+# for bit.
 PANEL_MIN_BLOCK = 32  # at least this many columns per block of the parallel panel driver
 SERIAL_COLUMNS = 8  # up to this many columns run column by column on the calling thread
 
@@ -181,7 +184,7 @@ def _make_series_driver(kind_functions, n_params, n_outputs):
                 out[row, k] = scratch[k]
         store(state, params, scalars)
 
-    return series
+    return cache_on_disk(series)
 
 
 def _make_tick_driver(kind_functions, n_params):
@@ -193,7 +196,7 @@ def _make_tick_driver(kind_functions, n_params):
         scalars = step(load(state, params), state, params, open_, high, low, close, volume, new_session, out)
         store(state, params, scalars)
 
-    return tick
+    return cache_on_disk(tick)
 
 
 def _make_panel_drivers(kind_functions, init, n_params, n_outputs):
@@ -235,7 +238,7 @@ def _make_panel_drivers(kind_functions, init, n_params, n_outputs):
                     low[:, start:stop], close[:, start:stop], volume[:, start:stop], new_session,
                     first_rows[start:stop], out[:, :, start:stop])
 
-    return columns, panel
+    return cache_on_disk(columns), cache_on_disk(panel)
 
 
 _DRIVERS: dict[tuple, Any] = {}
