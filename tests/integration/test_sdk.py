@@ -2,7 +2,13 @@
 Every number is checked against what the raw stubs return for the same job."""
 from __future__ import annotations
 
+import hashlib
 import json
+import os
+import socket
+import subprocess
+import sys
+import threading
 
 import numpy as np
 import pandas as pd
@@ -12,6 +18,8 @@ import gpu_quant
 from api_proto import (backtest_pb2, backtest_pb2_grpc, market_data_pb2, market_data_pb2_grpc, ml_pb2, ml_pb2_grpc,
                        realtime_pb2, realtime_pb2_grpc)
 from gpu_quant import Client
+from services.server import create_server
+from tests.conftest import PROJECT_ROOT
 
 GUIDE = {"strategy_type": "trend_following", "lookback_period": 20, "moving_average_window": 50}
 SYMBOLS = ["000001.SZ", "600000.SH"]
@@ -174,15 +182,12 @@ def test_factor_portfolio_and_execution_services(client):
 
 
 def _free_port() -> int:
-    import socket
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
 
 
 def test_unavailable_is_retried_for_reads_and_raised_for_submissions(settings_factory, redis_client):
-    import threading
-    from services.server import create_server
     port = _free_port()
     quick = gpu_quant.RetryPolicy(attempts=2, initial_backoff=0.05)
     with Client(f"127.0.0.1:{port}", retry=quick, timeout=5) as client:
@@ -205,8 +210,6 @@ def test_unavailable_is_retried_for_reads_and_raised_for_submissions(settings_fa
 
 
 def test_api_key_is_sent_as_the_server_expects(settings_factory, redis_client):
-    import hashlib
-    from services.server import create_server
     key = "sdk-test-key-0123456789"
     server = create_server(settings_factory(api_keys=f"desk:{hashlib.sha256(key.encode()).hexdigest()}"))
     try:
@@ -222,3 +225,17 @@ def test_api_key_is_sent_as_the_server_expects(settings_factory, redis_client):
             assert keyed.health() == "SERVING"
     finally:
         server.stop(grace=0)
+
+
+def test_quickstart_example_runs(target_env, tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(PROJECT_ROOT), **target_env}
+    ran = subprocess.run([sys.executable, str(PROJECT_ROOT / "examples" / "sdk_quickstart.py")], capture_output=True,
+                         text=True, timeout=300, cwd=tmp_path, env=env)
+    assert ran.returncode == 0, ran.stderr[-3000:]
+    assert "SERVING" in ran.stdout and "sharpe_ratio" in ran.stdout and "prediction" in ran.stdout
+    assert (tmp_path / "sdk_quickstart_report.html").read_text(encoding="utf-8").lstrip().lower().startswith("<!doctype html")
+
+
+@pytest.fixture
+def target_env(platform):
+    return {"GQ_TARGET": f"127.0.0.1:{platform.port}"}
