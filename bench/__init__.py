@@ -22,6 +22,7 @@ MODULES: dict[str, str] = {
     "portfolio": "bench.portfolio",
     "execution": "bench.execution",
     "inference": "bench.inference",
+    "coldstart": "bench.coldstart",
     "realtime": "bench.realtime",
 }
 

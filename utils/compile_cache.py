@@ -60,6 +60,7 @@ def is_warm(path: Path) -> bool:
 
 def mark_warm(path: Path) -> None:
     try:
+        path.mkdir(parents=True, exist_ok=True)
         (path / WARM_MARKER).write_text(_marker_text())
     except OSError as exc:
         log.warning("cannot mark the kernel cache %s as warm (%s)", path, exc.strerror or exc)
