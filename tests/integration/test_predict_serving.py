@@ -213,7 +213,7 @@ def test_an_exhausted_chain_is_a_clear_error(platform, stub, fake_gpu, monkeypat
     fake_gpu["mode"] = mode
     broken_cpu = FakeGpuCopy(None, mode, threading.Event())
     monkeypatch.setattr(serving_model, "fast_path",
-                        lambda predictor, use_onnx=True: lambda features: broken_cpu._fail_or_hang())
+                        lambda predictor, *args: lambda features: broken_cpu._fail_or_hang())
     with pytest.raises(grpc.RpcError) as error:
         predict_one(stub, model_id, columns)
     broken_cpu.release.set()

@@ -18,6 +18,12 @@ we promise (and ORT 1.32 refuses the double-precision regressor).
 
 The model is exported at load time (once per model-cache miss, ~0.2-0.5 s for 100 deep trees);
 when skl2onnx/onnxruntime are missing or the export fails, the native model serves everything.
+
+Given a compiled forest kernel (``utils/engine/models/compiled_forest.py``), it serves every
+batch size of classifiers and regressors instead: ~3.5x (classification) and ~5x (regression)
+faster than scikit-learn at 10,000 rows, microseconds for a row, float64 sums (no float32
+rounding), so no ONNX export is made. Labels stay scikit-learn's: pure leaves give the same vote
+counts; otherwise rows within ``COMPILED_TIE_MARGIN`` of a tie are re-predicted natively.
 """
 from __future__ import annotations
 
@@ -35,6 +41,8 @@ ORT_MAX_ROWS = 2048
 # Below this many rows one thread beats joblib's thread start-up (n_jobs=-1 costs ~10 ms a call).
 NATIVE_PARALLEL_MIN_ROWS = 4096
 TIE_MARGIN = 1e-4
+# The kernel's sums differ from scikit-learn's only by summation order (~1e-16).
+COMPILED_TIE_MARGIN = 1e-9
 
 Prediction = tuple[np.ndarray, "np.ndarray | None"]
 
@@ -43,6 +51,10 @@ def _sklearn_forest(predictor: Any) -> Any:
     from sklearn.ensemble import RandomForestClassifier, RandomForestRegressor
     estimator = getattr(predictor, "estimator", None)
     return estimator if isinstance(estimator, (RandomForestClassifier, RandomForestRegressor)) else None
+
+
+def is_forest(predictor: Any) -> bool:
+    return _sklearn_forest(predictor) is not None
 
 
 def _single_threaded(predictor: Any) -> Any:
@@ -80,14 +92,15 @@ def onnx_session(predictor: Any) -> Any:
 class FastForest:
     """``predict(features) -> (predictions, probabilities)`` for a random-forest predictor."""
 
-    def __init__(self, predictor: Any, use_onnx: bool = True) -> None:
+    def __init__(self, predictor: Any, use_onnx: bool = True, kernel: Any = None) -> None:
         self.predictor = predictor
         self.single = _single_threaded(predictor)
         self.classifier = getattr(predictor, "task", None) == "classification"
         self.session = None
         self.n_trees = len(predictor.estimator.estimators_)
         self.votes_only = self.classifier and _pure_leaves(predictor.estimator)
-        if use_onnx and self.classifier:
+        self.compiled = _compiled(predictor, kernel) if kernel is not None else None
+        if use_onnx and self.classifier and self.compiled is None:
             try:
                 self.session = onnx_session(predictor)
             except Exception as exc:  # a missing package or an unsupported forest: stay native
@@ -96,6 +109,8 @@ class FastForest:
 
     @property
     def runtime(self) -> str:
+        if self.compiled is not None:
+            return "compiled"
         return "onnxruntime" if self.session is not None else "sklearn"
 
     def native(self, features: np.ndarray) -> Prediction:
@@ -106,7 +121,21 @@ class FastForest:
         probabilities = predictor.predict_proba(features)
         return np.asarray(self.predictor.classes)[np.argmax(probabilities, axis=1)], probabilities
 
+    def _predict_compiled(self, features: np.ndarray) -> Prediction:
+        mean = self.compiled.mean(features)
+        if not self.classifier:
+            return mean[:, 0], None
+        predictions = np.asarray(self.predictor.classes)[np.argmax(mean, axis=1)]
+        if not self.votes_only and mean.shape[1] > 1:
+            top_two = np.partition(mean, -2, axis=1)[:, -2:]
+            close = np.flatnonzero(top_two[:, 1] - top_two[:, 0] < COMPILED_TIE_MARGIN)
+            if close.size:  # a near-tie could fall either way with another summation order
+                predictions[close], mean[close] = self.native(features[close])
+        return predictions, mean
+
     def predict(self, features: np.ndarray) -> Prediction:
+        if self.compiled is not None:
+            return self._predict_compiled(features)
         if self.session is None or features.shape[0] > ORT_MAX_ROWS:
             return self.native(features)
         probabilities = self.session.run([PROBABILITIES], {FEATURES: features.astype(np.float32)})[0]
@@ -126,8 +155,19 @@ class FastForest:
         return predictions, probabilities
 
 
-def fast_path(predictor: Any, use_onnx: bool = True) -> Callable[[np.ndarray], Prediction] | None:
-    """The faster ``predict`` for a scikit-learn random forest; None for any other model."""
+def _compiled(predictor: Any, kernel: Any) -> Any:
+    from utils.engine.models.compiled_forest import CompileUnavailable, CompiledForest
+    try:
+        return CompiledForest(predictor.estimator, kernel)
+    except CompileUnavailable as exc:
+        log.warning("forest of %s not compiled (%s); serving it without the kernel",
+                    type(predictor.estimator).__name__, exc)
+        return None
+
+
+def fast_path(predictor: Any, use_onnx: bool = True, kernel: Any = None) -> Callable[[np.ndarray], Prediction] | None:
+    """The faster ``predict`` for a scikit-learn random forest; None for any other model.
+    ``kernel``: the compiled forest kernel (``compiled_forest.load_kernel``), when there is one."""
     if _sklearn_forest(predictor) is None:
         return None
-    return FastForest(predictor, use_onnx).predict
+    return FastForest(predictor, use_onnx, kernel).predict

@@ -6,8 +6,10 @@ shared by every request for that model.
 """
 from __future__ import annotations
 
+import logging
 import time
 from concurrent.futures import TimeoutError as FutureTimeout
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -17,8 +19,10 @@ from utils.engine.models import BasePredictor
 from utils.serving import device_chain
 from utils.serving.batcher import Prediction, PredictBatcher
 from utils.serving.device_chain import DeviceChain, DevicePools, PredictTimeout, PredictUnavailable, build_routes
-from utils.serving.onnx_forest import fast_path
+from utils.serving.onnx_forest import fast_path, is_forest
 from utils.serving.onnx_runtime import onnx_routes
+
+log = logging.getLogger(__name__)
 
 
 class ServingModel:
@@ -71,19 +75,36 @@ class ServingFactory:
     Predict may run) and device pools."""
 
     def __init__(self, settings: Any, metrics: Any, backend: Backend, pools: DevicePools | None = None,
-                 use_onnx: bool = True) -> None:
+                 use_onnx: bool = True, forest_compiler: str = "cc") -> None:
         self.settings = settings
         self.metrics = metrics
         self.backend = backend
         self.pools = pools or DevicePools()
         self.use_onnx = use_onnx
         self.runtime = getattr(settings, "predict_runtime", "native")
+        self.forest_compiler = forest_compiler
+        self._kernel: Any = None
+        self._kernel_tried = False
+
+    def forest_kernel(self) -> Any:
+        """The compiled forest kernel, built on the first forest this server loads and kept in
+        DATA_DIR/compiled-kernels (one per kernel source and compiler); None when it cannot be
+        built (no C compiler): forests are then served by ONNX Runtime / scikit-learn."""
+        if not self._kernel_tried:
+            from utils.engine.models.compiled_forest import CompileUnavailable, load_kernel
+            self._kernel_tried = True
+            try:
+                self._kernel = load_kernel(Path(self.settings.data_dir) / "compiled-kernels", self.forest_compiler)
+            except CompileUnavailable as exc:
+                log.warning("random forests are served without the compiled kernel: %s", exc)
+        return self._kernel
 
     def __call__(self, predictor: BasePredictor, name: str = "model") -> ServingModel:
         gpu = device_chain.serving_gpu(self.backend)
         routes = onnx_routes(predictor, gpu) if self.runtime == "onnx" else None
         runtime = "native" if routes is None else "onnx"
-        routes = routes or build_routes(predictor, fast_path(predictor, self.use_onnx), gpu)
+        kernel = self.forest_kernel() if routes is None and is_forest(predictor) else None
+        routes = routes or build_routes(predictor, fast_path(predictor, self.use_onnx, kernel), gpu)
         chain = DeviceChain(routes, self.settings.predict_timeout_seconds, self.pools,
                             self.metrics.predict_fallbacks)
         return ServingModel(predictor, chain, self.metrics, self.settings.predict_max_batch_rows,
