@@ -1,11 +1,14 @@
 """GPU quant platform entry point.
 
-    python main_server.py            all-in-one: gRPC server + metrics + supervised workers
+    python main_server.py            all-in-one: gRPC server + metrics + supervised workers + the
+                                     WebSocket gateway and dashboard on HTTP_PORT (8080)
     python main_server.py serve      gRPC server and metrics only (scale out against one Redis)
     python main_server.py worker     worker processes only
     python main_server.py inference  MLService.Predict only on INFERENCE_PORT (50061), on
                                      ML_INFERENCE_DEVICE: the GPU box that CPU servers reach
                                      through ML_GPU_INFERENCE_URL
+    python main_server.py gateway    WebSocket gateway (/ws) + web dashboard (/) on HTTP_PORT only
+                                     (scale out behind a load balancer against one Redis)
     python main_server.py report <backtest_id> [--output FILE]
                                      HTML tearsheet of a completed backtest, read from Redis
 
@@ -58,6 +61,19 @@ def _load_sample_data(settings: Any) -> None:
             log.info("loaded synthetic sample bars for %s (labelled synthetic in ListSymbols)", ", ".join(written))
 
 
+def _start_gateway(settings: Any, server: Any):
+    """The gateway's metrics join the gRPC server's registry in one process, else get their own port."""
+    from prometheus_client import CollectorRegistry
+    from services.gateway.server import start_gateway
+    from utils.monitoring import serve_metrics
+    registry = server.registry if server else CollectorRegistry()
+    gateway = start_gateway(settings, registry)
+    if server is None and settings.prometheus_port:
+        port = serve_metrics(registry, settings.metrics_host, settings.prometheus_port)
+        log.info("metrics on http://%s:%d/metrics", settings.metrics_host, port)
+    return gateway
+
+
 def run(mode: str) -> int:
     from config.settings import load_settings
     from utils.logging_setup import configure_logging
@@ -66,7 +82,7 @@ def run(mode: str) -> int:
     from utils.compile_cache import use_compile_cache_dir
     use_compile_cache_dir(settings.compile_cache_path)  # before any kernel module is imported; workers inherit it
     settings, embedded = _prepare_redis(settings, allow_embedded=(mode == "all"))
-    server = supervisor = None
+    server = supervisor = gateway = None
     try:
         if mode == "inference":
             from services.inference_server import create_inference_server
@@ -97,10 +113,19 @@ def run(mode: str) -> int:
                 return EXIT_BAD_REGISTRY
             restarts = server.metrics.worker_restarts.inc if server else None
             supervisor = WorkerSupervisor(run_worker_process, settings, worker_count(settings), restarts).start()
+        if mode == "gateway":
+            gateway = _start_gateway(settings, server)
+        elif mode == "all" and settings.gateway_enabled:
+            try:  # the dashboard is not worth losing the gRPC server over
+                gateway = _start_gateway(settings, server)
+            except RuntimeError as exc:
+                log.error("%s; serving gRPC without it (GATEWAY_ENABLED=false silences this)", exc)
         log.info("ready (%s mode); Ctrl-C or SIGTERM to stop", mode)
         _wait_for_signal()
         log.info("shutting down")
     finally:
+        if gateway:
+            gateway.stop()
         if server:
             server.stop(grace=5.0)
         if supervisor:
@@ -147,7 +172,7 @@ def report(backtest_id: str, output: str | None) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("mode", nargs="?", default="all", choices=("all", "serve", "worker", "inference", "report"))
+    parser.add_argument("mode", nargs="?", default="all", choices=("all", "serve", "worker", "inference", "gateway", "report"))
     parser.add_argument("backtest_id", nargs="?", help="report mode: the backtest to render")
     parser.add_argument("--output", "-o", metavar="FILE", help="report mode: write the HTML here, not to stdout")
     args = parser.parse_args(argv)

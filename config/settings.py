@@ -46,6 +46,20 @@ class CoreSettings(BaseSettings):
     grpc_max_workers: int = Field(256, ge=1, le=10_000)
     grpc_max_message_bytes: int = Field(64 * 1024 * 1024, ge=1024)
 
+    # WebSocket gateway + web dashboard (services/gateway): `main_server.py gateway`, and in the
+    # all-in-one mode unless GATEWAY_ENABLED=false. Each connection buffers at most
+    # GATEWAY_QUEUE_SIZE pushes: past that its oldest market data is dropped (and when only
+    # status/alert pushes are queued the connection is closed). Protocol pings every
+    # GATEWAY_PING_SECONDS; a client silent for GATEWAY_IDLE_TIMEOUT_SECONDS is disconnected.
+    http_host: str = "0.0.0.0"
+    http_port: int = Field(8080, ge=0, le=65535)
+    gateway_enabled: bool = True
+    gateway_queue_size: int = Field(1000, ge=4, le=1_000_000)
+    gateway_ping_seconds: float = Field(20.0, gt=0, le=3600)
+    gateway_idle_timeout_seconds: float = Field(300.0, gt=0, le=86_400)
+    gateway_auth_timeout_seconds: float = Field(10.0, gt=0, le=600)
+    gateway_system_interval_seconds: float = Field(2.0, gt=0, le=3600)
+
     # Security (services/security.py); all off by default. TLS when both files are set; a client
     # CA also requires client certificates (mutual TLS). API keys: JSON {"keys": [...]} inline or
     # in a file (re-read when it changes); none configured = every caller is admitted.
@@ -73,6 +87,10 @@ class CoreSettings(BaseSettings):
     job_retry_backoff_seconds: float = Field(1.0, ge=0)
     result_ttl_seconds: int = Field(7 * 24 * 3600, ge=1)
     shutdown_grace_seconds: float = Field(30.0, ge=0)
+    # IntegratedBacktest (the usage guide's submit, whose client reads the status right after it)
+    # answers with the finished status when the backtest ends within this many seconds, else with
+    # the queued status at that point (SubmitBacktestTask always answers at once); 0 = never wait.
+    backtest_submit_wait_seconds: float = Field(1.0, ge=0, le=60)
 
     # Caches.
     feature_cache_ttl: int = Field(120, ge=1)

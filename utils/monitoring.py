@@ -125,6 +125,22 @@ class Metrics:
         self.job_duration.labels(task_type=task_type, outcome=outcome).observe(seconds)
 
 
+class GatewayMetrics:
+    """The WebSocket gateway's metrics (services/gateway), on the registry it is given."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.registry = registry
+        self.connections_active = Gauge("websocket_connections_active", "Open WebSocket connections (/ws)",
+                                        registry=registry)
+        self.messages_sent = Counter("websocket_messages_sent", "Pushes written to WebSocket clients",
+                                     ["channel"], registry=registry)
+        self.messages_dropped = Counter("websocket_messages_dropped", "Pushes dropped for a slow client (the "
+                                        "oldest market data first; overflow closes the connection)",
+                                        ["channel", "reason"], registry=registry)
+        self.auth_rejections = Counter("websocket_auth_rejections", "WebSocket connections refused by the "
+                                       "API-key check", ["reason"], registry=registry)
+
+
 class QueueCollector(Collector):
     """Task counters (one family per registered task type, named by its ``counter``) and queue
     depth, read from Redis at scrape time."""

@@ -32,8 +32,9 @@ def serving(port: int) -> bool:
 
 
 def test_all_in_one_server_runs_the_guide_backtest_and_stops_on_sigterm(tmp_path):
-    grpc_port, metrics_port = free_port(), free_port()
+    grpc_port, metrics_port, http_port = free_port(), free_port(), free_port()
     env = {**os.environ, "REDIS_EMBEDDED": "always", "GRPC_HOST": "127.0.0.1", "GRPC_PORT": str(grpc_port),
+           "HTTP_HOST": "127.0.0.1", "HTTP_PORT": str(http_port),
            "PROMETHEUS_PORT": str(metrics_port), "METRICS_HOST": "127.0.0.1", "DATA_DIR": str(tmp_path),
            "COMPUTE_DEVICE": "auto", "SHUTDOWN_GRACE_SECONDS": "5"}
     process = subprocess.Popen([sys.executable, "main_server.py"], cwd=PROJECT_ROOT, env=env,
@@ -55,6 +56,9 @@ def test_all_in_one_server_runs_the_guide_backtest_and_stops_on_sigterm(tmp_path
         import urllib.request
         body = urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5).read().decode()
         assert 'backtest_tasks_total{status="completed"} 1.0' in body
+        assert "websocket_connections_active" in body  # the gateway runs in the all-in-one mode
+        page = urllib.request.urlopen(f"http://127.0.0.1:{http_port}/", timeout=5).read().decode()
+        assert "<title>" in page
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=30) == 0
         log = process.stdout.read()

@@ -51,3 +51,6 @@ WORKERS = f"{PREFIX}:workers"  # hash: worker id -> JSON description, refreshed 
 def worker_alive(worker_id: str) -> str:
     """String with TTL: present while the worker heartbeats."""
     return f"{PREFIX}:worker:{worker_id}"
+
+
+ALERTS = f"{PREFIX}:alerts"  # pub/sub channel: JSON alerts (risk-limit breaches...) for the WebSocket gateway

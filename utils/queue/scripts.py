@@ -42,6 +42,7 @@ if (redis.call('HGET', KEYS[1], 'started_at') or '') == '' then
   redis.call('HSET', KEYS[1], 'started_at', ARGV[4])
 end
 redis.call('HINCRBY', KEYS[3], 'started', 1)
+redis.call('PUBLISH', KEYS[1], 'RUNNING')
 return {'RUNNING', attempts + 1, redis.call('HGETALL', KEYS[1])}
 """
 
@@ -68,11 +69,13 @@ redis.call('XADD', KEYS[2], '*', 'job_id', ARGV[1])
 redis.call('ZADD', KEYS[3], ARGV[2], ARGV[1])
 redis.call('ZADD', KEYS[5], ARGV[2], ARGV[1])
 redis.call('HINCRBY', KEYS[4], 'submitted', 1)
+redis.call('PUBLISH', KEYS[1], 'PENDING')
 return 1
 """
 
 # Every state change a watcher waits for is also PUBLISHed on the job key's name (see
-# ``keys.job``), so WatchBacktest & co. wake at once instead of at their next poll.
+# ``keys.job``), so WatchBacktest & co. wake at once instead of at their next poll; enqueue
+# (PENDING) and start (RUNNING) are announced too, for the WebSocket gateway's task_status.
 
 # KEYS: job, stream, stats, result
 # ARGV: group, msg_id, now, final_status ('COMPLETED'|'CANCELLED'), result_json ('' for none), ttl, counter
