@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import sys
+from contextlib import closing
 from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 import pandas as pd
@@ -20,12 +21,15 @@ JOB_COLUMNS = ["job_id", "task_type", "status", "progress", "submitted_at", "sta
 
 
 def ask_to_cancel(job_id: str) -> bool:
-    """Ctrl-C during a wait: cancel the job on the server too? (yes when nobody can answer)."""
+    """Ctrl-C during a wait: cancel the job on the server too? Yes by default, and when nobody
+    can answer (no stdin); a second Ctrl-C leaves it running."""
+    sys.stderr.write(f"\nCancel job {job_id} on the server? [Y/n] ")
+    sys.stderr.flush()
     try:
-        sys.stderr.write(f"\nCancel job {job_id} on the server? [Y/n] ")
-        sys.stderr.flush()
-        answer = sys.stdin.readline()
-    except (KeyboardInterrupt, OSError, ValueError):
+        answer = input()  # input(), not stdin.readline(): notebooks answer it with an input box
+    except EOFError:
+        return True
+    except (KeyboardInterrupt, OSError, RuntimeError):
         return False
     return answer.strip().lower() in ("", "y", "yes")
 
@@ -60,8 +64,8 @@ class JobHandle:
         Ctrl-C: on_interrupt="ask" asks whether to cancel the job on the server, "cancel" cancels
         it, "leave" leaves it running; the KeyboardInterrupt is raised again afterwards."""
         try:
-            with JobProgress(self.job_id, enabled=progress) as bar:
-                for job in self.jobs.watch(self.job_id):
+            with JobProgress(self.job_id, enabled=progress) as bar, closing(self.jobs.watch(self.job_id)) as states:
+                for job in states:
                     self.job = job
                     bar.update(job)
                     if job["status"] in FINAL_STATUSES:

@@ -143,7 +143,8 @@ def test_stream_replays_a_csv_as_ticks(target, client, tmp_path):
     assert len(printed.stdout.splitlines()) == 31
 
 
-def test_ctrl_c_asks_then_cancels_the_job(settings, redis_client):
+@pytest.mark.parametrize("answer, after", [("y\n", "CANCELLED"), ("n\n", "PENDING")])
+def test_ctrl_c_asks_then_cancels_the_job(settings, redis_client, answer, after):
     from services.server import create_server
     from utils.data.sample import ensure_sample_data
     from utils.data.store import BarStore
@@ -162,11 +163,11 @@ def test_ctrl_c_asks_then_cancels_the_job(settings, redis_client):
                 assert "watching" in watcher.stderr.readline()  # it found the job and is about to watch it
                 time.sleep(0.5)
                 watcher.send_signal(signal.SIGINT)
-                _, err = watcher.communicate("y\n", timeout=30)
+                _, err = watcher.communicate(answer, timeout=30)
             finally:
                 if watcher.poll() is None:
                     watcher.kill()
             assert watcher.returncode == 130 and "Cancel job" in err, err
-            assert client.jobs.get(run.job_id)["status"] == "CANCELLED"
+            assert client.jobs.get(run.job_id)["status"] == after
     finally:
         server.stop(grace=0)

@@ -239,3 +239,27 @@ def test_quickstart_example_runs(target_env, tmp_path):
 @pytest.fixture
 def target_env(platform):
     return {"GQ_TARGET": f"127.0.0.1:{platform.port}"}
+
+
+def test_mutual_tls_with_an_api_key(settings_factory, redis_client, tmp_path):
+    from tests.integration.test_security import Pki
+    (tmp_path / "pki").mkdir()
+    pki = Pki(tmp_path / "pki")
+    key = "sdk-tls-key-0123456789"
+    server = create_server(settings_factory(
+        tls_cert_file=pki.path("server_cert"), tls_key_file=pki.path("server_key"), tls_client_ca_file=pki.path("ca"),
+        api_keys=f"desk:{hashlib.sha256(key.encode()).hexdigest()}"))
+    try:
+        target = f"localhost:{server.port}"
+        tls = {"ca": pki.path("ca"), "cert": pki.client_cert, "key": pki.client_key}
+        with Client(target, api_key=key, tls=tls) as client:
+            assert client.health() == "SERVING" and client.bars.ls().empty
+        quick = gpu_quant.RetryPolicy(attempts=1)
+        with Client(target, api_key=key, tls=pki.path("ca"), retry=quick, timeout=10) as no_client_cert:
+            with pytest.raises((gpu_quant.Unavailable, gpu_quant.RpcError)):
+                no_client_cert.bars.ls()
+        with Client(target, tls=tls) as no_key:
+            with pytest.raises(gpu_quant.Unauthenticated):
+                no_key.bars.ls()
+    finally:
+        server.stop(grace=0)
