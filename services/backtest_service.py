@@ -2,13 +2,14 @@
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 from api_proto import backtest_pb2, backtest_pb2_grpc
 from services import validation
 from services.errors import ServiceError, failed_precondition, invalid, not_found
-from services.job_views import (REPORT_CONTENT_TYPE, cancel, completed_result, history_page, job_id_field,
-                                render_report, require_job, watch)
+from services.job_views import (REPORT_CONTENT_TYPE, WATCH_POLL_SECONDS, cancel, completed_result, history_page,
+                                job_id_field, render_report, require_job, watch)
 from services.stored_data import require_bars_in_range
 from utils.cache import RedisCache, digest
 from utils.data.store import BarStore
@@ -80,7 +81,31 @@ class BacktestServicer(backtest_pb2_grpc.BacktestServiceServicer):
 
     # ------------------------------------------------------------ submission
     def IntegratedBacktest(self, request, context):
-        return self._submit(request)
+        """Submit, then answer once the backtest is finished if that takes at most
+        ``backtest_submit_wait_seconds`` (the usage guide's client reads the status right after
+        this call), else with the queued state as SubmitBacktestTask does."""
+        response = self._submit(request)
+        wait = self.settings.backtest_submit_wait_seconds
+        if wait > 0 and response.status in (backtest_pb2.PENDING, backtest_pb2.RUNNING):
+            record = self._settled(response.backtest_id, wait, context)
+            if record is not None and record.status.is_terminal:
+                return backtest_pb2.BacktestResponse(backtest_id=record.id, status=status_enum(record.status),
+                                                     message=record.error or record.status.value.lower())
+        return response
+
+    def _settled(self, job_id: str, seconds: float, context) -> JobRecord | None:
+        """The job's record once terminal, or when ``seconds`` pass (at most half the time left to
+        the caller's deadline, so that the answer still reaches it)."""
+        remaining = context.time_remaining()
+        deadline = time.monotonic() + (seconds if remaining is None else min(seconds, remaining / 2))
+        with self.queue.announcements.listening(job_id) as changed:
+            while True:
+                changed.clear()
+                record = self.queue.get(job_id)
+                left = deadline - time.monotonic()
+                if record is None or record.status.is_terminal or left <= 0 or not context.is_active():
+                    return record
+                changed.wait(min(left, WATCH_POLL_SECONDS))
 
     def SubmitBacktestTask(self, request, context):
         return self._submit(request)

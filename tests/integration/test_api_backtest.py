@@ -32,8 +32,9 @@ def wait_done(stub, backtest_id, timeout=60):
 
 
 def test_guide_backtest_completes_with_consistent_metrics(stub):
-    response = stub.IntegratedBacktest(request())
-    assert response.status == backtest_pb2.PENDING and response.backtest_id.startswith("bt-")
+    response = stub.IntegratedBacktest(request())  # answers finished when that is quick (see test_backtest_e2e)
+    assert response.status in (backtest_pb2.PENDING, backtest_pb2.RUNNING, backtest_pb2.COMPLETED)
+    assert response.backtest_id.startswith("bt-")
     status = wait_done(stub, response.backtest_id)
     assert status.status == backtest_pb2.BacktestStatus.COMPLETED, status.error_message
     assert status.progress == 1.0 and status.attempts == 1 and status.device == "cpu"

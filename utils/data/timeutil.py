@@ -66,7 +66,10 @@ def format_time(ns: int) -> str:
 
 
 def format_times(ns_values: np.ndarray) -> list[str]:
-    return [format_time(v) for v in ns_values.tolist()]
+    values = np.asarray(ns_values, dtype=np.int64)
+    if values.size and not np.any(values % NS_PER_DAY):  # daily bars: one vectorised conversion
+        return np.datetime_as_string(values.astype("datetime64[ns]").astype("datetime64[D]")).tolist()
+    return [format_time(v) for v in values.tolist()]
 
 
 def epoch_to_iso(seconds: float | None) -> str:

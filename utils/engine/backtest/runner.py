@@ -85,15 +85,43 @@ def _forward_fill(panel: np.ndarray) -> np.ndarray:
     return panel[rows, np.arange(panel.shape[1])]
 
 
-def _aligned_panels(symbols: list[str], bars: Mapping[str, Mapping[str, Any]],
-                    times: dict[str, np.ndarray], calendar: np.ndarray) -> dict[str, np.ndarray]:
+def raw_panels(symbols: list[str], bars: Mapping[str, Mapping[str, Any]], times: dict[str, np.ndarray],
+                calendar: np.ndarray) -> dict[str, np.ndarray]:
+    """(time x symbols) panels of the stored values, NaN where a symbol has no bar (or no field)."""
+    fields = PRICE_FIELDS + ("volume",)
+    kept = {symbol: int(np.searchsorted(times[symbol], calendar[-1], side="right")) for symbol in symbols}
+    if all(kept[symbol] == len(calendar) for symbol in symbols):  # every symbol has every bar: stack the columns
+        return {field: np.stack([np.asarray(bars[symbol][field], dtype=np.float64)[:len(calendar)]
+                                 if field in bars[symbol] else np.full(len(calendar), np.nan)
+                                 for symbol in symbols], axis=1) for field in fields}
+    return scattered_panels(symbols, bars, times, calendar, kept)
+
+
+def scattered_panels(symbols: list[str], bars: Mapping[str, Mapping[str, Any]], times: dict[str, np.ndarray],
+                     calendar: np.ndarray, kept: dict[str, int]) -> dict[str, np.ndarray]:
+    """``raw_panels`` for any calendars: each symbol's first ``kept`` bars put on their calendar rows."""
     raw = {field: np.full((len(calendar), len(symbols)), np.nan) for field in PRICE_FIELDS + ("volume",)}
     for column, symbol in enumerate(symbols):
-        keep = times[symbol] <= calendar[-1]
-        rows = np.searchsorted(calendar, times[symbol][keep])
+        count = kept[symbol]
+        rows = np.searchsorted(calendar, times[symbol][:count])
         for field in raw:
             if field in bars[symbol]:  # high/low/volume are optional; absent ones stay NaN
-                raw[field][rows, column] = np.asarray(bars[symbol][field], dtype=np.float64)[keep]
+                raw[field][rows, column] = np.asarray(bars[symbol][field], dtype=np.float64)[:count]
+    return raw
+
+
+def _calendar(times: dict[str, np.ndarray], end_ns: int) -> np.ndarray:
+    """The union of the symbols' bar times up to ``end_ns`` (one symbol's times when all share them)."""
+    arrays = list(times.values())
+    first = arrays[0]
+    if all(array.shape == first.shape and np.array_equal(array, first) for array in arrays[1:]):
+        return first[:int(np.searchsorted(first, end_ns, side="right"))]
+    return np.unique(np.concatenate([array[array <= end_ns] for array in arrays]))
+
+
+def _aligned_panels(symbols: list[str], bars: Mapping[str, Mapping[str, Any]],
+                    times: dict[str, np.ndarray], calendar: np.ndarray) -> dict[str, np.ndarray]:
+    raw = raw_panels(symbols, bars, times, calendar)
     close = _forward_fill(raw["close"])
     panels = {"close": close}
     for field in ("open", "high", "low"):
@@ -148,8 +176,7 @@ def align_bars(spec: StrategySpec, bars: Mapping[str, Mapping[str, Any]], start_
         if not np.any((times[symbol] >= start_ns) & (times[symbol] <= end_ns)):
             raise NoDataInRange(symbol, start_ns, end_ns)
 
-    calendar = np.unique(np.concatenate([symbol_times[symbol_times <= end_ns]
-                                         for symbol_times in times.values()]))
+    calendar = _calendar(times, end_ns)
     panels = _aligned_panels(symbols, bars, times, calendar)
     warmup = warmup_bars(spec)
     start_row = int(np.searchsorted(calendar, start_ns, side="left"))
