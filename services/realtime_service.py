@@ -26,7 +26,7 @@ from utils.engine.indicators.features import (UnknownFeatureError, list_features
 from utils.queue.jobs import JobSpec
 from utils.queue.streams import JobQueue
 from utils.realtime.symbol_state import SymbolStates
-from utils.realtime.tick_processor import TickResults, process_ticks
+from utils.realtime.tick_processor import TickResults, process_tick, process_ticks
 from utils.realtime.tick_writer import Backlogged, TickWriter
 
 DEFAULT_STREAM_FEATURES = ("sma_5", "sma_20", "ema_12", "rsi")
@@ -56,6 +56,27 @@ def finite_or_nan(value: float) -> float:
     return float(value) if value is not None and math.isfinite(value) else float("nan")
 
 
+class TickCounter:
+    """Accepted ticks counted locally and added to the Prometheus counter every FLUSH_EVERY and
+    when the stream ends: a locked counter increment per tick is a measurable share of a tick."""
+
+    FLUSH_EVERY = 256
+
+    def __init__(self, counter: Any) -> None:
+        self.counter = counter
+        self.pending = 0
+
+    def add(self, ticks: int) -> None:
+        self.pending += ticks
+        if self.pending >= self.FLUSH_EVERY:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.pending:
+            self.counter.inc(self.pending)
+            self.pending = 0
+
+
 class RealTimeServicer(realtime_pb2_grpc.RealTimeServiceServicer):
     def __init__(self, client: redis.Redis, store: BarStore, feature_cache: RedisCache,
                  states: SymbolStates, writer: TickWriter, queue: JobQueue, settings: Any, metrics: Any) -> None:
@@ -72,21 +93,40 @@ class RealTimeServicer(realtime_pb2_grpc.RealTimeServiceServicer):
     # ------------------------------------------------------------ streaming
     def StreamMarketData(self, request_iterator, context):
         stream_id = uuid.uuid4().hex
-        names = list(DEFAULT_STREAM_FEATURES)
+        names = tuple(DEFAULT_STREAM_FEATURES)
         sequence = 0
+        accepted = TickCounter(self.metrics.ticks_processed)
         active = self.metrics.realtime_streams_active.labels(kind="publish")
         active.inc()
+        Response = realtime_pb2.StreamDataResponse
         try:
             for message in request_iterator:
                 if message.feature_types:
                     try:
-                        names = parse_feature_names("feature_types", message.feature_types, DEFAULT_STREAM_FEATURES)
+                        names = tuple(parse_feature_names("feature_types", message.feature_types,
+                                                          DEFAULT_STREAM_FEATURES))
                     except Exception as exc:
                         sequence += 1
-                        yield realtime_pb2.StreamDataResponse(stream_id=stream_id, sequence=sequence,
-                                                              error=getattr(exc, "message", str(exc)))
+                        yield Response(stream_id=stream_id, sequence=sequence, error=getattr(exc, "message", str(exc)))
                         continue
-                results = self._process(message, names)
+                if not message.ticks:  # the one-tick form: no arrays, no per-tick dict copies
+                    sequence += 1
+                    symbol, stamp, price, volume = message.stock_code, message.timestamp, message.price, message.volume
+                    error, values = self._process_one(names, symbol, stamp, price, volume)
+                    if error:
+                        self.metrics.ticks_rejected.labels(reason=error.split(" ")[0]).inc()
+                    else:
+                        accepted.add(1)
+                    if message.columnar_response:
+                        yield self._one_as_batch(stream_id, sequence, symbol, stamp, price, volume, error, values)
+                    elif error:
+                        yield Response(stock_code=symbol, stream_id=stream_id, timestamp=stamp, sequence=sequence,
+                                       error=error)
+                    else:
+                        yield Response(stock_code=symbol, stream_id=stream_id, timestamp=stamp, sequence=sequence,
+                                       processed_data={"price": price, "volume": volume, **values})
+                    continue
+                results = self._process(message, list(names), accepted)
                 first = sequence + 1
                 sequence += len(results.symbols)
                 if message.columnar_response:
@@ -94,17 +134,31 @@ class RealTimeServicer(realtime_pb2_grpc.RealTimeServiceServicer):
                 else:
                     yield from self._tick_responses(stream_id, first, results)
         finally:
+            accepted.flush()
             active.dec()
 
-    def _process(self, message: realtime_pb2.StreamDataRequest, names: list[str]) -> TickResults:
-        if message.ticks:
-            validation.tick_count("ticks", len(message.ticks), self.settings.max_ticks_per_message)
-            ticks = message.ticks
-            symbols, stamps = [t.stock_code for t in ticks], [t.timestamp for t in ticks]
-            prices, volumes = [t.price for t in ticks], [t.volume for t in ticks]
-        else:
-            symbols, stamps = [message.stock_code], [message.timestamp]
-            prices, volumes = [message.price], [message.volume]
+    def _process_one(self, names: tuple[str, ...], symbol: str, stamp: str, price: float,
+                     volume: float) -> tuple[str, dict[str, float]]:
+        try:
+            return process_tick(self.states, self.writer, names, symbol, stamp, price, volume)
+        except Backlogged as exc:
+            raise resource_exhausted(str(exc)) from None
+
+    @staticmethod
+    def _one_as_batch(stream_id: str, sequence: int, symbol: str, stamp: str, price: float, volume: float,
+                      error: str, values: dict[str, float]) -> realtime_pb2.StreamDataResponse:
+        """A one-tick message that asked for columnar_response: its tick as a one-row batch."""
+        batch = realtime_pb2.TickBatch(stock_codes=[symbol], timestamps=[stamp], sequences=[sequence], errors=[error])
+        for key, value in {"price": price, "volume": volume, **values}.items():
+            batch.values[key].values.append(value)
+        return realtime_pb2.StreamDataResponse(stream_id=stream_id, batch=batch)
+
+    def _process(self, message: realtime_pb2.StreamDataRequest, names: list[str],
+                 accepted: "TickCounter") -> TickResults:
+        validation.tick_count("ticks", len(message.ticks), self.settings.max_ticks_per_message)
+        ticks = message.ticks
+        symbols, stamps = [t.stock_code for t in ticks], [t.timestamp for t in ticks]
+        prices, volumes = [t.price for t in ticks], [t.volume for t in ticks]
         try:
             results = process_ticks(self.states, self.writer, names, symbols, stamps, prices, volumes)
         except Backlogged as exc:
@@ -112,7 +166,7 @@ class RealTimeServicer(realtime_pb2_grpc.RealTimeServiceServicer):
         rejected = [error for error in results.errors if error]
         for error in rejected:
             self.metrics.ticks_rejected.labels(reason=error.split(" ")[0]).inc()
-        self.metrics.ticks_processed.inc(len(results.errors) - len(rejected))
+        accepted.add(len(results.errors) - len(rejected))
         return results
 
     @staticmethod

@@ -36,6 +36,9 @@ class SymbolState:
     features: dict[str, StreamState] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
     dirty: bool = False
+    # feature names of a stream -> (output keys, latest values array) of each: kept while the
+    # symbol's feature states stay the same objects, so a tick reads its values without lookups.
+    outputs: dict[tuple[str, ...], list[tuple[tuple[str, ...], np.ndarray]]] = field(default_factory=dict)
 
 
 class SymbolStates:
@@ -80,6 +83,7 @@ class SymbolStates:
                                     session_starts(replay.time))
             state.features[name] = feature
             state.dirty = True
+        state.outputs.clear()
 
     def apply_many(self, state: SymbolState, names: list[str], time_ns: np.ndarray, price: np.ndarray,
                    volume: np.ndarray) -> dict[str, np.ndarray]:
@@ -100,6 +104,24 @@ class SymbolStates:
                 values.update(result)
         state.last_time_ns = int(time_ns[-1])
         state.dirty = True
+        return values
+
+    def apply_one(self, state: SymbolState, names: tuple[str, ...], time_ns: int, price: float,
+                  volume: float) -> dict[str, float]:
+        """``apply_many`` of a single tick without arrays (the same drivers in the same order, so
+        the same values): the one-tick-per-message path. Call with ``state.lock`` held, after
+        ``ensure_features(state, names)``."""
+        new_session = time_ns // NS_PER_DAY != (-1 if state.last_time_ns is None else state.last_time_ns // NS_PER_DAY)
+        for feature in state.features.values():
+            feature.update_tick(price, volume, new_session)
+        state.last_time_ns = time_ns
+        state.dirty = True
+        outputs = state.outputs.get(names)
+        if outputs is None:
+            outputs = state.outputs[names] = [pair for name in names for pair in state.features[name].outputs()]
+        values: dict[str, float] = {}
+        for output_keys, latest in outputs:
+            values.update(zip(output_keys, latest.tolist()))
         return values
 
     # -------------------------------------------------------------- snapshots

@@ -8,12 +8,13 @@ tick-by-tick updates, bit for bit (the same step kernels run in the same order).
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from utils.data.store import SYMBOL_PATTERN
-from utils.data.timeutil import format_time, parse_times
+from utils.data.timeutil import _PLAIN_ISO, format_time, parse_time, parse_times
 from utils.realtime.symbol_state import SymbolStates
 from utils.realtime.tick_writer import PendingTicks, TickWriter
 
@@ -58,6 +59,59 @@ def tick_errors(symbols: list[str], timestamps: list[str], prices: np.ndarray,
     return errors, times
 
 
+def tick_time(text: str) -> int | None:
+    """``parse_times`` of one stamp without arrays (same rules, same nanoseconds); None if bad."""
+    stem = text[:-6] if text.endswith("+00:00") else text[:-1] if text.endswith("Z") else text
+    if _PLAIN_ISO.match(stem) and 1678 <= int(stem[:4]) <= 2261:
+        try:
+            return int(np.datetime64(stem, "ns").view(np.int64))
+        except ValueError:  # plain-looking but impossible (month 13...): the general parser decides
+            pass
+    try:
+        return parse_time(text)
+    except ValueError:
+        return None
+
+
+def tick_error(symbol: str, timestamp: str, price: float, volume: float) -> tuple[str, int | None]:
+    """``tick_errors`` of one tick: (why it is rejected or '', its time)."""
+    time_ns = tick_time(timestamp)
+    if not SYMBOL_PATTERN.match(symbol or ""):
+        return f"stock_code {symbol!r} is not a valid symbol", time_ns
+    if not (math.isfinite(price) and price > 0):
+        return f"price must be finite and > 0, got {price}", time_ns
+    if not (math.isfinite(volume) and volume >= 0):
+        return f"volume must be finite and >= 0, got {volume}", time_ns
+    if time_ns is None:
+        return f"timestamp {timestamp!r} is not ISO-8601", time_ns
+    return "", time_ns
+
+
+def _order_error(symbol: str, timestamp: str, time_ns: int, last: int) -> str:
+    kind = "duplicate" if time_ns == last else "out-of-order"
+    return f"{kind} timestamp {timestamp} (last accepted for {symbol}: {format_time(last)})"
+
+
+def process_tick(states: SymbolStates, writer: TickWriter, names: tuple[str, ...], symbol: str, timestamp: str,
+                 price: float, volume: float) -> tuple[str, dict[str, float]]:
+    """One tick (the one-tick-per-message form): (error or '', indicator values of ``names``).
+    Same checks, values and storage as ``process_ticks`` of a one-tick message, without its
+    arrays. Raises Backlogged (nothing applied) when the writer's queue is full."""
+    writer.check_capacity(1)
+    error, time_ns = tick_error(symbol, timestamp, price, volume)
+    if error:
+        return error, {}
+    state = states.get(symbol)
+    with state.lock:
+        last = state.last_time_ns
+        if last is not None and time_ns <= last:
+            return _order_error(symbol, timestamp, time_ns, last), {}
+        states.ensure_features(state, names)
+        values = states.apply_one(state, names, time_ns, price, volume)
+        writer.submit_tick((symbol, timestamp, time_ns, price, volume, values))  # under the lock: order per symbol
+    return "", values
+
+
 def process_ticks(states: SymbolStates, writer: TickWriter, names: list[str], symbols: list[str],
                   timestamps: list[str], prices: list[float], volumes: list[float]) -> TickResults:
     """Validate and apply one message's ticks; hand the accepted ones to the writer.
@@ -86,17 +140,18 @@ def _apply_chunk(states: SymbolStates, names: list[str], symbol: str, indices: l
     state = states.get(symbol)
     with state.lock:
         last = state.last_time_ns
-        accepted = []
-        for index in indices:
-            if last is not None and times[index] <= last:
-                kind = "duplicate" if times[index] == last else "out-of-order"
-                results.errors[index] = (f"{kind} timestamp {results.timestamps[index]} (last accepted for "
-                                         f"{symbol}: {format_time(last)})")
-                continue
-            accepted.append(index)
-            last = int(times[index])
-        rows = np.asarray(accepted, dtype=np.int64)
-        if not accepted:
+        rows = np.asarray(indices, dtype=np.int64)
+        chunk_times = times[rows]
+        if not ((last is None or chunk_times[0] > last) and bool(np.all(chunk_times[1:] > chunk_times[:-1]))):
+            accepted = []  # some tick is not after the one before it: check one by one
+            for index in indices:
+                if last is not None and times[index] <= last:
+                    results.errors[index] = _order_error(symbol, results.timestamps[index], int(times[index]), last)
+                    continue
+                accepted.append(index)
+                last = int(times[index])
+            rows = np.asarray(accepted, dtype=np.int64)
+        if not rows.size:
             return rows
         states.ensure_features(state, names)
         values = states.apply_many(state, names, times[rows], results.prices[rows], results.volumes[rows])

@@ -47,9 +47,54 @@ class PendingTicks:
     indicators: dict[str, np.ndarray]
 
 
+# One accepted single tick, as the stream's hot path hands it over (no arrays built per tick):
+# (symbol, timestamp as sent, time ns, price, volume, indicator values after it).
+SingleTick = tuple[str, str, int, float, float, dict[str, float]]
+
+
+def _single_run(symbol: str, ticks: list[SingleTick]) -> PendingTicks:
+    """Consecutive single ticks of one symbol with one feature set, as one batch."""
+    keys_ = ticks[0][5].keys()
+    return PendingTicks(symbol, [t[1] for t in ticks], np.fromiter((t[2] for t in ticks), np.int64, len(ticks)),
+                        np.fromiter((t[3] for t in ticks), np.float64, len(ticks)),
+                        np.fromiter((t[4] for t in ticks), np.float64, len(ticks)),
+                        {k: np.fromiter((t[5][k] for t in ticks), np.float64, len(ticks)) for k in keys_})
+
+
+def by_symbol(entries: list[PendingTicks | SingleTick]) -> dict[str, list[PendingTicks]]:
+    """Group what was submitted by symbol, each symbol's entries in submission order, runs of
+    single ticks with one feature set folded into one batch. Order across symbols is not kept
+    (nothing promises it); order within a symbol is."""
+    grouped: dict[str, list[PendingTicks | list[SingleTick]]] = {}
+    for entry in entries:
+        if isinstance(entry, PendingTicks):
+            grouped.setdefault(entry.symbol, []).append(entry)
+            continue
+        runs = grouped.setdefault(entry[0], [])
+        last = runs[-1] if runs else None
+        if isinstance(last, list) and last[-1][5].keys() == entry[5].keys():
+            last.append(entry)
+        else:
+            runs.append([entry])
+    return {symbol: [_single_run(symbol, run) if isinstance(run, list) else run for run in runs]
+            for symbol, runs in grouped.items()}
+
+
+def concatenate(batches: list[PendingTicks]) -> PendingTicks:
+    """One symbol's batches end to end (indicator columns kept only where every batch has them)."""
+    if len(batches) == 1:
+        return batches[0]
+    shared = set(batches[0].indicators).intersection(*(b.indicators for b in batches[1:]))
+    return PendingTicks(batches[0].symbol, [stamp for batch in batches for stamp in batch.timestamps],
+                        np.concatenate([b.time_ns for b in batches]), np.concatenate([b.price for b in batches]),
+                        np.concatenate([b.volume for b in batches]),
+                        {k: np.concatenate([b.indicators[k] for b in batches]) for k in batches[0].indicators
+                         if k in shared})
+
+
 def merge(batches: list[PendingTicks]) -> list[PendingTicks]:
-    """Join consecutive batches of the same symbol and feature set (order kept), each run with
-    one concatenation."""
+    """Join consecutive batches of the same symbol and feature set (order kept): one pub/sub
+    message per run."""
     runs: list[list[PendingTicks]] = []
     for batch in batches:
         last = runs[-1][-1] if runs else None
@@ -57,11 +102,7 @@ def merge(batches: list[PendingTicks]) -> list[PendingTicks]:
             runs[-1].append(batch)
         else:
             runs.append([batch])
-    return [run[0] if len(run) == 1 else PendingTicks(
-        run[0].symbol, [stamp for batch in run for stamp in batch.timestamps],
-        np.concatenate([b.time_ns for b in run]), np.concatenate([b.price for b in run]),
-        np.concatenate([b.volume for b in run]),
-        {k: np.concatenate([b.indicators[k] for b in run]) for k in run[0].indicators}) for run in runs]
+    return [concatenate(run) for run in runs]
 
 
 def live_message(batch: PendingTicks) -> str:
@@ -81,7 +122,7 @@ class TickWriter:
         self.maxlen = maxlen
         self.max_pending = max_pending
         self.flush_seconds = flush_seconds
-        self._pending: list[PendingTicks] = []
+        self._pending: list[PendingTicks | SingleTick] = []
         self._pending_ticks = 0
         self._lock = threading.Lock()
         self._wake = threading.Event()
@@ -129,6 +170,13 @@ class TickWriter:
         if self._pending_ticks >= 5_000:
             self._wake.set()
 
+    def submit_tick(self, tick: SingleTick) -> None:
+        """One accepted tick (the one-tick-per-message path): a tuple appended, arrays built by
+        the writer thread once per flush."""
+        with self._lock:
+            self._pending.append(tick)
+            self._pending_ticks += 1
+
     def flush(self, timeout: float = 5.0) -> bool:
         """Wait until everything submitted so far is written; False on timeout."""
         self._wake.set()
@@ -160,7 +208,7 @@ class TickWriter:
             if not batches:
                 continue
             try:
-                self._write(merge(batches))
+                self._write(by_symbol(batches))
                 failures = 0
                 with self._idle:
                     self._pending_ticks -= self._in_flight
@@ -174,16 +222,20 @@ class TickWriter:
                     self._in_flight = 0
                 self._stop.wait(min(0.05 * 2 ** failures, 2.0))
 
-    def _write(self, batches: list[PendingTicks]) -> None:
-        followed = self._followed({batch.symbol for batch in batches})
+    def _write(self, grouped: dict[str, list[PendingTicks]]) -> None:
+        """One transaction per flush: per symbol one packed XADD of all its ticks, its bar
+        upserts, and one PUBLISH per run of one feature set (only for followed symbols)."""
+        followed = self._followed(set(grouped))
         pipe = self.redis.pipeline(transaction=True)  # all or nothing, so a retry never duplicates
         staged: dict = {}
-        for batch in batches:
-            self.store.append_ticks(pipe, batch.symbol, batch.time_ns, batch.price, batch.volume, self.maxlen)
-            if batch.symbol in followed:
-                pipe.publish(keys.live_channel(batch.symbol), live_message(batch))
+        for symbol, batches in grouped.items():
+            ticks = concatenate(batches)
+            self.store.append_ticks(pipe, symbol, ticks.time_ns, ticks.price, ticks.volume, self.maxlen)
+            if symbol in followed:
+                for run in merge(batches):
+                    pipe.publish(keys.live_channel(symbol), live_message(run))
             if self.aggregator:
-                self._aggregate(pipe, batch, staged)
+                self._aggregate(pipe, ticks, staged)
         pipe.execute()
         if self.aggregator:
             self.aggregator.commit(staged)

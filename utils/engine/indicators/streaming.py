@@ -102,6 +102,22 @@ class StreamState:
         self.ticks_seen += 1
         return values
 
+    def update_tick(self, price: float, volume: float, new_session: bool) -> None:
+        """``update`` of one tick (``price`` as open, high, low and close; floats) without building
+        the values: the streaming server's hot path reads them from ``outputs`` instead. Same
+        drivers in the same order as ``update``, so the same values bit for bit."""
+        inputs = (price, price, price, price, volume)
+        for feature in self._features:
+            if feature.started or feature.begin(inputs):
+                feature.tick(feature.state, feature.params, price, price, price, price, volume, new_session,
+                             feature.out)
+        self.ticks_seen += 1
+
+    def outputs(self) -> list[tuple[tuple[str, ...], np.ndarray]]:
+        """(output keys, the array holding their latest values) per feature; the arrays are
+        updated in place by every update, so a caller may keep this list."""
+        return [(feature.output_keys, feature.out) for feature in self._features]
+
     def update_many(self, open: Any = None, high: Any = None, low: Any = None, close: Any = None,
                     volume: Any = None, new_session: Any = None) -> dict[str, np.ndarray]:
         """Feed a chunk of bars (1-D arrays of one length); each feature's values on every bar."""
