@@ -11,6 +11,7 @@ from services.errors import ServiceError, invalid, not_found
 from services.job_views import cancel, job_id_field, require_job
 from services.ml_export import ExportModelRPC
 from services.ml_sentiment import SentimentRPC
+from services.ml_typed_rows import TypedRows
 from utils.engine.models import (MODEL_REGISTRY, InvalidInputData, InvalidModelConfig, InvalidModelId,
                                  InvalidModelParams, InvalidTrainingData, ModelConfig, ModelNotFound, ModelStore,
                                  UnknownModelError, prepare_features, validate_model_id)
@@ -47,6 +48,8 @@ class MLServicer(ExportModelRPC, SentimentRPC, ml_pb2_grpc.MLServiceServicer):
         self.models = model_cache
         self.settings = settings
         self.metrics = metrics
+        self.typed_rows = TypedRows(settings.max_rows_per_request)
+        self._counters: dict[tuple[str, str], Any] = {}
 
     # -------------------------------------------------------------- training
     def TrainModel(self, request, context):
@@ -231,7 +234,10 @@ class MLServicer(ExportModelRPC, SentimentRPC, ml_pb2_grpc.MLServiceServicer):
         return response
 
     def _predict_local(self, model_id: str, request, context) -> ml_pb2.PredictResponse:
-        columns = validation.column_rows("input_data", validation.json_object(
+        typed = len(request.rows) > 0 or len(request.feature_names) > 0
+        if typed and request.input_data:
+            raise invalid("input_data", "give either input_data (JSON columns) or rows + feature_names, not both")
+        columns = None if typed else validation.column_rows("input_data", validation.json_object(
             "input_data", request.input_data, MAX_PREDICT_BYTES), self.settings.max_rows_per_request)
         try:
             model = self.models.get(model_id)
@@ -240,24 +246,44 @@ class MLServicer(ExportModelRPC, SentimentRPC, ml_pb2_grpc.MLServiceServicer):
         started = time.perf_counter()
         remaining = context.time_remaining() if context is not None else None
         deadline = None if remaining is None else time.monotonic() + remaining
-        try:
-            features = prepare_features(model.metadata, columns)
-        except ValueError as exc:  # InvalidInputData, or numpy refusing a nested/ragged column
-            detail = exc if isinstance(exc, InvalidInputData) else "each column must be a flat list of numbers"
-            raise invalid("input_data", str(detail)) from None
+        if typed:
+            features = self.typed_rows.matrix(model_id, model.metadata, request.rows, request.feature_names)
+        else:
+            try:
+                features = prepare_features(model.metadata, columns)
+            except ValueError as exc:  # InvalidInputData, or numpy refusing a nested/ragged column
+                detail = exc if isinstance(exc, InvalidInputData) else "each column must be a flat list of numbers"
+                raise invalid("input_data", str(detail)) from None
         try:
             (predictions, probabilities), device = model.predict(features, deadline)
         except InvalidInputData as exc:
-            raise _bad_input("input_data", exc) from None
+            raise _bad_input("rows" if typed else "input_data", exc) from None
         elapsed = time.perf_counter() - started  # this request's own time, queueing in the batch included
-        metadata = model.metadata
-        self.metrics.predictions.labels(model_type=model.model_type, device=device).inc(len(predictions))
+        self._count(model.model_type, device, len(predictions))
         response = ml_pb2.PredictResponse(predictions=predictions.tolist(), prediction_time=elapsed,
                                           device=device, model_id=model_id, runtime=getattr(model, "runtime", "native"))
         if probabilities is not None:
-            response.classes.extend(float(c) for c in metadata.get("classes", []))
+            response.classes.extend(self._classes(model))
             response.probabilities.extend(ml_pb2.ClassProbabilities(values=row) for row in probabilities.tolist())
         return response
+
+    def _count(self, model_type: str, device: str, rows: int) -> None:
+        counter = self._counters.get((model_type, device))
+        if counter is None:  # the labelled child once per (model type, device), not per request
+            counter = self._counters[(model_type, device)] = self.metrics.predictions.labels(
+                model_type=model_type, device=device)
+        counter.inc(rows)
+
+    @staticmethod
+    def _classes(model: Any) -> list[float]:
+        classes = getattr(model, "response_classes", None)
+        if classes is None:  # computed once per loaded model
+            classes = [float(c) for c in model.metadata.get("classes", [])]
+            try:
+                model.response_classes = classes
+            except AttributeError:
+                pass
+        return classes
 
     def _metrics_message(self, model_id: str, metadata: dict[str, Any]) -> ml_pb2.ModelMetrics:
         report = metadata.get("report", metadata)

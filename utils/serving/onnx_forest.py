@@ -92,6 +92,8 @@ def onnx_session(predictor: Any) -> Any:
 class FastForest:
     """``predict(features) -> (predictions, probabilities)`` for a random-forest predictor."""
 
+    bounded_cpu_work = True  # in-memory trees on the CPU: the device chain may call it inline
+
     def __init__(self, predictor: Any, use_onnx: bool = True, kernel: Any = None) -> None:
         self.predictor = predictor
         self.single = _single_threaded(predictor)

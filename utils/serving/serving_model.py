@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import time
-from concurrent.futures import TimeoutError as FutureTimeout
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +16,7 @@ import numpy as np
 from utils.engine.backend import Backend
 from utils.engine.models import BasePredictor
 from utils.serving import device_chain
-from utils.serving.batcher import Prediction, PredictBatcher
+from utils.serving.batcher import BatchTimeout, Prediction, PredictBatcher
 from utils.serving.device_chain import DeviceChain, DevicePools, PredictTimeout, PredictUnavailable, build_routes
 from utils.serving.onnx_forest import fast_path, is_forest
 from utils.serving.onnx_runtime import onnx_routes
@@ -61,11 +60,9 @@ class ServingModel:
         # Worst case inside the batch: the wait, then two attempts of ``timeout`` each.
         longest = self.batcher.max_wait + 2 * self.chain.timeout + 1.0
         budget = longest if deadline is None else min(longest, deadline - time.monotonic())
-        future = self.batcher.submit(features)
         try:
-            return future.result(timeout=max(budget, 0.0))
-        except FutureTimeout:
-            future.cancel()
+            return self.batcher.predict(features, budget)
+        except BatchTimeout:
             raise PredictTimeout(f"no prediction within {budget:.3g} s (the request's deadline); "
                                  "the server is overloaded or the model call hangs") from None
 
