@@ -20,6 +20,7 @@ from services import validation
 from services.errors import invalid, not_found
 from utils.data import keys
 from utils.data.store import SymbolNotFound
+from utils.alerts import publish_alert
 from utils.data.timeutil import format_time
 from utils.engine.factors.forward_returns import forward_fill
 from utils.engine.risk.limits import LIMITS, LimitState, evaluate_limits
@@ -98,7 +99,7 @@ class RiskLimitRPCs:
         live = self._live(portfolio_id, json.loads(raw))
         breached: set[str] = set()
         state = live.evaluate()
-        self._count_new_breaches(state, breached)
+        self._count_new_breaches(live.portfolio_id, state, breached)
         yield self._update(live, state, "")
         position = {symbol: index for index, symbol in enumerate(live.symbols)}
         for symbol, update in self.feed.follow(live.symbols, context):
@@ -106,14 +107,19 @@ class RiskLimitRPCs:
                 continue
             live.current[position[symbol]] = update["price"][-1]
             state = live.evaluate()
-            self._count_new_breaches(state, breached)
+            self._count_new_breaches(live.portfolio_id, state, breached)
             yield self._update(live, state, symbol, update["timestamp"][-1])
 
-    def _count_new_breaches(self, state: LimitState, breached: set[str]) -> None:
-        """Count each limit once per stream when the portfolio enters a breach of it."""
+    def _count_new_breaches(self, portfolio_id: str, state: LimitState, breached: set[str]) -> None:
+        """Count (and announce to the gateways' alert channel) each limit once per stream when the
+        portfolio enters a breach of it."""
         now = {breach.limit for breach in state.breaches}
-        for limit in now - breached:
-            self.metrics.risk_limit_breaches.labels(limit=limit).inc()
+        for breach in state.breaches:
+            if breach.limit not in breached:
+                breached.add(breach.limit)  # once per limit, as before
+                self.metrics.risk_limit_breaches.labels(limit=breach.limit).inc()
+                publish_alert(self.store.redis, "risk_breach", portfolio_id=portfolio_id, limit=breach.limit,
+                              value=float(breach.value), threshold=float(breach.threshold), message=breach.message)
         breached.clear()
         breached.update(now)
 
