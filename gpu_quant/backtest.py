@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, Iterable
 import pandas as pd
 
 from ._proto import backtest_pb2, backtest_pb2_grpc
-from .convert import flatten_metrics, frame, times, to_dict
+from .convert import frame, times, to_dict
 from .jobs import JobHandle
 
 if TYPE_CHECKING:

@@ -17,7 +17,6 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from .backtest import BacktestHandle, Backtests
 from .bars import Bars
-from .errors import RpcError
 from .jobs import JobHandle, Jobs
 from .models import Models, TrainingHandle
 from .realtime import Realtime
@@ -108,4 +107,4 @@ class Client:
         self.close()
 
 
-__all__ = ["Client", "DEFAULT_TARGET", "RpcError"]
+__all__ = ["Client", "DEFAULT_TARGET"]

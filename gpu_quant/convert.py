@@ -53,11 +53,3 @@ def times(values: Iterable[str]) -> pd.Index:
     except (ValueError, TypeError):
         return pd.Index(values, name="time")
 
-
-def flatten_metrics(rows: list[dict[str, Any]], nested: str) -> list[dict[str, Any]]:
-    """[{..., nested: {a: 1}}] -> [{..., a: 1}] (sweep rows, per-symbol metrics)."""
-    flat = []
-    for row in rows:
-        inner = row.get(nested) or {}
-        flat.append({**{k: v for k, v in row.items() if k != nested}, **inner})
-    return flat

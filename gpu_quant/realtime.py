@@ -4,7 +4,7 @@ from __future__ import annotations
 import datetime as dt
 import itertools
 import math
-from typing import TYPE_CHECKING, Any, Iterable, Iterator
+from typing import TYPE_CHECKING, Any, Iterable, Iterator, Mapping
 
 import pandas as pd
 
@@ -53,7 +53,7 @@ class Realtime:
             request = realtime_pb2.FeatureRequest(stock_codes=list(symbol), feature_types=list(names),
                                                   interval=interval)
             response = self.transport.unary(self.stub.ComputeFeatures, request, timeout=None)
-            rows = [{"symbol": name, **values.features, "timestamp": values.timestamp}
+            rows = [{"symbol": name, **dict(sorted(values.features.items())), "timestamp": values.timestamp}
                     for name, values in sorted(response.panel.items())]
             table = frame(rows, index="symbol")
             table.attrs.update(task_id=response.task_id, device=response.device)
@@ -105,18 +105,23 @@ class Realtime:
                 yield from _unfold(response.batch)
             else:
                 yield {"symbol": response.stock_code, "timestamp": response.timestamp, "sequence": response.sequence,
-                       "error": response.error, **response.processed_data}
+                       "error": response.error, **_ordered(response.processed_data)}
 
     def subscribe(self, symbols: Iterable[str]) -> Iterator[dict[str, Any]]:
         """Live ticks with their indicators as other clients stream them (until you stop iterating)."""
         request = realtime_pb2.SubscriptionRequest(stock_codes=list(symbols))
         for update in self.transport.stream(self.stub.SubscribeMarketData, request):
             yield {"symbol": update.stock_code, "timestamp": update.timestamp, "price": update.price,
-                   "volume": update.volume, **update.indicators}
+                   "volume": update.volume, **_ordered(update.indicators)}
+
+
+def _ordered(values: Mapping[str, Any]) -> dict[str, Any]:
+    """price and volume first, then the indicator outputs by name (protobuf maps have no order)."""
+    return {key: values[key] for key in sorted(values, key=lambda key: (key not in ("price", "volume"), key != "price", key))}
 
 
 def _unfold(batch: realtime_pb2.TickBatch) -> Iterator[dict[str, Any]]:
-    columns = {key: list(series.values) for key, series in batch.values.items()}
+    columns = _ordered({key: list(series.values) for key, series in batch.values.items()})
     for index, name in enumerate(batch.stock_codes):
         error = batch.errors[index] if index < len(batch.errors) else ""
         row = {"symbol": name, "timestamp": batch.timestamps[index], "sequence": batch.sequences[index], "error": error}

@@ -9,7 +9,7 @@ from typing import Any, Callable, Iterator
 
 import grpc
 
-from .errors import Unavailable, from_rpc_error
+from .errors import from_rpc_error
 
 _CLIENT_TIMEOUT = object()  # "the client's default deadline" (None means no deadline)
 
@@ -93,7 +93,7 @@ class Transport:
         """Iterate a server-streaming (or, with an iterator request, bidi) RPC. A stream that
         fails before its first message is retried like a unary call when `idempotent`."""
         name = _method_name(method)
-        responses = self._with_retries(lambda: _started(method(request, metadata=self.metadata)), method, idempotent)
+        responses = self._with_retries(lambda: _StartedStream(method(request, metadata=self.metadata)), method, idempotent)
         try:
             yield from responses
         except grpc.RpcError as error:
@@ -118,7 +118,7 @@ class Transport:
         self.channel.close()
 
 
-class _started:
+class _StartedStream:
     """A response stream whose first message is read eagerly, so connection errors surface in
     the retry loop rather than in the caller's for-loop."""
 
@@ -142,4 +142,4 @@ def _method_name(method: Callable) -> str:
     return (raw.decode() if isinstance(raw, bytes) else str(raw)).rsplit("/", 1)[-1]
 
 
-__all__ = ["Transport", "RetryPolicy", "Unavailable", "channel_credentials"]
+__all__ = ["Transport", "RetryPolicy", "channel_credentials"]

@@ -22,10 +22,16 @@ def status(connection, as_json: bool) -> None:
     print_mapping({"target": state["target"], "health": state["health"]}, title="server")
     queues = pd.DataFrame([{"task_type": name, **counts} for name, counts in state["queues"].items()],
                           columns=["task_type", "pending", "running"])
-    print_table(queues, title="queues") if len(queues) else stdout.print("queues: empty")
+    if len(queues):
+        print_table(queues, title="queues")
+    else:
+        stdout.print("queues: empty")
     workers = pd.DataFrame([{"worker": name, **info} for name, info in state["workers"].items()],
                            columns=["worker", "device", "running", "jobs"])
-    print_table(workers, title="workers running jobs") if len(workers) else stdout.print("workers: none running a job")
+    if len(workers):
+        print_table(workers, title="workers running jobs")
+    else:
+        stdout.print("workers: none running a job")
 
 
 @click.group()

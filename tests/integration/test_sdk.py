@@ -109,6 +109,11 @@ def test_features_and_stream_match_the_raw_stubs(client, channel):
     for key, series in raw.series.items():
         np.testing.assert_array_equal(table[key].to_numpy(), np.array(series.values))
 
+    panel = client.features(["000001.SZ", "600000.SH"], ["sma_20", "rsi"])  # one job, latest values
+    assert list(panel.index) == ["000001.SZ", "600000.SH"] and panel.attrs["task_id"]
+    latest = client.realtime.latest("600000.SH", ["sma_20", "rsi"])
+    assert panel.loc["600000.SH", "rsi"] == pytest.approx(latest["rsi"], rel=1e-12)
+
     ticks = [{"symbol": "TICK.A", "price": 10 + 0.1 * i, "volume": 100 + i,
               "timestamp": f"2025-01-02T09:{30 + i // 60:02d}:{i % 60:02d}"} for i in range(40)]
     one_by_one = list(client.stream(ticks, features=["sma_5", "rsi"]))
