@@ -16,12 +16,22 @@ log = logging.getLogger(__name__)
 class ObservabilityInterceptor(grpc.ServerInterceptor):
     def __init__(self, metrics: Any) -> None:
         self.metrics = metrics
+        # The sync server asks every interceptor for a handler on every call; the inner handler
+        # of a method is the same object each time, so its wrapper is built once (Predict profile).
+        self._wrapped: dict[str, tuple[Any, Any]] = {}
 
     def intercept_service(self, continuation: Callable, handler_call_details: grpc.HandlerCallDetails):
         handler = continuation(handler_call_details)
         if handler is None:
             return None
-        method = handler_call_details.method.rsplit("/", 1)[-1]
+        cached = self._wrapped.get(handler_call_details.method)
+        if cached is not None and cached[0] is handler:
+            return cached[1]
+        wrapped = self._wrap(handler, handler_call_details.method.rsplit("/", 1)[-1])
+        self._wrapped[handler_call_details.method] = (handler, wrapped)
+        return wrapped
+
+    def _wrap(self, handler: Any, method: str) -> Any:
         if handler.request_streaming and handler.response_streaming:
             return grpc.stream_stream_rpc_method_handler(
                 self._wrap_stream(handler.stream_stream, method),

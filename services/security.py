@@ -312,12 +312,21 @@ class AdmissionInterceptor(grpc.ServerInterceptor):
     def __init__(self, keys: KeyRing | None, metrics: Any) -> None:
         self.keys = keys if keys is not None and keys.enabled else None
         self.metrics = metrics
+        self._wrapped: dict[str, tuple[Any, Any]] = {}  # built once per method (see interceptors.py)
 
     def intercept_service(self, continuation: Callable, handler_call_details: grpc.HandlerCallDetails):
         handler = continuation(handler_call_details)
         if handler is None:
             return None
-        service = handler_call_details.method.lstrip("/").rsplit("/", 1)[0]
+        cached = self._wrapped.get(handler_call_details.method)
+        if cached is not None and cached[0] is handler:
+            return cached[1]
+        wrapped = self._wrap(handler, handler_call_details.method)
+        self._wrapped[handler_call_details.method] = (handler, wrapped)
+        return wrapped
+
+    def _wrap(self, handler: Any, method_path: str) -> Any:
+        service = method_path.lstrip("/").rsplit("/", 1)[0]
         check = self._checker(service)
         request_type = getattr(getattr(handler.request_deserializer, "__self__", None), "DESCRIPTOR", None)
         what = f"is not a valid {request_type.full_name if request_type else 'request'} message"
