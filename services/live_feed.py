@@ -7,20 +7,25 @@ while it follows. Used by RealTimeService.SubscribeMarketData and PortfolioServi
 """
 from __future__ import annotations
 
-import json
+import queue
 import time
 from typing import Any, Iterator
 
 import redis
 
+from services.errors import resource_exhausted
 from utils.data import keys
+from utils.realtime.live_hub import Follower, LiveHub
 from utils.realtime.tick_writer import SUBSCRIBER_TTL_SECONDS, TickWriter
+
+READY_TIMEOUT_SECONDS = 10.0
 
 
 class LiveFeed:
     def __init__(self, client: redis.Redis, writer: TickWriter) -> None:
         self.redis = client
         self.writer = writer
+        self.hub = LiveHub(client)
 
     def announce(self, symbols: list[str]) -> None:
         """Tell every server's tick writer (via a TTL key) and ours (directly) to publish these."""
@@ -33,19 +38,30 @@ class LiveFeed:
     def follow(self, symbols: list[str], context: Any, poll_seconds: float = 0.25
                ) -> Iterator[tuple[str, dict[str, Any]]]:
         """(symbol, columnar update: timestamp, price, volume, indicators lists) per published
-        message, until the caller's RPC ends."""
-        pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
-        pubsub.subscribe(*(keys.live_channel(s) for s in symbols))
-        self.announce(symbols)
-        announced = time.monotonic()
+        message, until the caller's RPC ends. Every follower of this process shares one pub/sub
+        connection (LiveHub); the update dicts are shared, so treat them as read-only."""
+        follower = self.hub.add(symbols)
         try:
+            if not follower.ready.wait(READY_TIMEOUT_SECONDS):
+                raise redis.ConnectionError(f"could not subscribe to live ticks within {READY_TIMEOUT_SECONDS:.0f} s")
+            self._check(follower)
+            self.announce(symbols)
+            announced = time.monotonic()
             while context.is_active():
                 if time.monotonic() - announced > SUBSCRIBER_TTL_SECONDS / 3:
                     self.announce(symbols)
                     announced = time.monotonic()
-                message = pubsub.get_message(timeout=poll_seconds)
-                if message is None or message.get("type") != "message":
-                    continue
-                yield message["channel"].split(":", 2)[2], json.loads(message["data"])
+                try:
+                    yield follower.updates.get(timeout=poll_seconds)
+                except queue.Empty:
+                    self._check(follower)
         finally:
-            pubsub.close()
+            self.hub.remove(follower)
+
+    @staticmethod
+    def _check(follower: Follower) -> None:
+        if follower.failure is not None:
+            raise follower.failure
+        if follower.overflowed:
+            raise resource_exhausted(f"this subscriber fell more than {follower.max_queued:,} updates behind; "
+                                     "read faster or follow fewer symbols")

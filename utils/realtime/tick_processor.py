@@ -126,12 +126,36 @@ def process_ticks(states: SymbolStates, writer: TickWriter, names: list[str], sy
         if not results.errors[index]:
             chunks.setdefault(symbol, []).append(index)
     for symbol, indices in chunks.items():
+        if len(indices) == 1:  # an interleaved feed: most symbols have one tick per message
+            _apply_single(states, writer, tuple(names), symbol, indices[0], times, results)
+            continue
         accepted = _apply_chunk(states, names, symbol, indices, times, results)
         if accepted.size:
             writer.submit(PendingTicks(symbol, [timestamps[i] for i in accepted.tolist()], times[accepted],
                                        results.prices[accepted], results.volumes[accepted],
                                        {key: column[accepted] for key, column in results.values.items()}))
     return results
+
+
+def _apply_single(states: SymbolStates, writer: TickWriter, names: tuple[str, ...], symbol: str, index: int,
+                  times: np.ndarray, results: TickResults) -> None:
+    """``_apply_chunk`` of a one-tick chunk, on ``process_tick``'s array-free path."""
+    time_ns, stamp = int(times[index]), results.timestamps[index]
+    price, volume = float(results.prices[index]), float(results.volumes[index])
+    state = states.get(symbol)
+    with state.lock:
+        last = state.last_time_ns
+        if last is not None and time_ns <= last:
+            results.errors[index] = _order_error(symbol, stamp, time_ns, last)
+            return
+        states.ensure_features(state, names)
+        values = states.apply_one(state, names, time_ns, price, volume)
+        writer.submit_tick((symbol, stamp, time_ns, price, volume, values))
+    for key, value in values.items():
+        column = results.values.get(key)
+        if column is None:
+            column = results.values[key] = np.full(len(results.symbols), np.nan)
+        column[index] = value
 
 
 def _apply_chunk(states: SymbolStates, names: list[str], symbol: str, indices: list[int],
