@@ -25,16 +25,18 @@ from starlette.websockets import WebSocketDisconnect, WebSocketState
 from services.gateway import views
 from services.gateway.hub import Connection, Hub
 from services.gateway.outbox import Outbox
-from services.gateway.protocol import ProtocolError, Interests, error, parse_subscription
+from services.gateway.protocol import Interests, ProtocolError, error, parse_subscription, valid_job_id
 from services.security import KeyRing, presented_key
 from utils.monitoring import GatewayMetrics
 from utils.queue.streams import JobQueue, QueueConfig
 from utils.redis_client import redis_from_settings
+from utils.task_types import TASK_TYPES
 
 log = logging.getLogger(__name__)
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 POLICY_VIOLATION, TRY_AGAIN_LATER, GOING_AWAY = 1008, 1013, 1001
 MAX_MESSAGE_CHARS = 64 * 1024
+TASK_TYPE_NAMES = frozenset(t.name for t in TASK_TYPES)
 
 
 def create_app(settings: Any, metrics: GatewayMetrics, key_ring: KeyRing | None = None) -> FastAPI:
@@ -88,21 +90,29 @@ def create_app(settings: Any, metrics: GatewayMetrics, key_ring: KeyRing | None 
 
     @app.get("/api/jobs")
     async def jobs(request: Request, task_type: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
+        if task_type is not None and task_type not in TASK_TYPE_NAMES:
+            raise HTTPException(400, f"unknown task_type; known: {', '.join(sorted(TASK_TYPE_NAMES))}")
         return await read(request, views.recent_jobs, task_type, max(1, min(limit, 500)))
 
     @app.get("/api/jobs/{job_id}")
     async def job(request: Request, job_id: str) -> dict[str, Any]:
-        return await read(request, views.job, job_id)
+        return await read(request, views.job, checked_job_id(job_id))
 
     @app.get("/api/jobs/{job_id}/equity")
     async def equity(request: Request, job_id: str) -> dict[str, Any]:
-        return await read(request, views.equity, job_id)
+        return await read(request, views.equity, checked_job_id(job_id))
 
     @app.websocket("/ws")
     async def websocket_endpoint(websocket: WebSocket) -> None:
         await Session(websocket, app.state.hub, keys, metrics, settings).run()
 
     return app
+
+
+def checked_job_id(job_id: str) -> str:
+    if not valid_job_id(job_id):
+        raise HTTPException(400, "not a valid job id")
+    return job_id
 
 
 class Session:
@@ -221,6 +231,10 @@ class Session:
             self.connection.send(error(str(exc)))
             return
         interests: Interests = self.connection.interests
+        limit = self.settings.max_symbols_per_request
+        if request.action == "subscribe" and len(interests.symbols | set(request.symbols)) > limit:
+            self.connection.send(error(f"at most {limit} symbols per connection (MAX_SYMBOLS_PER_REQUEST)"))
+            return
         interests.apply(request)
         reply = {k: v for k, v in message.items() if k in ("channel", "job_id", "task_type", "symbols")}
         self.connection.send({"type": f"{request.action}d", **reply})

@@ -154,8 +154,12 @@ class Hub:
                 connection.send(indicators)
 
     async def _on_job(self, job_id: str, word: str) -> None:
-        followers = [c for c in self.connections if c.interests.follows_jobs or c.interests.alerts]
-        if not followers or (word != "progress" and word not in STATUS_WORDS):
+        if word != "progress" and word not in STATUS_WORDS:
+            return
+        # Alert subscribers care only about failures; progress reports are the busiest announcements.
+        followers = [c for c in self.connections if c.interests.follows_jobs
+                     or (c.interests.alerts and word == JobStatus.FAILED.value)]
+        if not followers:
             return
         fields = _decoded(dict(zip(JOB_FIELDS, await self.redis.hmget(keys.job(job_id), *JOB_FIELDS))))
         task_type = fields.get("type")

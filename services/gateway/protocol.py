@@ -83,12 +83,16 @@ def _job_target(message: dict[str, Any]) -> tuple[str | None, str | None]:
     job_id, task_type = _text(message, "job_id"), _text(message, "task_type")
     if (job_id is None) == (task_type is None):
         raise ProtocolError("give exactly one of job_id or task_type ('*' for every type)")
-    if job_id is not None and not _JOB_ID.match(job_id):
+    if job_id is not None and not valid_job_id(job_id):
         raise ProtocolError(f"invalid job_id {job_id[:70]!r}")
     known = {t.name for t in TASK_TYPES}
     if task_type is not None and task_type != ALL_TYPES and task_type not in known:
         raise ProtocolError(f"unknown task_type {task_type!r}; known: {', '.join(sorted(known))} or '*'")
     return job_id, task_type
+
+
+def valid_job_id(job_id: str) -> bool:
+    return bool(_JOB_ID.match(job_id))
 
 
 def parse_subscription(message: dict[str, Any]) -> Subscription:

@@ -223,3 +223,24 @@ def test_a_slow_consumer_drops_its_oldest_market_data_and_never_stalls_a_fast_on
         assert metric_value(gateway, "websocket_connections_active") == 0
     finally:
         gateway.stop()
+
+
+def test_idle_clients_are_disconnected_and_pings_keep_them(platform):
+    gateway = start_gateway_for(platform.settings, gateway_idle_timeout_seconds=1.0)
+
+    async def scenario():
+        async with connect(ws_url(gateway)) as quiet, connect(ws_url(gateway)) as chatty:
+            for _ in range(4):  # 2 s: longer than the idle timeout
+                await send(chatty, type="ping")
+                assert json.loads(await asyncio.wait_for(chatty.recv(), 5)) == {"type": "pong"}
+                await asyncio.sleep(0.5)
+            with pytest.raises(ConnectionClosed) as closed:
+                await asyncio.wait_for(quiet.recv(), 5)
+            assert closed.value.rcvd.code == 1001
+            await send(chatty, type="ping")
+            assert json.loads(await asyncio.wait_for(chatty.recv(), 5)) == {"type": "pong"}
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        gateway.stop()
