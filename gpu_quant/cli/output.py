@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import sys
 from typing import Any, Iterable
 
@@ -10,7 +11,10 @@ import pandas as pd
 from rich.console import Console
 from rich.table import Table
 
-stdout = Console(soft_wrap=True)
+# piped output (no terminal, no COLUMNS) gets 160 columns rather than rich's 80, so tables of
+# job ids and timestamps stay one line per row in logs and files
+_PIPED_WIDTH = None if sys.stdout.isatty() or os.environ.get("COLUMNS") else 160
+stdout = Console(width=_PIPED_WIDTH)
 stderr = Console(stderr=True)
 
 
@@ -56,8 +60,8 @@ def print_table(table: pd.DataFrame, title: str | None = None, columns: Iterable
         table = table.reset_index(names=index)
     names = [name for name in (columns or table.columns) if name in table.columns]
     view = Table(title=title, show_lines=False)
-    for name in names:
-        view.add_column(str(name), overflow="fold")
+    for position, name in enumerate(names):  # the first column is the id: never wrapped
+        view.add_column(str(name), overflow="fold", no_wrap=position == 0)
     for row in table[names].itertuples(index=False):
         view.add_row(*(cell(value) for value in row))
     stdout.print(view)
