@@ -15,7 +15,8 @@ from utils.data.timeutil import parse_times
 from utils.realtime.bar_aggregator import BarAggregator
 from utils.realtime.live_hub import LiveHub
 from utils.realtime.symbol_state import SymbolStates
-from utils.realtime.tick_processor import process_tick, process_ticks, tick_time
+from utils.realtime.tick_processor import process_tick, process_ticks
+from utils.realtime.tick_times import tick_time, tick_times
 from utils.realtime.tick_writer import PendingTicks, TickWriter, by_symbol
 from utils.redis_client import redis_from_settings
 
@@ -204,3 +205,38 @@ def test_concurrent_streams_on_one_symbol_keep_its_order(store):
     writer.stop()
     stored = store.read_ticks("RACE").time
     assert stored.size > 0 and bool(np.all(np.diff(stored) > 0))
+
+
+@pytest.mark.parametrize("form", ["%Y-%m-%dT%H:%M:%S.%f+00:00", "%Y-%m-%dT%H:%M:%S.%fZ", "%Y-%m-%d %H:%M:%S",
+                                  "%Y-%m-%dT%H:%M", "%Y-%m-%d", "%Y-%m-%dT%H:%M:%S.%f"])
+def test_tick_times_of_a_uniform_message_equal_parse_times(form):
+    rng = np.random.default_rng(11)
+    seconds = rng.integers(-2_000_000_000, 8_000_000_000, 500)  # 1906..2223, leap days included
+    micros = rng.integers(0, 1_000_000, 500)
+    stamps = [(datetime(1970, 1, 1, tzinfo=timezone.utc) + timedelta(seconds=int(s), microseconds=int(m)))
+              .strftime(form) for s, m in zip(seconds, micros)]
+    stamps += ["2024-02-29T23:59:59.999999+00:00"[:len(stamps[0])]] if form.endswith("+00:00") else []
+    fast, ok = tick_times(stamps)
+    expected, expected_ok = parse_times(stamps)
+    assert ok.all() and expected_ok.all()
+    assert fast.tolist() == expected.tolist()
+
+
+@pytest.mark.parametrize("odd", ["2026-02-30T09:30:00.000000+00:00", "2026-13-01T09:30:00.000000+00:00",
+                                 "2026-03-01T24:00:00.000000+00:00", "1600-03-01T09:30:00.000000+00:00",
+                                 "2026-03-01T09:30:00.00000a+00:00", "2026-03-01T09:30:00.000000+01:00",
+                                 "2026-03-01X09:30:00.000000+00:00", "2026-03-01T09:30:00.000000+00:0é"])
+def test_tick_times_hands_a_message_with_an_odd_stamp_to_parse_times(odd):
+    stamps = ["2026-03-01T09:30:00.000001+00:00", odd, "2026-03-01T09:30:00.000002+00:00"]
+    fast, ok = tick_times(stamps)
+    expected, expected_ok = parse_times(stamps)
+    assert ok.tolist() == expected_ok.tolist()
+    assert fast[ok].tolist() == expected[expected_ok].tolist()
+
+
+def test_tick_times_of_isoformat_stamps_with_and_without_a_fraction():
+    """``isoformat`` leaves out a zero fraction: one message holds stamps of two lengths."""
+    stamps = [(START + timedelta(milliseconds=250 * i)).isoformat() for i in range(40)] + ["bad", "2026-02-30"]
+    fast, ok = tick_times(stamps)
+    expected, expected_ok = parse_times(stamps)
+    assert ok.tolist() == expected_ok.tolist() and fast[ok].tolist() == expected[expected_ok].tolist()

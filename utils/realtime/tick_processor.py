@@ -14,8 +14,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from utils.data.store import SYMBOL_PATTERN
-from utils.data.timeutil import _PLAIN_ISO, format_time, parse_time, parse_times
+from utils.data.timeutil import format_time
 from utils.realtime.symbol_state import SymbolStates
+from utils.realtime.tick_times import tick_time, tick_times
 from utils.realtime.tick_writer import PendingTicks, TickWriter
 
 
@@ -40,7 +41,7 @@ def tick_errors(symbols: list[str], timestamps: list[str], prices: np.ndarray,
                 volumes: np.ndarray) -> tuple[list[str], np.ndarray]:
     """Why each tick is rejected ('' if fine) and its time, checked column-wise; ordering is
     checked per symbol later."""
-    times, time_ok = parse_times(timestamps)
+    times, time_ok = tick_times(timestamps)
     price_ok = np.isfinite(prices) & (prices > 0)
     volume_ok = np.isfinite(volumes) & (volumes >= 0)
     symbol_ok = {symbol: bool(SYMBOL_PATTERN.match(symbol or "")) for symbol in set(symbols)}
@@ -57,20 +58,6 @@ def tick_errors(symbols: list[str], timestamps: list[str], prices: np.ndarray,
         elif not time_ok[index]:
             errors[index] = f"timestamp {timestamps[index]!r} is not ISO-8601"
     return errors, times
-
-
-def tick_time(text: str) -> int | None:
-    """``parse_times`` of one stamp without arrays (same rules, same nanoseconds); None if bad."""
-    stem = text[:-6] if text.endswith("+00:00") else text[:-1] if text.endswith("Z") else text
-    if _PLAIN_ISO.match(stem) and 1678 <= int(stem[:4]) <= 2261:
-        try:
-            return int(np.datetime64(stem, "ns").view(np.int64))
-        except ValueError:  # plain-looking but impossible (month 13...): the general parser decides
-            pass
-    try:
-        return parse_time(text)
-    except ValueError:
-        return None
 
 
 def tick_error(symbol: str, timestamp: str, price: float, volume: float) -> tuple[str, int | None]:
@@ -122,7 +109,9 @@ def process_ticks(states: SymbolStates, writer: TickWriter, names: list[str], sy
                           np.asarray(volumes, dtype=np.float64), [""] * count)
     results.errors, times = tick_errors(symbols, timestamps, results.prices, results.volumes)
     chunks: dict[str, list[int]] = {}
-    for index, symbol in enumerate(symbols):
+    if count and len(set(symbols)) == 1 and not any(results.errors):  # one symbol's feed: one chunk
+        chunks[symbols[0]] = list(range(count))
+    for index, symbol in enumerate(symbols if not chunks else ()):
         if not results.errors[index]:
             chunks.setdefault(symbol, []).append(index)
     for symbol, indices in chunks.items():
@@ -131,7 +120,8 @@ def process_ticks(states: SymbolStates, writer: TickWriter, names: list[str], sy
             continue
         accepted = _apply_chunk(states, names, symbol, indices, times, results)
         if accepted.size:
-            writer.submit(PendingTicks(symbol, [timestamps[i] for i in accepted.tolist()], times[accepted],
+            stamps = list(timestamps) if accepted.size == count else [timestamps[i] for i in accepted.tolist()]
+            writer.submit(PendingTicks(symbol, stamps, times[accepted],
                                        results.prices[accepted], results.volumes[accepted],
                                        {key: column[accepted] for key, column in results.values.items()}))
     return results
