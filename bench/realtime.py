@@ -39,6 +39,7 @@ FANOUT_SUBSCRIBERS, FANOUT_RATE = 100, 10_000
 FANOUT_SECONDS = 2.0 if QUICK else 6.0
 FANOUT_PER_MESSAGE = 100  # ticks per publisher message: one per symbol, every 10 ms
 PROFILE_N = 2_000 if QUICK else 10_000
+ROUNDS = 3  # timed runs per case, ours and the echo alternating; the best of each is reported
 
 TARGET_SINGLE_RATIO = 0.70
 TARGET_SINGLE_RATE = 10_000.0
@@ -102,10 +103,22 @@ def _echo_main(ready, stop) -> None:
 
     class Echo(realtime_pb2_grpc.RealTimeServiceServicer):
         def StreamMarketData(self, request_iterator, context):
-            for sequence, message in enumerate(request_iterator, start=1):
-                yield realtime_pb2.StreamDataResponse(stock_code=message.stock_code, sequence=sequence,
-                                                      timestamp=message.timestamp,
-                                                      processed_data={"price": message.price})
+            sequence = 0
+            for message in request_iterator:
+                if not message.ticks:
+                    sequence += 1
+                    yield realtime_pb2.StreamDataResponse(stock_code=message.stock_code, sequence=sequence,
+                                                          timestamp=message.timestamp,
+                                                          processed_data={"price": message.price})
+                    continue
+                ticks = message.ticks  # columnar: the columns a response carries, copied, no work
+                batch = realtime_pb2.TickBatch(stock_codes=[t.stock_code for t in ticks],
+                                               timestamps=[t.timestamp for t in ticks],
+                                               sequences=range(sequence + 1, sequence + 1 + len(ticks)),
+                                               errors=[""] * len(ticks))
+                batch.values["price"].values.extend([t.price for t in ticks])
+                sequence += len(ticks)
+                yield realtime_pb2.StreamDataResponse(batch=batch)
 
     server = grpc.server(ThreadPoolExecutor(max_workers=10))
     realtime_pb2_grpc.add_RealTimeServiceServicer_to_server(Echo(), server)
@@ -161,27 +174,42 @@ def measure_streams(server_port: int, echo_port: int) -> dict:
     echo_channel, echo = _stub(echo_port)
     results: dict = {}
     try:
-        for index, symbols in enumerate(SYMBOL_COUNTS):
+        for symbols in SYMBOL_COUNTS:
             prefix = f"S{symbols}X"
             warm = _single_messages(_ticks(prefix, symbols, max(500, 2 * symbols), offset_s=0))
-            timed = _single_messages(_ticks(prefix, symbols, SINGLE_N, offset_s=3600))
             _stream(ours, warm)
             _stream(echo, warm)
-            results[f"single{symbols}"] = {"ours": _stream(ours, timed), "echo": _stream(echo, timed)}
+            # each round needs later stamps than the last: same messages, times shifted per round
+            rounds = [_single_messages(_ticks(prefix, symbols, SINGLE_N, offset_s=3600 * (1 + k)))
+                      for k in range(ROUNDS)]
+            results[f"single{symbols}"] = _alternate(ours, echo, rounds, 1)
             print(f"[bench:realtime] 1 tick/message over {symbols} symbols: "
                   f"{results[f'single{symbols}']['ours']['rate']:,.0f} vs echo "
                   f"{results[f'single{symbols}']['echo']['rate']:,.0f} ticks/s", flush=True)
         for symbols in (1, 10):
             prefix = f"B{symbols}X"
             _stream(ours, _batched_messages(_ticks(prefix, symbols, 20 * BATCH, offset_s=0), BATCH), BATCH)
-            messages = _batched_messages(_ticks(prefix, symbols, BATCH * BATCH_MSGS, offset_s=3600), BATCH)
-            results[f"columnar{symbols}"] = {"ours": _stream(ours, messages, BATCH)}
+            rounds = [_batched_messages(_ticks(prefix, symbols, BATCH * BATCH_MSGS, offset_s=3600 * (1 + k)), BATCH)
+                      for k in range(ROUNDS)]
+            results[f"columnar{symbols}"] = _alternate(ours, echo, rounds, BATCH)
             print(f"[bench:realtime] {BATCH} ticks/message columnar over {symbols} symbols: "
-                  f"{results[f'columnar{symbols}']['ours']['rate']:,.0f} ticks/s", flush=True)
+                  f"{results[f'columnar{symbols}']['ours']['rate']:,.0f} vs echo "
+                  f"{results[f'columnar{symbols}']['echo']['rate']:,.0f} ticks/s", flush=True)
     finally:
         ours_channel.close()
         echo_channel.close()
     return results
+
+
+def _alternate(ours, echo, rounds: list, per_message: int) -> dict:
+    """Best of the rounds for each server, ours and the echo taking turns on the same messages."""
+    best: dict = {}
+    for messages in rounds:
+        for name, stub in (("ours", ours), ("echo", echo)):
+            result = _stream(stub, messages, per_message)
+            if name not in best or result["rate"] > best[name]["rate"]:
+                best[name] = result
+    return best
 
 
 # ------------------------------------------------------------------ fan-out
@@ -354,6 +382,7 @@ def render(streams: dict, fanout: dict, profile: dict, loads: list[str]) -> str:
                      f"{'yes' if ours['rate'] >= TARGET_SINGLE_RATE else 'no'} | {ours['errors']} |")
     lines += [
         "",
+        f"Best of {ROUNDS} runs each, ours and the echo taking turns on the same messages. "
         "The client (one grpcio channel, in the bench process) sends every message without waiting "
         "for answers and counts the responses; timestamps rise 1 ms a tick so every tick is "
         "accepted (errors must be 0). Before each timed stream, a warm-up stream over the same "
@@ -362,13 +391,20 @@ def render(streams: dict, fanout: dict, profile: dict, loads: list[str]) -> str:
         "",
         f"### StreamMarketData: {BATCH} ticks per message, `columnar_response`",
         "",
-        "| Symbols in each message | ticks | ticks/s | ≥ 500k/s? | errors |",
-        "|---:|---:|---:|---|---:|",
+        "| Symbols in each message | ticks | ours ticks/s | echo ticks/s | ours/echo | ≥ 500k/s? | errors |",
+        "|---:|---:|---:|---:|---:|---|---:|",
     ]
     for symbols in (1, 10):
-        ours = streams[f"columnar{symbols}"]["ours"]
-        lines.append(f"| {symbols} | {ours['n']:,} | {ours['rate']:,.0f} | "
-                     f"{'yes' if ours['rate'] >= TARGET_BATCH_RATE else 'no'} | {ours['errors']} |")
+        ours, echo = streams[f"columnar{symbols}"]["ours"], streams[f"columnar{symbols}"]["echo"]
+        lines.append(f"| {symbols} | {ours['n']:,} | {ours['rate']:,.0f} | {echo['rate']:,.0f} | "
+                     f"{ours['rate'] / echo['rate']:.0%} | {'yes' if ours['rate'] >= TARGET_BATCH_RATE else 'no'} | "
+                     f"{ours['errors']} |")
+    lines += [
+        "",
+        "The echo here answers each 200-tick message with one TickBatch of the columns our response "
+        "carries (symbols, timestamps, sequences, errors, one value column) copied from the request: "
+        "the transport and protobuf cost of this message shape with no work.",
+    ]
     keeps_up = (fanout["received"] >= 0.999 * fanout["published"] and fanout["lag_p99"] < 0.25
                 and fanout["publish_rate"] >= 0.95 * FANOUT_RATE)
     lines += [

@@ -156,6 +156,9 @@ class CoreSettings(BaseSettings):
     bar_intervals: str = "1s,1m,5m,1d"
     # Ticks accepted but not yet stored; beyond it streams get RESOURCE_EXHAUSTED (backpressure).
     tick_backlog_max: int = Field(200_000, ge=1000)
+    # Accepted ticks are stored (XADD, bar upserts, PUBLISH) by a write-behind writer at most this
+    # often: a crash loses at most the last interval's ticks; subscribers see them this much later.
+    tick_flush_ms: float = Field(10.0, gt=0, le=1000)
     stream_send_buffer: int = Field(1024, ge=1)
 
     # Storage and data.
@@ -164,7 +167,8 @@ class CoreSettings(BaseSettings):
     # numba-cache. Kept across restarts, so a restarted worker loads its kernels instead of compiling.
     numba_cache_dir: Path | None = None
     # A worker compiles/loads the kernels of its task types on tiny inputs before it takes jobs,
-    # for at most this long (logged); 0 = no warm-up (the first job of each kind compiles them).
+    # for at most this long (logged); in the background on a first start, while the cache is not
+    # yet warm. 0 = no warm-up (the first job of each kind compiles or loads its kernels).
     worker_warm_up_seconds: float = Field(120.0, ge=0)
     model_dir: Path | None = None
     # Where trained models live: empty = the local MODEL_DIR; redis:// = in the platform's Redis

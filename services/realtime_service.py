@@ -38,7 +38,9 @@ def warm_up_names(mode: str) -> list[str] | None:
     if mode == "none":
         return []
     return None if mode == "all" else sorted({*DEFAULT_STREAM_FEATURES, *DEFAULT_FEATURES})
+
 MAX_SERIES_LOOKBACK = 100_000
+STREAM_END_FLUSH_SECONDS = 5.0  # a finished stream waits this long at most for its ticks to be stored
 PANEL_TIMEOUT_SECONDS = 120.0  # a panel request waits this long for its job unless its deadline is sooner
 
 
@@ -65,9 +67,11 @@ class TickCounter:
     def __init__(self, counter: Any) -> None:
         self.counter = counter
         self.pending = 0
+        self.total = 0
 
     def add(self, ticks: int) -> None:
         self.pending += ticks
+        self.total += ticks
         if self.pending >= self.FLUSH_EVERY:
             self.flush()
 
@@ -133,6 +137,8 @@ class RealTimeServicer(realtime_pb2_grpc.RealTimeServiceServicer):
                     yield self._batch_response(stream_id, first, results)
                 else:
                     yield from self._tick_responses(stream_id, first, results)
+            if accepted.total:  # a stream that ends normally ends with its ticks stored
+                self.writer.flush(STREAM_END_FLUSH_SECONDS)
         finally:
             accepted.flush()
             active.dec()

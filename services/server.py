@@ -118,6 +118,7 @@ def create_server(settings: Any, registry: CollectorRegistry | None = None) -> R
         queue, store, settings,
         RedisCache(client, "backtests", settings.result_ttl_seconds, metrics.cache("backtests"))), server)
     writer = TickWriter(store, store.redis, settings.tick_stream_maxlen, settings.tick_backlog_max,
+                        flush_seconds=settings.tick_flush_ms / 1000,
                         aggregator=BarAggregator(parse_intervals(settings.bar_intervals)))
     states = SymbolStates(store, flush_pending=writer.flush)
     realtime_pb2_grpc.add_RealTimeServiceServicer_to_server(RealTimeServicer(

@@ -240,3 +240,23 @@ def test_tick_times_of_isoformat_stamps_with_and_without_a_fraction():
     fast, ok = tick_times(stamps)
     expected, expected_ok = parse_times(stamps)
     assert ok.tolist() == expected_ok.tolist() and fast[ok].tolist() == expected[expected_ok].tolist()
+
+
+def test_a_stream_that_ends_has_its_ticks_stored(settings_factory, redis_client, store):
+    """Write-behind, but a finished stream's ticks are in Redis when the client sees its end,
+    even with a flush interval far longer than the stream."""
+    import grpc
+    from api_proto import realtime_pb2, realtime_pb2_grpc
+    from services.server import create_server
+    running = create_server(settings_factory(tick_flush_ms=1000.0, warm_up_indicators="none"))
+    try:
+        rows = [row for row in ticks(4, 40) if row[0] != "bad symbol!"]
+        requests = [realtime_pb2.StreamDataRequest(stock_code=s, timestamp=t, price=p, volume=v) for s, t, p, v in rows]
+        with grpc.insecure_channel(f"127.0.0.1:{running.port}") as channel:
+            responses = list(realtime_pb2_grpc.RealTimeServiceStub(channel).StreamMarketData(iter(requests), timeout=30))
+        accepted = [row for row, response in zip(rows, responses) if not response.error]
+        assert len(accepted) == len(rows) - 5
+        stored = sum(len(store.read_ticks(symbol)) for symbol in {row[0] for row in accepted})
+        assert stored == len(accepted)
+    finally:
+        running.stop(grace=0)

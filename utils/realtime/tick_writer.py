@@ -3,13 +3,16 @@ off the response path.
 
 Why: on this kind of host a Redis round trip costs ~200 µs, so writing each message's ticks
 before answering caps a stream at a few thousand messages per second. One writer thread per
-server drains a bounded queue every ``flush_seconds`` (or sooner when it fills), coalescing
-consecutive entries of the same symbol into one packed XADD and one PUBLISH. Order per symbol
-is preserved (one writer). If Redis is unreachable the writer keeps the ticks and retries; when
+server drains a bounded queue every ``flush_seconds`` (TICK_FLUSH_MS; sooner when it fills),
+grouping the flush by symbol: one packed XADD, one set of bar upserts and one PUBLISH per run of
+a feature set, per symbol, in one transaction. Order per symbol is preserved (one writer, entries
+of a symbol kept in submission order); the one-tick path hands over plain tuples and the arrays
+are built here, once per flush. If Redis is unreachable the writer keeps the ticks and retries; when
 the backlog reaches ``max_pending`` ticks, ``submit`` raises ``Backlogged`` and the stream is
 answered RESOURCE_EXHAUSTED instead of growing memory without bound. A crash loses at most the
-last few milliseconds of unflushed ticks; the symbol's state is then rebuilt from what was
-stored (see symbol_state.py).
+last flush interval of ticks (TICK_FLUSH_MS, 10 ms by default); a stream that ends normally,
+server shutdown and readers of stored history flush first. The symbol's state is then rebuilt
+from what was stored (see symbol_state.py).
 """
 from __future__ import annotations
 
@@ -19,6 +22,7 @@ import math
 import threading
 import time
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 import redis
@@ -52,19 +56,22 @@ class PendingTicks:
 SingleTick = tuple[str, str, int, float, float, dict[str, float]]
 
 
-def _single_run(symbol: str, ticks: list[SingleTick]) -> PendingTicks:
-    """Consecutive single ticks of one symbol with one feature set, as one batch."""
-    keys_ = ticks[0][5].keys()
+def _single_run(symbol: str, ticks: list[SingleTick], with_indicators: bool) -> PendingTicks:
+    """Consecutive single ticks of one symbol with one feature set, as one batch (indicator
+    columns only ``with_indicators``: they are built for publishing alone)."""
+    keys_ = ticks[0][5].keys() if with_indicators else ()
     return PendingTicks(symbol, [t[1] for t in ticks], np.fromiter((t[2] for t in ticks), np.int64, len(ticks)),
                         np.fromiter((t[3] for t in ticks), np.float64, len(ticks)),
                         np.fromiter((t[4] for t in ticks), np.float64, len(ticks)),
                         {k: np.fromiter((t[5][k] for t in ticks), np.float64, len(ticks)) for k in keys_})
 
 
-def by_symbol(entries: list[PendingTicks | SingleTick]) -> dict[str, list[PendingTicks]]:
+def by_symbol(entries: list[PendingTicks | SingleTick],
+              followed: Callable[[set[str]], set[str]] = set) -> dict[str, list[PendingTicks]]:
     """Group what was submitted by symbol, each symbol's entries in submission order, runs of
-    single ticks with one feature set folded into one batch. Order across symbols is not kept
-    (nothing promises it); order within a symbol is."""
+    single ticks with one feature set folded into one batch (with indicator columns for the
+    ``followed`` symbols). Order across symbols is not kept (nothing promises it); order within
+    a symbol is."""
     grouped: dict[str, list[PendingTicks | list[SingleTick]]] = {}
     for entry in entries:
         if isinstance(entry, PendingTicks):
@@ -76,8 +83,9 @@ def by_symbol(entries: list[PendingTicks | SingleTick]) -> dict[str, list[Pendin
             last.append(entry)
         else:
             runs.append([entry])
-    return {symbol: [_single_run(symbol, run) if isinstance(run, list) else run for run in runs]
-            for symbol, runs in grouped.items()}
+    published = followed(set(grouped))
+    return {symbol: [_single_run(symbol, run, symbol in published) if isinstance(run, list) else run
+                     for run in runs] for symbol, runs in grouped.items()}
 
 
 def concatenate(batches: list[PendingTicks]) -> PendingTicks:
@@ -208,7 +216,7 @@ class TickWriter:
             if not batches:
                 continue
             try:
-                self._write(by_symbol(batches))
+                self._write(by_symbol(batches, self._followed))
                 failures = 0
                 with self._idle:
                     self._pending_ticks -= self._in_flight
@@ -225,7 +233,7 @@ class TickWriter:
     def _write(self, grouped: dict[str, list[PendingTicks]]) -> None:
         """One transaction per flush: per symbol one packed XADD of all its ticks, its bar
         upserts, and one PUBLISH per run of one feature set (only for followed symbols)."""
-        followed = self._followed(set(grouped))
+        followed = self._followed(set(grouped))  # as by_symbol saw it (checked at most once a second)
         pipe = self.redis.pipeline(transaction=True)  # all or nothing, so a retry never duplicates
         staged: dict = {}
         for symbol, batches in grouped.items():
