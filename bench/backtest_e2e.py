@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import cProfile
 import json
+import math
 import os
 import pstats
 import time
@@ -43,6 +44,7 @@ FIRST_DAY_NS = 1_262_563_200 * 10**9  # 2010-01-04
 DAY_NS = 86_400 * 10**9
 TARGET_SPEEDUP = 10.0
 TARGET_SINGLE_S = 0.05
+SWEEP_STAGE = "sweep (lines, kernel, metrics, ranking)"
 
 GRIDS = {  # name -> (config, what vectorbt's signals are)
     "user: cross, next_open, fast 2-25 x slow 20-200 step 6": (
@@ -103,20 +105,22 @@ def submit_and_watch(stub, pb, symbols: list[str], config: dict, commission: flo
     return completed, time.perf_counter() - began, result
 
 
-def guide_client(stub, pb, symbols: list[str], config: dict, commission: float) -> tuple[float, object]:
+def guide_client(stub, pb, symbols: list[str], config: dict, commission: float) -> tuple[float, int]:
     """The usage guide's calls, polled: IntegratedBacktest, GetBacktestStatus every POLL_SECONDS
-    until COMPLETED, GetBacktestResult."""
+    until COMPLETED, GetBacktestResult: (seconds, status reads)."""
     began = time.perf_counter()
     response = stub.IntegratedBacktest(_request(pb, symbols, config, commission))
     request = pb.BacktestStatusRequest(backtest_id=response.backtest_id)
+    reads = 0
     while True:
         status = stub.GetBacktestStatus(request)
+        reads += 1
         if status.status == pb.COMPLETED:
             break
         assert status.status not in (pb.FAILED, pb.CANCELLED), status.error_message
         time.sleep(POLL_SECONDS)
     result = stub.GetBacktestResult(pb.BacktestResultRequest(backtest_id=response.backtest_id))
-    return time.perf_counter() - began, result
+    return time.perf_counter() - began, reads
 
 
 # ------------------------------------------------------------------ vectorbt anchor
@@ -169,9 +173,10 @@ def vectorbt_rate(panels: dict, config: dict, kind: str) -> dict:
 
 
 # ------------------------------------------------------------------ where a job's time goes
-def job_stages(redis_port: int, symbols: list[str], config: dict) -> dict:
-    """The backtest handler's stages, timed one by one in this process on the bench's Redis, and a
-    cProfile of the whole handler (top functions by own time)."""
+def job_stages(redis_port: int, symbols: list[str], config: dict, repeats: int = 1) -> dict:
+    """The backtest handler's stages, timed one by one in this process on the bench's Redis (best of
+    ``repeats``), the server's decoding of the stored result, and for a grid a cProfile of the sweep
+    (top functions by own time)."""
     import redis
     from utils.data.store import BarStore
     from utils.engine.backtest import validate_strategy_config
@@ -185,31 +190,52 @@ def job_stages(redis_port: int, symbols: list[str], config: dict) -> dict:
     stages: dict[str, float] = {}
 
     def timed(name, fn):
-        began = time.perf_counter()
-        value = fn()
-        stages[name] = stages.get(name, 0.0) + time.perf_counter() - began
+        best, value = math.inf, None
+        for _ in range(repeats if name != SWEEP_STAGE else 1):
+            began = time.perf_counter()
+            value = fn()
+            best = min(best, time.perf_counter() - began)
+        stages[name] = best
         return value
 
     stored = timed("load bars (Redis, decode)", lambda: store.read_many(symbols, None, end_ns))
     bars = {symbol: stored[symbol].columns() for symbol in symbols}
     aligned = timed("align on the calendar", lambda: align_bars(spec, bars, start_ns, end_ns))
-    result = timed("sweep (lines, kernel, metrics, ranking)", lambda: sweep_panels(
-        spec, aligned.panels, aligned.start_index, CAPITAL, COMMISSION))
-    best = best_spec(spec, result)
-    output = timed("best set's full re-run (simulate_spec)", lambda: simulate_spec(
-        best, aligned, CAPITAL, COMMISSION))
+    best, search, result = spec, {}, None
+    if spec.param_grid:
+        result = timed(SWEEP_STAGE, lambda: sweep_panels(spec, aligned.panels, aligned.start_index, CAPITAL,
+                                                         COMMISSION))
+        best, search = best_spec(spec, result), {"sweep": {"rows": result.table}}
+    output = timed("signals + simulation (simulate_spec)" + (" of the best set" if result else ""),
+                   lambda: simulate_spec(best, aligned, CAPITAL, COMMISSION))
     report = timed("report (trade records, per-symbol summary)", lambda: report_of(best, aligned, output, CAPITAL))
     shaped = timed("result dict", lambda: backtest_result(report, best, cpu_backend(), 0.0))
-    timed("JSON the queue stores (json.dumps)", lambda: json.dumps(
-        {**shaped, "sweep": {"rows": result.table}}, separators=(",", ":"), allow_nan=False))
-    profile = cProfile.Profile()
-    profile.enable()
-    sweep_panels(spec, aligned.panels, aligned.start_index, CAPITAL, COMMISSION)
-    profile.disable()
-    own = sorted(((values[2], f"{path.rsplit('/', 1)[-1]}:{function}")
-                  for (path, _, function), values in pstats.Stats(profile).stats.items()), reverse=True)
-    return {"stages": stages, "trades": len(report.trades), "combinations": result.combinations,
-            "sweep_seconds": result.seconds, "top": own[:8]}
+    text = timed("JSON the queue stores (json.dumps)", lambda: json.dumps(
+        {**shaped, **search}, separators=(",", ":"), allow_nan=False))
+    timed("server: decode the stored result (json.loads)", lambda: json.loads(text))
+    top = []
+    if result is not None:
+        profile = cProfile.Profile()
+        profile.enable()
+        sweep_panels(spec, aligned.panels, aligned.start_index, CAPITAL, COMMISSION)
+        profile.disable()
+        top = sorted(((values[2], f"{path.rsplit('/', 1)[-1]}:{function}")
+                      for (path, _, function), values in pstats.Stats(profile).stats.items()), reverse=True)[:8]
+    return {"stages": stages, "trades": len(report.trades), "json_bytes": len(text),
+            "combinations": result.combinations if result else 1, "top": top}
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a process, all its threads (``/proc/<pid>/stat``)."""
+    with open(f"/proc/{pid}/stat") as handle:
+        fields = handle.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def platform_cpu(platform) -> dict[str, float]:
+    return {name: cpu_seconds(pid) for name, pid in (("server", platform.server_pid),
+                                                      ("worker", platform.worker_pid),
+                                                      ("redis", platform.redis_pid))}
 
 
 # ------------------------------------------------------------------ run
@@ -245,23 +271,41 @@ def measure() -> dict:
                   f"{anchor['rate']:.3g} cells/s -> {cells / completed / anchor['rate']:.1f}x", flush=True)
         print("[bench:backtest_e2e] single run ...", flush=True)
         watched, polled = [], []
+        cpu_before, client_before = platform_cpu(platform), time.process_time()
         for run in range(SINGLE_RUNS):
             watched.append(submit_and_watch(stub, pb, single_symbols, SINGLE_CONFIG, 0.001 + run * 1e-7)[1])
-            polled.append(guide_client(stub, pb, single_symbols, SINGLE_CONFIG, 0.002 + run * 1e-7)[0])
+        cpu_after, client_after = platform_cpu(platform), time.process_time()
+        cpu = {name: (cpu_after[name] - cpu_before[name]) / SINGLE_RUNS for name in cpu_after}
+        cpu["client"] = (client_after - client_before) / SINGLE_RUNS
+        reads = []
+        for run in range(SINGLE_RUNS):
+            seconds, count = guide_client(stub, pb, single_symbols, SINGLE_CONFIG, 0.002 + run * 1e-7)
+            polled.append(seconds)
+            reads.append(count)
         last = submit_and_watch(stub, pb, single_symbols, SINGLE_CONFIG, 0.003)[2]
         out["single"] = {"watch": latency_summary(watched), "poll": latency_summary(polled),
-                         "compute": last.compute_seconds, "trades": last.total_trades}
+                         "compute": last.compute_seconds, "trades": last.total_trades, "cpu": cpu,
+                         "status_reads": float(np.mean(reads))}
         channel.close()
         print("[bench:backtest_e2e] stages of the user's sweep job, in process ...", flush=True)
         first_name, (first_config, _) = next(iter(GRIDS.items()))
-        out["stages"] = {"grid": first_name, **job_stages(platform.redis_port, sweep_symbols,
-                                                          {**first_config})}
+        out["stages"] = {"grid": first_name, **job_stages(platform.redis_port, sweep_symbols, first_config)}
+        out["single_stages"] = job_stages(platform.redis_port, single_symbols, SINGLE_CONFIG, repeats=5)
     out["load_after"] = os.getloadavg()
     return out
 
 
 def _yes(ok: bool) -> str:
     return "yes" if ok else "no"
+
+
+def _stage_table(stages: dict, milliseconds: bool = False) -> list[str]:
+    total = sum(stages["stages"].values())
+    scale, unit = (1e3, "ms") if milliseconds else (1.0, "s")
+    rows = [f"| stage | {unit} | share |", "|---|---:|---:|"]
+    rows += [f"| {name} | {seconds * scale:.3g} | {seconds / total * 100:.0f} % |"
+             for name, seconds in stages["stages"].items()]
+    return rows + [f"| total | {total * scale:.3g} | 100 % |"]
 
 
 def render(res: dict) -> str:
@@ -299,20 +343,14 @@ def render(res: dict) -> str:
         "",
     ]
     stages = res["stages"]
-    total = sum(stages["stages"].values())
+    lines += [f"### Where a sweep job's time goes ({stages['grid']}, {stages['combinations']} combinations, "
+              "in process)", ""]
+    lines += _stage_table(stages)
     lines += [
-        f"### Where a sweep job's time goes ({stages['grid']}, {stages['combinations']} combinations, in process)",
         "",
-        "| stage | s | share |",
-        "|---|---:|---:|",
-    ]
-    for name, seconds in stages["stages"].items():
-        lines.append(f"| {name} | {seconds:.3f} | {seconds / total * 100:.0f} % |")
-    lines += [
-        f"| total | {total:.3f} | 100 % |",
-        "",
-        f"The best set's report carries {stages['trades']:,} trades. cProfile of the sweep alone (own time, "
-        "top functions): " + "; ".join(f"{name} {seconds:.3f} s" for seconds, name in stages["top"]) + ".",
+        f"The best set's report carries {stages['trades']:,} trades ({stages['json_bytes'] / 1024:,.0f} KiB of "
+        "JSON with the ranked table). cProfile of the sweep alone (own time, top functions): "
+        + "; ".join(f"{name} {seconds:.3f} s" for seconds, name in stages["top"]) + ".",
         "",
     ]
     single = res["single"]
@@ -328,8 +366,23 @@ def render(res: dict) -> str:
         f"COMPLETED) → GetBacktestResult | {poll['n']} | {poll['p50']:.1f} | {poll['p90']:.1f} | "
         f"{poll['max']:.1f} | {_yes(poll['p50'] <= TARGET_SINGLE_S * 1e3)} |",
         "",
-        f"Worker compute of one such job: {single['compute'] * 1e3:.1f} ms; the result holds "
-        f"{single['trades']:,} trades (first page of 1,000 in the response) and the equity curve.",
+        f"The guide's client read the status {single['status_reads']:.2f} times per run on average: "
+        "IntegratedBacktest answers once the job has finished when that takes at most "
+        "`BACKTEST_SUBMIT_WAIT_SECONDS` (1 s by default), so the first read finds it COMPLETED and no "
+        "poll interval is slept.",
+        "",
+        "Where one such job's time goes (in process, best of 5 each):",
+        "",
+        *_stage_table(res["single_stages"], milliseconds=True),
+        "",
+        f"Worker compute of one such job over gRPC: {single['compute'] * 1e3:.1f} ms; the result holds "
+        f"{single['trades']:,} trades (first page of 1,000 in the response) and the equity curve. CPU time per "
+        "WatchBacktest run, summed over every thread of each process (`/proc/<pid>/stat`; independent of "
+        "the other jobs on the machine, unlike the wall times above): "
+        + ", ".join(f"{name} {seconds * 1e3:.1f} ms" for name, seconds in single["cpu"].items())
+        + f" — {sum(single['cpu'].values()) * 1e3:.1f} ms in all, the wall time to expect on an idle "
+        "machine when nothing overlaps (numba's worker threads spin a little after parallel loops, "
+        "which counts here but not on the wall clock).",
     ]
     return "\n".join(lines)
 

@@ -31,7 +31,8 @@ def _settings(redis_port: int, data_dir: str):
     from config.settings import load_settings
     return load_settings(redis_host="127.0.0.1", redis_port=redis_port, redis_embedded="never",
                          grpc_host="127.0.0.1", grpc_port=0, prometheus_port=0, data_dir=Path(data_dir),
-                         worker_processes=1, compute_device="cpu", warm_up_indicators="none", log_level="WARNING")
+                         worker_processes=1, compute_device="cpu", warm_up_indicators="none", log_level="WARNING",
+                         worker_warm_up_seconds=0)  # warmed by the bench's own first requests
 
 
 def _server_main(redis_port: int, data_dir: str, ready, stop) -> None:
@@ -55,6 +56,7 @@ class PlatformProcesses:
     port: int           # the server's gRPC port
     server_pid: int
     worker_pid: int
+    redis_pid: int = 0
 
 
 @contextlib.contextmanager
@@ -72,7 +74,8 @@ def platform_processes(prefix: str) -> Iterator[PlatformProcesses]:
         server.start()
         worker.start()
         try:
-            yield PlatformProcesses(redis_server.port, ready.get(timeout=120), server.pid, worker.pid)
+            yield PlatformProcesses(redis_server.port, ready.get(timeout=120), server.pid, worker.pid,
+                                    redis_server.process.pid)
         finally:
             stop.set()
             worker.terminate()

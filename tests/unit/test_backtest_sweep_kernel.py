@@ -70,3 +70,13 @@ def test_stacked_alignment_is_the_scatter():
     for field in stacked:
         np.testing.assert_array_equal(stacked[field], scattered[field], err_msg=field)
     assert np.isnan(stacked["volume"][:, 2]).all()
+
+
+def test_a_grid_whose_lines_exceed_the_budget_runs_from_the_signal_function(monkeypatch):
+    from utils.engine.backtest import sweep_batch
+    spec = validate_strategy_config({"strategy_type": "sma_crossover", "direction": "long_short",
+                                     "param_grid": {"fast": [2, 4, 7], "slow": [9, 16]}})
+    panels = make_bars(np.random.default_rng(12), 150, 5)
+    in_budget = sweep_panels(spec, panels, 30, CAPITAL, COMMISSION)
+    monkeypatch.setattr(sweep_batch, "LINES_BUDGET_BYTES", 0)
+    assert sweep_panels(spec, panels, 30, CAPITAL, COMMISSION).table == in_budget.table

@@ -91,9 +91,9 @@ def raw_panels(symbols: list[str], bars: Mapping[str, Mapping[str, Any]], times:
     fields = PRICE_FIELDS + ("volume",)
     kept = {symbol: int(np.searchsorted(times[symbol], calendar[-1], side="right")) for symbol in symbols}
     if all(kept[symbol] == len(calendar) for symbol in symbols):  # every symbol has every bar: stack the columns
-        return {field: np.stack([np.asarray(bars[symbol][field], dtype=np.float64)[:len(calendar)]
-                                 if field in bars[symbol] else np.full(len(calendar), np.nan)
-                                 for symbol in symbols], axis=1) for field in fields}
+        return {field: np.ascontiguousarray(np.array([  # (symbols, time) rows, then one transposing copy
+            np.asarray(bars[symbol][field], dtype=np.float64)[:len(calendar)] if field in bars[symbol]
+            else np.full(len(calendar), np.nan) for symbol in symbols]).T) for field in fields}
     return scattered_panels(symbols, bars, times, calendar, kept)
 
 

@@ -2,12 +2,14 @@
 
 A sweep runs every combination of ``spec.param_grid`` over all symbols as one job and ranks the
 combinations by ``spec.rank_by`` (``max_drawdown`` ascending, every other metric descending).
-Each combination is the single backtest's simulation (``simulate_sleeve``) and reduction
-(``sleeves_output``, then ``BacktestOutput.metrics``), so a table row has the very numbers of the
-single run of that parameter set. Sleeves run in a parallel numba loop over symbols into buffers
-reused across combinations, so memory is bounded by one combination's buffers (about
-``symbols x bars x 200`` bytes) however large the grid. Indicator panels are computed once per
-distinct parameter value and shared across combinations (``indicator_memo``).
+Each combination is the single backtest's simulation (``simulate_sleeve``) and the single run's
+reduction order, so a table row has the very numbers of the single run of that parameter set.
+Sleeve strategies run whole combinations in parallel in one numba kernel (``sweep_batch``:
+``sweep_portfolios`` reduces each combination to its equity curve, closed P&L, exposure and traded
+value; sma_crossover's targets are built inside it from SMA lines computed once per window), a
+chunk of combinations per call. Rebalancing strategies, and sleeves sized by a position policy,
+run one combination after the other (``simulate_panels`` / ``SleeveBatch``). Indicator panels are
+computed once per distinct parameter value and shared across combinations (``indicator_memo``).
 
 Every backend sweeps on the host for now: a GPU worker reads the panels back to host memory and
 runs the numba kernel there (the same kernel is to be compiled for CUDA later).

@@ -22,17 +22,22 @@ from utils.engine.metrics import performance_metrics
 
 CHUNK = 32  # combinations per kernel call: enough for the threads, and a progress step
 GIVEN_CHUNK = 8  # targets computed by the signal function are (symbols x bars) each
+LINES_BUDGET_BYTES = 2 * 2**30  # above this, sma_crossover's targets come from its signal function
 
 
 def _transposed(panel: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(np.asarray(panel, dtype=np.float64).T)
 
 
+def crossover_windows(combinations: list[StrategySpec]) -> list[int]:
+    return sorted({combo.param_values[name] for combo in combinations for name in ("fast", "slow")})
+
+
 def crossover_lines(combinations: list[StrategySpec], close: np.ndarray) -> tuple[np.ndarray, np.ndarray,
                                                                                    np.ndarray, np.ndarray]:
     """``(lines (windows, symbols, bars), fast line index, slow line index, mode)`` per combination of
     an sma_crossover grid: every distinct window's SMA once."""
-    windows = sorted({combo.param_values[name] for combo in combinations for name in ("fast", "slow")})
+    windows = crossover_windows(combinations)
     position = {window: index for index, window in enumerate(windows)}
     host_close = np.ascontiguousarray(close, dtype=np.float64)
     lines = np.empty((len(windows), close.shape[1], close.shape[0]))
@@ -56,7 +61,8 @@ def sweep_metrics(spec: StrategySpec, combinations: list[StrategySpec], panels: 
     fractions = _transposed(entry_fractions(size_fractions(spec, close), close.shape, spec.fill))
     config = spec.simulation_config(commission_rate)
     costs = config.cost_vector()
-    if spec.strategy_type == "sma_crossover":
+    if spec.strategy_type == "sma_crossover" and len(crossover_windows(combinations)) * close.size * 8 \
+            <= LINES_BUDGET_BYTES:
         lines, fast, slow, modes = crossover_lines(combinations, close)
         chunk = CHUNK
     else:
