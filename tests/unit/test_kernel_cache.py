@@ -59,3 +59,19 @@ def test_the_key_follows_the_code_and_values_the_closure_holds():
     assert fingerprint(step_core.series_driver(ema, 1).py_func) != fingerprint(step_core.series_driver(sma, 1).py_func)
     two_outputs = step_core._make_series_driver((sma.step, sma.load, sma.store), len(sma.params), 2)
     assert fingerprint(two_outputs.py_func) != fingerprint(rebuilt.py_func)
+
+
+def test_a_closure_over_a_value_without_a_fingerprint_stays_uncached():
+    import numpy as np
+    from numba import njit
+
+    from utils.engine.kernel_cache import cache_on_disk
+
+    def make(weights):
+        @njit
+        def weighted(x):
+            return (x * weights).sum()
+        return cache_on_disk(weighted)
+
+    kernel = make(np.ones(3))
+    assert not isinstance(kernel._cache, ClosureCache) and kernel(np.arange(3.0)) == 3.0

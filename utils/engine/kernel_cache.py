@@ -84,5 +84,8 @@ class ClosureCache(FunctionCache):
 def cache_on_disk(dispatcher: Dispatcher) -> Dispatcher:
     """Give a factory-built ``@njit`` function an on-disk cache (what ``cache=True`` does for a
     module-level one, through ``Dispatcher.enable_caching``, but with the stable key)."""
-    dispatcher._cache = ClosureCache(dispatcher.py_func)
+    try:
+        dispatcher._cache = ClosureCache(dispatcher.py_func)
+    except TypeError:  # a cell we cannot fingerprint (an array...): compiled per process, as before
+        pass
     return dispatcher

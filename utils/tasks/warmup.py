@@ -29,6 +29,7 @@ DAY_NS = 86_400 * 10**9
 MINUTE_NS = 60 * 10**9
 FIRST_DAY_NS = 1_577_836_800 * 10**9  # 2020-01-01
 SYMBOLS = ("WARM.A", "WARM.B", "WARM.C")
+FILTER_ZSCORE = 20.0  # the factor services' default outlier filter (services/factor_requests.py)
 # ComputeFeatures' and StreamMarketData's default features (services/realtime_service.py)
 FEATURES = ("sma_5", "sma_20", "ema_12", "rsi", "macd", "bollinger")
 
@@ -145,14 +146,15 @@ def warm_features(inputs: WarmUpInputs) -> None:
 def warm_factor(inputs: WarmUpInputs) -> None:
     from utils.tasks.factor import run_analysis
     run_analysis(inputs.daily, {"symbols": list(SYMBOLS), "periods": [1, 5], "expression": "cs_rank(ts_mean(close, 5))",
-                                "max_loss": 1.0, "quantiles": 2, "groups": {}, **inputs.short_period})
+                                "max_loss": 1.0, "quantiles": 2, "groups": {}, "filter_zscore": FILTER_ZSCORE,
+                                "rank_ties": "average", **inputs.short_period})
 
 
 def warm_factor_eval(inputs: WarmUpInputs) -> None:
     from utils.tasks.factor_eval import run_evaluation
     run_evaluation(inputs.daily, {"symbols": list(SYMBOLS), "names": ["a", "b"], "periods": [1, 5],
                                   "expressions": ["ts_mean(close, 5) / close", "cs_rank(volume)"], "quantiles": 2,
-                                  "max_loss": 1.0, **inputs.short_period})
+                                  "max_loss": 1.0, "filter_zscore": FILTER_ZSCORE, **inputs.short_period})
 
 
 def warm_factor_set(inputs: WarmUpInputs) -> None:
