@@ -40,3 +40,13 @@ def test_synthetic_bars_answer_like_the_store():
     assert len(window) == 10 and window.time[0] == bars.times[10]
     columns = bars.read_columns_many(["A", "B"], ("close",), int(bars.times[40]))
     assert columns["B"].values["close"].shape == (10,) and bars.versions(["A", "C"]) == [1, None]
+
+
+def test_the_cache_counts_as_warm_only_after_a_complete_warm_up_marked_it(tmp_path):
+    from utils.compile_cache import WARM_MARKER, is_warm, mark_warm
+    cache = tmp_path / "numba-cache"
+    assert not is_warm(cache)
+    mark_warm(cache)  # creates the directory if need be
+    assert is_warm(cache)
+    (cache / WARM_MARKER).write_text("numba 0.1, python 2.7\n")  # another numba or Python: not warm
+    assert not is_warm(cache)
