@@ -8,6 +8,7 @@ environment too, so processes it spawns inherit it. Without it numba writes next
 """
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import sys
@@ -44,14 +45,30 @@ def cached_kernel_files(path: Path) -> int:
 WARM_MARKER = "worker-warm-up.done"
 
 
+KERNEL_SOURCES = (Path(__file__).resolve().parent / "engine", Path(__file__).resolve().parent / "tasks")
+
+
+def _sources_stamp() -> str:
+    """A digest of the kernel sources' names, sizes and modification times: numba's own cache
+    index is invalidated by the same, so a changed source means kernels to compile again."""
+    digest = hashlib.sha256()
+    for root in KERNEL_SOURCES:
+        for source in sorted(root.rglob("*.py")):
+            stat = source.stat()
+            digest.update(f"{source.relative_to(root.parent)} {stat.st_size} {stat.st_mtime_ns}\n".encode())
+    return digest.hexdigest()[:16]
+
+
 def _marker_text() -> str:
     import numba
-    return f"numba {numba.__version__}, python {sys.version_info.major}.{sys.version_info.minor}\n"
+    return (f"numba {numba.__version__}, python {sys.version_info.major}.{sys.version_info.minor}, "
+            f"sources {_sources_stamp()}\n")
 
 
 def is_warm(path: Path) -> bool:
-    """Whether a worker's warm-up has run to its end with this cache (same numba and Python): the
-    kernels are then mostly on disk, and a warm-up loads rather than compiles them."""
+    """Whether a worker's warm-up has run to its end with this cache, the same numba and Python
+    and unchanged kernel sources: the kernels are then on disk, and a warm-up loads rather than
+    compiles them."""
     try:
         return (path / WARM_MARKER).read_text() == _marker_text()
     except OSError:
