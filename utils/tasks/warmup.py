@@ -29,6 +29,8 @@ DAY_NS = 86_400 * 10**9
 MINUTE_NS = 60 * 10**9
 FIRST_DAY_NS = 1_577_836_800 * 10**9  # 2020-01-01
 SYMBOLS = ("WARM.A", "WARM.B", "WARM.C")
+# what the built-in strategy types without defaults for everything need
+STRATEGY_PARAMS = {"top_k": {"factor": "ts_mean(close, 5) / close"}, "signals": {"entry": "close > sma(close, 20)"}}
 FILTER_ZSCORE = 20.0  # the factor services' default outlier filter (services/factor_requests.py)
 # ComputeFeatures' and StreamMarketData's default features (services/realtime_service.py)
 FEATURES = ("sma_5", "sma_20", "ema_12", "rsi", "macd", "bollinger")
@@ -126,8 +128,9 @@ def warm_backtest(inputs: WarmUpInputs) -> None:
     for name in STRATEGIES:
         if name == "sma_crossover":
             continue
-        try:  # a type that needs more (a model, a factor set, a rule) is warmed by its first job
-            handle(job_context("backtest", {**base, "strategy_config": {"strategy_type": name}}))
+        try:  # a type that needs more (a model, a stored factor set) is warmed by its first job
+            config = {"strategy_type": name, **STRATEGY_PARAMS.get(name, {})}
+            handle(job_context("backtest", {**base, "strategy_config": config}))
         except Exception as exc:  # noqa: BLE001 - best effort per strategy type
             log.debug("warm-up: backtest strategy %s skipped (%s)", name, exc)
 
