@@ -36,14 +36,16 @@ def test_job_failure_dead_letter_worker_loss_and_risk_breach_alerts(platform, ch
             limits=portfolio_pb2.RiskLimits(max_weight=0.6)))
         call = portfolio.WatchRisk(portfolio_pb2.WatchRiskRequest(portfolio_id="desk-ws"), timeout=60)
         threading.Thread(target=drain, args=(call,), daemon=True).start()
+        def jumps():  # 000001.SZ jumps: its weight drifts past 0.6
+            for second in range(300):
+                if stop.is_set():
+                    return
+                yield realtime_pb2.StreamDataRequest(stock_code="000001.SZ", price=1e6, volume=1,
+                                                     timestamp=f"2030-01-02T10:{second // 60:02d}:{second % 60:02d}Z")
+                time.sleep(0.1)
         try:
-            while not stop.is_set():  # 000001.SZ jumps: its weight drifts past 0.6
-                realtime.StreamMarketData(iter([realtime_pb2.StreamDataRequest(
-                    stock_code="000001.SZ", price=1e6, volume=1, timestamp="2030-01-02T10:00:00Z")]),
-                    timeout=10).next()
-                time.sleep(0.2)
-        except grpc.RpcError:
-            pass
+            responses = list(realtime.StreamMarketData(jumps(), timeout=60))
+            assert not any(r.error for r in responses), responses[0].error
         finally:
             call.cancel()
 
@@ -55,7 +57,7 @@ def test_job_failure_dead_letter_worker_loss_and_risk_breach_alerts(platform, ch
                                                            max_attempts=1))
             # A worker that stops heartbeating without saying goodbye.
             redis_client.hset(keys.WORKERS, "ghost-worker", "cpu")
-            redis_client.set(keys.worker_alive("ghost-worker"), "cpu", px=800)
+            redis_client.set(keys.worker_alive("ghost-worker"), "cpu", px=3000)  # seen alive, then lapses
             risk = threading.Thread(target=watch_and_push_prices, daemon=True)
             risk.start()
             try:
