@@ -19,6 +19,7 @@ class ObservabilityInterceptor(grpc.ServerInterceptor):
         # The sync server asks every interceptor for a handler on every call; the inner handler
         # of a method is the same object each time, so its wrapper is built once (Predict profile).
         self._wrapped: dict[str, tuple[Any, Any]] = {}
+        self._children: dict[tuple[str, grpc.StatusCode], tuple[Any, Any]] = {}
 
     def intercept_service(self, continuation: Callable, handler_call_details: grpc.HandlerCallDetails):
         handler = continuation(handler_call_details)
@@ -49,8 +50,13 @@ class ObservabilityInterceptor(grpc.ServerInterceptor):
             handler.request_deserializer, handler.response_serializer)
 
     def _observe(self, method: str, code: grpc.StatusCode, started: float) -> None:
-        self.metrics.rpc_requests.labels(method=method, code=code.name).inc()
-        self.metrics.rpc_latency.labels(method=method).observe(time.perf_counter() - started)
+        children = self._children.get((method, code))
+        if children is None:  # labelled children once per (method, code), not per call
+            children = self._children[(method, code)] = (
+                self.metrics.rpc_requests.labels(method=method, code=code.name),
+                self.metrics.rpc_latency.labels(method=method))
+        children[0].inc()
+        children[1].observe(time.perf_counter() - started)
 
     def _abort(self, exc: Exception, method: str, started: float, context: grpc.ServicerContext) -> None:
         code, message = to_status(exc, method)

@@ -37,7 +37,9 @@ class CacheStats:
         self._hits = 0
         self._misses = 0
         self._lock = threading.Lock()
-        hit_rate.labels(cache=name).set(0.0)  # the series exists before the first look-up
+        self._children: dict[bool, Any] = {}
+        self._rate = hit_rate.labels(cache=name)
+        self._rate.set(0.0)  # the series exists before the first look-up
 
     def record(self, hit: bool) -> None:
         with self._lock:
@@ -46,8 +48,12 @@ class CacheStats:
             else:
                 self._misses += 1
             rate = self._hits / (self._hits + self._misses)
-        self._requests.labels(cache=self.name, result="hit" if hit else "miss").inc()
-        self._hit_rate.labels(cache=self.name).set(rate)
+        # Labelled children looked up once (a look-up per Predict was measurable under load).
+        counter = self._children.get(hit)
+        if counter is None:
+            counter = self._children[hit] = self._requests.labels(cache=self.name, result="hit" if hit else "miss")
+        counter.inc()
+        self._rate.set(rate)
 
 
 class Metrics:

@@ -39,7 +39,10 @@ class _Pending:
     def __init__(self, features: np.ndarray) -> None:
         self.features = features
         self.rows = features.shape[0]
-        self.woken = threading.Event()  # set when the result is in, or when this request leads
+        # Released when the result is in or when this request is to lead: a bare lock is the
+        # cheapest wake-up (an Event builds a Condition per request).
+        self.woken = threading.Lock()
+        self.woken.acquire()
         self.lead = False
         self.done = False
         self.result: tuple[Prediction, str] | None = None
@@ -67,7 +70,7 @@ class PredictBatcher:
             self._queue.append(pending)
             if not self._busy:
                 self._busy = pending.lead = True
-        if not pending.lead and not pending.woken.wait(max(timeout, 0.0)):
+        if not pending.lead and not pending.woken.acquire(timeout=max(timeout, 0.0)):
             with self._lock:
                 if not pending.lead and not pending.done:
                     try:
@@ -114,7 +117,7 @@ class PredictBatcher:
                 if self._queue:  # the oldest waiter calls for everything queued meanwhile
                     heir = self._queue[0]
                     heir.lead = True
-                    heir.woken.set()
+                    heir.woken.release()
                 else:
                     self._busy = False
 
@@ -124,15 +127,17 @@ class PredictBatcher:
             self.calls += 1
             (predictions, probabilities), device = self.call(features)
         except Exception as exc:  # every caller of the batch gets the failure
-            for pending in batch:
+            for index, pending in enumerate(batch):
                 pending.error, pending.done = exc, True
-                pending.woken.set()
+                if index:  # batch[0] is the leader, this very thread
+                    pending.woken.release()
             return
         start = 0
-        for pending in batch:
+        for index, pending in enumerate(batch):
             stop = start + pending.rows
             pending.result = ((predictions[start:stop], None if probabilities is None else probabilities[start:stop]),
                               device)
             pending.done = True
-            pending.woken.set()
+            if index:  # batch[0] is the leader, this very thread
+                pending.woken.release()
             start = stop

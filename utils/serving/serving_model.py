@@ -35,12 +35,17 @@ class ServingModel:
         self.chain = chain
         self.metrics = metrics
         self.name = name
+        self._batch_rows: dict[str, Any] = {}
         batchable = max_batch_rows > 0 and getattr(predictor, "history_rows", 0) == 0
         self.batcher = PredictBatcher(self._call, max_batch_rows, max_wait, name) if batchable else None
 
     def _call(self, features: np.ndarray, deadline: float | None = None) -> tuple[Prediction, str]:
         result, device = self.chain.run(features, deadline)
-        self.metrics.predict_batch_rows.labels(model_type=self.model_type, device=device).observe(features.shape[0])
+        histogram = self._batch_rows.get(device)
+        if histogram is None:  # the labelled child once per device, not per call
+            histogram = self._batch_rows[device] = self.metrics.predict_batch_rows.labels(
+                model_type=self.model_type, device=device)
+        histogram.observe(features.shape[0])
         return result, device
 
     def predict(self, features: np.ndarray, deadline: float | None = None) -> tuple[Prediction, str]:

@@ -9,7 +9,7 @@
 
 enum { LANES = 8 };  /* rows walked together: independent loads overlap (measured best of 4/8/16) */
 
-int forest_kernel_version(void) { return 1; }
+int forest_kernel_version(void) { return 2; }
 
 /* acc[row][0..n_out) += sum over trees, in tree order, of values[leaf][0..n_out), rows [start, stop). */
 void forest_accumulate(const float *x, int64_t n_features, int64_t start, int64_t stop,
@@ -18,6 +18,33 @@ void forest_accumulate(const float *x, int64_t n_features, int64_t start, int64_
                        const double *values, int32_t n_out, double *acc) {
     const int32_t fmask = (1 << fbits) - 1;
     int32_t nodes[LANES];
+    if (stop - start < LANES) {
+        /* A few rows: the lanes walk 8 trees of one row instead (a lone row has no other rows to
+           overlap with); the leaves are added in tree order afterwards, as below. */
+        for (int64_t r = start; r < stop; r++) {
+            const float *row_x = x + r * n_features;
+            double *row = acc + r * n_out;
+            for (int64_t t0 = 0; t0 < n_trees; t0 += LANES) {
+                const int k = (int)((n_trees - t0) < LANES ? (n_trees - t0) : LANES);
+                for (int j = 0; j < k; j++) nodes[j] = roots[t0 + j];
+                int moving = 1;
+                while (moving) {
+                    moving = 0;
+                    for (int j = 0; j < k; j++) {
+                        const int32_t node = nodes[j], packed = info[node];
+                        const int32_t next = (packed >> fbits) + (row_x[packed & fmask] > thr[node]);
+                        moving |= next != node;
+                        nodes[j] = next;
+                    }
+                }
+                for (int j = 0; j < k; j++) {
+                    const double *leaf = values + (int64_t)nodes[j] * n_out;
+                    for (int32_t c = 0; c < n_out; c++) row[c] += leaf[c];
+                }
+            }
+        }
+        return;
+    }
     for (int64_t t = 0; t < n_trees; t++) {
         for (int64_t s = start; s < stop; s += LANES) {
             const int k = (int)((stop - s) < LANES ? (stop - s) : LANES);
