@@ -244,3 +244,32 @@ def test_idle_clients_are_disconnected_and_pings_keep_them(platform):
         asyncio.run(scenario())
     finally:
         gateway.stop()
+
+
+def test_two_gateways_behind_a_balancer_push_the_same_job_from_redis(gateway, channel, platform):
+    other = start_gateway_for(platform.settings)
+    stub = backtest_pb2_grpc.BacktestServiceStub(channel)
+
+    async def follow(url, job_ids):
+        async with connect(url) as ws:
+            await subscribed(ws, channel="task_status", task_type="*")
+            job_ids.append(None)  # ready
+            return await receive_until(ws, lambda m: any(p.get("status") == "COMPLETED" for p in m), 60)
+
+    async def scenario():
+        ready: list = []
+        first = asyncio.create_task(follow(ws_url(gateway), ready))
+        second = asyncio.create_task(follow(ws_url(other), ready))
+        while len(ready) < 2:
+            await asyncio.sleep(0.02)
+        request = backtest_pb2.BacktestRequest(**{**BACKTEST, "stock_codes": ["000001.SZ"]})
+        job_id = (await asyncio.to_thread(stub.IntegratedBacktest, request)).backtest_id
+        return job_id, await first, await second
+
+    try:
+        job_id, *both = asyncio.run(scenario())
+    finally:
+        other.stop()
+    for pushes in both:
+        statuses = [p["status"] for p in pushes if p.get("job_id") == job_id and "status" in p]
+        assert statuses[0] == "PENDING" and statuses[-1] == "COMPLETED", statuses
