@@ -45,6 +45,7 @@ TARGET_SINGLE_RATIO = 0.70
 TARGET_SINGLE_RATE = 10_000.0
 TARGET_BATCH_RATE = 500_000.0
 START = datetime(2026, 3, 2, 9, 30, tzinfo=timezone.utc)
+ECHO_KEYS = ("price", "volume", "sma_5", "sma_20", "ema_12", "rsi")  # the keys of our default response
 
 
 def load_average() -> str:
@@ -103,13 +104,13 @@ def _echo_main(ready, stop) -> None:
 
     class Echo(realtime_pb2_grpc.RealTimeServiceServicer):
         def StreamMarketData(self, request_iterator, context):
-            sequence = 0
+            sequence, stream_id = 0, "0" * 32
             for message in request_iterator:
                 if not message.ticks:
                     sequence += 1
-                    yield realtime_pb2.StreamDataResponse(stock_code=message.stock_code, sequence=sequence,
-                                                          timestamp=message.timestamp,
-                                                          processed_data={"price": message.price})
+                    yield realtime_pb2.StreamDataResponse(  # the same keys as ours, so the same size
+                        stock_code=message.stock_code, stream_id=stream_id, sequence=sequence,
+                        timestamp=message.timestamp, processed_data=dict.fromkeys(ECHO_KEYS, message.price))
                     continue
                 ticks = message.ticks  # columnar: the columns a response carries, copied, no work
                 batch = realtime_pb2.TickBatch(stock_codes=[t.stock_code for t in ticks],
@@ -213,7 +214,7 @@ def _alternate(ours, echo, rounds: list, per_message: int) -> dict:
 
 
 # ------------------------------------------------------------------ fan-out
-def _subscribers_main(port: int, symbols: list[str], seconds: float, ready, stop) -> None:
+def _subscribers_main(port: int, symbols: list[str], columnar: bool, ready, stop) -> None:
     """One SubscribeMarketData stream per symbol (grpc.aio client); reports each tick's lag."""
     import asyncio
     import grpc
@@ -223,11 +224,13 @@ def _subscribers_main(port: int, symbols: list[str], seconds: float, ready, stop
     received = [0]
 
     async def follow(stub, symbol: str) -> None:
-        call = stub.SubscribeMarketData(realtime_pb2.SubscriptionRequest(stock_codes=[symbol]))
+        call = stub.SubscribeMarketData(realtime_pb2.SubscriptionRequest(stock_codes=[symbol], columnar=columnar))
         try:
             async for update in call:
-                lags.append(time.time() - datetime.fromisoformat(update.timestamp).timestamp())
-                received[0] += 1
+                now = time.time()
+                stamps = update.batch.timestamps if columnar else [update.timestamp]
+                lags.extend(now - datetime.fromisoformat(stamp).timestamp() for stamp in stamps)
+                received[0] += len(stamps)
         except asyncio.CancelledError:
             call.cancel()
 
@@ -248,11 +251,11 @@ def _subscribers_main(port: int, symbols: list[str], seconds: float, ready, stop
     ready.put({"lags": lags, "received": received[0]})
 
 
-def measure_fanout(ctx, server_port: int) -> dict:
+def measure_fanout(ctx, server_port: int, columnar: bool) -> dict:
     from api_proto import realtime_pb2
-    symbols = [f"FAN{i}" for i in range(FANOUT_SUBSCRIBERS)]
+    symbols = [f"FAN{'C' if columnar else ''}{i}" for i in range(FANOUT_SUBSCRIBERS)]
     ready, stop = ctx.Queue(), ctx.Event()
-    process = ctx.Process(target=_subscribers_main, args=(server_port, symbols, FANOUT_SECONDS, ready, stop))
+    process = ctx.Process(target=_subscribers_main, args=(server_port, symbols, columnar, ready, stop))
     process.start()
     ready.get(timeout=120)
     channel, stub = _stub(server_port)
@@ -366,7 +369,8 @@ def render(streams: dict, fanout: dict, profile: dict, loads: list[str]) -> str:
         "Command: `.venv/bin/python -m bench realtime`. Load average (1/5/15 min) at start, after the "
         f"streams and at the end: {' → '.join(loads)} on {os.cpu_count()} CPUs (the machine is shared; "
         "rates swing with it). Anchor: a bare grpcio bidi server (same message types, a response per "
-        "message, no work) in its own process, fed the very same messages right after ours.",
+        "message carrying the same keys, no work) in its own process, fed the very same messages "
+        "right after ours.",
         "",
         "### StreamMarketData: one tick per message, a response per tick, default features",
         "",
@@ -405,17 +409,21 @@ def render(streams: dict, fanout: dict, profile: dict, loads: list[str]) -> str:
         "carries (symbols, timestamps, sequences, errors, one value column) copied from the request: "
         "the transport and protobuf cost of this message shape with no work.",
     ]
-    keeps_up = (fanout["received"] >= 0.999 * fanout["published"] and fanout["lag_p99"] < 0.25
-                and fanout["publish_rate"] >= 0.95 * FANOUT_RATE)
     lines += [
         "",
         f"### SubscribeMarketData: {FANOUT_SUBSCRIBERS} subscribers, {FANOUT_RATE:,} ticks/s published",
         "",
-        "| published ticks | publish ticks/s | received | lag p50 ms | lag p99 ms | lag max ms | keeps up? |",
-        "|---:|---:|---:|---:|---:|---:|---|",
-        f"| {fanout['published']:,} | {fanout['publish_rate']:,.0f} | {fanout['received']:,} | "
-        f"{fanout['lag_p50'] * 1e3:.1f} | {fanout['lag_p99'] * 1e3:.1f} | {fanout['lag_max'] * 1e3:.1f} | "
-        f"{'yes' if keeps_up else 'no'} |",
+        "| Subscription | published ticks | publish ticks/s | received | lag p50 ms | lag p99 ms | lag max ms | keeps up? |",
+        "|---|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    for columnar, label in ((False, "a MarketData per tick (default)"), (True, "`columnar` (waiting ticks in one message)")):
+        run_ = fanout[columnar]
+        keeps_up = (run_["received"] >= 0.999 * run_["published"] and run_["lag_p99"] < 0.25
+                    and run_["publish_rate"] >= 0.95 * FANOUT_RATE)
+        lines.append(f"| {label} | {run_['published']:,} | {run_['publish_rate']:,.0f} | {run_['received']:,} | "
+                     f"{run_['lag_p50'] * 1e3:.1f} | {run_['lag_p99'] * 1e3:.1f} | {run_['lag_max'] * 1e3:.1f} | "
+                     f"{'yes' if keeps_up else 'no'} |")
+    lines += [
         "",
         f"{FANOUT_SUBSCRIBERS} symbols, one subscriber each (grpc.aio client in its own process); a "
         f"publisher stream sends one tick per symbol every {FANOUT_PER_MESSAGE / FANOUT_RATE * 1e3:.0f} ms "
@@ -457,9 +465,11 @@ def run() -> Section:
                   flush=True)
             streams = measure_streams(server_port, echo_port)
             loads.append(load_average())
-            print("[bench:realtime] fan-out ...", flush=True)
-            fanout = measure_fanout(ctx, server_port)
-            print(f"[bench:realtime] fan-out: {fanout}", flush=True)
+            fanout = {}
+            for columnar in (False, True):
+                fanout[columnar] = measure_fanout(ctx, server_port, columnar)
+                print(f"[bench:realtime] fan-out ({'columnar' if columnar else 'a message per tick'}): "
+                      f"{fanout[columnar]}", flush=True)
         finally:
             _end(echo, echo_stop)
             _end(server, server_stop)

@@ -40,6 +40,13 @@ class LiveFeed:
         """(symbol, columnar update: timestamp, price, volume, indicators lists) per published
         message, until the caller's RPC ends. Every follower of this process shares one pub/sub
         connection (LiveHub); the update dicts are shared, so treat them as read-only."""
+        for waiting in self.follow_waiting(symbols, context, poll_seconds, most=1):
+            yield from waiting
+
+    def follow_waiting(self, symbols: list[str], context: Any, poll_seconds: float = 0.25, most: int = 1000
+                       ) -> Iterator[list[tuple[str, dict[str, Any]]]]:
+        """``follow``, but every update waiting (up to ``most``) at once, oldest first: a reader
+        that fell behind catches up in one step."""
         follower = self.hub.add(symbols)
         try:
             if not follower.ready.wait(READY_TIMEOUT_SECONDS):
@@ -52,9 +59,16 @@ class LiveFeed:
                     self.announce(symbols)
                     announced = time.monotonic()
                 try:
-                    yield follower.updates.get(timeout=poll_seconds)
+                    waiting = [follower.updates.get(timeout=poll_seconds)]
                 except queue.Empty:
                     self._check(follower)
+                    continue
+                while len(waiting) < most:
+                    try:
+                        waiting.append(follower.updates.get_nowait())
+                    except queue.Empty:
+                        break
+                yield waiting
         finally:
             self.hub.remove(follower)
 

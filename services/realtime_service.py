@@ -58,6 +58,29 @@ def finite_or_nan(value: float) -> float:
     return float(value) if value is not None and math.isfinite(value) else float("nan")
 
 
+def updates_as_batch(updates: list[tuple[str, dict[str, Any]]]) -> realtime_pb2.TickBatch:
+    """Published updates (symbol, columnar dict) as one TickBatch: price, volume and every
+    indicator key any of them carries, NaN where a tick has none."""
+    batch = realtime_pb2.TickBatch()
+    columns: dict[str, list[float]] = {"price": [], "volume": []}
+    count = 0
+    for symbol, update in updates:
+        ticks = len(update["timestamp"])
+        batch.stock_codes.extend([symbol] * ticks)
+        batch.timestamps.extend(update["timestamp"])
+        columns["price"].extend(update["price"])
+        columns["volume"].extend(update["volume"])
+        for key, column in update["indicators"].items():
+            values = columns.setdefault(key, [math.nan] * count)
+            values.extend(math.nan if value is None else value for value in column)
+        count += ticks
+        for values in columns.values():
+            values.extend([math.nan] * (count - len(values)))  # keys this update lacked
+    for key, values in columns.items():
+        batch.values[key].values.extend(values)
+    return batch
+
+
 class TickCounter:
     """Accepted ticks counted locally and added to the Prometheus counter every FLUSH_EVERY and
     when the stream ends: a locked counter increment per tick is a measurable share of a tick."""
@@ -202,6 +225,10 @@ class RealTimeServicer(realtime_pb2_grpc.RealTimeServiceServicer):
         active = self.metrics.realtime_streams_active.labels(kind="subscribe")
         active.inc()
         try:
+            if request.columnar:  # everything waiting, one message
+                for waiting in self.feed.follow_waiting(symbols, context):
+                    yield realtime_pb2.MarketData(batch=updates_as_batch(waiting))
+                return
             for symbol, update in self.feed.follow(symbols, context):  # columnar: one entry per tick
                 for index, timestamp in enumerate(update["timestamp"]):
                     yield realtime_pb2.MarketData(

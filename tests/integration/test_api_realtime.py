@@ -237,6 +237,60 @@ def test_subscriber_receives_other_clients_ticks_of_its_symbols(platform, stub):
                timeout=10)
 
 
+def test_columnar_subscriber_gets_waiting_ticks_as_one_batch(platform, stub):
+    batches: list[realtime_pb2.TickBatch] = []
+    call = stub.SubscribeMarketData(realtime_pb2.SubscriptionRequest(stock_codes=["COL.A", "COL.B"], columnar=True),
+                                    timeout=30)
+
+    def consume():
+        try:
+            for update in call:
+                assert not update.stock_code and update.HasField("batch")
+                batches.append(update.batch)
+        except grpc.RpcError:
+            pass  # cancelled at the end of the test
+    reader = threading.Thread(target=consume, daemon=True)
+    reader.start()
+    try:
+        wait_until(lambda: platform.registry.get_sample_value("realtime_streams_active", {"kind": "subscribe"}) == 1,
+                   timeout=10)
+        sent: dict[str, tuple[str, float]] = {}
+        i = 0
+        deadline = time.monotonic() + 10
+        while not batches and time.monotonic() < deadline:
+            ticks = [realtime_pb2.Tick(stock_code=symbol, price=10 + i + k, volume=1 + k, timestamp=stamp(i))
+                     for k, symbol in enumerate(("COL.A", "COL.B", "COL.C"))]
+            for tick in ticks:
+                sent[tick.timestamp + tick.stock_code] = (tick.stock_code, tick.price)
+            stream(stub, [realtime_pb2.StreamDataRequest(ticks=ticks, feature_types=["sma_1"])])
+            i += 1
+            time.sleep(0.1)
+        assert batches, "the subscriber got nothing within 10 s"
+        time.sleep(0.3)
+        codes = [code for batch in batches for code in batch.stock_codes]
+        assert set(codes) <= {"COL.A", "COL.B"} and codes
+        for batch in batches:
+            assert len(batch.timestamps) == len(batch.stock_codes) == len(batch.values["price"].values)
+            assert not batch.sequences and not batch.errors
+            for code, time_, price, sma in zip(batch.stock_codes, batch.timestamps, batch.values["price"].values,
+                                               batch.values["sma_1"].values):
+                assert sent[time_ + code] == (code, price) and sma == price
+    finally:
+        call.cancel()
+        reader.join(timeout=5)
+
+
+def test_updates_as_batch_fills_missing_indicators_with_nan():
+    from services.realtime_service import updates_as_batch
+    batch = updates_as_batch([
+        ("A", {"timestamp": ["t1", "t2"], "price": [1.0, 2.0], "volume": [5.0, 6.0], "indicators": {"x": [None, 3.0]}}),
+        ("B", {"timestamp": ["t3"], "price": [4.0], "volume": [7.0], "indicators": {"y": [8.0]}})])
+    assert list(batch.stock_codes) == ["A", "A", "B"] and list(batch.timestamps) == ["t1", "t2", "t3"]
+    assert list(batch.values["price"].values) == [1.0, 2.0, 4.0]
+    assert np.array_equal(batch.values["x"].values, [np.nan, 3.0, np.nan], equal_nan=True)
+    assert np.array_equal(batch.values["y"].values, [np.nan, np.nan, 8.0], equal_nan=True)
+
+
 @pytest.mark.parametrize("codes,needle", [([], "stock_codes"), (["bad code!"], "stock_codes[0]"),
                                            (["A", "A"], "twice")])
 def test_bad_subscriptions_are_invalid(stub, codes, needle):

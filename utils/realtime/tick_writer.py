@@ -5,7 +5,7 @@ Why: on this kind of host a Redis round trip costs ~200 µs, so writing each mes
 before answering caps a stream at a few thousand messages per second. One writer thread per
 server drains a bounded queue every ``flush_seconds`` (TICK_FLUSH_MS; sooner when it fills),
 grouping the flush by symbol: one packed XADD, one set of bar upserts and one PUBLISH per run of
-a feature set, per symbol, in one transaction. Order per symbol is preserved (one writer, entries
+a feature set, per symbol, in one Redis script call (flush_script.py). Order per symbol is preserved (one writer, entries
 of a symbol kept in submission order); the one-tick path hands over plain tuples and the arrays
 are built here, once per flush. If Redis is unreachable the writer keeps the ticks and retries; when
 the backlog reaches ``max_pending`` ticks, ``submit`` raises ``Backlogged`` and the stream is
@@ -30,6 +30,7 @@ import redis
 from utils.data.store import BarStore
 from utils.data import keys
 from utils.realtime.bar_aggregator import INTERVAL_NS, Bar, BarAggregator
+from utils.realtime.flush_script import FlushCall, FlushScript
 
 log = logging.getLogger(__name__)
 
@@ -140,6 +141,7 @@ class TickWriter:
         # symbol -> (has subscribers, when checked): live updates are built and published only
         # for followed symbols; presence is re-checked at most every SUBSCRIBER_CHECK_SECONDS.
         self._subscribed: dict[str, tuple[bool, float]] = {}
+        self._script = FlushScript(client)
         self._thread = threading.Thread(target=self._run, name="tick-writer", daemon=True)
         self._thread.start()
 
@@ -231,24 +233,22 @@ class TickWriter:
                 self._stop.wait(min(0.05 * 2 ** failures, 2.0))
 
     def _write(self, grouped: dict[str, list[PendingTicks]]) -> None:
-        """One transaction per flush: per symbol one packed XADD of all its ticks, its bar
-        upserts, and one PUBLISH per run of one feature set (only for followed symbols)."""
+        """One script call per flush (FlushScript): per symbol one packed XADD of all its ticks,
+        its bar upserts, and one PUBLISH per run of one feature set (only for followed symbols)."""
         followed = self._followed(set(grouped))  # as by_symbol saw it (checked at most once a second)
-        pipe = self.redis.pipeline(transaction=True)  # all or nothing, so a retry never duplicates
+        call = FlushCall(self.maxlen, self.aggregator.intervals if self.aggregator else ())
         staged: dict = {}
         for symbol, batches in grouped.items():
             ticks = concatenate(batches)
-            self.store.append_ticks(pipe, symbol, ticks.time_ns, ticks.price, ticks.volume, self.maxlen)
-            if symbol in followed:
-                for run in merge(batches):
-                    pipe.publish(keys.live_channel(symbol), live_message(run))
-            if self.aggregator:
-                self._aggregate(pipe, ticks, staged)
-        pipe.execute()
+            payloads = [live_message(run) for run in merge(batches)] if symbol in followed else []
+            bars = self._aggregate(ticks, staged) if self.aggregator else {}
+            call.add(symbol, ticks.time_ns, ticks.price, ticks.volume, payloads, bars)
+        self._script.run(call)
         if self.aggregator:
             self.aggregator.commit(staged)
 
-    def _aggregate(self, pipe: redis.client.Pipeline, batch: PendingTicks, staged: dict) -> None:
+    def _aggregate(self, batch: PendingTicks, staged: dict) -> dict[str, list[tuple]]:
+        """The bars ``batch`` touched, per interval, as (start, open, high, low, close, volume)."""
         for interval in self.aggregator.intervals:
             if not self.aggregator.knows(batch.symbol, interval) and (batch.symbol, interval) not in staged:
                 width = INTERVAL_NS[interval]
@@ -257,6 +257,5 @@ class TickWriter:
                 if stored is not None:
                     self.aggregator.resume(batch.symbol, interval, Bar.from_array(start, stored))
         touched = self.aggregator.add(batch.symbol, batch.time_ns, batch.price, batch.volume, staged)
-        for interval, bars in touched.items():
-            self.store.upsert_interval_bars(pipe, batch.symbol, interval,
-                                            {bar.start_ns: bar.as_array() for bar in bars})
+        return {interval: [(bar.start_ns, bar.open, bar.high, bar.low, bar.close, bar.volume) for bar in bars]
+                for interval, bars in touched.items()}
