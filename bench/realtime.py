@@ -292,7 +292,8 @@ def measure_fanout(ctx, server_port: int, columnar: bool) -> dict:
 
 # ------------------------------------------------------------------ profile
 def measure_profile(redis_port: int, data_dir: str) -> dict:
-    """The servicer in this process (no transport), 10 symbols interleaved, under cProfile."""
+    """The servicer in this process (no transport): one tick per message over 10 symbols, and
+    200-tick messages of one symbol with columnar responses; timed plain, then under cProfile."""
     import logging
     logging.disable(logging.WARNING)
     from prometheus_client import CollectorRegistry
@@ -313,37 +314,50 @@ def measure_profile(redis_port: int, data_dir: str) -> dict:
     store = BarStore(redis_from_settings(settings, decode=False))
     metrics = Metrics(CollectorRegistry())
     writer = TickWriter(store, store.redis, settings.tick_stream_maxlen, settings.tick_backlog_max,
+                        flush_seconds=settings.tick_flush_ms / 1000,
                         aggregator=BarAggregator(parse_intervals(settings.bar_intervals)))
     states = SymbolStates(store, flush_pending=writer.flush)
     servicer = RealTimeServicer(client, store, RedisCache(client, "features", 60, metrics.cache("features")),
                                 states, writer, JobQueue(client, QueueConfig.from_settings(settings)), settings,
                                 metrics)
+    cases = {"single": (lambda n, offset: _single_messages(_ticks("P", 10, n, offset)), 1),
+             "columnar": (lambda n, offset: _batched_messages(_ticks("Q", 1, n, offset), BATCH), BATCH)}
+    results = {}
     try:
-        for _ in servicer.StreamMarketData(iter(_single_messages(_ticks("P", 10, 500, 0))), None):
-            pass
-        writer.flush()
-        timed = _single_messages(_ticks("P", 10, PROFILE_N, 3600))
-        client.config_resetstat()
-        writer_clock = time.pthread_getcpuclockid(writer._thread.ident)
-        writer_cpu = time.clock_gettime(writer_clock)
-        profile = cProfile.Profile()
-        began = time.perf_counter()
-        profile.enable()
-        for _ in servicer.StreamMarketData(iter(timed), None):
-            pass
-        profile.disable()
-        seconds = time.perf_counter() - began
-        writer.flush()
-        writer_cpu = time.clock_gettime(writer_clock) - writer_cpu
-        stats = client.info("commandstats")
-        commands = {name.removeprefix("cmdstat_"): value["calls"] for name, value in stats.items()
-                    if name not in ("cmdstat_config", "cmdstat_info")}
-        text = io.StringIO()
-        pstats.Stats(profile, stream=text).sort_stats("tottime").print_stats(14)
-        return {"n": PROFILE_N, "seconds": seconds, "writer_cpu": writer_cpu, "commands": commands,
-                "profile": text.getvalue()}
+        for case, (messages, per_message) in cases.items():
+            n = PROFILE_N if per_message == 1 else 20 * PROFILE_N
+            _drive(servicer, messages(2_000, 0))
+            writer.flush()
+            timed, profiled = messages(n, 3600), messages(n, 7200)  # built before the clocks start
+            began = time.perf_counter()
+            _drive(servicer, timed)
+            plain = time.perf_counter() - began
+            writer.flush()
+            client.config_resetstat()
+            writer_clock = time.pthread_getcpuclockid(writer._thread.ident)
+            writer_cpu = time.clock_gettime(writer_clock)
+            profile = cProfile.Profile()
+            profile.enable()
+            _drive(servicer, profiled)
+            profile.disable()
+            writer.flush()
+            writer_cpu = time.clock_gettime(writer_clock) - writer_cpu
+            stats = client.info("commandstats")
+            commands = {name.removeprefix("cmdstat_"): value["calls"] for name, value in stats.items()
+                        if name not in ("cmdstat_config", "cmdstat_info", "cmdstat_config|resetstat")}
+            text = io.StringIO()
+            pstats.Stats(profile, stream=text).sort_stats("tottime").print_stats(12)
+            results[case] = {"n": n, "seconds": plain, "writer_cpu": writer_cpu, "commands": commands,
+                             "profile": text.getvalue()}
+        return results
     finally:
         writer.stop()
+
+
+def _drive(servicer, messages) -> None:
+    """The servicer's StreamMarketData over ``messages``, responses serialized as gRPC would."""
+    for response in servicer.StreamMarketData(iter(messages), None):
+        response.SerializeToString()
 
 
 # ------------------------------------------------------------------ report
@@ -435,20 +449,25 @@ def render(streams: dict, fanout: dict, profile: dict, loads: list[str]) -> str:
         "### Where a tick's time goes (profile)",
         "",
     ]
-    per_tick = profile["seconds"] / profile["n"] * 1e6
-    commands = ", ".join(f"{name} {calls / profile['n']:.3f}" for name, calls in
-                         sorted(profile["commands"].items(), key=lambda item: -item[1]))
+    labels = {"single": "one tick per message, 10 symbols interleaved",
+              "columnar": f"{BATCH} ticks per message, one symbol, columnar responses"}
     lines += [
-        f"The servicer's StreamMarketData driven in process (no transport) over {profile['n']:,} "
-        f"single-tick messages, 10 symbols interleaved: {per_tick:.1f} µs per tick on the stream's "
-        f"thread (cProfile on, which roughly doubles Python time), plus {profile['writer_cpu'] / profile['n'] * 1e6:.1f} µs "
-        f"per tick of CPU on the write-behind writer thread (its batches, XADDs, bar upserts). "
-        f"Redis commands per tick (all threads): {commands or 'none'}. Top functions by own time:",
+        "The servicer's StreamMarketData driven in process (no transport; responses serialized), "
+        "timed without a profiler, then again under cProfile for the table. Redis commands are "
+        "counted by the server (INFO commandstats; the writer's script and the commands it runs "
+        "inside Redis).",
         "",
-        "| calls | own ms | function |",
-        "|---:|---:|---|",
-        *_profile_lines(profile["profile"]),
+        "| Case | ticks | µs per tick on the stream's thread | writer thread CPU µs per tick | Redis commands per tick |",
+        "|---|---:|---:|---:|---|",
     ]
+    for case, result in profile.items():
+        commands = ", ".join(f"{name} {calls / result['n']:.3f}" for name, calls in
+                             sorted(result["commands"].items(), key=lambda item: -item[1]))
+        lines.append(f"| {labels[case]} | {result['n']:,} | {result['seconds'] / result['n'] * 1e6:.1f} | "
+                     f"{result['writer_cpu'] / result['n'] * 1e6:.1f} | {commands or 'none'} |")
+    for case, result in profile.items():
+        lines += ["", f"Top functions by own time, {labels[case]} (cProfile on):", "",
+                  "| calls | own ms | function |", "|---:|---:|---|", *_profile_lines(result["profile"], 10)]
     return "\n".join(lines)
 
 
@@ -475,7 +494,8 @@ def run() -> Section:
             _end(server, server_stop)
         print("[bench:realtime] profile ...", flush=True)
         profile = measure_profile(redis_server.port, str(Path(tmp) / "profile"))
-        print(profile["profile"], flush=True)
+        for result in profile.values():
+            print(result["profile"], flush=True)
         redis_server.stop()
     loads.append(load_average())
     return Section("Real-time streaming", render(streams, fanout, profile, loads))
