@@ -25,6 +25,7 @@ MODULES: dict[str, str] = {
     "inference": "bench.inference",
     "coldstart": "bench.coldstart",
     "realtime": "bench.realtime",
+    "gateway": "bench.gateway",
 }
 
 
