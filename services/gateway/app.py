@@ -25,7 +25,8 @@ from starlette.websockets import WebSocketDisconnect, WebSocketState
 from services.gateway import views
 from services.gateway.hub import Connection, Hub
 from services.gateway.outbox import Outbox
-from services.gateway.protocol import Interests, ProtocolError, error, parse_subscription, valid_job_id
+from services.gateway.protocol import (Interests, ProtocolError, encode, error, parse_subscription,
+                                       valid_job_id)
 from services.security import KeyRing, presented_key
 from utils.monitoring import GatewayMetrics
 from utils.queue.streams import JobQueue, QueueConfig
@@ -254,7 +255,7 @@ class Session:
         try:
             while not outbox.overflowed:
                 message = await outbox.get()
-                await self.websocket.send_text(json.dumps(message))
+                await self.websocket.send_text(encode(message))
                 if "channel" in message:
                     self.metrics.messages_sent.labels(channel=message["channel"]).inc()
         except (RuntimeError, WebSocketDisconnect, OSError):

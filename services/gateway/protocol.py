@@ -15,6 +15,7 @@ Client messages (JSON text frames)::
 """
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -39,8 +40,22 @@ def now_iso() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def push(channel: str, **fields: Any) -> dict[str, Any]:
-    return {"channel": channel, **fields, "time": now_iso()}
+class Push(dict):
+    """A push; fanned out to many connections, it is encoded to JSON once."""
+
+    def encoded(self) -> str:
+        text = getattr(self, "_text", None)
+        if text is None:
+            text = self._text = json.dumps(self)
+        return text
+
+
+def push(channel: str, **fields: Any) -> Push:
+    return Push(channel=channel, **fields, time=now_iso())
+
+
+def encode(message: dict[str, Any]) -> str:
+    return message.encoded() if isinstance(message, Push) else json.dumps(message)
 
 
 def error(message: str, code: str = "bad_request") -> dict[str, Any]:
