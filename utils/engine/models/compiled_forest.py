@@ -63,10 +63,16 @@ def _compiler_identity(compiler: str) -> str:
     return done.stdout.splitlines()[0] if done.stdout else compiler
 
 
+class _ForestStruct(ctypes.Structure):
+    """forest_kernel.c's ``Forest``: same fields, same order."""
+    _fields_ = [("info", ctypes.c_void_p), ("thr", ctypes.c_void_p), ("roots", ctypes.c_void_p),
+                ("values", ctypes.c_void_p), ("n_trees", ctypes.c_int64), ("n_features", ctypes.c_int64),
+                ("fbits", ctypes.c_int32), ("n_out", ctypes.c_int32)]
+
+
 def _bind(library: ctypes.CDLL) -> ctypes.CDLL:
-    pointer, i64, i32 = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int32
-    library.forest_accumulate.argtypes = [pointer, i64, i64, i64, pointer, pointer, i32, pointer, i64,
-                                          pointer, i32, pointer]
+    pointer, i64 = ctypes.c_void_p, ctypes.c_int64
+    library.forest_accumulate.argtypes = [pointer, pointer, i64, i64, pointer]
     library.forest_accumulate.restype = None
     return library
 
@@ -179,21 +185,25 @@ class CompiledForest:
         self.kernel = kernel
         self.threads = max(threads or os.cpu_count() or 1, 1)
         self.n_trees = int(self.flat.roots.size)
+        self.n_out = int(self.flat.values.shape[1])
+        flat = self.flat
+        # One struct built once: converting a dozen arguments per call (numpy's .ctypes objects)
+        # cost more than walking a row through 100 trees. It points into ``flat``'s arrays, which
+        # this object keeps alive.
+        self._struct = _ForestStruct(flat.info.ctypes.data, flat.thresholds.ctypes.data, flat.roots.ctypes.data,
+                                     flat.values.ctypes.data, self.n_trees, flat.n_features, flat.fbits, self.n_out)
+        self._address = ctypes.addressof(self._struct)
 
     def _accumulate(self, rows: np.ndarray, start: int, stop: int, sums: np.ndarray) -> None:
-        flat = self.flat
-        self.kernel.forest_accumulate(rows.ctypes.data, flat.n_features, start, stop, flat.info.ctypes.data,
-                                      flat.thresholds.ctypes.data, flat.fbits, flat.roots.ctypes.data,
-                                      self.n_trees, flat.values.ctypes.data, flat.values.shape[1],
-                                      sums.ctypes.data)
+        self.kernel.forest_accumulate(self._address, rows.ctypes.data, start, stop, sums.ctypes.data)
 
     def mean(self, features: np.ndarray) -> np.ndarray:
         if features.ndim != 2 or features.shape[1] != self.flat.n_features:
             raise ValueError(f"expected (n, {self.flat.n_features}) features, got {features.shape}")
         # scikit-learn predicts on float32 inputs; the kernel compares the same float32 values.
-        rows = np.ascontiguousarray(features, dtype=np.float32)
-        sums = np.zeros((rows.shape[0], self.flat.values.shape[1]))
+        rows = features.astype(np.float32, order="C")
         n = rows.shape[0]
+        sums = np.zeros((n, self.n_out))
         parts = min(self.threads, n // (PARALLEL_MIN_ROWS // 2)) if n >= PARALLEL_MIN_ROWS else 1
         if parts <= 1:
             self._accumulate(rows, 0, n, sums)

@@ -9,13 +9,28 @@
 
 enum { LANES = 8 };  /* rows walked together: independent loads overlap (measured best of 4/8/16) */
 
-int forest_kernel_version(void) { return 2; }
+int forest_kernel_version(void) { return 3; }
+
+/* A flattened forest (compiled_forest.py builds it once per model, as a ctypes Structure with
+   the same fields in the same order). */
+typedef struct {
+    const int32_t *info;
+    const float *thr;
+    const int32_t *roots;
+    const double *values;
+    int64_t n_trees;
+    int64_t n_features;
+    int32_t fbits;
+    int32_t n_out;
+} Forest;
 
 /* acc[row][0..n_out) += sum over trees, in tree order, of values[leaf][0..n_out), rows [start, stop). */
-void forest_accumulate(const float *x, int64_t n_features, int64_t start, int64_t stop,
-                       const int32_t *info, const float *thr, int32_t fbits,
-                       const int32_t *roots, int64_t n_trees,
-                       const double *values, int32_t n_out, double *acc) {
+void forest_accumulate(const Forest *forest, const float *x, int64_t start, int64_t stop, double *acc) {
+    const int32_t *info = forest->info, *roots = forest->roots;
+    const float *thr = forest->thr;
+    const double *values = forest->values;
+    const int64_t n_trees = forest->n_trees, n_features = forest->n_features;
+    const int32_t fbits = forest->fbits, n_out = forest->n_out;
     const int32_t fmask = (1 << fbits) - 1;
     int32_t nodes[LANES];
     if (stop - start < LANES) {
