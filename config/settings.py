@@ -98,6 +98,9 @@ class CoreSettings(BaseSettings):
     # Aligned price panels a worker keeps for factor jobs on the same symbols and dates (MiB;
     # entries are checked against the symbols' data versions on every use; 0 disables).
     factor_panel_cache_mb: int = Field(1024, ge=0)
+    # Stored bars a worker keeps for its next backtests on the same symbols (MiB; each use checks
+    # the symbols' data versions first, so a re-import is always seen; 0 disables).
+    backtest_bar_cache_mb: int = Field(512, ge=0)
 
     # AnalyzeSentiment (utils/sentiment): lexicon models (VADER, SnowNLP) always; with LLM_API_URL
     # (an OpenAI-compatible base URL or its /chat/completions endpoint) + LLM_MODEL (+ LLM_API_KEY)

@@ -19,6 +19,7 @@ from utils.engine.backtest.runner import (AlignedBars, NoDataInRange, TradeRecor
 from utils.engine.backtest.strategies import STORED_FACTOR
 from utils.engine.backtest.sweep import SweepResult, best_spec, sweep_panels, walk_forward
 from utils.queue.worker import JobContext, PermanentJobError
+from utils.tasks.bar_cache import StoredBarsCache
 from utils.tasks.resources import WorkerResources
 
 LOAD_SHARE = 0.2  # progress fraction attributed to loading bars
@@ -44,6 +45,7 @@ def backtest_result(report: Any, spec: Any, backend: Backend, seconds: float) ->
 
 def make_backtest_handler(resources: WorkerResources):
     store = resources.bar_store
+    stored_bars = StoredBarsCache(store, resources.settings.backtest_bar_cache_mb * 2**20)
 
     def handle(context: JobContext) -> dict[str, Any]:
         payload = context.payload
@@ -59,7 +61,7 @@ def make_backtest_handler(resources: WorkerResources):
             spec = replace(spec, position_lookback=policy.lookback)
         symbols = payload["symbols"]
         try:
-            stored = store.read_many(symbols, None, payload["end_ns"])
+            stored = stored_bars.read_many(symbols, payload["end_ns"])
         except SymbolNotFound as exc:
             raise PermanentJobError(str(exc)) from None
         bars = {symbol: stored[symbol].columns() for symbol in symbols}
