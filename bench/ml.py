@@ -285,18 +285,19 @@ def _rate(run: dict) -> float:
 
 
 PROFILE_SUMMARY = (
-    "Profile (py-spy `record --gil` on the server process during the 64-client typed-rows run, 2 CPUs "
-    "shared with other work, load ~7): before this change ~35 % of the GIL-holding samples were thread "
-    "hand-offs inside Predict (request thread → batching thread → device-pool thread and back: "
-    "Condition.wait/notify, Future, pool submit), ~10 % the two interceptors rebuilding their handlers "
-    "on every call, ~10 % Predict's own work (JSON, validation, model call, response) and the rest "
-    "grpcio's sync server (its polling thread handing each call to the pool). Now: a request that finds "
-    "the model idle calls it in its own thread (leader/follower batcher, the forest fast path inline, no "
-    "pool hop), interceptor handlers are built once per method, and Predict is ~20 % of the samples "
-    "(waking the followers of a batch ~10 %, the rest validation, the compiled kernel and the response); "
-    "~65 % is grpcio's server machinery that the echo anchor pays too. What remains between Predict and "
-    "the echo is that ~20 %: the next step would be the grpc.aio server (no pool hand-off per call) for "
-    "the serving RPCs."
+    "Profile (py-spy `record --gil` on the server process for 8 s of the 64-client run, 2 CPUs shared "
+    "with other work at load ~5-7; shares of the samples in which a server thread held the GIL). "
+    "Before this change (JSON input; batching thread, device-pool thread, interceptors rebuilding their "
+    "handlers per call): Predict's own code 27 %, thread hand-offs around it ~35 % (Condition wait/notify "
+    "self time 22 %, Future.result 9 %, pool submit 4 %), the interceptors' per-call handler building ~6 %, "
+    "the rest grpcio's sync server. After (typed rows; the request that finds the model idle calls it in "
+    "its own thread, followers woken by a bare lock, forest fast path inline, interceptor handlers and "
+    "metric children built once): MLServicer.Predict 33 % inclusive, of which the batcher 13 % (waking "
+    "followers, the leader's linger), row conversion 5 %, the compiled kernel call 3 %, validation, model "
+    "look-up and response the rest; interceptors ~1 %; grpcio's own server machinery ~60 % (its polling "
+    "thread, handing each call to its thread pool, per-call condition variables), which the echo anchor "
+    "pays too. What separates Predict from the echo is that third: the next step would be the grpc.aio "
+    "server for the serving RPCs (no pool hand-off per call), which services/server.py owns."
 )
 
 

@@ -8,6 +8,7 @@ pays for one dictionary look-up.
 """
 from __future__ import annotations
 
+import math
 import threading
 from typing import Any, Mapping, Sequence
 
@@ -64,13 +65,15 @@ class TypedRows:
             values = rows[0].values
             if len(values) != width:
                 raise _width(0, len(values), width)
-            matrix = np.array(values, dtype=np.float64).reshape(1, width)
+            matrix = np.fromiter(values, np.float64, width).reshape(1, width)
         else:
             for index, row in enumerate(rows):
                 if len(row.values) != width:
                     raise _width(index, len(row.values), width)
             matrix = np.array([list(row.values) for row in rows], dtype=np.float64)
-        if not np.isfinite(matrix).all():
+        # A finite sum means finite values (NaN/inf propagate); only a sum that is not (or that
+        # overflowed) needs the element-wise look.
+        if not math.isfinite(matrix.sum()) and not np.isfinite(matrix).all():
             row, column = np.argwhere(~np.isfinite(matrix))[0]
             raise invalid(f"rows[{row}].values[{column}]", f"is {matrix[row, column]}; values must be finite "
                                                            f"(column {names[column]!r})")
