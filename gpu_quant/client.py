@@ -9,7 +9,6 @@
 """
 from __future__ import annotations
 
-import collections
 from typing import Any, Iterable
 
 import pandas as pd
@@ -24,7 +23,6 @@ from .research import Execution, Factors, Portfolio
 from .transport import RetryPolicy, Transport
 
 DEFAULT_TARGET = "localhost:50051"
-STATUS_SCAN_LIMIT = 2_000  # jobs read per state by status(); the count says "2000+" beyond it
 
 
 class Client:
@@ -80,22 +78,12 @@ class Client:
         return health_pb2.HealthCheckResponse.ServingStatus.Name(response.status)
 
     def status(self) -> dict[str, Any]:
-        """Health, queue depths (PENDING jobs per task type), running jobs per worker.
-
-        The server has no cluster-state RPC yet, so workers are those running a job now."""
-        state: dict[str, Any] = {"target": self.transport.target, "health": self.health()}
-        pending = collections.Counter(job["task_type"] for job in self.jobs.iter(status="PENDING", limit=STATUS_SCAN_LIMIT))
-        running = list(self.jobs.iter(status="RUNNING", limit=STATUS_SCAN_LIMIT))
-        by_type = collections.Counter(job["task_type"] for job in running)
-        workers: dict[str, dict[str, Any]] = {}
-        for job in running:
-            entry = workers.setdefault(job["worker"] or "?", {"device": job["device"], "running": 0, "jobs": []})
-            entry["running"] += 1
-            entry["jobs"].append(job["job_id"])
-        state["queues"] = {task: {"pending": pending.get(task, 0), "running": by_type.get(task, 0)}
-                           for task in sorted(set(pending) | set(by_type))}
-        state["workers"] = workers
-        return state
+        """Health, every registered worker (alive or lapsed) and each task type's queue
+        (waiting, running, dead-lettered), from JobService.GetClusterStatus."""
+        cluster = self.jobs.cluster()
+        return {"target": self.transport.target, "health": self.health(),
+                "queues": {row.pop("task_type"): row for row in cluster.get("queues", [])},
+                "workers": {row.pop("worker_id"): row for row in cluster.get("workers", [])}}
 
     def close(self) -> None:
         self.transport.close()

@@ -107,6 +107,10 @@ class Jobs:
     def cancel(self, job_id: str) -> dict[str, Any]:
         return to_dict(self.transport.unary(self.stub.CancelJob, jobs_pb2.JobRequest(job_id=job_id)))
 
+    def cluster(self) -> dict[str, Any]:
+        """Workers and queue depths (JobService.GetClusterStatus), as plain dicts."""
+        return to_dict(self.transport.unary(self.stub.GetClusterStatus, jobs_pb2.ClusterStatusRequest()))
+
     def iter(self, task_type: str = "", status: str | None = None, limit: int | None = 50) -> Iterator[dict[str, Any]]:
         """Jobs newest first, fetching pages as needed (limit=None: all of them)."""
         token, seen = "", 0

@@ -9,6 +9,7 @@ from services.errors import invalid
 from services.job_views import cancel, history_page, job_id_field, require_job, status_filter, watch
 from utils import task_types
 from utils.data.timeutil import epoch_to_iso
+from utils.queue.cluster import cluster_view
 from utils.queue.jobs import JobRecord, JobStatus
 from utils.queue.streams import JobQueue
 
@@ -53,3 +54,10 @@ class JobServicer(jobs_pb2_grpc.JobServiceServicer):
         offset, size = validation.page("page_size", request.page_size, request.page_token, 50, 500)
         records, token = history_page(self.queue, task_type, offset, size, keep)
         return jobs_pb2.ListJobsResponse(jobs=[job_message(record) for record in records], next_page_token=token)
+
+    def GetClusterStatus(self, request, context):
+        view = cluster_view(self.queue)
+        return jobs_pb2.ClusterStatus(
+            workers=[jobs_pb2.WorkerState(worker_id=w.worker_id, device=w.device, alive=w.alive) for w in view.workers],
+            queues=[jobs_pb2.QueueState(task_type=q.task_type, waiting=q.waiting, running=q.running,
+                                        dead_letters=q.dead_letters) for q in view.queues])

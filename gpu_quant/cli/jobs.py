@@ -14,24 +14,24 @@ JOB_TABLE = ["job_id", "task_type", "status", "progress", "submitted_at", "worke
 @click.option("--json", "as_json", is_flag=True, help="One JSON object.")
 @click.pass_obj
 def status(connection, as_json: bool) -> None:
-    """Health, queue depths (pending / running per task type) and busy workers."""
+    """Health, queue depths (waiting / running / dead-lettered per task type) and workers."""
     state = connection.client.status()
     if as_json:
         emit_json(state)
         return
     print_mapping({"target": state["target"], "health": state["health"]}, title="server")
     queues = pd.DataFrame([{"task_type": name, **counts} for name, counts in state["queues"].items()],
-                          columns=["task_type", "pending", "running"])
+                          columns=["task_type", "waiting", "running", "dead_letters"])
     if len(queues):
         print_table(queues, title="queues")
     else:
         stdout.print("queues: empty")
     workers = pd.DataFrame([{"worker": name, **info} for name, info in state["workers"].items()],
-                           columns=["worker", "device", "running", "jobs"])
+                           columns=["worker", "device", "alive"])
     if len(workers):
-        print_table(workers, title="workers running jobs")
+        print_table(workers, title="workers")
     else:
-        stdout.print("workers: none running a job")
+        stdout.print("workers: none registered")
 
 
 @click.group()

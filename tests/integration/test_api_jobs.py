@@ -106,3 +106,21 @@ def test_reflection_lists_the_job_service(channel):
     stub = reflection_pb2_grpc.ServerReflectionStub(channel)
     reply = next(stub.ServerReflectionInfo(iter([reflection_pb2.ServerReflectionRequest(list_services="")])))
     assert "gpu_api.jobs.JobService" in {service.name for service in reply.list_services_response.service}
+
+
+def test_cluster_status_lists_workers_queues_and_dead_letters(platform, jobs):
+    from tests.conftest import wait_until
+    from utils.queue import keys
+    wait_until(lambda: jobs.GetClusterStatus(jobs_pb2.ClusterStatusRequest()).workers)
+    [worker] = jobs.GetClusterStatus(jobs_pb2.ClusterStatusRequest()).workers
+    assert worker.alive and worker.device == "cpu" and worker.worker_id
+
+    platform.worker.stop()  # deregisters; what is enqueued now waits
+    for _ in range(3):
+        platform.queue.enqueue(JobSpec("features", {"symbols": [], "features": []}))
+    platform.queue.redis.xadd(keys.dead_letter("backtest"), {"job_id": "bt-dead"})
+    state = jobs.GetClusterStatus(jobs_pb2.ClusterStatusRequest())
+    assert list(state.workers) == []
+    queues = {row.task_type: row for row in state.queues}
+    assert (queues["features"].waiting, queues["features"].running) == (3, 0)
+    assert queues["backtest"].dead_letters == 1 and queues["backtest"].waiting == 0

@@ -171,7 +171,8 @@ def test_jobs_listing_cancel_and_status(client):
     assert client.jobs.cancel(run.job_id)["status"] == "COMPLETED"  # a final job stays as it is
     assert isinstance(client.job(run.job_id), gpu_quant.BacktestHandle)
     state = client.status()
-    assert state["health"] == "SERVING" and isinstance(state["queues"], dict) and isinstance(state["workers"], dict)
+    assert state["health"] == "SERVING" and state["queues"]["backtest"]["waiting"] == 0
+    assert [worker["device"] for worker in state["workers"].values() if worker["alive"]] == ["cpu"]
 
 
 def test_factor_portfolio_and_execution_services(client):
