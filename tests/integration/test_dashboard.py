@@ -14,6 +14,7 @@ import pytest
 
 from api_proto import backtest_pb2, backtest_pb2_grpc, realtime_pb2, realtime_pb2_grpc
 from tests.conftest import wait_until
+from tests.gateway_helpers import start_gateway_for
 
 BROWSER_PACKAGES = ("chromium", "chromium-driver")
 
@@ -59,8 +60,7 @@ def browser(chromium):
 
 @pytest.fixture
 def gateway(platform):
-    from services.gateway.server import start_gateway
-    running = start_gateway(platform.settings.model_copy(update={"http_host": "127.0.0.1", "http_port": 0}))
+    running = start_gateway_for(platform.settings)
     yield running
     running.stop()
 

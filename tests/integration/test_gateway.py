@@ -9,13 +9,13 @@ import time
 import urllib.request
 from datetime import datetime, timedelta
 
-import grpc
 import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from api_proto import backtest_pb2, backtest_pb2_grpc, realtime_pb2, realtime_pb2_grpc
 from services.security import key_digest
+from tests.gateway_helpers import receive_until, send, start_gateway_for, subscribed, ws_url
 from utils.data import keys as data_keys
 
 BACKTEST = dict(stock_codes=["000001.SZ", "600000.SH", "000002.SZ"], start_time="2020-01-01",
@@ -24,45 +24,11 @@ BACKTEST = dict(stock_codes=["000001.SZ", "600000.SH", "000002.SZ"], start_time=
                                             "moving_average_window": 50}))
 
 
-def start_gateway_for(settings, **overrides):
-    from services.gateway.server import start_gateway
-    return start_gateway(settings.model_copy(update={"http_host": "127.0.0.1", "http_port": 0, **overrides}))
-
-
 @pytest.fixture
 def gateway(platform):
     running = start_gateway_for(platform.settings)
     yield running
     running.stop()
-
-
-def ws_url(gateway) -> str:
-    return f"ws://127.0.0.1:{gateway.port}/ws"
-
-
-async def send(ws, **message) -> None:
-    await ws.send(json.dumps(message))
-
-
-async def receive_until(ws, done, timeout: float = 60.0) -> list[dict]:
-    """Messages until ``done(messages)`` holds."""
-    messages: list[dict] = []
-    deadline = time.monotonic() + timeout
-    while not done(messages):
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            raise AssertionError(f"gave up waiting; received {messages[-10:]}")
-        try:
-            messages.append(json.loads(await asyncio.wait_for(ws.recv(), remaining)))
-        except TimeoutError:
-            raise AssertionError(f"gave up waiting after {len(messages)} messages; last {messages[-3:]}") from None
-    return messages
-
-
-async def subscribed(ws, **message) -> None:
-    await send(ws, type="subscribe", **message)
-    replies = await receive_until(ws, lambda m: m and m[-1].get("type") in ("subscribed", "error"), 10)
-    assert replies[-1]["type"] == "subscribed", replies[-1]
 
 
 def metric_value(gateway, name: str, **labels) -> float:

@@ -3,7 +3,6 @@ and a live portfolio breaching a risk limit (PortfolioService.WatchRisk on gRPC-
 from __future__ import annotations
 
 import asyncio
-import json
 import threading
 import time
 
@@ -11,7 +10,7 @@ import grpc
 from websockets.asyncio.client import connect
 
 from api_proto import portfolio_pb2, portfolio_pb2_grpc, realtime_pb2, realtime_pb2_grpc
-from tests.integration.test_gateway import receive_until, start_gateway_for, subscribed, ws_url
+from tests.gateway_helpers import receive_until, start_gateway_for, subscribed, ws_url
 from utils.queue import keys
 from utils.queue.jobs import JobSpec
 
