@@ -260,3 +260,13 @@ def test_a_stream_that_ends_has_its_ticks_stored(settings_factory, redis_client,
         assert stored == len(accepted)
     finally:
         running.stop(grace=0)
+
+
+@pytest.mark.parametrize("form", ["%Y-%m-%dT%H:%M:%S.%f+00:00", "%Y-%m-%d %H:%M:%SZ", "%Y-%m-%dT%H:%M", "%Y-%m-%d"])
+def test_tick_times_of_a_one_day_message_equal_parse_times(form):
+    day = datetime(2024, 2, 29, tzinfo=timezone.utc)
+    offsets = np.random.default_rng(5).integers(0, 86_400_000_000, 300)
+    stamps = [(day + timedelta(microseconds=int(us))).strftime(form) for us in offsets]
+    fast, ok = tick_times(stamps)
+    expected, expected_ok = parse_times(stamps)
+    assert ok.all() and expected_ok.all() and fast.tolist() == expected.tolist()

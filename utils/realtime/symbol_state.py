@@ -99,7 +99,7 @@ class SymbolStates:
                 result = {key: np.array([value]) for key, value in feature.update(
                     price[0], price[0], price[0], price[0], volume[0], bool(new_session[0])).items()}
             else:
-                result = feature.update_many(price, price, price, price, volume, new_session)
+                result = feature.update_ticks(price, volume, new_session)
             if name in names:
                 values.update(result)
         state.last_time_ns = int(time_ns[-1])

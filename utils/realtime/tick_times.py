@@ -52,18 +52,31 @@ def tick_times(texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
 
 
 @lru_cache(maxsize=64)
-def _layout(stem_length: int, suffix: str) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
-    """(digit columns, literal columns, their bytes) of 'YYYY-MM-DD[T| ]HH:MM[:SS[.f...]]' +
-    suffix; column 10 (T or space) is checked apart. None for a length no plain stamp has."""
+def _layout(stem_length: int, suffix: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None:
+    """(digit columns, literal columns, their bytes, weights) of 'YYYY-MM-DD[T| ]HH:MM[:SS[.f...]]'
+    + suffix; column 10 (T or space) is checked apart. ``digits @ weights`` gives year, month,
+    day, hour, minute, second and the fraction in ns. None for a length no plain stamp has."""
     if stem_length not in (10, 16, 19) and not 21 <= stem_length <= 26:
         return None
     template = "dddd-dd-dd" + ("Tdd:dd" if stem_length >= 16 else "") + (":dd" if stem_length >= 19 else "")
-    if stem_length >= 21:
-        template += "." + "d" * (stem_length - 20)
+    fraction_digits = max(0, stem_length - 20)
+    if fraction_digits:
+        template += "." + "d" * fraction_digits
     template += suffix
     digits = np.array([i for i, c in enumerate(template) if c == "d"])
     literals = np.array([i for i, c in enumerate(template) if c != "d" and i != 10], dtype=np.int64)
-    return digits, literals, np.frombuffer(template.encode(), np.uint8)[literals]
+    widths = [4, 2, 2, 2, 2, 2, fraction_digits][:{10: 3, 16: 5, 19: 6}.get(stem_length, 7)]
+    weights = np.zeros((len(digits), 7), dtype=np.int64)
+    row = 0
+    for field_index, width in enumerate(widths):
+        scale = 10 ** (9 - width) if field_index == 6 else 1  # the fraction, in ns
+        for position in range(width):
+            weights[row, field_index] = 10 ** (width - 1 - position) * scale
+            row += 1
+    return digits, literals, np.frombuffer(template.encode(), np.uint8)[literals], weights
+
+
+MONTH_DAYS = np.array([0, 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31])
 
 
 def _uniform_times(texts: list[str]) -> np.ndarray | None:
@@ -80,37 +93,43 @@ def _uniform_times(texts: list[str]) -> np.ndarray | None:
     except UnicodeEncodeError:
         return None
     table = np.frombuffer(raw, np.uint8).reshape(len(texts), width)
-    digit_columns, literal_columns, literal_bytes = layout
-    digits = table[:, digit_columns].astype(np.int64) - 48
-    if (digits < 0).any() or (digits > 9).any() or not (table[:, literal_columns] == literal_bytes).all():
+    digit_columns, literal_columns, literal_bytes, weights = layout
+    digits = table[:, digit_columns] - np.uint8(48)  # below '0' wraps past 9
+    if digits.max() > 9 or not (table[:, literal_columns] == literal_bytes).all():
         return None
     if width - len(suffix) > 10 and not ((table[:, 10] == ord("T")) | (table[:, 10] == ord(" "))).all():
         return None
-
-    def number(start: int, count: int) -> np.ndarray:
-        value = digits[:, start]
-        for column in range(start + 1, start + count):
-            value = value * 10 + digits[:, column]
-        return value
-
-    columns = digits.shape[1]
-    year, month, day = number(0, 4), number(4, 2), number(6, 2)
-    hour = number(8, 2) if columns > 8 else 0
-    minute = number(10, 2) if columns > 10 else 0
-    second = number(12, 2) if columns > 12 else 0
-    fraction = number(14, columns - 14) * 10 ** (9 - (columns - 14)) if columns > 14 else 0
+    if (table[:, :10] == table[0, :10]).all():  # one day (a feed's usual message): its date once
+        return _one_day_times(texts[0][:10], digits, weights)
+    year, month, day, hour, minute, second, fraction = (digits.astype(np.int64) @ weights).T
     leap = (year % 4 == 0) & ((year % 100 != 0) | (year % 400 == 0))
-    month_days = np.array([31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31])[np.clip(month - 1, 0, 11)] + (
-        leap & (month == 2))
-    valid = ((year >= 1678) & (year <= 2261) & (month >= 1) & (month <= 12) & (day >= 1) & (day <= month_days)
-             & (np.asarray(hour) <= 23) & (np.asarray(minute) <= 59) & (np.asarray(second) <= 59))
-    if not np.all(valid):
+    valid = ((year >= 1678) & (year <= 2261) & (month >= 1) & (month <= 12) & (day >= 1)
+             & (day <= MONTH_DAYS[np.clip(month, 0, 12)] + (leap & (month == 2))) & (hour <= 23) & (minute <= 59)
+             & (second <= 59))
+    if not valid.all():
         return None  # let parse_times decide (and reject) exactly as it always has
     # days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's days_from_civil)
     shifted = year - (month <= 2)
-    era = np.floor_divide(shifted, 400)
+    era = shifted // 400
     year_of_era = shifted - era * 400
     day_of_year = (153 * (month + np.where(month > 2, -3, 9)) + 2) // 5 + day - 1
-    day_of_era = year_of_era * 365 + year_of_era // 4 - year_of_era // 100 + day_of_year
-    days = era * 146097 + day_of_era - 719468
+    days = era * 146097 + year_of_era * 365 + year_of_era // 4 - year_of_era // 100 + day_of_year - 719468
     return (days * 86_400 + hour * 3600 + minute * 60 + second) * NS_PER_SECOND + fraction
+
+
+def _one_day_times(date: str, digits: np.ndarray, weights: np.ndarray) -> np.ndarray | None:
+    """``_uniform_times`` of stamps sharing ``date`` ('YYYY-MM-DD', digits already checked)."""
+    year, month, day = int(date[:4]), int(date[5:7]), int(date[8:10])
+    leap = year % 4 == 0 and (year % 100 != 0 or year % 400 == 0)
+    if not (1678 <= year <= 2261 and 1 <= month <= 12 and 1 <= day <= MONTH_DAYS[month] + (leap and month == 2)):
+        return None
+    shifted = year - (month <= 2)
+    era, year_of_era = divmod(shifted, 400)
+    day_of_year = (153 * (month + (-3 if month > 2 else 9)) + 2) // 5 + day - 1
+    days = era * 146097 + year_of_era * 365 + year_of_era // 4 - year_of_era // 100 + day_of_year - 719468
+    # hour .. fraction: exact in float64 (every partial sum is an integer below 2**53)
+    fields = (digits[:, 8:].astype(np.float64) @ weights[8:, 3:].astype(np.float64)).astype(np.int64)
+    if fields.shape[0] and (fields[:, :3].max(axis=0) > (23, 59, 59)).any():
+        return None
+    return days * 86_400 * NS_PER_SECOND + fields @ np.array([3600 * NS_PER_SECOND, 60 * NS_PER_SECOND,
+                                                              NS_PER_SECOND, 1], dtype=np.int64)

@@ -21,7 +21,7 @@ from typing import Any, Iterable
 import numpy as np
 
 from utils.engine.indicators.features import FeaturePlan, FeatureSpec, MissingInputError
-from utils.engine.indicators.step_core import INPUT_NAMES, run_series, tick_driver
+from utils.engine.indicators.step_core import INPUT_NAMES, run_series, series_driver, tick_driver
 
 __all__ = ["FeaturePlan", "MissingInputError", "StreamState"]
 
@@ -40,6 +40,7 @@ class _Feature:
 
     def __post_init__(self) -> None:
         self.tick = tick_driver(self.spec.kind)  # hot-path shortcuts for ``update``
+        self.series = None  # its series driver, looked up on first use by ``update_ticks``
         self.output_keys = self.spec.output_keys
 
     def begin(self, inputs: tuple[float, ...]) -> bool:
@@ -112,6 +113,34 @@ class StreamState:
                 feature.tick(feature.state, feature.params, price, price, price, price, volume, new_session,
                              feature.out)
         self.ticks_seen += 1
+
+    def update_ticks(self, price: np.ndarray, volume: np.ndarray, new_session: np.ndarray) -> dict[str, np.ndarray]:
+        """``update_many`` of ticks (``price`` as open, high, low and close; contiguous float64
+        arrays and a bool array of one length), without its argument checks: the streaming
+        server's path for a chunk of one symbol's ticks. Same drivers, same values."""
+        rows = price.shape[0]
+        values: dict[str, np.ndarray] = {}
+        for feature in self._features:
+            out = np.full((rows, feature.out.shape[0]), np.nan)
+            begin = 0
+            if not feature.started:
+                inputs = (price, price, price, price, volume)
+                valid = np.ones(rows, dtype=np.bool_)
+                for row in feature.input_rows:
+                    valid &= ~np.isnan(inputs[row])
+                begin = int(np.argmax(valid)) if valid.any() else rows
+                feature.started = begin < rows
+            if begin < rows:
+                if feature.series is None:
+                    feature.series = series_driver(feature.spec.kind, feature.out.shape[0])
+                tail = price[begin:]
+                feature.series(feature.state, feature.params, tail, tail, tail, tail, volume[begin:],
+                               new_session[begin:], out[begin:])
+                feature.out[:] = out[-1]
+            for k, key in enumerate(feature.output_keys):
+                values[key] = out[:, k].copy()
+        self.ticks_seen += rows
+        return values
 
     def outputs(self) -> list[tuple[tuple[str, ...], np.ndarray]]:
         """(output keys, the array holding their latest values) per feature; the arrays are
