@@ -1,9 +1,11 @@
 """Backtest job: load bars from the store, run the engine, shape the JSON result."""
 from __future__ import annotations
 
+import contextlib
+import math
 import time
 from dataclasses import replace
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 
@@ -23,6 +25,7 @@ from utils.tasks.bar_cache import StoredBarsCache
 from utils.tasks.resources import WorkerResources
 
 LOAD_SHARE = 0.2  # progress fraction attributed to loading bars
+SMALL_JOB_CELLS = 2_000_000  # combinations x symbols x bars below which kernels run on one thread
 
 
 def backtest_result(report: Any, spec: Any, backend: Backend, seconds: float) -> dict[str, Any]:
@@ -66,6 +69,12 @@ def make_backtest_handler(resources: WorkerResources):
             raise PermanentJobError(str(exc)) from None
         bars = {symbol: stored[symbol].columns() for symbol in symbols}
         context.progress(LOAD_SHARE)
+        with kernel_threads(1 if job_cells(spec, bars) < SMALL_JOB_CELLS else None):
+            return _compute(context, spec, policy, bars, backend, started)
+
+    def _compute(context: JobContext, spec: StrategySpec, policy: Any, bars: dict[str, dict[str, np.ndarray]],
+                 backend: Backend, started: float) -> dict[str, Any]:
+        payload = context.payload
         try:
             aligned = align_bars(spec, bars, payload["start_ns"], payload["end_ns"])
         except NoDataInRange as exc:
@@ -87,6 +96,29 @@ def make_backtest_handler(resources: WorkerResources):
         report = report_of(spec, aligned, output, capital)
         return {**backtest_result(report, spec, backend, time.perf_counter() - started), **search}
     return handle
+
+
+def job_cells(spec: StrategySpec, bars: dict[str, dict[str, np.ndarray]]) -> int:
+    """Combinations x symbols x the longest symbol's bars: the size of the job's simulation."""
+    combinations = math.prod(len(values) for _, values in spec.param_grid)
+    return combinations * len(bars) * max((len(columns["time"]) for columns in bars.values()), default=0)
+
+
+@contextlib.contextmanager
+def kernel_threads(count: int | None) -> Iterator[None]:
+    """numba's thread count for this thread's parallel kernels within the block (None: unchanged).
+    A small job runs on one thread: a parallel loop's fork/join costs more than its work there,
+    and on a busy machine it waits for whichever of its threads was descheduled."""
+    if count is None:
+        yield
+        return
+    import numba
+    previous = numba.get_num_threads()
+    numba.set_num_threads(min(count, numba.config.NUMBA_NUM_THREADS))
+    try:
+        yield
+    finally:
+        numba.set_num_threads(previous)
 
 
 def text_inputs(spec: StrategySpec) -> frozenset[str]:
