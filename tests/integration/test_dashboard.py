@@ -140,3 +140,29 @@ def test_dashboard_shows_a_backtest_reach_completed_with_its_equity_chart_and_li
 
     errors = [entry for entry in browser.get_log("browser") if entry["level"] == "SEVERE"]
     assert not errors, errors
+
+
+def test_dashboard_with_api_keys_asks_for_one_and_connects_with_it(browser, platform):
+    from selenium.webdriver.common.by import By
+    from services.security import key_digest
+    key = "dashboard-key"
+    gateway = start_gateway_for(platform.settings, api_keys=f"desk:{key_digest(key).hex()}")
+    state = "return document.getElementById('conn-status').dataset.state"
+    try:
+        browser.get(f"http://127.0.0.1:{gateway.port}/")
+        wait_until(lambda: page_value(browser, state) == "unauthenticated", timeout=15)
+        assert browser.find_element(By.ID, "key-form").is_displayed()
+        browser.find_element(By.ID, "key-input").send_keys(key)
+        browser.find_element(By.CSS_SELECTOR, "#key-form button").click()
+        wait_until(lambda: page_value(browser, state) == "live", timeout=15)
+        wait_until(lambda: "yes" in browser.find_element(By.ID, "workers").text, timeout=20)
+        # A fresh page keeps the key for the session, or takes it from /#key=...
+        browser.get(f"http://127.0.0.1:{gateway.port}/#key={key}")
+        wait_until(lambda: page_value(browser, state) == "live", timeout=15)
+        assert "key=" not in browser.current_url
+    finally:
+        gateway.stop()
+    # The refused first connection shows as a closed socket, not as a script error.
+    errors = [entry for entry in browser.get_log("browser") if entry["level"] == "SEVERE"
+              and "WebSocket" not in entry["message"]]
+    assert not errors, errors

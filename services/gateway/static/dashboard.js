@@ -52,8 +52,6 @@ function connect() {
     send({ type: "subscribe", channel: "alert" });
     send({ type: "subscribe", channel: "system" });
     if (state.symbol) followSymbol(state.symbol, null);
-    setStatus("live");
-    loadRecentJobs();
   };
   socket.onmessage = (event) => handle(JSON.parse(event.data));
   socket.onclose = () => {
@@ -66,7 +64,10 @@ function connect() {
 
 function handle(message) {
   if (message.type) {  // a reply (subscribed, pong, error...); pushes have a channel and no type
-    if (message.type === "error" && message.error === "unauthenticated") {
+    if (message.type === "subscribed" && message.channel === "task_status") {
+      setStatus("live");  // admitted (the gateway answers subscriptions only after the key check)
+      loadRecentJobs();
+    } else if (message.type === "error" && message.error === "unauthenticated") {
       setStatus("unauthenticated");
       document.getElementById("key-form").hidden = false;
     }
@@ -284,6 +285,18 @@ document.getElementById("key-form").addEventListener("submit", (event) => {
   state.key = document.getElementById("key-input").value.trim();
   sessionStorage.setItem("gq-api-key", state.key);
   document.getElementById("key-form").hidden = true;
+  connect();
+});
+
+window.addEventListener("hashchange", () => {  // a /#key=... typed over an open page
+  const before = state.key;
+  readKeyFromHash();
+  if (state.key === before) return;
+  document.getElementById("key-form").hidden = true;
+  if (state.socket) {
+    state.socket.onclose = null;
+    state.socket.close();
+  }
   connect();
 });
 
