@@ -2,6 +2,9 @@
 reports a failing type instead of raising (its first job then compiles for itself)."""
 from __future__ import annotations
 
+import pytest
+
+from config.settings import load_settings
 from utils.engine.backend import cpu_backend
 from utils.task_types import TASK_TYPES, names
 from utils.tasks.warmup import WARM_UPS, SyntheticBars, WarmUpInputs, warm_up
@@ -11,25 +14,30 @@ def all_cpu() -> dict:
     return {task_type.name: cpu_backend() for task_type in TASK_TYPES}
 
 
-def test_every_task_type_has_a_warm_up_and_each_runs():
+@pytest.fixture
+def settings(tmp_path):
+    return load_settings(data_dir=tmp_path / "data", redis_embedded="never")
+
+
+def test_every_task_type_has_a_warm_up_and_each_runs(settings):
     assert set(WARM_UPS) == set(names())
-    inputs = WarmUpInputs(all_cpu())
+    inputs = WarmUpInputs(settings, all_cpu())
     for name, step in WARM_UPS.items():
         step(inputs)  # raises if the handler code it drives rejects its inputs
 
 
-def test_the_warm_up_stops_at_its_budget():
-    report = warm_up(all_cpu(), budget_seconds=0)
+def test_the_warm_up_stops_at_its_budget(settings):
+    report = warm_up(settings, all_cpu(), budget_seconds=0)
     assert not report.complete and report.seconds == {}
 
 
-def test_a_failing_warm_up_is_reported_and_the_rest_still_run():
+def test_a_failing_warm_up_is_reported_and_the_rest_still_run(settings):
     ran = []
 
     def broken(inputs):
         raise RuntimeError("boom")
 
-    report = warm_up(all_cpu(), 60, warm_ups={"backtest": broken, "report": lambda inputs: ran.append("report")})
+    report = warm_up(settings, all_cpu(), 60, warm_ups={"backtest": broken, "report": lambda inputs: ran.append("report")})
     assert report.complete and report.failed == ["backtest"] and ran == ["report"]
     assert list(report.seconds) == ["backtest", "report"]
 

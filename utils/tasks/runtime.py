@@ -110,7 +110,7 @@ def worker_warm_up(settings: Any, backend: Backend, task_types: tuple[TaskType, 
         from utils.tasks.warmup import warm_up
         resources = WorkerResources(settings, backend)
         backends = {t.name: resources.for_task(t).backend for t in task_types}
-        report = warm_up(backends, settings.worker_warm_up_seconds, stop)
+        report = warm_up(settings, backends, settings.worker_warm_up_seconds, stop)
         if report.complete:
             mark_warm(settings.compile_cache_path)
         return report

@@ -22,6 +22,7 @@ import numpy as np
 from utils.data.store import Bars, StoredColumns, SymbolNotFound
 from utils.queue.jobs import JobRecord, JobStatus
 from utils.queue.worker import JobContext
+from utils.tasks.resources import WorkerResources
 
 log = logging.getLogger(__name__)
 
@@ -78,8 +79,9 @@ class SyntheticBars:
 
 @dataclass
 class WarmUpInputs:
-    """What the warm-ups share: daily bars, minute bars, and the backend of each task type."""
+    """What the warm-ups share: the settings, the backend of each task type, daily and minute bars."""
 
+    settings: Any
     backends: dict[str, Any]  # task type -> Backend (the worker's, or the CPU for gpu=False types)
     daily: SyntheticBars = field(default_factory=SyntheticBars)
     minutes: SyntheticBars = field(default_factory=lambda: SyntheticBars(rows=3 * 390, step_ns=MINUTE_NS))
@@ -104,14 +106,21 @@ def job_context(task_type: str, payload: dict[str, Any]) -> JobContext:
     return JobContext(record=record, attempt=1, report=lambda *args, **kwargs: None)
 
 
-class _BarsOnly:
-    """The resources a handler that reads only bars needs (no Redis, no model store)."""
+class SyntheticResources(WorkerResources):
+    """A handler's resources with its bars served from memory and no shared panel cache (the
+    warm-ups use no other store)."""
 
-    def __init__(self, bars: SyntheticBars, backend: Any) -> None:
-        self.bar_store, self.backend, self.aligned_bars_cache = bars, backend, None
+    def __init__(self, settings: Any, backend: Any, bars: SyntheticBars) -> None:
+        super().__init__(settings, backend)
+        self._bars = bars
 
-    def backend_for(self, requested: str) -> Any:
-        return self.backend.for_request(requested)
+    @property
+    def bar_store(self) -> SyntheticBars:
+        return self._bars
+
+    @property
+    def aligned_bars_cache(self) -> None:
+        return None
 
 
 def warm_backtest(inputs: WarmUpInputs) -> None:
@@ -119,7 +128,7 @@ def warm_backtest(inputs: WarmUpInputs) -> None:
     built-in strategy type (their signals use other kernels)."""
     from utils.engine.backtest.strategies import STRATEGIES
     from utils.tasks.backtest import make_backtest_handler
-    handle = make_backtest_handler(_BarsOnly(inputs.daily, inputs.backends["backtest"]))
+    handle = make_backtest_handler(SyntheticResources(inputs.settings, inputs.backends["backtest"], inputs.daily))
     base = {"symbols": list(SYMBOLS), "initial_capital": 1_000_000.0, "commission_rate": 0.001, **inputs.period}
     handle(job_context("backtest", {**base, "strategy_config": {"strategy_type": "sma_crossover",
                                                                   "fast": 10, "slow": 30}}))
@@ -141,7 +150,7 @@ def warm_features(inputs: WarmUpInputs) -> None:
     from utils.engine.indicators.warmup import warm_up_indicators
     from utils.tasks.features import make_features_handler
     names = list(FEATURES)
-    handle = make_features_handler(_BarsOnly(inputs.daily, inputs.backends["features"]))
+    handle = make_features_handler(SyntheticResources(inputs.settings, inputs.backends["features"], inputs.daily))
     handle(job_context("features", {"symbols": list(SYMBOLS), "features": names, "interval": ""}))
     warm_up_indicators(names)
 
@@ -226,13 +235,13 @@ class WarmUpReport:
     complete: bool = True  # False: stopped by the budget or a shutdown before the last type
 
 
-def warm_up(backends: dict[str, Any], budget_seconds: float, stop: threading.Event | None = None,
+def warm_up(settings: Any, backends: dict[str, Any], budget_seconds: float, stop: threading.Event | None = None,
             warm_ups: dict[str, Callable[[WarmUpInputs], None]] | None = None) -> WarmUpReport:
     """Run the warm-up of every task type in ``backends`` that has one, in registry order, until
     ``budget_seconds`` have passed or ``stop`` is set (a step under way finishes)."""
     warm_ups = WARM_UPS if warm_ups is None else warm_ups
     started = time.perf_counter()
-    inputs = WarmUpInputs(backends)
+    inputs = WarmUpInputs(settings, backends)
     report = WarmUpReport()
     for name in backends:
         step = warm_ups.get(name)
