@@ -38,6 +38,7 @@ BATCH, BATCH_MSGS = 200, (20 if QUICK else 500)
 FANOUT_SUBSCRIBERS, FANOUT_RATE = 100, 10_000
 FANOUT_SECONDS = 2.0 if QUICK else 6.0
 FANOUT_PER_MESSAGE = 100  # ticks per publisher message: one per symbol, every 10 ms
+FANOUT_MODES = (None, 0, 50)  # a MarketData per tick; columnar; columnar with a 50 ms batch window
 PROFILE_N = 2_000 if QUICK else 10_000
 ROUNDS = 3  # timed runs per case, ours and the echo alternating; the best of each is reported
 
@@ -214,7 +215,7 @@ def _alternate(ours, echo, rounds: list, per_message: int) -> dict:
 
 
 # ------------------------------------------------------------------ fan-out
-def _subscribers_main(port: int, symbols: list[str], columnar: bool, ready, stop) -> None:
+def _subscribers_main(port: int, symbols: list[str], window_ms: int | None, ready, stop) -> None:
     """One SubscribeMarketData stream per symbol (grpc.aio client); reports each tick's lag."""
     import asyncio
     import grpc
@@ -222,9 +223,11 @@ def _subscribers_main(port: int, symbols: list[str], columnar: bool, ready, stop
 
     lags: list[float] = []
     received = [0]
+    columnar = window_ms is not None
 
     async def follow(stub, symbol: str) -> None:
-        call = stub.SubscribeMarketData(realtime_pb2.SubscriptionRequest(stock_codes=[symbol], columnar=columnar))
+        call = stub.SubscribeMarketData(realtime_pb2.SubscriptionRequest(
+            stock_codes=[symbol], columnar=columnar, batch_window_ms=window_ms or 0))
         try:
             async for update in call:
                 now = time.time()
@@ -251,11 +254,12 @@ def _subscribers_main(port: int, symbols: list[str], columnar: bool, ready, stop
     ready.put({"lags": lags, "received": received[0]})
 
 
-def measure_fanout(ctx, server_port: int, columnar: bool) -> dict:
+def measure_fanout(ctx, server_port: int, window_ms: int | None) -> dict:
+    """``window_ms``: None for a MarketData per tick, else columnar with that batch window."""
     from api_proto import realtime_pb2
-    symbols = [f"FAN{'C' if columnar else ''}{i}" for i in range(FANOUT_SUBSCRIBERS)]
+    symbols = [f"FAN{window_ms if window_ms is not None else ''}X{i}" for i in range(FANOUT_SUBSCRIBERS)]
     ready, stop = ctx.Queue(), ctx.Event()
-    process = ctx.Process(target=_subscribers_main, args=(server_port, symbols, columnar, ready, stop))
+    process = ctx.Process(target=_subscribers_main, args=(server_port, symbols, window_ms, ready, stop))
     process.start()
     ready.get(timeout=120)
     channel, stub = _stub(server_port)
@@ -430,8 +434,11 @@ def render(streams: dict, fanout: dict, profile: dict, loads: list[str]) -> str:
         "| Subscription | published ticks | publish ticks/s | received | lag p50 ms | lag p99 ms | lag max ms | keeps up? |",
         "|---|---:|---:|---:|---:|---:|---:|---|",
     ]
-    for columnar, label in ((False, "a MarketData per tick (default)"), (True, "`columnar` (waiting ticks in one message)")):
-        run_ = fanout[columnar]
+    for window_ms in FANOUT_MODES:
+        label = ("a MarketData per tick (default)" if window_ms is None else
+                 "`columnar`, what is waiting in one message" if not window_ms else
+                 f"`columnar`, `batch_window_ms={window_ms}`")
+        run_ = fanout[window_ms]
         keeps_up = (run_["received"] >= 0.999 * run_["published"] and run_["lag_p99"] < 0.25
                     and run_["publish_rate"] >= 0.95 * FANOUT_RATE)
         lines.append(f"| {label} | {run_['published']:,} | {run_['publish_rate']:,.0f} | {run_['received']:,} | "
@@ -485,10 +492,9 @@ def run() -> Section:
             streams = measure_streams(server_port, echo_port)
             loads.append(load_average())
             fanout = {}
-            for columnar in (False, True):
-                fanout[columnar] = measure_fanout(ctx, server_port, columnar)
-                print(f"[bench:realtime] fan-out ({'columnar' if columnar else 'a message per tick'}): "
-                      f"{fanout[columnar]}", flush=True)
+            for window_ms in FANOUT_MODES:
+                fanout[window_ms] = measure_fanout(ctx, server_port, window_ms)
+                print(f"[bench:realtime] fan-out (window {window_ms}): {fanout[window_ms]}", flush=True)
         finally:
             _end(echo, echo_stop)
             _end(server, server_stop)

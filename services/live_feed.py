@@ -43,10 +43,11 @@ class LiveFeed:
         for waiting in self.follow_waiting(symbols, context, poll_seconds, most=1):
             yield from waiting
 
-    def follow_waiting(self, symbols: list[str], context: Any, poll_seconds: float = 0.25, most: int = 1000
-                       ) -> Iterator[list[tuple[str, dict[str, Any]]]]:
+    def follow_waiting(self, symbols: list[str], context: Any, poll_seconds: float = 0.25, most: int = 1000,
+                       window_seconds: float = 0.0) -> Iterator[list[tuple[str, dict[str, Any]]]]:
         """``follow``, but every update waiting (up to ``most``) at once, oldest first: a reader
-        that fell behind catches up in one step."""
+        that fell behind catches up in one step; with ``window_seconds``, also what arrives that
+        long after the first."""
         follower = self.hub.add(symbols)
         try:
             if not follower.ready.wait(READY_TIMEOUT_SECONDS):
@@ -63,9 +64,11 @@ class LiveFeed:
                 except queue.Empty:
                     self._check(follower)
                     continue
+                closes = time.monotonic() + window_seconds
                 while len(waiting) < most:
                     try:
-                        waiting.append(follower.updates.get_nowait())
+                        left = closes - time.monotonic()
+                        waiting.append(follower.updates.get(timeout=left) if left > 0 else follower.updates.get_nowait())
                     except queue.Empty:
                         break
                 yield waiting

@@ -40,6 +40,7 @@ def warm_up_names(mode: str) -> list[str] | None:
     return None if mode == "all" else sorted({*DEFAULT_STREAM_FEATURES, *DEFAULT_FEATURES})
 
 MAX_SERIES_LOOKBACK = 100_000
+MAX_BATCH_WINDOW_MS = 10_000
 STREAM_END_FLUSH_SECONDS = 5.0  # a finished stream waits this long at most for its ticks to be stored
 PANEL_TIMEOUT_SECONDS = 120.0  # a panel request waits this long for its job unless its deadline is sooner
 
@@ -222,11 +223,16 @@ class RealTimeServicer(realtime_pb2_grpc.RealTimeServiceServicer):
 
     def SubscribeMarketData(self, request, context):
         symbols = validation.symbols("stock_codes", list(request.stock_codes), self.settings.max_symbols_per_request)
+        if request.batch_window_ms > MAX_BATCH_WINDOW_MS:
+            raise invalid("batch_window_ms", f"must be at most {MAX_BATCH_WINDOW_MS}, got {request.batch_window_ms}")
+        if request.batch_window_ms and not request.columnar:
+            raise invalid("batch_window_ms", "needs columnar (one message per tick has nothing to gather)")
         active = self.metrics.realtime_streams_active.labels(kind="subscribe")
         active.inc()
         try:
-            if request.columnar:  # everything waiting, one message
-                for waiting in self.feed.follow_waiting(symbols, context):
+            if request.columnar:  # everything waiting (and what follows within the window), one message
+                for waiting in self.feed.follow_waiting(symbols, context,
+                                                        window_seconds=request.batch_window_ms / 1000):
                     yield realtime_pb2.MarketData(batch=updates_as_batch(waiting))
                 return
             for symbol, update in self.feed.follow(symbols, context):  # columnar: one entry per tick

@@ -239,8 +239,8 @@ def test_subscriber_receives_other_clients_ticks_of_its_symbols(platform, stub):
 
 def test_columnar_subscriber_gets_waiting_ticks_as_one_batch(platform, stub):
     batches: list[realtime_pb2.TickBatch] = []
-    call = stub.SubscribeMarketData(realtime_pb2.SubscriptionRequest(stock_codes=["COL.A", "COL.B"], columnar=True),
-                                    timeout=30)
+    call = stub.SubscribeMarketData(realtime_pb2.SubscriptionRequest(stock_codes=["COL.A", "COL.B"], columnar=True,
+                                                                     batch_window_ms=20), timeout=30)
 
     def consume():
         try:
@@ -278,6 +278,15 @@ def test_columnar_subscriber_gets_waiting_ticks_as_one_batch(platform, stub):
     finally:
         call.cancel()
         reader.join(timeout=5)
+
+
+@pytest.mark.parametrize("fields,needle", [(dict(batch_window_ms=50), "needs columnar"),
+                                           (dict(columnar=True, batch_window_ms=10_001), "at most 10000")])
+def test_bad_batch_windows_are_invalid(stub, fields, needle):
+    with pytest.raises(grpc.RpcError) as error:
+        next(iter(stub.SubscribeMarketData(realtime_pb2.SubscriptionRequest(stock_codes=["COL.A"], **fields),
+                                           timeout=10)))
+    assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT and needle in error.value.details()
 
 
 def test_updates_as_batch_fills_missing_indicators_with_nan():
