@@ -2,8 +2,8 @@
 letters, worker heartbeats) and fans each event out to the connections that follow it.
 
 Sources, all shared with the gRPC side (no state of the gateway's own, so gateways scale out):
-* ``keys.job(id)`` announcements (PENDING at enqueue, RUNNING at start, ``progress``, and the
-  terminal status), re-read from the job hash;
+* ``keys.job(id)`` announcements (PENDING at enqueue, RUNNING at start, ``progress:<fraction>``,
+  and the terminal status), with the job hash's type, error and progress detail;
 * ``md:live:<symbol>``, published by every server's tick writer while a presence key
   (``md:subscribed:<symbol>``, renewed here) says someone follows the symbol;
 * ``keys.ALERTS`` (risk-limit breaches), the dead-letter streams, and worker heartbeat keys.
@@ -154,6 +154,7 @@ class Hub:
                 connection.send(indicators)
 
     async def _on_job(self, job_id: str, word: str) -> None:
+        word, _, announced_progress = word.partition(":")  # "progress:0.200000"
         if word != "progress" and word not in STATUS_WORDS:
             return
         # Alert subscribers care only about failures; progress reports are the busiest announcements.
@@ -163,8 +164,13 @@ class Hub:
             return
         fields = _decoded(dict(zip(JOB_FIELDS, await self.redis.hmget(keys.job(job_id), *JOB_FIELDS))))
         task_type = fields.get("type")
-        if not task_type or (word == "progress" and fields.get("status") != JobStatus.RUNNING.value):
-            return  # expired, or a progress report overtaken by the job's end (announced on its own)
+        if not task_type:
+            return  # expired
+        if word == "progress":
+            if announced_progress:  # exact even when the job has moved on since (its end is announced next)
+                fields["progress"] = announced_progress
+            elif fields.get("status") != JobStatus.RUNNING.value:
+                return
         status = JobStatus.RUNNING.value if word == "progress" else word
         update = job_status_push(job_id, fields, status)
         for connection in followers:

@@ -197,7 +197,7 @@ class JobQueue:
         if detail is not None:
             fields["progress_detail"] = json.dumps(detail, allow_nan=False)
         pipe.hset(keys.job(job_id), mapping=fields)
-        pipe.publish(keys.job(job_id), "progress")
+        pipe.publish(keys.job(job_id), f"progress:{fields['progress']}")  # the fraction, for the gateway
         pipe.execute()
 
     def finish(self, delivery: Delivery, status: JobStatus, result: dict[str, Any] | None) -> bool:
