@@ -2,9 +2,10 @@
 the app runs them in a worker thread)."""
 from __future__ import annotations
 
+from dataclasses import asdict
 from typing import Any
 
-from utils.queue import keys
+from utils.queue.cluster import cluster_view
 from utils.queue.jobs import JobRecord, JobStatus
 from utils.queue.streams import JobQueue
 
@@ -20,20 +21,11 @@ def job_view(record: JobRecord) -> dict[str, Any]:
 
 
 def overview(queue: JobQueue) -> dict[str, Any]:
-    """Workers (alive = heartbeat key present) and queue depth per task type."""
-    workers = queue.redis.hgetall(keys.WORKERS)
-    names = sorted(workers)
-    pipe = queue.redis.pipeline(transaction=False)
-    for name in names:
-        pipe.exists(keys.worker_alive(name))
-    alive = pipe.execute() if names else []
-    depth: dict[str, dict[str, int]] = {}
-    for task_type, _priority, waiting, in_flight in queue.depth():
-        row = depth.setdefault(task_type, {"waiting": 0, "running": 0})
-        row["waiting"] += waiting
-        row["running"] += in_flight
-    return {"workers": [{"worker_id": n, "device": workers[n], "alive": bool(a)} for n, a in zip(names, alive)],
-            "queues": [{"task_type": t, **counts} for t, counts in sorted(depth.items())]}
+    """Workers (alive = heartbeat key present) and queue depth per task type: the same read as
+    JobService.GetClusterStatus."""
+    view = cluster_view(queue)
+    return {"workers": [asdict(worker) for worker in view.workers],
+            "queues": [asdict(row) for row in view.queues]}
 
 
 def recent_jobs(queue: JobQueue, task_type: str | None, limit: int) -> list[dict[str, Any]]:

@@ -255,7 +255,7 @@ function fillTable(id, rows) {
 
 function showSystem(snapshot) {
   fillTable("workers", snapshot.workers.map((w) => [w.worker_id, w.device, w.alive ? "yes" : "LOST"]));
-  fillTable("queues", snapshot.queues.map((q) => [q.task_type, q.waiting, q.running]));
+  fillTable("queues", snapshot.queues.map((q) => [q.task_type, q.waiting, q.running, q.dead_letters]));
 }
 
 function showAlert(alert) {
