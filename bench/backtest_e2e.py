@@ -183,7 +183,8 @@ def job_stages(redis_port: int, symbols: list[str], config: dict, repeats: int =
     from utils.engine.backtest.runner import align_bars, report_of, simulate_spec
     from utils.engine.backtest.sweep import best_spec, sweep_panels
     from utils.engine.backend import cpu_backend
-    from utils.tasks.backtest import backtest_result
+    from utils.tasks.backtest import SMALL_JOB_CELLS, backtest_result, job_cells, kernel_threads
+    from utils.tasks.bar_cache import StoredBarsCache
     store = BarStore(redis.Redis(port=redis_port))
     spec = validate_strategy_config(config)
     start_ns, end_ns = FIRST_DAY_NS - 5 * DAY_NS, FIRST_DAY_NS + 20_000 * DAY_NS
@@ -198,20 +199,26 @@ def job_stages(redis_port: int, symbols: list[str], config: dict, repeats: int =
         stages[name] = best
         return value
 
-    stored = timed("load bars (Redis, decode)", lambda: store.read_many(symbols, None, end_ns))
+    began = time.perf_counter()
+    store.read_many(symbols, None, end_ns)
+    cold_load = time.perf_counter() - began
+    cache = StoredBarsCache(store, 2**30)
+    cache.read_many(symbols, end_ns)
+    stored = timed("load bars (worker's bar cache: one version read)", lambda: cache.read_many(symbols, end_ns))
     bars = {symbol: stored[symbol].columns() for symbol in symbols}
-    aligned = timed("align on the calendar", lambda: align_bars(spec, bars, start_ns, end_ns))
-    best, search, result = spec, {}, None
-    if spec.param_grid:
-        result = timed(SWEEP_STAGE, lambda: sweep_panels(spec, aligned.panels, aligned.start_index, CAPITAL,
-                                                         COMMISSION))
-        best, search = best_spec(spec, result), {"sweep": {"rows": result.table}}
-    output = timed("signals + simulation (simulate_spec)" + (" of the best set" if result else ""),
-                   lambda: simulate_spec(best, aligned, CAPITAL, COMMISSION))
-    report = timed("report (trade records, per-symbol summary)", lambda: report_of(best, aligned, output, CAPITAL))
-    shaped = timed("result dict", lambda: backtest_result(report, best, cpu_backend(), 0.0))
-    text = timed("JSON the queue stores (json.dumps)", lambda: json.dumps(
-        {**shaped, **search}, separators=(",", ":"), allow_nan=False))
+    with kernel_threads(1 if job_cells(spec, bars) < SMALL_JOB_CELLS else None):  # as the handler does
+        aligned = timed("align on the calendar", lambda: align_bars(spec, bars, start_ns, end_ns))
+        best, search, result = spec, {}, None
+        if spec.param_grid:
+            result = timed(SWEEP_STAGE, lambda: sweep_panels(spec, aligned.panels, aligned.start_index, CAPITAL,
+                                                             COMMISSION))
+            best, search = best_spec(spec, result), {"sweep": {"rows": result.table}}
+        output = timed("signals + simulation (simulate_spec)" + (" of the best set" if result else ""),
+                       lambda: simulate_spec(best, aligned, CAPITAL, COMMISSION))
+        report = timed("report (trade records, per-symbol summary)", lambda: report_of(best, aligned, output, CAPITAL))
+        shaped = timed("result dict", lambda: backtest_result(report, best, cpu_backend(), 0.0))
+        text = timed("JSON the queue stores (json.dumps)", lambda: json.dumps(
+            {**shaped, **search}, separators=(",", ":"), allow_nan=False))
     timed("server: decode the stored result (json.loads)", lambda: json.loads(text))
     top = []
     if result is not None:
@@ -221,7 +228,7 @@ def job_stages(redis_port: int, symbols: list[str], config: dict, repeats: int =
         profile.disable()
         top = sorted(((values[2], f"{path.rsplit('/', 1)[-1]}:{function}")
                       for (path, _, function), values in pstats.Stats(profile).stats.items()), reverse=True)[:8]
-    return {"stages": stages, "trades": len(report.trades), "json_bytes": len(text),
+    return {"stages": stages, "trades": len(report.trades), "json_bytes": len(text), "cold_load": cold_load,
             "combinations": result.combinations if result else 1, "top": top}
 
 
@@ -375,6 +382,9 @@ def render(res: dict) -> str:
         "",
         *_stage_table(res["single_stages"], milliseconds=True),
         "",
+        f"The first job on these symbols reads their bars out of Redis instead: "
+        f"{res['single_stages']['cold_load'] * 1e3:.1f} ms here (later jobs check the versions and use the "
+        "worker's copy, `BACKTEST_BAR_CACHE_MB`). Jobs below 2e6 cells run their kernels on one numba thread. "
         f"Worker compute of one such job over gRPC: {single['compute'] * 1e3:.1f} ms; the result holds "
         f"{single['trades']:,} trades (first page of 1,000 in the response) and the equity curve. CPU time per "
         "WatchBacktest run, summed over every thread of each process (`/proc/<pid>/stat`; independent of "
