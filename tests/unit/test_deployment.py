@@ -300,8 +300,9 @@ def test_monitors_select_the_platform() -> None:
 def test_compose_services_and_redis_aof() -> None:
     compose = _compose()
     services = compose["services"]
-    assert set(services) == {"redis", "server", "worker", "worker-gpu", "inference", "prometheus", "grafana"}
+    assert set(services) == {"redis", "server", "gateway", "worker", "worker-gpu", "inference", "prometheus", "grafana"}
     assert services["inference"]["command"] == ["inference"] and services["inference"]["profiles"] == ["gpu"]
+    assert services["gateway"]["command"] == ["gateway"] and "8080:8080" in services["gateway"]["ports"]
     command = " ".join(services["redis"]["command"])
     assert "--appendonly yes" in command and "--appendfsync everysec" in command
     assert "--maxmemory-policy noeviction" in command and "--requirepass" in command
