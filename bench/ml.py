@@ -66,6 +66,7 @@ def _forest(task: str):
 # ------------------------------------------------------------------ 1. in-process
 def measure_inprocess(kernel_dir: Path) -> dict:
     from utils.engine.models.compiled_forest import CompiledForest, load_kernel
+    from utils.engine.models.onnx_export import PROBABILITIES
     from utils.serving.onnx_forest import FastForest
     kernel = load_kernel(kernel_dir)
     results = {}
@@ -76,17 +77,18 @@ def measure_inprocess(kernel_dir: Path) -> dict:
         session = FastForest(predictor).session if task == "classification" else _regression_session(predictor)
         compiled = CompiledForest(predictor.estimator, kernel)
         served = FastForest(predictor, kernel=kernel)  # what Predict runs on the CPU
-        output = ["probabilities"] if task == "classification" else None
+        output = [PROBABILITIES] if task == "classification" else None
+        feed = session.get_inputs()[0].name
         rows = []
         for n in BATCH_SIZES:
             queries = rng.normal(size=(n, N_FEATURES))
             as32 = queries.astype(np.float32)
             timings = {"sklearn": _best(lambda: native.native(queries)),
-                       "ort": _best(lambda: session.run(output, {"X": as32})),
+                       "ort": _best(lambda: session.run(output, {feed: as32})),
                        "compiled": _best(lambda: compiled.mean(queries)),
                        "served": _best(lambda: served.predict(queries))}
             labels, values = served.predict(queries)
-            raw = session.run(output, {"X": as32})[0]
+            raw = session.run(output, {feed: as32})[0]
             if task == "classification":
                 reference = predictor.predict_proba(queries)
                 agree = float(np.mean(labels == predictor.predict(queries)))
