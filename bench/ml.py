@@ -365,7 +365,7 @@ def render(inprocess: dict, grpc_runs: list[dict], load: tuple[float, float]) ->
         "Columns: *scikit-learn as served* is `FastForest.native` (one `predict_proba` pass, labels = its "
         "argmax, one thread below 4,096 rows, n_jobs=-1 above); *ONNX Runtime* is the bare session "
         "(float32 input, 1 thread); *compiled kernel* is `CompiledForest.mean` (the forest's trees "
-        "flattened into arrays, one C kernel compiled once per machine, 8 rows walked together, rows "
+        "flattened into arrays, one C kernel compiled once per machine, 12 rows walked together, rows "
         "split over the cores from 2,048 rows); *served path* is what Predict runs on the CPU "
         "(`FastForest` with the kernel: labels and probabilities from the kernel; without a C compiler it "
         "falls back to ONNX Runtime for classifier batches ≤ 2,048 rows and scikit-learn otherwise).",

@@ -7,7 +7,7 @@ level of a deep tree). Here one small kernel is compiled once per machine (~0.5 
 directory the server owns, keyed on the kernel's source, the compiler and the flags) and every
 forest is *data*: no code is ever generated from a model or a request.
 
-The kernel walks 8 rows through a tree together (their loads overlap), trees in order, so each
+The kernel walks 12 rows through a tree together (their loads overlap), trees in order, so each
 row's sum is accumulated tree by tree exactly as scikit-learn's single-threaded predict does.
 Comparisons are exact: scikit-learn compares ``float32(x) <= threshold`` (a float64); the
 threshold rounded *down* to float32 gives the same answer for every float32 x.
