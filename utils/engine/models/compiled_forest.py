@@ -210,7 +210,8 @@ class CompiledForest:
         else:  # ctypes drops the GIL during the call, so the parts run on separate cores
             bounds = np.linspace(0, n, parts + 1).astype(np.int64)
             done = [_shared_pool().submit(self._accumulate, rows, int(a), int(b), sums)
-                    for a, b in zip(bounds[:-1], bounds[1:])]
+                    for a, b in zip(bounds[1:-1], bounds[2:])]
+            self._accumulate(rows, 0, int(bounds[1]), sums)  # the first part in this thread
             for future in done:
                 future.result()
         sums /= self.n_trees
