@@ -5,7 +5,7 @@ import contextlib
 import math
 import time
 from dataclasses import replace
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import numpy as np
 
@@ -68,13 +68,15 @@ def make_backtest_handler(resources: WorkerResources):
         except SymbolNotFound as exc:
             raise PermanentJobError(str(exc)) from None
         bars = {symbol: stored[symbol].columns() for symbol in symbols}
-        context.progress(LOAD_SHARE)
-        with kernel_threads(1 if job_cells(spec, bars) < SMALL_JOB_CELLS else None):
-            return _compute(context, spec, policy, bars, backend, started)
+        small = job_cells(spec, bars) < SMALL_JOB_CELLS
+        # a small job only checks for cancellation: its start and end are all a watcher can follow
+        progress = (lambda fraction: context.check_cancelled()) if small else context.progress
+        progress(LOAD_SHARE)
+        with kernel_threads(1 if small else None):
+            return _compute(context.payload, progress, spec, policy, bars, backend, started)
 
-    def _compute(context: JobContext, spec: StrategySpec, policy: Any, bars: dict[str, dict[str, np.ndarray]],
-                 backend: Backend, started: float) -> dict[str, Any]:
-        payload = context.payload
+    def _compute(payload: dict[str, Any], progress: Callable[[float], None], spec: StrategySpec, policy: Any,
+                 bars: dict[str, dict[str, np.ndarray]], backend: Backend, started: float) -> dict[str, Any]:
         try:
             aligned = align_bars(spec, bars, payload["start_ns"], payload["end_ns"])
         except NoDataInRange as exc:
@@ -90,9 +92,8 @@ def make_backtest_handler(resources: WorkerResources):
         capital, commission = payload["initial_capital"], payload["commission_rate"]
         search: dict[str, Any] = {}
         if spec.param_grid:
-            search, spec = _search(spec, aligned, capital, commission, context, backend)
-        output = simulate_spec(spec, aligned, capital, commission,
-                               progress=lambda f: context.progress(0.9 + 0.09 * f))
+            search, spec = _search(spec, aligned, capital, commission, progress, backend)
+        output = simulate_spec(spec, aligned, capital, commission, progress=lambda f: progress(0.9 + 0.09 * f))
         report = report_of(spec, aligned, output, capital)
         return {**backtest_result(report, spec, backend, time.perf_counter() - started), **search}
     return handle
@@ -171,20 +172,20 @@ def _sweep_summary(result: SweepResult) -> dict[str, Any]:
 
 
 def _search(spec: StrategySpec, aligned: AlignedBars, capital: float, commission: float,
-            context: JobContext, backend: Backend) -> tuple[dict[str, Any], StrategySpec]:
+            progress: Callable[[float], None], backend: Backend) -> tuple[dict[str, Any], StrategySpec]:
     """Sweep (and walk-forward) a grid; returns the result fields and the best parameter set,
     whose full backtest (equity curve, trades) becomes the job's main result. Every backend
     sweeps with the host numba kernel (a GPU worker too, for now)."""
     share = 0.7 if spec.walk_forward else 0.9
     result = sweep_panels(spec, aligned.panels, aligned.start_index, capital, commission,
-                          progress=lambda f: context.progress(LOAD_SHARE + (share - LOAD_SHARE) * f),
+                          progress=lambda f: progress(LOAD_SHARE + (share - LOAD_SHARE) * f),
                           backend=backend)
     fields: dict[str, Any] = {"sweep": {**_sweep_summary(result), "device": backend.label},
                               "best_params": result.best["params"]}
     if spec.walk_forward:
         calendar = aligned.calendar
         windows = walk_forward(spec, aligned.panels, aligned.start_index, capital, commission,
-                               progress=lambda f: context.progress(share + (0.9 - share) * f))
+                               progress=lambda f: progress(share + (0.9 - share) * f))
         for window in windows:
             (train_start, test_start), (_, test_end) = window.pop("train_rows"), window.pop("test_rows")
             window.update(train_start=iso_time(calendar[train_start]), train_end=iso_time(calendar[test_start - 1]),
