@@ -80,7 +80,10 @@ def _checked_times(symbol: str, series: Mapping[str, Any]) -> np.ndarray:
 
 
 def _forward_fill(panel: np.ndarray) -> np.ndarray:
-    rows = np.where(np.isnan(panel), 0, np.arange(panel.shape[0])[:, None])
+    missing = np.isnan(panel)
+    if not missing.any():
+        return panel
+    rows = np.where(missing, 0, np.arange(panel.shape[0])[:, None])
     np.maximum.accumulate(rows, axis=0, out=rows)
     return panel[rows, np.arange(panel.shape[1])]
 
@@ -125,7 +128,8 @@ def _aligned_panels(symbols: list[str], bars: Mapping[str, Mapping[str, Any]],
     close = _forward_fill(raw["close"])
     panels = {"close": close}
     for field in ("open", "high", "low"):
-        panels[field] = np.where(np.isnan(raw[field]), close, raw[field])  # missing bar: flat at last close
+        missing = np.isnan(raw[field])  # missing bar: flat at the last close
+        panels[field] = np.where(missing, close, raw[field]) if missing.any() else raw[field]
     panels["volume"] = np.nan_to_num(raw["volume"], nan=0.0)
     return panels
 
