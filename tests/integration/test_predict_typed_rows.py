@@ -39,6 +39,7 @@ def test_typed_rows_answer_like_json_columns(stub, model, rows):
     shuffled = [FEATURES[i] for i in (2, 0, 3, 1)]  # any column order
     as_rows = stub.Predict(typed(model_id, matrix[:, [2, 0, 3, 1]].tolist(), shuffled))
     assert list(as_rows.predictions) == list(as_json.predictions) == direct.predict(matrix).tolist()
+    assert as_rows.runtime == as_json.runtime == "compiled"  # the forest kernel (cc is present here)
     assert [list(p.values) for p in as_rows.probabilities] == [list(p.values) for p in as_json.probabilities]
     np.testing.assert_allclose([p.values for p in as_rows.probabilities], direct.predict_proba(matrix), atol=1e-12)
 

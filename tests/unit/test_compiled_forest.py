@@ -130,7 +130,7 @@ def test_serving_factory_compiles_forests_or_falls_back(tmp_path, compiler, runt
         model = factory(predictor, "m1")
     finally:
         onnx_forest.FastForest.__init__ = original
-    assert built == [runtime]
+    assert built == [runtime] and model.runtime == ("compiled" if runtime == "compiled" else "native")
     (labels, _), device = model.predict(x[:20])
     assert device == "cpu" and labels.tolist() == predictor.predict(x[:20]).tolist()
     if runtime != "compiled":

@@ -29,7 +29,9 @@ class ServingModel:
                  max_batch_rows: int = 0, max_wait: float = 0.0, name: str = "model",
                  runtime: str = "native") -> None:
         self.predictor = predictor
-        self.runtime = runtime  # "onnx" when the exported graph serves (PREDICT_RUNTIME=onnx), else "native"
+        # "onnx" when the exported graph serves (PREDICT_RUNTIME=onnx), "compiled" for a forest on the
+        # compiled kernel, else "native"
+        self.runtime = runtime
         self.metadata = predictor.metadata()
         self.model_type = self.metadata.get("model_type", "")
         self.chain = chain
@@ -105,8 +107,12 @@ class ServingFactory:
         gpu = device_chain.serving_gpu(self.backend)
         routes = onnx_routes(predictor, gpu) if self.runtime == "onnx" else None
         runtime = "native" if routes is None else "onnx"
-        kernel = self.forest_kernel() if routes is None and is_forest(predictor) else None
-        routes = routes or build_routes(predictor, fast_path(predictor, self.use_onnx, kernel), gpu)
+        if routes is None:
+            kernel = self.forest_kernel() if is_forest(predictor) else None
+            fast = fast_path(predictor, self.use_onnx, kernel)
+            if getattr(getattr(fast, "__self__", None), "compiled", None) is not None:
+                runtime = "compiled"  # PredictResponse.runtime: the forest kernel serves it
+            routes = build_routes(predictor, fast, gpu)
         chain = DeviceChain(routes, self.settings.predict_timeout_seconds, self.pools,
                             self.metrics.predict_fallbacks)
         return ServingModel(predictor, chain, self.metrics, self.settings.predict_max_batch_rows,
