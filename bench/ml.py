@@ -202,9 +202,9 @@ GRPC_RUNS = (  # (label, input, settings)
 )
 
 
-def _echo_main(ready, stop) -> None:
+def _echo_main(threads: int, ready, stop) -> None:
     """The transport's ceiling: a bare grpcio server whose Predict returns a constant answer
-    (no JSON, no validation, no model), 10 threads like the first run."""
+    (no JSON, no validation, no model), on ``threads`` RPC threads (10 for the anchor)."""
     from concurrent.futures import ThreadPoolExecutor
     import grpc
     from api_proto import ml_pb2, ml_pb2_grpc
@@ -213,7 +213,7 @@ def _echo_main(ready, stop) -> None:
         def Predict(self, request, context):
             return ml_pb2.PredictResponse(predictions=[1.0], device="cpu", model_id=request.model_id)
 
-    server = grpc.server(ThreadPoolExecutor(max_workers=10))
+    server = grpc.server(ThreadPoolExecutor(max_workers=threads))
     ml_pb2_grpc.add_MLServiceServicer_to_server(Echo(), server)
     port = server.add_insecure_port("127.0.0.1:0")
     server.start()
@@ -223,10 +223,10 @@ def _echo_main(ready, stop) -> None:
     server.stop(0)
 
 
-def measure_echo(requests: list) -> dict:
+def measure_echo(requests: list, threads: int = 10) -> dict:
     ctx = mp.get_context("spawn")
     ready, stop = ctx.Queue(), ctx.Event()
-    server = ctx.Process(target=_echo_main, args=(ready, stop))
+    server = ctx.Process(target=_echo_main, args=(threads, ready, stop))
     server.start()
     try:
         port = ready.get(timeout=60)
