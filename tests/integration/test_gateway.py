@@ -22,6 +22,10 @@ BACKTEST = dict(stock_codes=["000001.SZ", "600000.SH", "000002.SZ"], start_time=
                 end_time="2024-12-31", initial_capital=1_000_000, commission_rate=0.0003,
                 strategy_config=json.dumps({"strategy_type": "trend_following", "lookback_period": 20,
                                             "moving_average_window": 50}))
+# A sweep large enough (> SMALL_JOB_CELLS of utils/tasks/backtest.py) to report progress on the way;
+# smaller jobs report only their start and end.
+SWEEP = dict(BACKTEST, strategy_config=json.dumps({"strategy_type": "sma_crossover", "param_grid": {
+    "fast": list(range(2, 42)), "slow": list(range(50, 250, 14))}}))
 
 
 @pytest.fixture
@@ -42,7 +46,7 @@ def test_backtest_status_goes_pending_running_completed_with_its_result(gateway,
         async with connect(ws_url(gateway)) as ws:
             await subscribed(ws, channel="task_status", task_type="backtest")
             await subscribed(ws, channel="calc_result", task_type="backtest")
-            job_id = (await asyncio.to_thread(stub.IntegratedBacktest, backtest_pb2.BacktestRequest(**BACKTEST))
+            job_id = (await asyncio.to_thread(stub.IntegratedBacktest, backtest_pb2.BacktestRequest(**SWEEP))
                       ).backtest_id
             pushes = await receive_until(ws, lambda m: any(p.get("kind") == "job_result" and
                                                            p["job_id"] == job_id for p in m))
