@@ -21,7 +21,6 @@ MODULES: dict[str, str] = {
     "factor": "bench.factor",
     "portfolio": "bench.portfolio",
     "execution": "bench.execution",
-    "realtime": "bench.realtime",
     "inference": "bench.inference",
     "coldstart": "bench.coldstart",
     "realtime": "bench.realtime",
