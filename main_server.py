@@ -53,10 +53,10 @@ def _prepare_redis(settings: Any, allow_embedded: bool):
 
 def _load_sample_data(settings: Any) -> None:
     from utils.data.sample import ensure_sample_data
-    from utils.data.store import BarStore
+    from utils.data.store import bar_store_from_settings
     from utils.redis_client import redis_from_settings
     if settings.sample_data:
-        written = ensure_sample_data(BarStore(redis_from_settings(settings, decode=False)))
+        written = ensure_sample_data(bar_store_from_settings(redis_from_settings(settings, decode=False), settings))
         if written:
             log.info("loaded synthetic sample bars for %s (labelled synthetic in ListSymbols)", ", ".join(written))
 

@@ -178,6 +178,14 @@ class CoreSettings(BaseSettings):
     # (redis://host:port/db for another one), so machines without a shared disk load the same
     # models (each is materialised into MODEL_DIR, used as a local cache).
     model_store_uri: str = ""
+    # Where bars are kept: "redis" (one hash per symbol, bounded by Redis's RAM) or "parquet"
+    # (files at MARKET_DATA_URI; Redis keeps only the catalogue, versions, ticks and live bars).
+    bar_store: Literal["redis", "parquet"] = "redis"
+    # The parquet store's location: a local directory (empty = DATA_DIR/market) or
+    # s3://bucket/prefix (pyarrow's S3 filesystem; ?endpoint_override=host:port&scheme=http for MinIO).
+    market_data_uri: str = ""
+    # In-process cache of recently read bar ranges of the parquet store (MiB).
+    bar_cache_mb: int = Field(256, ge=0)
     sample_data: bool = True
 
     # Logging.

@@ -28,7 +28,7 @@ from services.ml_service import MLServicer
 from services.realtime_service import RealTimeServicer, warm_up_names
 from services.security import AdmissionInterceptor, KeyRing, add_port, server_credentials
 from utils.cache import RedisCache
-from utils.data.store import BarStore
+from utils.data.store import BarStore, bar_store_from_settings
 from utils.engine.backend import resolve_backend
 from utils.engine.indicators.warmup import warm_up_in_background
 from utils.gpu.devices import record_samples, sample_devices
@@ -104,7 +104,11 @@ def create_server(settings: Any, registry: CollectorRegistry | None = None) -> R
     key_ring, credentials = KeyRing.from_settings(settings, SERVICE_NAMES), server_credentials(settings)
     client = redis_from_settings(settings, decode=True)
     queue = JobQueue(client, QueueConfig.from_settings(settings))
-    store = BarStore(redis_from_settings(settings, decode=False))
+    store = bar_store_from_settings(redis_from_settings(settings, decode=False), settings)  # BAR_STORE
+    if hasattr(store, "migrate_from_redis"):
+        migrated = store.migrate_from_redis()  # bars left in Redis hashes by the redis store, once
+        if migrated:
+            log.info("migrated the bars of %d symbols from Redis to %s", len(migrated), store.uri)
     registry.register(QueueCollector(queue))
     model_store = open_model_store(settings)  # MODEL_STORE_URI: local directory or Redis
 

@@ -316,3 +316,12 @@ class BarStore:
         columns = [np.frombuffer(fields[b"time"], dtype="<i8")]
         columns += [np.frombuffer(fields[name.encode()], dtype="<f8") for name in COLUMNS]
         return Bars(symbol, *columns, version=int(fields.get(b"version", b"0")))
+
+
+def bar_store_from_settings(client: redis.Redis, settings) -> BarStore:
+    """The bar store ``settings.bar_store`` names (``client``: decode_responses=False)."""
+    if getattr(settings, "bar_store", "redis") != "parquet":
+        return BarStore(client)
+    from utils.data.parquet_store import ParquetBarStore
+    uri = settings.market_data_uri or str((settings.data_dir / "market").resolve())
+    return ParquetBarStore(client, uri, cache_bytes=settings.bar_cache_mb * 1024 * 1024)

@@ -46,9 +46,10 @@ class WorkerResources:
 
     @property
     def bar_store(self) -> Any:
-        from utils.data.store import BarStore
+        from utils.data.store import bar_store_from_settings
         from utils.redis_client import redis_from_settings
-        return self._once("bar_store", lambda: BarStore(redis_from_settings(self.settings, decode=False)))
+        return self._once("bar_store", lambda: bar_store_from_settings(
+            redis_from_settings(self.settings, decode=False), self.settings))
 
     @property
     def aligned_bars_cache(self) -> Any:
