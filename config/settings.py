@@ -101,6 +101,11 @@ class CoreSettings(BaseSettings):
     # Stored bars a worker keeps for its next backtests on the same symbols (MiB; each use checks
     # the symbols' data versions first, so a re-import is always seen; 0 disables).
     backtest_bar_cache_mb: int = Field(512, ge=0)
+    # Backtests and sweeps over more symbols than this are split into shards of this many symbols,
+    # run as backtest_shard child jobs by every worker and reduced by the parent (0 = never shard).
+    shard_symbols: int = Field(200, ge=0)
+    # Seconds a sharded parent waits for its shards before failing (their own retries included).
+    shard_wait_seconds: float = Field(3600.0, gt=0)
 
     # AnalyzeSentiment (utils/sentiment): lexicon models (VADER, SnowNLP) always; with LLM_API_URL
     # (an OpenAI-compatible base URL or its /chat/completions endpoint) + LLM_MODEL (+ LLM_API_KEY)

@@ -19,9 +19,12 @@ from utils.engine.backtest.position_sizing import POLICY_POSITIONS
 from utils.engine.backtest.runner import (AlignedBars, NoDataInRange, TradeRecord, align_bars, iso_time,
                                           report_of, simulate_spec)
 from utils.engine.backtest.strategies import STORED_FACTOR
-from utils.engine.backtest.sweep import SweepResult, best_spec, sweep_panels, walk_forward
+from utils.engine.backtest.sweep import TABLE_LIMIT, SweepResult, best_spec, sweep_panels, walk_forward
+from utils.engine.backtest.sweep import _rank as rank_rows
+from utils.engine.metrics import drawdown_curve
 from utils.queue.worker import JobContext, PermanentJobError
 from utils.tasks.bar_cache import StoredBarsCache
+from utils.tasks import shards
 from utils.tasks.resources import WorkerResources
 
 LOAD_SHARE = 0.2  # progress fraction attributed to loading bars
@@ -63,6 +66,10 @@ def make_backtest_handler(resources: WorkerResources):
             policy = position_policy(resources.model_store, spec.position_model)
             spec = replace(spec, position_lookback=policy.lookback)
         symbols = payload["symbols"]
+        if shardable(spec, symbols, resources.settings.shard_symbols):
+            sharded = _sharded(context, spec, backend, started)
+            if sharded is not None:
+                return sharded
         try:
             stored = stored_bars.read_many(symbols, payload["end_ns"])
         except SymbolNotFound as exc:
@@ -96,7 +103,79 @@ def make_backtest_handler(resources: WorkerResources):
         output = simulate_spec(spec, aligned, capital, commission, progress=lambda f: progress(0.9 + 0.09 * f))
         report = report_of(spec, aligned, output, capital)
         return {**backtest_result(report, spec, backend, time.perf_counter() - started), **search}
+    def _sharded(context: JobContext, spec: StrategySpec, backend: Backend, started: float) -> dict[str, Any] | None:
+        """The job as symbol shards run by child jobs (see utils/tasks/shards.py); None when the
+        shards' calendars differ (symbols with different bar times: the job runs unsharded)."""
+        payload, settings = context.payload, resources.settings
+        symbols = payload["symbols"]
+        base = {name: payload[name] for name in ("strategy_config", "start_ns", "end_ns", "commission_rate")}
+        base["sleeve_capital"] = payload["initial_capital"] / len(symbols)
+        groups = shards.split_symbols(symbols, settings.shard_symbols)
+        search: dict[str, Any] = {}
+        final, params, share = spec, None, 0.0
+        if spec.param_grid:
+            share = 0.8
+            results = shards.run_shards(resources.queue, context, "sweep", [{**base, "symbols": g} for g in groups],
+                                        lambda f: context.progress(share * f), settings.shard_wait_seconds)
+            if not shards.same_calendar(results):
+                return None
+            result = _sharded_sweep(spec, results, len(symbols), payload["initial_capital"], started)
+            search = {"sweep": {**_sweep_summary(result), "device": backend.label},
+                      "best_params": result.best["params"]}
+            final, params = best_spec(spec, result), result.best["params"]
+        results = shards.run_shards(resources.queue, context, "backtest",
+                                    [{**base, "symbols": g, "params": params} for g in groups],
+                                    lambda f: context.progress(share + (0.99 - share) * f),
+                                    settings.shard_wait_seconds)
+        if not shards.same_calendar(results):
+            return None
+        return {**_sharded_backtest(final, results, symbols, payload["initial_capital"], backend, started), **search}
     return handle
+
+
+def shardable(spec: StrategySpec, symbols: list[str], shard_symbols: int) -> bool:
+    """Whether the job splits exactly into independent equal sleeves of symbol shards."""
+    return (0 < shard_symbols < len(symbols) and not spec.is_portfolio and not spec.position_model
+            and not spec.walk_forward and not spec.param_values.get("factor_set_id")
+            and stored_sentiment.COLUMN not in text_inputs(spec))
+
+
+def _sharded_sweep(spec: StrategySpec, results: list[dict[str, Any]], symbol_count: int, capital: float,
+                   started: float) -> SweepResult:
+    combinations = spec.combinations()
+    grid_names = [name for name, _ in spec.param_grid]
+    rows = []
+    for index, combination in enumerate(combinations):
+        metrics = shards.combined_metrics(*shards.reduce_rows(results, index), spec.periods_per_year, capital)
+        rows.append({"params": {name: combination.param_values[name] for name in grid_names}, "metrics": metrics})
+    rows = rank_rows(rows, spec.rank_by)[:TABLE_LIMIT]
+    cells = len(combinations) * symbol_count * len(results[0]["times"])
+    return SweepResult(spec.rank_by, rows, len(combinations), cells, time.perf_counter() - started)
+
+
+def _sharded_backtest(spec: StrategySpec, results: list[dict[str, Any]], symbols: list[str], capital: float,
+                      backend: Backend, started: float) -> dict[str, Any]:
+    equity, closed, exposure, traded = shards.reduce_rows(results, 0)
+    position = {symbol: index for index, symbol in enumerate(symbols)}
+    fields = TradeRecord._fields
+    trades = [dict(zip(fields, trade)) for result in results for trade in result["rows"][0]["trades"]]
+    trades.sort(key=lambda row: (row["entry_time"], position[row["symbol"]]))
+    for row in trades:
+        if row["is_open"]:
+            row["exit_time"] = ""
+    symbol_metrics: dict[str, Any] = {}
+    for result in results:
+        symbol_metrics.update(result["rows"][0]["symbol_metrics"])
+    return {
+        "metrics": shards.combined_metrics(equity, closed, exposure, traded, spec.periods_per_year, capital),
+        "equity_curve": {"time": format_times(np.array(results[0]["times"], dtype=np.int64)),
+                         "equity": equity.tolist(), "drawdown": drawdown_curve(equity).tolist()},
+        "trades": trades,
+        "symbol_metrics": symbol_metrics,
+        "strategy_config": spec.normalised(),
+        "device": backend.label,
+        "compute_seconds": time.perf_counter() - started,
+    }
 
 
 def job_cells(spec: StrategySpec, bars: dict[str, dict[str, np.ndarray]]) -> int:

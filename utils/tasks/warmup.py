@@ -144,6 +144,17 @@ def warm_backtest(inputs: WarmUpInputs) -> None:
             log.debug("warm-up: backtest strategy %s skipped (%s)", name, exc)
 
 
+def warm_backtest_shard(inputs: WarmUpInputs) -> None:
+    """A symbol shard of a sweep and of a single run (the sleeve simulation the shards use)."""
+    from utils.tasks.shards import make_shard_handler
+    handle = make_shard_handler(SyntheticResources(inputs.settings, inputs.backends["backtest_shard"], inputs.daily))
+    base = {"symbols": list(SYMBOLS), "sleeve_capital": 100_000.0, "commission_rate": 0.001, **inputs.period}
+    handle(job_context("backtest_shard", {**base, "strategy_config": {"strategy_type": "sma_crossover",
+                                                                        "fast": 10, "slow": 30}}))
+    handle(job_context("backtest_shard", {**base, "strategy_config": {
+        "strategy_type": "sma_crossover", "param_grid": {"fast": [5, 10], "slow": [20, 40]}}}))
+
+
 def warm_features(inputs: WarmUpInputs) -> None:
     """The default feature set as a panel (the job) and as series and a stream (ComputeFeatures,
     StreamMarketData in this process's kernels)."""
@@ -222,7 +233,7 @@ def warm_report(inputs: WarmUpInputs) -> None:
 
 
 WARM_UPS: dict[str, Callable[[WarmUpInputs], None]] = {
-    "backtest": warm_backtest, "features": warm_features, "factor": warm_factor, "factor_eval": warm_factor_eval,
+    "backtest": warm_backtest, "backtest_shard": warm_backtest_shard, "features": warm_features, "factor": warm_factor, "factor_eval": warm_factor_eval,
     "factor_set": warm_factor_set, "portfolio": warm_portfolio, "risk": warm_risk, "execution": warm_execution,
     "training": warm_training, "report": warm_report,
 }

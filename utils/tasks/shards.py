@@ -1,0 +1,155 @@
+"""Symbol shards of large backtests and sweeps: split, run as child jobs, reduce in the parent.
+
+A sleeve strategy's portfolio is N independent sleeves of ``capital / N`` each (``simulate_sleeves``
+never lets one symbol's cash touch another's), so a job over many symbols splits exactly into
+symbol chunks of ``SHARD_SYMBOLS``: each chunk is a ``backtest_shard`` child job on the same Redis
+Streams queue (any worker on any machine takes it) that simulates its sleeves with the same sleeve
+capital and returns, per parameter combination, the sum of its sleeves' equity curves, its closed
+trades' P&L, the bars where any of its sleeves held a position and its traded value. The parent
+sums the curves, joins the rest and computes the metrics and the ranking from the totals, exactly
+as the unsharded job does from the whole panel (sums in another order: equal to ~1e-15).
+
+Deadlock: children have their own task type and so their own per-worker slots; a parent waiting
+in a ``backtest`` slot never holds a slot a child needs, so even when every backtest slot of
+every worker holds a parent, the children run. The parent polls its children (bounded by
+``SHARD_WAIT_SECONDS``), reports their mean progress (never backwards), cancels them when it is
+cancelled or loses its lease, and fails only when a child failed after its own attempts (a
+child's retries re-run that shard, never the whole job). Child ids derive from the parent's id,
+so a retried parent finds the shards it already enqueued (enqueue is idempotent per id).
+"""
+from __future__ import annotations
+
+import hashlib
+import time
+from dataclasses import replace
+from typing import Any, Callable
+
+import numpy as np
+
+from utils.data.store import SymbolNotFound
+from utils.engine.backtest.config import StrategySpec, target_positions, validate_strategy_config
+from utils.engine.backtest.runner import NoDataInRange, _per_symbol_summary, align_bars, trade_records
+from utils.engine.backtest.sweep import SleeveBatch
+from utils.engine.metrics import performance_metrics
+from utils.queue.jobs import JobSpec, JobStatus
+from utils.queue.worker import JobCancelled, JobContext, PermanentJobError
+from utils.tasks.bar_cache import StoredBarsCache
+
+SHARD_TYPE = "backtest_shard"
+POLL_SECONDS = 0.1
+
+
+def split_symbols(symbols: list[str], size: int) -> list[list[str]]:
+    return [symbols[first:first + size] for first in range(0, len(symbols), size)]
+
+
+def child_job_id(parent_id: str, round_name: str, index: int) -> str:
+    digest = hashlib.sha256(f"{parent_id}:{round_name}:{index}".encode()).hexdigest()[:32]
+    return f"bs-{digest}"
+
+
+def shard_spec(payload: dict[str, Any]) -> tuple[StrategySpec, list[StrategySpec]]:
+    """The shard's spec and the combinations it simulates (the grid's, or the one parameter set)."""
+    try:
+        spec = validate_strategy_config(payload["strategy_config"])
+    except ValueError as exc:
+        raise PermanentJobError(str(exc)) from None
+    chosen = payload.get("params")
+    if chosen is not None:  # the sweep's best parameter set: its full backtest
+        spec = replace(spec, params=tuple({**spec.param_values, **chosen}.items()), param_grid=(), walk_forward=None)
+    return spec, spec.combinations() if spec.param_grid else [spec]
+
+
+def make_shard_handler(resources: Any):
+    stored_bars = StoredBarsCache(resources.bar_store, resources.settings.backtest_bar_cache_mb * 2**20)
+
+    def handle(context: JobContext) -> dict[str, Any]:
+        payload = context.payload
+        spec, combinations = shard_spec(payload)
+        symbols = payload["symbols"]
+        try:
+            stored = stored_bars.read_many(symbols, payload["end_ns"])
+            aligned = align_bars(spec, {s: stored[s].columns() for s in symbols}, payload["start_ns"],
+                                 payload["end_ns"])
+        except (SymbolNotFound, NoDataInRange) as exc:
+            raise PermanentJobError(str(exc)) from None
+        start = aligned.start_index
+        capital = payload["sleeve_capital"] * len(symbols)
+        batch = SleeveBatch(spec, aligned.panels, start)
+        rows = []
+        for index, combination in enumerate(combinations):
+            target = target_positions(np, combination, aligned.panels, start)
+            output = batch.run(combination, target, capital, payload["commission_rate"])
+            row = {"equity": output.equity.tolist(), "closed_pnl": output.closed_pnl.tolist(),
+                   "exposed": (output.positions != 0).any(axis=1).astype(int).tolist(),
+                   "traded": sum(batch.traded.tolist(), 0.0)}
+            if not spec.param_grid:  # a full backtest: its trades and per-symbol rows too
+                row["trades"] = [list(trade) for trade in trade_records(output.trade_table, symbols, aligned.calendar)]
+                row["symbol_metrics"] = _per_symbol_summary(symbols, output, payload["sleeve_capital"], False)
+            rows.append(row)
+            context.progress((index + 1) / len(combinations))
+        return {"times": aligned.calendar[start:].tolist(), "rows": rows}
+    return handle
+
+
+def run_shards(queue: Any, context: JobContext, round_name: str, payloads: list[dict[str, Any]],
+               progress: Callable[[float], None], wait_seconds: float) -> list[dict[str, Any]]:
+    """Enqueue one child per payload, wait for all, return their results in order."""
+    ids = [child_job_id(context.job_id, round_name, index) for index in range(len(payloads))]
+    queue.enqueue_many([JobSpec(SHARD_TYPE, payload, meta={"parent": context.job_id}) for payload in payloads], ids)
+    deadline = time.monotonic() + wait_seconds
+    shown = 0.0
+    try:
+        while True:
+            records = queue.get_many(ids)
+            fractions = []
+            for index, record in enumerate(records):
+                if record is None:
+                    raise PermanentJobError(f"shard {index + 1} of {len(ids)} ({ids[index]}) has expired")
+                if record.status is JobStatus.FAILED:
+                    raise PermanentJobError(f"shard {index + 1} of {len(ids)} ({ids[index]}) failed after "
+                                            f"{record.attempts} attempts: {record.error}")
+                if record.status is JobStatus.CANCELLED:
+                    raise PermanentJobError(f"shard {index + 1} of {len(ids)} ({ids[index]}) was cancelled")
+                fractions.append(1.0 if record.status is JobStatus.COMPLETED else record.progress)
+            shown = max(shown, sum(fractions) / len(fractions))
+            progress(shown)  # raises JobCancelled when the parent was cancelled
+            if all(record.status is JobStatus.COMPLETED for record in records):
+                return [queue.result(job_id) for job_id in ids]
+            if context.lost.is_set():
+                raise JobCancelled(context.job_id)
+            if time.monotonic() > deadline:
+                raise PermanentJobError(f"shards not finished within SHARD_WAIT_SECONDS={wait_seconds:g}")
+            time.sleep(POLL_SECONDS)
+    except (JobCancelled, PermanentJobError):
+        for job_id in ids:  # finished ones are left alone by cancel
+            queue.cancel(job_id)
+        raise
+
+
+def same_calendar(results: list[dict[str, Any]]) -> bool:
+    first = results[0]["times"]
+    return all(result["times"] == first for result in results[1:])
+
+
+def reduce_rows(results: list[dict[str, Any]], index: int) -> tuple[np.ndarray, np.ndarray, float, float]:
+    """Combination ``index`` over all shards: (equity, closed P&L, exposure, traded value)."""
+    rows = [result["rows"][index] for result in results]
+    equity = np.array(rows[0]["equity"], dtype=np.float64)
+    exposed = np.array(rows[0]["exposed"], dtype=bool)
+    for row in rows[1:]:
+        equity += np.array(row["equity"], dtype=np.float64)
+        exposed |= np.array(row["exposed"], dtype=bool)
+    closed = np.array([pnl for row in rows for pnl in row["closed_pnl"]], dtype=np.float64)
+    traded = sum((row["traded"] for row in rows), 0.0)
+    return equity, closed, float(exposed.mean()), traded
+
+
+def combined_metrics(equity: np.ndarray, closed: np.ndarray, exposure: float, traded: float,
+                     periods_per_year: int, capital: float) -> dict[str, float]:
+    """``BacktestOutput.metrics`` of the summed sleeves."""
+    metrics = performance_metrics(equity, closed, periods_per_year, exposure, capital)
+    mean_equity = float(np.mean(equity))
+    reported = equity.shape[0]
+    metrics["turnover"] = float(traded / mean_equity * periods_per_year / reported if mean_equity > 0 else 0.0)
+    return metrics
