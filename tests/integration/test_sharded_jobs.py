@@ -172,3 +172,18 @@ def test_cancelling_the_parent_cancels_its_shards(sharded):
         wait_until(lambda: all(c.status is JobStatus.CANCELLED for c in children(queue, job_id, "sweep")))
     finally:
         release.set()
+
+
+def test_shards_on_different_calendars_fall_back_to_the_unsharded_job(sharded):
+    settings, start_workers = sharded
+    store = bar_store_from_settings(redis_from_settings(settings, decode=False), settings)
+    bars = sample_bars(SYMBOLS[-1], 14.0)
+    keep = np.arange(len(bars.time)) % 7 != 3  # the last shard's only symbol misses some days
+    store.write(type(bars)(bars.symbol, bars.time[keep], bars.open[keep], bars.high[keep], bars.low[keep],
+                           bars.close[keep], bars.volume[keep]), replace=True, synthetic=True)
+    queue = start_workers()[0].queue
+    job_id, record, _ = run(queue, SINGLE)
+    assert record.status is JobStatus.COMPLETED, record.error
+    result, expected = queue.result(job_id), unsharded(settings, queue, SINGLE)
+    assert result["equity_curve"]["time"] == expected["equity_curve"]["time"]
+    assert_metrics_equal(result["metrics"], expected["metrics"])

@@ -13,7 +13,8 @@ Deadlock: children have their own task type and so their own per-worker slots; a
 in a ``backtest`` slot never holds a slot a child needs, so even when every backtest slot of
 every worker holds a parent, the children run. The parent polls its children (bounded by
 ``SHARD_WAIT_SECONDS``), reports their mean progress (never backwards), cancels them when it is
-cancelled or loses its lease, and fails only when a child failed after its own attempts (a
+cancelled (not when it lost its lease or its worker shuts down: its next attempt reuses them),
+and fails only when a child failed after its own attempts (a
 child's retries re-run that shard, never the whole job). Child ids derive from the parent's id,
 so a retried parent finds the shards it already enqueued (enqueue is idempotent per id).
 """
@@ -122,8 +123,9 @@ def run_shards(queue: Any, context: JobContext, round_name: str, payloads: list[
                 raise PermanentJobError(f"shards not finished within SHARD_WAIT_SECONDS={wait_seconds:g}")
             time.sleep(POLL_SECONDS)
     except (JobCancelled, PermanentJobError):
-        for job_id in ids:  # finished ones are left alone by cancel
-            queue.cancel(job_id)
+        if not context.lost.is_set():  # a lost attempt's shards stay for the parent's next attempt
+            for job_id in ids:  # finished ones are left alone by cancel
+                queue.cancel(job_id)
         raise
 
 
