@@ -15,7 +15,6 @@
 """
 from __future__ import annotations
 
-import contextlib
 import math
 import os
 import platform
@@ -26,6 +25,7 @@ import warnings
 import numpy as np
 
 from bench import Section
+from utils.tasks.backtest import kernel_threads
 
 QUICK = os.environ.get("BENCH_QUICK") == "1"  # smoke run with small sizes (numbers meaningless)
 SINGLE_T, SINGLE_N = (250, 20) if QUICK else (1000, 100)
@@ -113,17 +113,6 @@ def _peak_increase(fn):
     result = fn()
     seconds = time.perf_counter() - began
     return result, seconds, max(0, _peak_bytes() - before)
-
-
-@contextlib.contextmanager
-def _numba_threads(count: int):
-    import numba
-    previous = numba.get_num_threads()
-    numba.set_num_threads(min(count, numba.config.NUMBA_NUM_THREADS))
-    try:
-        yield
-    finally:
-        numba.set_num_threads(previous)
 
 
 def _vbt():
@@ -224,7 +213,7 @@ def measure_single() -> dict:
 
     batch_metrics = batch_run()
     res["ours_batch"] = _best(batch_run)
-    with _numba_threads(1):
+    with kernel_threads(1):
         res["ours_batch_1t"] = _best(batch_run)
     # breakdown of vectorbt
     res["vbt_signals"] = _best(vbt_signals)
@@ -273,7 +262,7 @@ def measure_sweep() -> dict:
     print(f"[bench:backtest] sweep: {len(combinations)} combinations x {SWEEP_N} symbols x {SWEEP_T} bars ...",
           flush=True)
     result, wall, peak = _peak_increase(lambda: sweep_panels(spec, panels, 0, CAPITAL, COMMISSION))
-    with _numba_threads(1):
+    with kernel_threads(1):
         one_thread = sweep_panels(spec, panels, 0, CAPITAL, COMMISSION)
     print(f"[bench:backtest] sweep, 1 numba thread: {one_thread.seconds:.2f} s", flush=True)
     res = {"compile_s": compile_s, "seconds_1t": one_thread.seconds, "combinations": result.combinations,

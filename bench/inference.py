@@ -34,6 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from bench import Section, latency_summary, percentile
+from bench.predict_load import concurrent_predicts, echo_server_main
 
 QUICK = os.environ.get("BENCH_QUICK") == "1"
 N_FEATURES = 8
@@ -135,51 +136,10 @@ def _warm(target: str, requests: list) -> None:
     _sequential(target, requests[:20])
 
 
-async def _concurrent(target: str, requests: list, seconds: float) -> dict:
-    import grpc
-    from api_proto import ml_pb2_grpc
-    latencies: list[float] = []
-    errors = 0
-    async with grpc.aio.insecure_channel(target) as channel:
-        stub = ml_pb2_grpc.MLServiceStub(channel)
-        stop_at = time.perf_counter() + seconds
-
-        async def client(index: int) -> None:
-            nonlocal errors
-            while time.perf_counter() < stop_at:
-                began = time.perf_counter()
-                try:
-                    await stub.Predict(requests[index % len(requests)], timeout=30)
-                    latencies.append(time.perf_counter() - began)
-                except grpc.aio.AioRpcError:
-                    errors += 1
-                index += CLIENTS
-        began = time.perf_counter()
-        await asyncio.gather(*(client(i) for i in range(CLIENTS)))
-        elapsed = time.perf_counter() - began
-    return {"rate": len(latencies) / elapsed, "latency": latencies, "errors": errors}
-
-
-def _echo_main(ready, stop) -> None:
-    from concurrent.futures import ThreadPoolExecutor
-    import grpc
-    from api_proto import ml_pb2, ml_pb2_grpc
-
-    class Echo(ml_pb2_grpc.MLServiceServicer):
-        def Predict(self, request, context):
-            return ml_pb2.PredictResponse(predictions=[1.0], device="cpu", model_id=request.model_id)
-
-    server = grpc.server(ThreadPoolExecutor(max_workers=10))
-    ml_pb2_grpc.add_MLServiceServicer_to_server(Echo(), server)
-    ready.put(server.add_insecure_port("127.0.0.1:0"))
-    server.start()
-    stop.wait()
-    server.stop(0)
-
-
 def _load_run(target: str, requests: list) -> dict:
-    asyncio.run(_concurrent(target, requests, 1.0))  # connections, first batches
-    return asyncio.run(_concurrent(target, requests, LOAD_SECONDS))
+    asyncio.run(concurrent_predicts(target, requests, CLIENTS, 1.0))  # connections, first batches
+    result = asyncio.run(concurrent_predicts(target, requests, CLIENTS, LOAD_SECONDS))
+    return {**result, "rate": result["n"] / result["seconds"]}
 
 
 def measure() -> dict:
@@ -215,7 +175,7 @@ def measure() -> dict:
             results["load_remote"] = _load_run(chained.target, requests)
             results["load_direct"] = _load_run(remote.target, requests)
             ready, stop = ctx.Queue(), ctx.Event()
-            echo = ctx.Process(target=_echo_main, args=(ready, stop), daemon=True)
+            echo = ctx.Process(target=echo_server_main, args=(10, ready, stop), daemon=True)
             echo.start()
             try:
                 results["load_echo"] = _load_run(f"127.0.0.1:{ready.get(timeout=60)}", requests)

@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from bench import Section, percentile
+from bench.predict_load import concurrent_predicts, echo_server_main
 
 QUICK = os.environ.get("BENCH_QUICK") == "1"  # smoke run with small counts (numbers meaningless)
 N_TREES = 100
@@ -149,29 +150,7 @@ def typed_requests(queries: np.ndarray) -> list:
 
 
 async def _load(port: int, requests: list, seconds: float) -> dict:
-    import grpc
-    from api_proto import ml_pb2, ml_pb2_grpc
-    latencies: list[float] = []
-    errors = 0
-    async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
-        stub = ml_pb2_grpc.MLServiceStub(channel)
-        stop_at = time.perf_counter() + seconds
-
-        async def client(offset: int) -> None:
-            nonlocal errors
-            index = offset
-            while time.perf_counter() < stop_at:
-                began = time.perf_counter()
-                try:
-                    await stub.Predict(requests[index % len(requests)], timeout=30)
-                    latencies.append(time.perf_counter() - began)
-                except grpc.aio.AioRpcError:
-                    errors += 1
-                index += CLIENTS
-        began = time.perf_counter()
-        await asyncio.gather(*(client(i) for i in range(CLIENTS)))
-        elapsed = time.perf_counter() - began
-    return {"n": len(latencies), "seconds": elapsed, "latency": latencies, "errors": errors}
+    return await concurrent_predicts(f"127.0.0.1:{port}", requests, CLIENTS, seconds)
 
 
 def _grpc_run(ctx, redis_port: int, data_dir: Path, overrides: dict, requests: list) -> dict:
@@ -202,31 +181,10 @@ GRPC_RUNS = (  # (label, input, settings)
 )
 
 
-def _echo_main(threads: int, ready, stop) -> None:
-    """The transport's ceiling: a bare grpcio server whose Predict returns a constant answer
-    (no JSON, no validation, no model), on ``threads`` RPC threads (10 for the anchor)."""
-    from concurrent.futures import ThreadPoolExecutor
-    import grpc
-    from api_proto import ml_pb2, ml_pb2_grpc
-
-    class Echo(ml_pb2_grpc.MLServiceServicer):
-        def Predict(self, request, context):
-            return ml_pb2.PredictResponse(predictions=[1.0], device="cpu", model_id=request.model_id)
-
-    server = grpc.server(ThreadPoolExecutor(max_workers=threads))
-    ml_pb2_grpc.add_MLServiceServicer_to_server(Echo(), server)
-    port = server.add_insecure_port("127.0.0.1:0")
-    server.start()
-    ready.put(port)
-    stop.wait()
-    ready.put((0.0, 0.0))
-    server.stop(0)
-
-
 def measure_echo(requests: list, threads: int = 10) -> dict:
     ctx = mp.get_context("spawn")
     ready, stop = ctx.Queue(), ctx.Event()
-    server = ctx.Process(target=_echo_main, args=(threads, ready, stop))
+    server = ctx.Process(target=echo_server_main, args=(threads, ready, stop))
     server.start()
     try:
         port = ready.get(timeout=60)
