@@ -187,3 +187,18 @@ def test_shards_on_different_calendars_fall_back_to_the_unsharded_job(sharded):
     result, expected = queue.result(job_id), unsharded(settings, queue, SINGLE)
     assert result["equity_curve"]["time"] == expected["equity_curve"]["time"]
     assert_metrics_equal(result["metrics"], expected["metrics"])
+
+
+def test_parents_filling_every_backtest_slot_still_get_their_shards_run(sharded):
+    settings, _ = sharded
+    one_slot = settings.model_copy(update={"max_concurrent_backtests": 1})
+    workers = [InProcessWorker(one_slot).start() for _ in range(2)]
+    try:
+        queue = workers[0].queue
+        job_ids = [queue.enqueue(JobSpec("backtest", payload({**SINGLE, "fast": fast}))) for fast in (5, 10, 15)]
+        records = wait_until(lambda: all(r.status.is_terminal for r in queue.get_many(job_ids))
+                             and queue.get_many(job_ids), timeout=60)
+        assert [r.status for r in records] == [JobStatus.COMPLETED] * 3, [r.error for r in records]
+    finally:
+        for worker in workers:
+            worker.stop()

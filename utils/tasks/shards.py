@@ -97,7 +97,8 @@ def run_shards(queue: Any, context: JobContext, round_name: str, payloads: list[
                progress: Callable[[float], None], wait_seconds: float) -> list[dict[str, Any]]:
     """Enqueue one child per payload, wait for all, return their results in order."""
     ids = [child_job_id(context.job_id, round_name, index) for index in range(len(payloads))]
-    queue.enqueue_many([JobSpec(SHARD_TYPE, payload, meta={"parent": context.job_id}) for payload in payloads], ids)
+    for job_id, payload in zip(ids, payloads):  # one by one: each job's keys are one Redis Cluster slot
+        queue.enqueue(JobSpec(SHARD_TYPE, payload, meta={"parent": context.job_id}), job_id)
     deadline = time.monotonic() + wait_seconds
     shown = 0.0
     try:
