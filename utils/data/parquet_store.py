@@ -132,13 +132,14 @@ class ParquetBarStore(BarStore):
         fields = self._catalogue_fields(len(times), times, versions[-1],
                                         extra.get(b"synthetic", b"0") == b"1",
                                         extra.get(b"source", b"import").decode())
-        with self.redis.pipeline(transaction=True) as pipe:
-            pipe.hsetnx(catalogue_key(symbol, interval), "version", fields["version"])
-            pipe.hset(catalogue_key(symbol, interval), mapping=fields)
-            if interval == DAILY:
-                pipe.sadd(keys.SYMBOLS, symbol)
-            pipe.execute()
+        self._catalogue(symbol, interval, fields)
         return {k.encode(): str(v).encode() for k, v in fields.items()}
+
+    def _catalogue(self, symbol: str, interval: str, fields: dict) -> None:
+        # Single-key commands (no MULTI across keys): each may live in another Redis Cluster slot.
+        self.redis.hset(catalogue_key(symbol, interval), mapping=fields)
+        if interval == DAILY:
+            self.redis.sadd(keys.SYMBOLS, symbol)
 
     @staticmethod
     def _catalogue_fields(rows: int, times: np.ndarray, version: int, synthetic: bool, source: str) -> dict:
@@ -164,12 +165,8 @@ class ParquetBarStore(BarStore):
             legacy = int(self.redis.hget(keys.bars(bars.symbol), "version") or 0) if interval == DAILY else 0
             version = max([version, legacy, *self._stored_versions(bars.symbol, interval)]) + 1
             self._write_file(combined, interval, version, synthetic, source)
-            with self.redis.pipeline(transaction=True) as pipe:
-                pipe.hset(catalogue_key(bars.symbol, interval),
-                          mapping=self._catalogue_fields(len(combined), combined.time, version, synthetic, source))
-                if interval == DAILY:
-                    pipe.sadd(keys.SYMBOLS, bars.symbol)
-                pipe.execute()
+            self._catalogue(bars.symbol, interval,
+                            self._catalogue_fields(len(combined), combined.time, version, synthetic, source))
             self._drop_old_parts(bars.symbol, interval, keep_from=version - 1)
         return len(combined), version
 
@@ -180,11 +177,14 @@ class ParquetBarStore(BarStore):
                                                "synthetic": "1" if synthetic else "0", "source": source})
         final = self._part(bars.symbol, interval, version)
         self.fs.create_dir(self._dir(bars.symbol, interval), recursive=True)
-        target = f"{self._dir(bars.symbol, interval)}/.tmp-{uuid.uuid4().hex}.parquet" if self.atomic_rename else final
-        pq.write_table(table, target, filesystem=self.fs, compression="zstd", row_group_size=self.row_group_rows,
-                       write_statistics=True)
+        options = dict(compression="zstd", row_group_size=self.row_group_rows, write_statistics=True)
         if self.atomic_rename:
+            target = f"{self._dir(bars.symbol, interval)}/.tmp-{uuid.uuid4().hex}.parquet"
+            pq.write_table(table, target, filesystem=self.fs, **options)
             self.fs.move(target, final)
+            return
+        # Object stores: an upload is visible only once complete (PUT or completed multipart upload).
+        pq.write_table(table, final, filesystem=self.fs, **options)
 
     def _drop_old_parts(self, symbol: str, interval: str, keep_from: int) -> None:
         """Delete files older than the previous version (a reader that looked up the previous
