@@ -31,6 +31,7 @@ from utils.data.store import SymbolNotFound
 from utils.engine.backtest.config import StrategySpec, target_positions, validate_strategy_config
 from utils.engine.backtest.runner import NoDataInRange, _per_symbol_summary, align_bars, trade_records
 from utils.engine.backtest.sweep import SleeveBatch
+from utils.engine.backtest.sweep_batch import sweep_reductions
 from utils.engine.metrics import performance_metrics
 from utils.queue.jobs import JobSpec, JobStatus
 from utils.queue.worker import JobCancelled, JobContext, PermanentJobError
@@ -76,6 +77,13 @@ def make_shard_handler(resources: Any):
             raise PermanentJobError(str(exc)) from None
         start = aligned.start_index
         capital = payload["sleeve_capital"] * len(symbols)
+        times = aligned.calendar[start:].tolist()
+        if spec.param_grid:  # the sweep's batched kernel, keeping the bars each combination held
+            reductions = sweep_reductions(spec, combinations, aligned.panels, start, capital,
+                                          payload["commission_rate"], context.progress, held_bars=True)
+            return {"times": times, "rows": [
+                {"equity": equity.tolist(), "closed_pnl": closed.tolist(), "exposed": held.astype(int).tolist(),
+                 "traded": traded} for equity, closed, held, traded in reductions]}
         batch = SleeveBatch(spec, aligned.panels, start)
         rows = []
         for index, combination in enumerate(combinations):
@@ -84,12 +92,12 @@ def make_shard_handler(resources: Any):
             row = {"equity": output.equity.tolist(), "closed_pnl": output.closed_pnl.tolist(),
                    "exposed": (output.positions != 0).any(axis=1).astype(int).tolist(),
                    "traded": sum(batch.traded.tolist(), 0.0)}
-            if not spec.param_grid:  # a full backtest: its trades and per-symbol rows too
-                row["trades"] = [list(trade) for trade in trade_records(output.trade_table, symbols, aligned.calendar)]
-                row["symbol_metrics"] = _per_symbol_summary(symbols, output, payload["sleeve_capital"], False)
+            # a full backtest: its trades and per-symbol rows too
+            row["trades"] = [list(trade) for trade in trade_records(output.trade_table, symbols, aligned.calendar)]
+            row["symbol_metrics"] = _per_symbol_summary(symbols, output, payload["sleeve_capital"], False)
             rows.append(row)
             context.progress((index + 1) / len(combinations))
-        return {"times": aligned.calendar[start:].tolist(), "rows": rows}
+        return {"times": times, "rows": rows}
     return handle
 
 

@@ -10,7 +10,7 @@ for the single run (``tests/unit/test_backtest_sweep.py`` checks equality).
 """
 from __future__ import annotations
 
-from typing import Callable
+from typing import Any, Callable, Iterator
 
 import numpy as np
 
@@ -54,6 +54,17 @@ def sweep_metrics(spec: StrategySpec, combinations: list[StrategySpec], panels: 
                   capital: float, commission_rate: float,
                   progress: Callable[[float], None] | None = None) -> list[dict[str, float]]:
     """Metrics of every combination (in order) of a sleeve strategy without a position policy."""
+    return [_row_metrics(equity, closed, int(held), traded, spec.periods_per_year, capital)
+            for equity, closed, held, traded in sweep_reductions(spec, combinations, panels, start, capital,
+                                                                 commission_rate, progress)]
+
+
+def sweep_reductions(spec: StrategySpec, combinations: list[StrategySpec], panels: dict[str, np.ndarray],
+                     start: int, capital: float, commission_rate: float,
+                     progress: Callable[[float], None] | None = None,
+                     held_bars: bool = False) -> Iterator[tuple[np.ndarray, np.ndarray, Any, float]]:
+    """Per combination (in order): its equity curve, closed P&L (entry then symbol order), exposed
+    bars (their count; with ``held_bars``, the boolean mask of them) and traded value."""
     close = panels["close"]
     bars, symbols = close.shape
     reported = bars - start
@@ -77,7 +88,7 @@ def sweep_metrics(spec: StrategySpec, combinations: list[StrategySpec], panels: 
     exposed = np.empty(size, dtype=np.int64)
     traded = np.empty(size)
     targets = np.empty((size, symbols, bars)) if modes[0] == TARGETS_GIVEN else np.empty((1, 1, 1))
-    rows: list[dict[str, float]] = []
+    held = np.zeros((size, reported), dtype=np.bool_) if held_bars else np.zeros((0, 0), dtype=np.bool_)
     for first in range(0, len(combinations), size):
         part = combinations[first:first + size]
         count = len(part)
@@ -86,13 +97,13 @@ def sweep_metrics(spec: StrategySpec, combinations: list[StrategySpec], panels: 
                 targets[index] = target_positions(np, combination, panels, start).T
         sweep_portfolios(*prices, fractions, targets, lines, fast[first:first + count], slow[first:first + count],
                          modes[first:first + count], capital / symbols, costs, config.fill == "close",
-                         config.allow_short, start, equity[:count], closed_pnl, n_closed, exposed, traded)
+                         config.allow_short, start, equity[:count], closed_pnl, n_closed, exposed, traded,
+                         held[:count] if held_bars else held)
         for index in range(count):
-            rows.append(_row_metrics(equity[index].copy(), closed_pnl[index, :n_closed[index]].copy(),
-                                     int(exposed[index]), float(traded[index]), spec.periods_per_year, capital))
+            yield (equity[index].copy(), closed_pnl[index, :n_closed[index]].copy(),
+                   held[index].copy() if held_bars else int(exposed[index]), float(traded[index]))
         if progress is not None:
             progress((first + count) / len(combinations))
-    return rows
 
 
 def _row_metrics(equity: np.ndarray, closed_pnl: np.ndarray, exposed_bars: int, traded: float,

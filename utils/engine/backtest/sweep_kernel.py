@@ -66,12 +66,14 @@ def crossover_target(fast, slow, mode, allow_short, start, out):
 @njit(parallel=True, cache=True)
 def sweep_portfolios(open_t, high_t, low_t, close_t, fraction_t, targets, lines, fast_line, slow_line, modes,
                      capital, costs, fill_at_close, allow_short, start, equity, closed_pnl, n_closed, exposed_bars,
-                     traded):
+                     traded, held_bars):
     """Every combination ``k`` (rows of ``equity``), in parallel: its sleeves over the (symbols,
     bars) price rows, targets from ``targets[k]`` (``modes[k] == TARGETS_GIVEN``) or from
     ``lines[fast_line[k]]`` and ``lines[slow_line[k]]`` ((lines, symbols, bars)). Writes
     ``equity[k]`` (portfolio, bars from ``start``), ``closed_pnl[k, :n_closed[k]]`` (closed trades,
-    entry then symbol order), ``exposed_bars[k]`` and ``traded[k]``."""
+    entry then symbol order), ``exposed_bars[k]`` and ``traded[k]``; and ``held_bars[k]`` (the
+    reported bars where any sleeve holds a position) when ``held_bars`` has a row per combination
+    (a (0, 0) array otherwise: symbol shards of one sweep need the bars, not just their count)."""
     combinations = equity.shape[0]
     symbols, bars = close_t.shape
     reported = bars - start
@@ -127,4 +129,6 @@ def sweep_portfolios(open_t, high_t, low_t, close_t, fraction_t, targets, lines,
             if held[bar]:
                 exposed += 1
         exposed_bars[k] = exposed
+        if held_bars.shape[0] == combinations and held_bars.shape[1] == reported:
+            held_bars[k, :] = held
         traded[k] = value_sum
