@@ -55,7 +55,7 @@ class MarketDataServicer(market_data_pb2_grpc.MarketDataServiceServicer):
             pending.clear()
 
         for index, request in enumerate(request_iterator):
-            symbol, interval, bars = self._request_bars(request, f"chunk {index}: ")
+            symbol, interval, bars = self._request_bars(request, f"chunks[{index}].")
             received += len(bars)
             if current is None or current[:2] != (symbol, interval):
                 flush()
@@ -70,18 +70,19 @@ class MarketDataServicer(market_data_pb2_grpc.MarketDataServiceServicer):
             raise invalid("bars", "the stream carried no bars; send at least one chunk with bars")
         return market_data_pb2.ImportBarsStreamResponse(symbols=list(written.values()), bars_received=received)
 
-    def _request_bars(self, request, where: str) -> tuple[str, str, Bars]:
-        symbol = validation.symbol("symbol", request.symbol)
-        interval = validation.interval("interval", request.interval) or DAILY
+    def _request_bars(self, request, prefix: str) -> tuple[str, str, Bars]:
+        """``prefix``: where the request sits in a stream ("chunks[3]."), for error messages."""
+        symbol = validation.symbol(f"{prefix}symbol", request.symbol)
+        interval = validation.interval(f"{prefix}interval", request.interval) or DAILY
         if interval != DAILY and not hasattr(self.store, "read_interval"):
-            raise failed_precondition(f"{where}importing {interval} bars needs the parquet bar store (set "
+            raise failed_precondition(f"{prefix}interval: importing {interval} bars needs the parquet bar store (set "
                                       f"BAR_STORE=parquet); the redis store keeps daily bars only")
         if len(request.bars) > MAX_BARS_PER_IMPORT:
-            raise invalid("bars", f"{where}has {len(request.bars)} bars; send at most {MAX_BARS_PER_IMPORT} per "
+            raise invalid(f"{prefix}bars", f"has {len(request.bars)} bars; send at most {MAX_BARS_PER_IMPORT} per "
                                   f"message (ImportBarsStream takes any number of chunks)")
         times = np.empty(len(request.bars), dtype=np.int64)
         for index, bar in enumerate(request.bars):
-            times[index] = validation.time_ns(f"bars[{index}].time", bar.time)
+            times[index] = validation.time_ns(f"{prefix}bars[{index}].time", bar.time)
         columns = {name: np.fromiter((getattr(bar, name) for bar in request.bars), dtype=np.float64,
                                      count=len(request.bars)) for name in COLUMN_NAMES}
         return symbol, interval, Bars(symbol, times, **columns)

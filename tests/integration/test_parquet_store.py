@@ -199,3 +199,23 @@ def test_intraday_import_needs_the_parquet_store(channel):
             symbol="X", interval="1m", bars=[market_data_pb2.Bar(time="2024-01-02T09:30:00", open=1, high=1,
                                                                  low=1, close=1, volume=1)]))
     assert error.value.code() == grpc.StatusCode.FAILED_PRECONDITION and "BAR_STORE=parquet" in error.value.details()
+
+
+def test_stream_import_into_the_redis_store_and_bad_chunks(channel):
+    import grpc
+    market = market_data_pb2_grpc.MarketDataServiceStub(channel)
+    ok = market.ImportBarsStream(iter([market_data_pb2.ImportBarsRequest(symbol="RS", bars=daily_messages(5, 9)),
+                                       market_data_pb2.ImportBarsRequest(symbol="RS", bars=daily_messages(8, 9)[5:])]))
+    assert [(s.symbol, s.rows, s.version) for s in ok.symbols] == [("RS", 8, 1)] and ok.bars_received == 8
+    bad_time = daily_messages(2, 9)
+    bad_time[1].time = "yesterday"
+    for chunks, code, text in [
+            ([], grpc.StatusCode.INVALID_ARGUMENT, "no bars"),
+            ([market_data_pb2.ImportBarsRequest(symbol="RS", bars=daily_messages(2, 9)),
+              market_data_pb2.ImportBarsRequest(symbol="RS", bars=bad_time)], grpc.StatusCode.INVALID_ARGUMENT,
+             "chunks[1].bars[1].time"),
+            ([market_data_pb2.ImportBarsRequest(symbol="bad symbol!", bars=daily_messages(2, 9))],
+             grpc.StatusCode.INVALID_ARGUMENT, "chunks[0].symbol")]:
+        with pytest.raises(grpc.RpcError) as error:
+            market.ImportBarsStream(iter(chunks))
+        assert error.value.code() == code and text in error.value.details(), error.value.details()
