@@ -115,21 +115,21 @@ def make_backtest_handler(resources: WorkerResources):
         final, params, share = spec, None, 0.0
         if spec.param_grid:
             share = 0.8
-            results = shards.run_shards(resources.queue, context, "sweep", [{**base, "symbols": g} for g in groups],
-                                        lambda f: context.progress(share * f), settings.shard_wait_seconds)
-            if not shards.same_calendar(results):
+            totals = shards.run_shards(resources.queue, context, "sweep", [{**base, "symbols": g} for g in groups],
+                                       lambda f: context.progress(share * f), settings.shard_wait_seconds)
+            if not totals.same_calendar:
                 return None
-            result = _sharded_sweep(spec, results, len(symbols), payload["initial_capital"], started)
+            result = _sharded_sweep(spec, totals, len(symbols), payload["initial_capital"], started)
             search = {"sweep": {**_sweep_summary(result), "device": backend.label},
                       "best_params": result.best["params"]}
             final, params = best_spec(spec, result), result.best["params"]
-        results = shards.run_shards(resources.queue, context, "backtest",
-                                    [{**base, "symbols": g, "params": params} for g in groups],
-                                    lambda f: context.progress(share + (0.99 - share) * f),
-                                    settings.shard_wait_seconds)
-        if not shards.same_calendar(results):
+        totals = shards.run_shards(resources.queue, context, "backtest",
+                                   [{**base, "symbols": g, "params": params} for g in groups],
+                                   lambda f: context.progress(share + (0.99 - share) * f),
+                                   settings.shard_wait_seconds)
+        if not totals.same_calendar:
             return None
-        return {**_sharded_backtest(final, results, symbols, payload["initial_capital"], backend, started), **search}
+        return {**_sharded_backtest(final, totals, symbols, payload["initial_capital"], backend, started), **search}
     return handle
 
 
@@ -140,35 +140,33 @@ def shardable(spec: StrategySpec, symbols: list[str], shard_symbols: int) -> boo
             and stored_sentiment.COLUMN not in text_inputs(spec))
 
 
-def _sharded_sweep(spec: StrategySpec, results: list[dict[str, Any]], symbol_count: int, capital: float,
+def _sharded_sweep(spec: StrategySpec, totals: shards.ShardTotals, symbol_count: int, capital: float,
                    started: float) -> SweepResult:
     combinations = spec.combinations()
     grid_names = [name for name, _ in spec.param_grid]
     rows = []
     for index, combination in enumerate(combinations):
-        metrics = shards.combined_metrics(*shards.reduce_rows(results, index), spec.periods_per_year, capital)
+        metrics = shards.combined_metrics(*totals.combination(index), spec.periods_per_year, capital)
         rows.append({"params": {name: combination.param_values[name] for name in grid_names}, "metrics": metrics})
     rows = rank_rows(rows, spec.rank_by)[:TABLE_LIMIT]
-    cells = len(combinations) * symbol_count * len(results[0]["times"])
+    cells = len(combinations) * symbol_count * len(totals.times)
     return SweepResult(spec.rank_by, rows, len(combinations), cells, time.perf_counter() - started)
 
 
-def _sharded_backtest(spec: StrategySpec, results: list[dict[str, Any]], symbols: list[str], capital: float,
+def _sharded_backtest(spec: StrategySpec, totals: shards.ShardTotals, symbols: list[str], capital: float,
                       backend: Backend, started: float) -> dict[str, Any]:
-    equity, closed, exposure, traded = shards.reduce_rows(results, 0)
+    equity, closed, exposure, traded = totals.combination(0)
     position = {symbol: index for index, symbol in enumerate(symbols)}
     fields = TradeRecord._fields
-    trades = [dict(zip(fields, trade)) for result in results for trade in result["rows"][0]["trades"]]
+    trades = [dict(zip(fields, trade)) for trade in totals.trades]
     trades.sort(key=lambda row: (row["entry_time"], position[row["symbol"]]))
     for row in trades:
         if row["is_open"]:
             row["exit_time"] = ""
-    symbol_metrics: dict[str, Any] = {}
-    for result in results:
-        symbol_metrics.update(result["rows"][0]["symbol_metrics"])
+    symbol_metrics = {symbol: totals.symbol_metrics[symbol] for symbol in symbols}
     return {
         "metrics": shards.combined_metrics(equity, closed, exposure, traded, spec.periods_per_year, capital),
-        "equity_curve": {"time": format_times(np.array(results[0]["times"], dtype=np.int64)),
+        "equity_curve": {"time": format_times(np.array(totals.times, dtype=np.int64)),
                          "equity": equity.tolist(), "drawdown": drawdown_curve(equity).tolist()},
         "trades": trades,
         "symbol_metrics": symbol_metrics,

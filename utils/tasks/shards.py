@@ -5,17 +5,20 @@ never lets one symbol's cash touch another's), so a job over many symbols splits
 symbol chunks of ``SHARD_SYMBOLS``: each chunk is a ``backtest_shard`` child job on the same Redis
 Streams queue (any worker on any machine takes it) that simulates its sleeves with the same sleeve
 capital and returns, per parameter combination, the sum of its sleeves' equity curves, its closed
-trades' P&L, the bars where any of its sleeves held a position and its traded value. The parent
-sums the curves, joins the rest and computes the metrics and the ranking from the totals, exactly
-as the unsharded job does from the whole panel (sums in another order: equal to ~1e-15).
+trades' P&L, the bars where any of its sleeves held a position and its traded value (a sweep's
+shard runs the sweep's batched kernel). The parent adds each shard's result to running totals in
+shard order as it arrives (holding one shard's result at a time), then computes the metrics and
+the ranking from the totals, as the unsharded job does from the whole panel (sums in another
+order: equal to ~1e-15). Shards whose calendars differ (symbols with other bar times) cannot be
+summed bar by bar: the parent then runs the job unsharded itself.
 
 Deadlock: children have their own task type and so their own per-worker slots; a parent waiting
 in a ``backtest`` slot never holds a slot a child needs, so even when every backtest slot of
 every worker holds a parent, the children run. The parent polls its children (bounded by
 ``SHARD_WAIT_SECONDS``), reports their mean progress (never backwards), cancels them when it is
 cancelled (not when it lost its lease or its worker shuts down: its next attempt reuses them),
-and fails only when a child failed after its own attempts (a
-child's retries re-run that shard, never the whole job). Child ids derive from the parent's id,
+and fails only when a child failed after its own attempts (a child's retries re-run that shard,
+never the whole job). Child ids derive from the parent's id,
 so a retried parent finds the shards it already enqueued (enqueue is idempotent per id).
 """
 from __future__ import annotations
@@ -101,14 +104,50 @@ def make_shard_handler(resources: Any):
     return handle
 
 
+class ShardTotals:
+    """Running totals over shards, added in shard order (so the sums are the same on every run) and
+    each shard's result dropped once added: the parent holds one shard's result at a time."""
+
+    def __init__(self) -> None:
+        self.times: list[int] | None = None
+        self.same_calendar = True  # False: a shard's bars are on other times (the job runs unsharded)
+        self.rows: list[list[Any]] = []  # per combination: [equity, held mask, closed P&L parts, traded]
+        self.trades: list[list[Any]] = []
+        self.symbol_metrics: dict[str, Any] = {}
+
+    def add(self, result: dict[str, Any]) -> None:
+        if self.times is None:
+            self.times = result["times"]
+            bars = len(self.times)
+            self.rows = [[np.zeros(bars), np.zeros(bars, dtype=bool), [], 0.0] for _ in result["rows"]]
+        elif result["times"] != self.times:
+            self.same_calendar = False
+        if not self.same_calendar:
+            return
+        for total, row in zip(self.rows, result["rows"]):
+            total[0] += np.asarray(row["equity"], dtype=np.float64)
+            total[1] |= np.asarray(row["exposed"], dtype=bool)
+            total[2].append(np.asarray(row["closed_pnl"], dtype=np.float64))
+            total[3] += row["traded"]
+            self.trades.extend(row.get("trades", ()))
+            self.symbol_metrics.update(row.get("symbol_metrics", {}))
+
+    def combination(self, index: int) -> tuple[np.ndarray, np.ndarray, float, float]:
+        """Combination ``index`` over all shards: (equity, closed P&L, exposure, traded value)."""
+        equity, held, closed, traded = self.rows[index]
+        return equity, np.concatenate(closed) if closed else np.empty(0), float(held.mean()), traded
+
+
 def run_shards(queue: Any, context: JobContext, round_name: str, payloads: list[dict[str, Any]],
-               progress: Callable[[float], None], wait_seconds: float) -> list[dict[str, Any]]:
-    """Enqueue one child per payload, wait for all, return their results in order."""
+               progress: Callable[[float], None], wait_seconds: float) -> ShardTotals:
+    """Enqueue one child per payload, wait for all, add their results up in shard order."""
     ids = [child_job_id(context.job_id, round_name, index) for index in range(len(payloads))]
     for job_id, payload in zip(ids, payloads):  # one by one: each job's keys are one Redis Cluster slot
         queue.enqueue(JobSpec(SHARD_TYPE, payload, meta={"parent": context.job_id}), job_id)
     deadline = time.monotonic() + wait_seconds
     shown = 0.0
+    totals = ShardTotals()
+    added = 0  # shards 0..added-1 are in the totals
     try:
         while True:
             records = queue.get_many(ids)
@@ -122,10 +161,16 @@ def run_shards(queue: Any, context: JobContext, round_name: str, payloads: list[
                 if record.status is JobStatus.CANCELLED:
                     raise PermanentJobError(f"shard {index + 1} of {len(ids)} ({ids[index]}) was cancelled")
                 fractions.append(1.0 if record.status is JobStatus.COMPLETED else record.progress)
+            while added < len(ids) and records[added].status is JobStatus.COMPLETED:
+                result = queue.result(ids[added])
+                if result is None:
+                    raise PermanentJobError(f"shard {added + 1} of {len(ids)} ({ids[added]}): result expired")
+                totals.add(result)
+                added += 1
             shown = max(shown, sum(fractions) / len(fractions))
             progress(shown)  # raises JobCancelled when the parent was cancelled
-            if all(record.status is JobStatus.COMPLETED for record in records):
-                return [queue.result(job_id) for job_id in ids]
+            if added == len(ids):
+                return totals
             if context.lost.is_set():
                 raise JobCancelled(context.job_id)
             if time.monotonic() > deadline:
@@ -136,24 +181,6 @@ def run_shards(queue: Any, context: JobContext, round_name: str, payloads: list[
             for job_id in ids:  # finished ones are left alone by cancel
                 queue.cancel(job_id)
         raise
-
-
-def same_calendar(results: list[dict[str, Any]]) -> bool:
-    first = results[0]["times"]
-    return all(result["times"] == first for result in results[1:])
-
-
-def reduce_rows(results: list[dict[str, Any]], index: int) -> tuple[np.ndarray, np.ndarray, float, float]:
-    """Combination ``index`` over all shards: (equity, closed P&L, exposure, traded value)."""
-    rows = [result["rows"][index] for result in results]
-    equity = np.array(rows[0]["equity"], dtype=np.float64)
-    exposed = np.array(rows[0]["exposed"], dtype=bool)
-    for row in rows[1:]:
-        equity += np.array(row["equity"], dtype=np.float64)
-        exposed |= np.array(row["exposed"], dtype=bool)
-    closed = np.array([pnl for row in rows for pnl in row["closed_pnl"]], dtype=np.float64)
-    traded = sum((row["traded"] for row in rows), 0.0)
-    return equity, closed, float(exposed.mean()), traded
 
 
 def combined_metrics(equity: np.ndarray, closed: np.ndarray, exposure: float, traded: float,
