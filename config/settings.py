@@ -35,6 +35,9 @@ class CoreSettings(BaseSettings):
     redis_password: str | None = None
     redis_embedded: Literal["auto", "always", "never"] = "auto"
     redis_socket_timeout: float = Field(5.0, gt=0)
+    # Redis Cluster: seed nodes "host:port,host:port"; when set, clients are redis-py
+    # RedisCluster (REDIS_HOST/PORT/DB are ignored, and no embedded server is started).
+    redis_cluster_nodes: str = ""
 
     # gRPC front end.
     grpc_host: str = "0.0.0.0"
@@ -225,7 +228,8 @@ class CoreSettings(BaseSettings):
     @property
     def redis_configured(self) -> bool:
         """True when the operator named a Redis explicitly (then we never start our own)."""
-        return "redis_host" in self.model_fields_set or "redis_port" in self.model_fields_set
+        return ("redis_host" in self.model_fields_set or "redis_port" in self.model_fields_set
+                or bool(self.redis_cluster_nodes))
 
     def concurrency_caps(self, task_types: tuple[TaskType, ...] = TASK_TYPES) -> dict[str, int]:
         """Per-worker slots of each task type (the scheduler reads only streams with a cap)."""

@@ -112,3 +112,6 @@ def wait_until(predicate: Callable[[], object], timeout: float = 20.0, interval:
 
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+from tests.redis_cluster_fixtures import redis_cluster  # noqa: E402,F401  (a 3-master cluster, on demand)

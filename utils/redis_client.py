@@ -11,6 +11,7 @@ from typing import Any
 
 import redis
 from redis.backoff import ExponentialBackoff
+from redis.cluster import ClusterNode, RedisCluster
 from redis.retry import Retry
 
 log = logging.getLogger(__name__)
@@ -24,9 +25,38 @@ def make_redis(host: str, port: int, db: int = 0, password: str | None = None,
                        health_check_interval=15, retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), 2))
 
 
+def parse_cluster_nodes(spec: str) -> list[tuple[str, int]]:
+    """``"host:port,host:port"`` -> [(host, port)...]; a clear ValueError for anything else."""
+    nodes = []
+    for item in (part.strip() for part in spec.split(",")):
+        host, sep, port = item.rpartition(":")
+        if not item or not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError(f"REDIS_CLUSTER_NODES: {item!r} is not host:port "
+                             "(expected e.g. 10.0.0.1:7000,10.0.0.2:7000)")
+        nodes.append((host, int(port)))
+    return nodes
+
+
+def make_redis_cluster(nodes: list[tuple[str, int]], password: str | None = None, decode: bool = True,
+                       socket_timeout: float = 5.0) -> RedisCluster:
+    """A RedisCluster client over the seed ``nodes`` (it discovers the others). Same timeouts
+    and retries as ``make_redis``; MOVED/ASK redirections are followed by redis-py."""
+    return RedisCluster(startup_nodes=[ClusterNode(host, port) for host, port in nodes], password=password,
+                        decode_responses=decode, socket_connect_timeout=3.0, socket_timeout=socket_timeout,
+                        health_check_interval=15, retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), 2))
+
+
 def redis_from_settings(settings: Any, decode: bool = True) -> redis.Redis:
+    """The platform's client: RedisCluster when REDIS_CLUSTER_NODES is set, else one server."""
+    if getattr(settings, "redis_cluster_nodes", ""):
+        return make_redis_cluster(parse_cluster_nodes(settings.redis_cluster_nodes), settings.redis_password,
+                                  decode, settings.redis_socket_timeout)
     return make_redis(settings.redis_host, settings.redis_port, settings.redis_db,
                       settings.redis_password, decode, settings.redis_socket_timeout)
+
+
+def is_cluster(client: Any) -> bool:
+    return isinstance(client, RedisCluster)
 
 
 def redis_answers(host: str, port: int, password: str | None = None) -> bool:

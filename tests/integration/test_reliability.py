@@ -12,6 +12,7 @@ from collections import Counter
 import redis
 
 from tests.conftest import InProcessWorker, wait_until
+from utils.queue import keys
 from utils.queue.jobs import JobSpec, JobStatus, new_job_id
 from utils.queue.streams import JobQueue, QueueConfig
 from utils.redis_client import EmbeddedRedis, make_redis
@@ -65,7 +66,7 @@ def test_redis_restart_during_a_burst_loses_and_duplicates_nothing(tmp_path, set
         def all_done():
             pipe = queue.redis.pipeline(transaction=False)
             for job_id in accepted:
-                pipe.hget(f"gq:job:{job_id}", "status")
+                pipe.hget(keys.job(job_id), "status")
             return all(status == JobStatus.COMPLETED.value for status in pipe.execute())
 
         wait_until(all_done, timeout=120)

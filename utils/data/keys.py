@@ -12,13 +12,15 @@ def bars(symbol: str) -> str:
 
 
 def interval_bars(symbol: str, interval: str) -> str:
-    """Hash: bars aggregated from ticks; field = bucket start (ns), value = packed OHLCV float64."""
-    return f"md:bars:{symbol}:{interval}"
+    """Hash: bars aggregated from ticks; field = bucket start (ns), value = packed OHLCV float64.
+    The symbol is a hash tag, shared with ``ticks``: a tick flush writes both in one script
+    (one Redis Cluster slot per symbol)."""
+    return f"md:bars:{{{symbol}}}:{interval}"
 
 
 def ticks(symbol: str) -> str:
-    """Stream: raw ticks of one symbol (capped)."""
-    return f"md:ticks:{symbol}"
+    """Stream: raw ticks of one symbol (capped); same hash tag as ``interval_bars``."""
+    return f"md:ticks:{{{symbol}}}"
 
 
 def stream_state(symbol: str) -> str:
@@ -49,14 +51,16 @@ def factor_values(job_id: str) -> str:
 
 
 def factor_set(set_id: str) -> str:
-    """Hash with the result TTL: a stored factor set's meta (JSON: names, times, symbols...)."""
-    return f"factor:set:{set_id}"
+    """Hash with the result TTL: a stored factor set's meta (JSON: names, times, symbols...).
+    The set id is a hash tag: the meta and its panels are written in one MULTI/EXEC (one
+    Redis Cluster slot per set)."""
+    return f"factor:set:{{{set_id}}}"
 
 
 def factor_set_values(set_id: str, index: int) -> str:
     """String with the result TTL: factor ``index`` of a factor set, raw little-endian float64
     bytes (row-major times x symbols, NaN = missing)."""
-    return f"factor:set:{set_id}:{index}"
+    return f"factor:set:{{{set_id}}}:{index}"
 
 
 # Caches and models.
@@ -65,11 +69,13 @@ def cache(namespace: str, digest: str) -> str:
 
 
 def model(model_id: str) -> str:
-    """Hash: a trained model's metadata (JSON) and its training job."""
-    return f"ml:model:{model_id}"
+    """Hash: a trained model's metadata (JSON) and its training job. The ``{ml}`` hash tag puts
+    the registry (these hashes and ``MODELS``, written in one MULTI/EXEC) in one Redis Cluster
+    slot; it is small (metadata only; the files are ``model_files``, spread by model id)."""
+    return f"{{ml}}:model:{model_id}"
 
 
-MODELS = "ml:models"  # sorted set: model ids by creation time
+MODELS = "{ml}:models"  # sorted set: model ids by creation time
 
 
 def model_files(model_id: str) -> str:

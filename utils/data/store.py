@@ -140,8 +140,9 @@ class BarStore:
                     pipe.multi()
                     pipe.delete(key)
                     pipe.hset(key, mapping=self._encode(combined, version, synthetic, source))
-                    pipe.sadd(keys.SYMBOLS, bars.symbol)
                     pipe.execute()
+                    # Outside the MULTI: the catalogue is another hash slot on a Redis Cluster.
+                    self.redis.sadd(keys.SYMBOLS, bars.symbol)
                     return len(combined), version
                 except redis.WatchError:
                     continue

@@ -1,8 +1,15 @@
 """Every Redis key of the job queue, in one place (as arq's constants.py does). Market data,
-caches and models have theirs in ``utils/data/keys.py``."""
+caches and models have theirs in ``utils/data/keys.py``.
+
+Redis Cluster: every name starts with the hash tag ``{gq}``, so all queue keys live in one hash
+slot. The state-change scripts (scripts.py) touch a job's hash, its stream, the type's counters,
+dead letters and the retry set at once, and a worker blocks on all its streams in one
+XREADGROUP; both need one slot. The queue is control data (about a kilobyte per job, see
+docs/operations.md), so one node holds millions of jobs; the bulk data (bars, ticks, caches,
+factor panels, models) is spread over the cluster by its own keys."""
 from __future__ import annotations
 
-PREFIX = "gq"
+PREFIX = "{gq}"  # a hash tag: one cluster slot for the whole queue
 GROUP = "workers"  # consumer group name on every job stream
 
 PRIORITIES = ("high", "normal", "low")  # read order

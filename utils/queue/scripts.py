@@ -173,3 +173,17 @@ redis.call('HSET', KEYS[2], 'enqueued_at', ARGV[2])
 redis.call('XADD', KEYS[3], '*', 'job_id', ARGV[1])
 return 1
 """
+
+# KEYS: job
+# ARGV: progress (fraction text), has_detail ('1'|'0'), detail JSON
+# Store the progress and announce it on the job's channel (one call; a redis-py cluster pipeline
+# refuses PUBLISH, a script does not).
+PROGRESS = """
+if ARGV[2] == '1' then
+  redis.call('HSET', KEYS[1], 'progress', ARGV[1], 'progress_detail', ARGV[3])
+else
+  redis.call('HSET', KEYS[1], 'progress', ARGV[1])
+end
+redis.call('PUBLISH', KEYS[1], 'progress:' .. ARGV[1])
+return 1
+"""

@@ -18,6 +18,7 @@ import redis
 from utils import task_types
 from utils.queue import keys, scripts
 from utils.queue.announcements import JobAnnouncements
+from utils.redis_client import is_cluster
 from utils.queue.jobs import Delivery, JobRecord, JobSpec, JobStatus, initial_hash, new_job_id
 
 
@@ -61,6 +62,8 @@ class JobQueue:
         self._cancel = client.register_script(scripts.CANCEL)
         self._requeue = client.register_script(scripts.REQUEUE)
         self._promote = client.register_script(scripts.PROMOTE)
+        self._progress = client.register_script(scripts.PROGRESS)
+        self._clustered = is_cluster(client)  # every queue key is in the {gq} slot (keys.py)
 
     @cached_property
     def announcements(self) -> JobAnnouncements:
@@ -92,9 +95,12 @@ class JobQueue:
         pipe = self.redis.pipeline(transaction=True)
         for job_id, spec in zip(job_ids, specs):
             fields = [item for pair in initial_hash(job_id, spec, now).items() for item in pair]
-            self._enqueue(keys=[keys.job(job_id), keys.stream(spec.task_type, spec.priority),
-                                keys.history(spec.task_type), keys.stats(spec.task_type), keys.HISTORY_ALL],
-                          args=[job_id, now, *fields], client=pipe)
+            script_keys = [keys.job(job_id), keys.stream(spec.task_type, spec.priority),
+                           keys.history(spec.task_type), keys.stats(spec.task_type), keys.HISTORY_ALL]
+            if self._clustered:  # redis-py's cluster pipeline refuses EVALSHA; EVAL is allowed
+                pipe.execute_command("EVAL", scripts.ENQUEUE, len(script_keys), *script_keys, job_id, now, *fields)
+            else:
+                self._enqueue(keys=script_keys, args=[job_id, now, *fields], client=pipe)
         pipe.execute()
         return job_ids
 
@@ -192,13 +198,9 @@ class JobQueue:
         self.redis.xclaim(delivery.stream, keys.GROUP, consumer, 0, [delivery.msg_id], justid=True)
 
     def set_progress(self, job_id: str, fraction: float, detail: dict[str, Any] | None = None) -> None:
-        pipe = self.redis.pipeline(transaction=False)
-        fields = {"progress": f"{min(max(fraction, 0.0), 1.0):.6f}"}
-        if detail is not None:
-            fields["progress_detail"] = json.dumps(detail, allow_nan=False)
-        pipe.hset(keys.job(job_id), mapping=fields)
-        pipe.publish(keys.job(job_id), f"progress:{fields['progress']}")  # the fraction, for the gateway
-        pipe.execute()
+        progress = f"{min(max(fraction, 0.0), 1.0):.6f}"  # published as "progress:<fraction>" for the gateway
+        detail_json = json.dumps(detail, allow_nan=False) if detail is not None else ""
+        self._progress(keys=[keys.job(job_id)], args=[progress, "1" if detail is not None else "0", detail_json])
 
     def finish(self, delivery: Delivery, status: JobStatus, result: dict[str, Any] | None) -> bool:
         """Store the result and mark COMPLETED (or CANCELLED); False if someone finished first."""

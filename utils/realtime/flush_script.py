@@ -18,6 +18,7 @@ import numpy as np
 import redis
 
 from utils.data import keys
+from utils.redis_client import is_cluster
 
 BAR = struct.Struct("<5d")  # open, high, low, close, volume: what as_array().astype("<f8").tobytes() gives
 
@@ -60,6 +61,7 @@ class FlushCall:
     intervals: tuple[str, ...]
     keys: list[str] = field(default_factory=list)
     args: list[bytes | str | int] = field(default_factory=list)
+    starts: list[tuple[int, int]] = field(default_factory=list)  # per symbol: its first key and arg
 
     def __post_init__(self) -> None:
         self.args += [self.maxlen, len(self.intervals)]
@@ -67,6 +69,7 @@ class FlushCall:
     def add(self, symbol: str, time_ns: np.ndarray, price: np.ndarray, volume: np.ndarray, payloads: list[str],
             bars: dict[str, list[tuple[int, float, float, float, float, float]]]) -> None:
         """``bars``: interval -> the touched bars as (start ns, open, high, low, close, volume)."""
+        self.starts.append((len(self.keys), len(self.args)))
         self.keys.append(keys.ticks(symbol))
         self.args += [time_ns.astype("<i8").tobytes(), price.astype("<f8").tobytes(),
                       volume.astype("<f8").tobytes(), keys.live_channel(symbol), len(payloads), *payloads]
@@ -81,11 +84,24 @@ class FlushCall:
     def empty(self) -> bool:
         return not self.keys
 
+    def per_symbol(self) -> list[tuple[list[str], list[bytes | str | int]]]:
+        """The same flush as one (keys, args) call per symbol: a symbol's keys share its hash tag,
+        different symbols' keys lie in different Redis Cluster slots."""
+        ends = self.starts[1:] + [(len(self.keys), len(self.args))]
+        return [(self.keys[k0:k1], self.args[:2] + self.args[a0:a1])
+                for (k0, a0), (k1, a1) in zip(self.starts, ends)]
+
 
 class FlushScript:
     def __init__(self, client: redis.Redis) -> None:
         self.script = client.register_script(FLUSH_LUA)  # EVALSHA, loaded again after a Redis restart
+        self.clustered = is_cluster(client)
 
     def run(self, call: FlushCall) -> None:
-        if not call.empty:
+        if call.empty:
+            return
+        if not self.clustered:
             self.script(keys=call.keys, args=call.args)
+            return
+        for symbol_keys, symbol_args in call.per_symbol():  # on a cluster: one call per symbol's slot
+            self.script(keys=symbol_keys, args=symbol_args)
