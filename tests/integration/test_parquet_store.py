@@ -219,3 +219,15 @@ def test_stream_import_into_the_redis_store_and_bad_chunks(channel):
         with pytest.raises(grpc.RpcError) as error:
             market.ImportBarsStream(iter(chunks))
         assert error.value.code() == code and text in error.value.details(), error.value.details()
+
+
+def test_read_many_serves_cached_ranges_and_reads_the_rest(store):
+    for index in range(6):
+        store.write(bars(f"M{index}", 10 + index), replace=True)
+    first = store.read_many([f"M{i}" for i in range(6)], T0 + DAY_NS, None)
+    assert [len(first[f"M{i}"]) for i in range(6)] == [9 + i for i in range(6)]
+    store.write(bars("M2", 3), replace=True)  # a new version: M2 is read again, the others come from the cache
+    second = store.read_many([f"M{i}" for i in range(6)], T0 + DAY_NS, None)
+    assert len(second["M2"]) == 2 and second["M2"].version == 2 and second["M0"] is first["M0"]
+    with pytest.raises(SymbolNotFound):
+        store.read_many(["M0", "M1", "M3", "M4", "NOPE"])
