@@ -260,11 +260,8 @@ class ParquetBarStore(BarStore):
         unknown = [name for name in columns if name not in COLUMNS]
         if unknown:
             raise ValueError(f"unknown bar column {unknown[0]!r}; columns are {', '.join(COLUMNS)}")
-        found = {}
-        for symbol in symbols:
-            bars = self.read(symbol, start_ns, None)
-            found[symbol] = StoredColumns(bars.version, bars.time, {name: getattr(bars, name) for name in columns})
-        return found
+        return {symbol: StoredColumns(bars.version, bars.time, {name: getattr(bars, name) for name in columns})
+                for symbol, bars in self.read_many(symbols, start_ns, None).items()}
 
     def read_interval_bars(self, symbol: str, interval: str, start_ns: int | None = None,
                            end_ns: int | None = None) -> Bars:
