@@ -7,6 +7,8 @@ import uuid
 import grpc
 import redis
 
+from utils.redis_client import REDIS_UNAVAILABLE
+
 log = logging.getLogger(__name__)
 
 
@@ -72,7 +74,7 @@ def bounded(message: str) -> str:
 def to_status(exc: BaseException, method: str = "") -> tuple[grpc.StatusCode, str]:
     if isinstance(exc, ServiceError):
         return exc.code, bounded(exc.message)
-    if isinstance(exc, (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError)):
+    if isinstance(exc, (*REDIS_UNAVAILABLE, redis.BusyLoadingError)):  # incl. CLUSTERDOWN on a cluster
         return (grpc.StatusCode.UNAVAILABLE,
                 "the job and data store (Redis) is unreachable right now; retry in a few seconds")
     if isinstance(exc, NotImplementedError):  # a generated servicer's stub left unimplemented

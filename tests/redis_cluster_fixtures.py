@@ -38,9 +38,10 @@ def _state_ok(info) -> bool:
 class LocalRedisCluster:
     """Three ``redis-server --cluster-enabled yes`` children joined by ``redis-cli --cluster create``."""
 
-    def __init__(self, data_dir: Path, masters: int = 3) -> None:
+    def __init__(self, data_dir: Path, masters: int = 3, appendonly: bool = False) -> None:
         self.data_dir = Path(data_dir)
         self.ports = [cluster_port() for _ in range(masters)]
+        self.appendonly = appendonly
         self.processes: list[subprocess.Popen] = []
 
     @property
@@ -49,14 +50,7 @@ class LocalRedisCluster:
 
     def start(self, timeout: float = 20.0) -> "LocalRedisCluster":
         for port in self.ports:
-            node_dir = self.data_dir / str(port)
-            node_dir.mkdir(parents=True, exist_ok=True)
-            self.processes.append(subprocess.Popen(
-                [redis_server_binary(), "--port", str(port), "--bind", "127.0.0.1", "--cluster-enabled", "yes",
-                 "--cluster-config-file", str(node_dir / "nodes.conf"), "--cluster-node-timeout", "5000",
-                 "--dir", str(node_dir), "--save", "", "--appendonly", "no", "--daemonize", "no",
-                 "--logfile", str(node_dir / "redis.log")],
-                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+            self.processes.append(self._spawn(port))
         deadline = time.monotonic() + timeout
         for port in self.ports:
             self._wait(lambda: make_redis("127.0.0.1", port).ping(), deadline, f"node {port} to answer")
@@ -67,6 +61,28 @@ class LocalRedisCluster:
             self._wait(lambda: _state_ok(make_redis("127.0.0.1", port).execute_command("CLUSTER INFO")),
                        deadline, f"node {port} to report cluster_state:ok")
         return self
+
+    def _spawn(self, port: int) -> subprocess.Popen:
+        node_dir = self.data_dir / str(port)
+        node_dir.mkdir(parents=True, exist_ok=True)
+        return subprocess.Popen(
+            [redis_server_binary(), "--port", str(port), "--bind", "127.0.0.1", "--cluster-enabled", "yes",
+             "--cluster-config-file", str(node_dir / "nodes.conf"), "--cluster-node-timeout", "5000",
+             "--dir", str(node_dir), "--save", "", "--daemonize", "no", "--logfile", str(node_dir / "redis.log"),
+             *(["--appendonly", "yes", "--appendfsync", "everysec"] if self.appendonly else ["--appendonly", "no"])],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def restart(self, port: int, down_seconds: float = 1.0, timeout: float = 20.0) -> None:
+        """Stop one master (SHUTDOWN writes its AOF), wait, start it again on its port and data."""
+        index = self.ports.index(port)
+        self.processes[index].terminate()
+        self.processes[index].wait(timeout=10)
+        time.sleep(down_seconds)
+        self.processes[index] = self._spawn(port)
+        deadline = time.monotonic() + timeout
+        for each in self.ports:
+            self._wait(lambda: _state_ok(make_redis("127.0.0.1", each).execute_command("CLUSTER INFO")),
+                       deadline, f"node {each} to report cluster_state:ok after the restart")
 
     @staticmethod
     def _cli() -> str:

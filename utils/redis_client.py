@@ -12,9 +12,15 @@ from typing import Any
 import redis
 from redis.backoff import ExponentialBackoff
 from redis.cluster import ClusterNode, RedisCluster
+from redis.exceptions import ClusterDownError, TryAgainError
 from redis.retry import Retry
 
 log = logging.getLogger(__name__)
+
+# Errors that mean "Redis is unreachable for now" rather than a bug: a connection refused or cut,
+# a timeout, and on a cluster a master without its slots (CLUSTERDOWN, while it restarts or fails
+# over) or a slot being moved (TRYAGAIN). Loops catch these, wait and go on.
+REDIS_UNAVAILABLE = (redis.ConnectionError, redis.TimeoutError, ClusterDownError, TryAgainError)
 
 
 def make_redis(host: str, port: int, db: int = 0, password: str | None = None,

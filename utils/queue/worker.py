@@ -20,6 +20,7 @@ from utils.logging_setup import bind_log_context, restore_log_context
 from utils.queue import keys
 from utils.queue.jobs import Delivery, JobRecord, JobStatus
 from utils.queue.streams import JobQueue, StartedJob
+from utils.redis_client import REDIS_UNAVAILABLE
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +87,7 @@ def _retry_redis(action: Callable[[], Any], attempts: int = 20, delay: float = 0
     for attempt in range(attempts):
         try:
             return action()
-        except (redis.ConnectionError, redis.TimeoutError):
+        except REDIS_UNAVAILABLE:
             if attempt == attempts - 1:
                 raise
             time.sleep(min(delay * (2 ** attempt), 2.0))
@@ -139,7 +140,7 @@ class Worker:
                 self.scheduler.hold(deliveries)
                 self._dispatch_held()
                 failures = 0
-            except (redis.ConnectionError, redis.TimeoutError) as exc:
+            except REDIS_UNAVAILABLE as exc:
                 failures += 1
                 log.warning("redis unavailable (%s); retrying", exc)
                 stop.wait(min(0.2 * 2 ** failures, 5.0))
@@ -151,7 +152,7 @@ class Worker:
             try:
                 action()
                 return
-            except (redis.ConnectionError, redis.TimeoutError) as exc:
+            except REDIS_UNAVAILABLE as exc:
                 log.warning("redis unavailable at start-up (%s); retrying", exc)
                 stop.wait(1.0)
 
@@ -224,7 +225,7 @@ class Worker:
                     self.scheduler.hold(self.queue.reclaim(self.consumer, readable))
                     self.queue.trim_history()
                     self._announce()
-            except (redis.ConnectionError, redis.TimeoutError):
+            except REDIS_UNAVAILABLE:
                 pass  # the loop reports it; leases lapse and jobs are reclaimed, never lost
             except Exception:
                 log.exception("heartbeat error")
