@@ -207,6 +207,14 @@ class CoreSettings(BaseSettings):
         parse_intervals(value)  # raises ValueError naming the bad interval
         return value
 
+    @field_validator("redis_cluster_nodes")
+    @classmethod
+    def _cluster_nodes(cls, value: str) -> str:
+        if value.strip():
+            from utils.redis_client import parse_cluster_nodes
+            parse_cluster_nodes(value)  # raises ValueError naming the bad host:port
+        return value.strip()
+
     @field_validator("numba_cache_dir", mode="before")
     @classmethod
     def _empty_is_default(cls, value: object) -> object:

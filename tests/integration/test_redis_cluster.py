@@ -13,7 +13,7 @@ import pytest
 from redis.cluster import RedisCluster
 from redis.crc import key_slot
 
-from config.settings import load_settings
+from config.settings import InvalidSettings, load_settings
 from utils import task_types
 from utils.queue import keys
 from utils.data import keys as data_keys
@@ -101,3 +101,12 @@ def test_a_tick_flush_calls_the_script_once_per_symbol_slot():
 def test_factor_sets_and_the_model_registry_are_one_slot_each():
     assert key_slot(data_keys.factor_set("s1").encode()) == key_slot(data_keys.factor_set_values("s1", 3).encode())
     assert key_slot(data_keys.model("m-1").encode()) == key_slot(data_keys.MODELS.encode())
+
+
+def test_cluster_nodes_setting_is_parsed_and_bad_entries_are_named():
+    from utils.redis_client import parse_cluster_nodes
+    assert parse_cluster_nodes("10.0.0.1:7000, redis-2:7001") == [("10.0.0.1", 7000), ("redis-2", 7001)]
+    for bad in ("10.0.0.1", "10.0.0.1:0", "host:port", "a:7000,,b:7001"):
+        with pytest.raises(InvalidSettings, match="REDIS_CLUSTER_NODES"):
+            load_settings(redis_cluster_nodes=bad)
+    assert load_settings(redis_cluster_nodes="127.0.0.1:7000").redis_configured  # never an embedded server
