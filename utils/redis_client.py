@@ -65,6 +65,19 @@ def is_cluster(client: Any) -> bool:
     return isinstance(client, RedisCluster)
 
 
+def async_redis_from_settings(settings: Any, socket_timeout: float | None = None) -> Any:
+    """The asyncio client (the WebSocket gateway): RedisCluster when REDIS_CLUSTER_NODES is set."""
+    import redis.asyncio as aioredis
+    from redis.asyncio.cluster import ClusterNode as AsyncClusterNode, RedisCluster as AsyncRedisCluster
+    timeout = socket_timeout or settings.redis_socket_timeout
+    if getattr(settings, "redis_cluster_nodes", ""):
+        nodes = [AsyncClusterNode(host, port) for host, port in parse_cluster_nodes(settings.redis_cluster_nodes)]
+        return AsyncRedisCluster(startup_nodes=nodes, password=settings.redis_password, decode_responses=True,
+                                 socket_timeout=timeout)
+    return aioredis.Redis(host=settings.redis_host, port=settings.redis_port, db=settings.redis_db,
+                          password=settings.redis_password, decode_responses=True, socket_timeout=timeout)
+
+
 def redis_answers(host: str, port: int, password: str | None = None) -> bool:
     try:
         return bool(make_redis(host, port, password=password).ping())

@@ -15,7 +15,6 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-import redis.asyncio as aioredis
 from fastapi import FastAPI, HTTPException, Request, WebSocket
 from fastapi.responses import FileResponse, Response
 from fastapi.staticfiles import StaticFiles
@@ -30,7 +29,7 @@ from services.gateway.protocol import (Interests, ProtocolError, encode, error, 
 from services.security import KeyRing, presented_key
 from utils.monitoring import GatewayMetrics
 from utils.queue.streams import JobQueue, QueueConfig
-from utils.redis_client import redis_from_settings
+from utils.redis_client import async_redis_from_settings, redis_from_settings
 from utils.task_types import TASK_TYPES
 
 log = logging.getLogger(__name__)
@@ -46,9 +45,9 @@ def create_app(settings: Any, metrics: GatewayMetrics, key_ring: KeyRing | None 
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        client = aioredis.Redis(host=settings.redis_host, port=settings.redis_port, db=settings.redis_db,
-                                password=settings.redis_password, decode_responses=True,
-                                socket_timeout=max(settings.redis_socket_timeout, 5.0))
+        client = async_redis_from_settings(settings, socket_timeout=max(settings.redis_socket_timeout, 5.0))
+        if hasattr(client, "get_primaries"):  # a cluster: learn its slots before pub/sub picks a node
+            await client.initialize()
         app.state.hub = Hub(client, queue, settings.gateway_system_interval_seconds)
         app.state.hub.start()
         try:
