@@ -38,6 +38,9 @@ def _wait_for_signal() -> None:
 def _prepare_redis(settings: Any, allow_embedded: bool):
     """Use the configured Redis; in all-in-one mode start our own when none answers."""
     from utils.redis_client import EmbeddedRedis, free_port, redis_answers
+    if settings.redis_cluster_nodes:
+        log.info("using Redis Cluster at %s", settings.redis_cluster_nodes)
+        return settings, None
     wants_embedded = settings.redis_embedded == "always" or (
         settings.redis_embedded == "auto" and allow_embedded and not settings.redis_configured
         and not redis_answers(settings.redis_host, settings.redis_port, settings.redis_password))
@@ -146,7 +149,7 @@ def report(backtest_id: str, output: str | None) -> int:
     from utils.queue.streams import JobQueue, QueueConfig
     from utils.redis_client import redis_from_settings
     settings = load_settings()
-    address = f"{settings.redis_host}:{settings.redis_port} db {settings.redis_db}"
+    address = settings.redis_cluster_nodes or f"{settings.redis_host}:{settings.redis_port} db {settings.redis_db}"
     try:
         client = redis_from_settings(settings)
         client.ping()

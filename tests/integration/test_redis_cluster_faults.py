@@ -1,6 +1,7 @@
-"""Fault test on a real 3-master Redis Cluster (AOF on): the master that holds the queue's
-``{gq}`` slot restarts in the middle of a burst of enqueues; every accepted job still runs once
-and has one result (the cluster version of test_reliability.py)."""
+"""Fault tests on a real 3-master Redis Cluster: the master that holds the queue's ``{gq}`` slot
+restarts (AOF on) in the middle of a burst of enqueues, and every accepted job still runs once
+with one result (the cluster version of test_reliability.py); a worker process killed mid-job
+is restarted by the supervisor and the job completes once (test_processes.py's, on the cluster)."""
 from __future__ import annotations
 
 import threading
@@ -11,6 +12,9 @@ import pytest
 import redis
 
 from tests.conftest import InProcessWorker, wait_until
+from tests.integration.test_processes import server_without_worker  # noqa: F401  (fixture)
+from tests.integration.test_processes import test_worker_killed_mid_job_is_restarted_and_the_job_completes_once  # noqa: F401,E501
+from tests.integration.test_redis_cluster import redis_client, settings_factory  # noqa: F401  (overrides)
 from tests.redis_cluster_fixtures import LocalRedisCluster
 from utils.queue import keys
 from utils.queue.jobs import JobSpec, JobStatus, new_job_id
