@@ -37,6 +37,7 @@ from utils.queue.streams import JobQueue, QueueConfig
 from utils.realtime.symbol_state import SymbolStates
 from utils.realtime.bar_aggregator import BarAggregator, parse_intervals
 from utils.realtime.tick_writer import TickWriter
+from utils.data.legacy_keys import migrate_legacy_keys
 from utils.redis_client import redis_from_settings
 from utils.serving.execution_policies import ExecutionPolicies
 from utils.serving.model_cache import ModelCache
@@ -104,6 +105,7 @@ def create_server(settings: Any, registry: CollectorRegistry | None = None) -> R
     key_ring, credentials = KeyRing.from_settings(settings, SERVICE_NAMES), server_credentials(settings)
     client = redis_from_settings(settings, decode=True)
     queue = JobQueue(client, QueueConfig.from_settings(settings))
+    migrate_legacy_keys(client)  # models and ticks stored under pre-hash-tag names, once
     store = bar_store_from_settings(redis_from_settings(settings, decode=False), settings)  # BAR_STORE
     if hasattr(store, "migrate_from_redis"):
         migrated = store.migrate_from_redis()  # bars left in Redis hashes by the redis store, once
