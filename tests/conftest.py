@@ -28,17 +28,21 @@ def redis_client(redis_server):
     client.close()
 
 
+def settings_builder(tmp_path, **connection) -> Callable[..., object]:
+    """Test settings (short leases, CPU, no warm-ups, free ports) on the Redis ``connection`` names;
+    the returned function takes overrides."""
+    def build(**overrides):
+        values = dict(redis_embedded="never", grpc_host="127.0.0.1", grpc_port=0, prometheus_port=0,
+                      data_dir=tmp_path / "data", job_lease_seconds=2.0, job_retry_backoff_seconds=0.05,
+                      shutdown_grace_seconds=5.0, worker_processes=1, compute_device="cpu",
+                      warm_up_indicators="none", worker_warm_up_seconds=0)
+        return load_settings(**{**values, **connection, **overrides})
+    return build
+
+
 @pytest.fixture
 def settings_factory(redis_server, tmp_path) -> Callable[..., object]:
-    def build(**overrides):
-        values = dict(redis_host="127.0.0.1", redis_port=redis_server.port, redis_embedded="never",
-                      grpc_host="127.0.0.1", grpc_port=0, prometheus_port=0, data_dir=tmp_path / "data",
-                      job_lease_seconds=2.0, job_retry_backoff_seconds=0.05, shutdown_grace_seconds=5.0,
-                      worker_processes=1, compute_device="cpu", warm_up_indicators="none",
-                      worker_warm_up_seconds=0)
-        values.update(overrides)
-        return load_settings(**values)
-    return build
+    return settings_builder(tmp_path, redis_host="127.0.0.1", redis_port=redis_server.port)
 
 
 @pytest.fixture

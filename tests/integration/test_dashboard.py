@@ -3,9 +3,6 @@ here when missing) driven by Selenium, against real uvicorn, Redis, the gRPC ser
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import subprocess
 import threading
 import time
 from datetime import datetime, timedelta
@@ -14,31 +11,16 @@ import pytest
 
 from api_proto import backtest_pb2, backtest_pb2_grpc, realtime_pb2, realtime_pb2_grpc
 from tests.conftest import wait_until
+from tests.system_packages import commands
 from tests.gateway_helpers import start_gateway_for
 
 BROWSER_PACKAGES = ("chromium", "chromium-driver")
 
 
-def browser_binaries() -> tuple[str | None, str | None]:
-    return shutil.which("chromium"), shutil.which("chromedriver")
-
-
 @pytest.fixture(scope="session")
 def chromium() -> tuple[str, str]:
     """Debian's chromium and its driver, installed with apt-get when missing (tests run as root)."""
-    browser, driver = browser_binaries()
-    if not (browser and driver):
-        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-        for command in (["apt-get", "update", "-qq"], ["apt-get", "install", "-y", "-qq", *BROWSER_PACKAGES]):
-            done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=900)
-            if done.returncode != 0:
-                message = f"could not install {' '.join(BROWSER_PACKAGES)}: {done.stderr[-2000:]}"
-                if os.environ.get("CI") == "true":
-                    pytest.fail(message)
-                pytest.skip(message)
-        browser, driver = browser_binaries()
-    assert browser and driver, "chromium / chromedriver not on PATH after installing them"
-    return browser, driver
+    return commands(("chromium", "chromedriver"), BROWSER_PACKAGES)
 
 
 @pytest.fixture

@@ -6,7 +6,6 @@ Needs the `prometheus` binary (Debian: `apt-get install prometheus`); skipped wi
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import time
 import urllib.error
@@ -20,14 +19,16 @@ from prometheus_client import start_http_server
 from api_proto import (backtest_pb2, backtest_pb2_grpc, ml_pb2, ml_pb2_grpc, realtime_pb2,
                        realtime_pb2_grpc)
 from tests.conftest import wait_until
+from tests.system_packages import commands
 from tests.unit.test_monitoring_config import dashboard_queries, dashboard_variable_queries, load_rules
 from utils.redis_client import free_port
 
 yaml = pytest.importorskip("yaml")
 
-PROMETHEUS = shutil.which("prometheus")
-pytestmark = pytest.mark.skipif(PROMETHEUS is None, reason="prometheus binary not installed: "
-                                "`sudo apt-get install prometheus` (Debian/Ubuntu), see README 'Monitoring'")
+@pytest.fixture(scope="session")
+def prometheus_path() -> str:
+    """Debian's prometheus, installed with apt-get when missing."""
+    return commands(("prometheus",), ("prometheus",))[0]
 
 TRAINING_DATA = {"price": [10.0, 10.5, 11.0, 10.8, 11.2], "volume": [1e6, 1.1e6, 1.2e6, 1.15e6, 1.3e6],
                  "sma_20": [10.2, 10.3, 10.4, 10.5, 10.6], "rsi": [50, 55, 60, 58, 62], "target": [1, 1, 0, 1, 1]}
@@ -36,7 +37,7 @@ TRAINING_DATA = {"price": [10.0, 10.5, 11.0, 10.8, 11.2], "volume": [1e6, 1.1e6,
 class PrometheusServer:
     """A throw-away `prometheus` process: temp storage, a free port, 1 s scrapes."""
 
-    def __init__(self, directory, server_port: int, worker_port: int) -> None:
+    def __init__(self, binary: str, directory, server_port: int, worker_port: int) -> None:
         rules = load_rules()
         for group in rules["groups"]:
             group.pop("interval", None)  # evaluate every group each second, not every 30 s
@@ -51,7 +52,7 @@ class PrometheusServer:
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = open(directory / "prometheus.log", "w")
         self.process = subprocess.Popen(
-            [PROMETHEUS, f"--config.file={directory / 'prometheus.yml'}", f"--storage.tsdb.path={directory / 'data'}",
+            [binary, f"--config.file={directory / 'prometheus.yml'}", f"--storage.tsdb.path={directory / 'data'}",
              f"--web.listen-address=127.0.0.1:{self.port}", "--log.level=warn"],
             stdout=self.log, stderr=subprocess.STDOUT)
         try:
@@ -128,11 +129,11 @@ def drive_traffic(channel) -> None:
 
 
 @pytest.fixture
-def prometheus(platform, channel, tmp_path):
+def prometheus(prometheus_path, platform, channel, tmp_path):
     """Prometheus scraping the server's and the in-process worker's /metrics after real traffic."""
     endpoints = [start_http_server(0, addr="127.0.0.1", registry=registry)[0]
                  for registry in (platform.registry, platform.worker.worker.metrics.registry)]
-    server = PrometheusServer(tmp_path, *(endpoint.server_address[1] for endpoint in endpoints))
+    server = PrometheusServer(prometheus_path, tmp_path, *(endpoint.server_address[1] for endpoint in endpoints))
     try:
         drive_traffic(channel)
         # Wait for a scrape after the last call and for the rules to have evaluated on it.

@@ -14,6 +14,7 @@ from redis.cluster import RedisCluster
 from redis.crc import key_slot
 
 from config.settings import InvalidSettings, load_settings
+from tests.conftest import settings_builder
 from utils import task_types
 from utils.queue import keys
 from utils.data import keys as data_keys
@@ -57,15 +58,7 @@ def redis_client(redis_cluster):
 
 @pytest.fixture
 def settings_factory(redis_cluster, tmp_path) -> Callable[..., object]:
-    def build(**overrides):
-        values = dict(redis_cluster_nodes=redis_cluster.nodes_setting, redis_embedded="never",
-                      grpc_host="127.0.0.1", grpc_port=0, prometheus_port=0, data_dir=tmp_path / "data",
-                      job_lease_seconds=2.0, job_retry_backoff_seconds=0.05, shutdown_grace_seconds=5.0,
-                      worker_processes=1, compute_device="cpu", warm_up_indicators="none",
-                      worker_warm_up_seconds=0)
-        values.update(overrides)
-        return load_settings(**values)
-    return build
+    return settings_builder(tmp_path, redis_cluster_nodes=redis_cluster.nodes_setting)
 
 
 def test_the_factory_gives_a_cluster_client_spanning_three_masters(redis_client):

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import subprocess
 from pathlib import Path
 from typing import Iterator
 
 import pytest
+
+from tests.system_packages import commands
 
 yaml = pytest.importorskip("yaml")
 
@@ -26,10 +27,10 @@ OPERATIONS_DOC = ROOT / "docs" / "operations.md"
 DATASOURCE_UID = "quant-prometheus"
 # Metrics of other exporters a panel may show when deployed (empty otherwise), and Prometheus's own.
 EXTERNAL_METRICS = {"up", "DCGM_FI_DEV_GPU_TEMP"}
-PROMTOOL = shutil.which("promtool")
-needs_promtool = pytest.mark.skipif(
-    PROMTOOL is None, reason="promtool not installed: `sudo apt-get install prometheus` (Debian/Ubuntu), "
-                             "see README 'Monitoring'")
+@pytest.fixture(scope="session")
+def promtool_path() -> str:
+    """promtool (Debian's prometheus package, installed with apt-get when missing)."""
+    return commands(("promtool",), ("prometheus",))[0]
 
 # Values for Grafana's template variables when a panel query is run outside Grafana.
 GRAFANA_VARIABLES = {"$__rate_interval": "1m", "$__interval": "15s", "$__range": "1h",
@@ -136,25 +137,22 @@ def github_anchors(markdown: str) -> set[str]:
 
 
 # ------------------------------------------------------------------ promtool
-def promtool(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([PROMTOOL, *args], cwd=ROOT, capture_output=True, text=True, timeout=120)
+def promtool(path: str, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([path, *args], cwd=ROOT, capture_output=True, text=True, timeout=120)
 
 
-@needs_promtool
-def test_promtool_check_config():
-    result = promtool("check", "config", "monitoring/prometheus/prometheus.yml")
+def test_promtool_check_config(promtool_path):
+    result = promtool(promtool_path, "check", "config", "monitoring/prometheus/prometheus.yml")
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-@needs_promtool
-def test_promtool_check_rules():
-    result = promtool("check", "rules", "monitoring/prometheus/alerts.yml")
+def test_promtool_check_rules(promtool_path):
+    result = promtool(promtool_path, "check", "rules", "monitoring/prometheus/alerts.yml")
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-@needs_promtool
-def test_promtool_rule_unit_tests():
-    result = promtool("test", "rules", "monitoring/prometheus/tests/alerts_test.yml")
+def test_promtool_rule_unit_tests(promtool_path):
+    result = promtool(promtool_path, "test", "rules", "monitoring/prometheus/tests/alerts_test.yml")
     assert result.returncode == 0, result.stdout + result.stderr
 
 
