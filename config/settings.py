@@ -186,9 +186,10 @@ class CoreSettings(BaseSettings):
     # (redis://host:port/db for another one), so machines without a shared disk load the same
     # models (each is materialised into MODEL_DIR, used as a local cache).
     model_store_uri: str = ""
-    # Where bars are kept: "redis" (one hash per symbol, bounded by Redis's RAM) or "parquet"
-    # (files at MARKET_DATA_URI; Redis keeps only the catalogue, versions, ticks and live bars).
-    bar_store: Literal["redis", "parquet"] = "redis"
+    # Where bars are kept: "parquet" (the default: files at MARKET_DATA_URI, embedded, nothing to
+    # run; Redis keeps only the catalogue, versions, ticks and live bars) or "redis" (one hash per
+    # symbol, bounded by Redis's RAM).
+    bar_store: Literal["redis", "parquet"] = "parquet"
     # The parquet store's location: a local directory (empty = DATA_DIR/market) or
     # s3://bucket/prefix (pyarrow's S3 filesystem; ?endpoint_override=host:port&scheme=http for MinIO).
     market_data_uri: str = ""

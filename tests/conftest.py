@@ -85,9 +85,9 @@ def platform(settings):
     """The gRPC server (port 0) with sample data loaded, plus one in-process worker."""
     from services.server import create_server
     from utils.data.sample import ensure_sample_data
-    from utils.data.store import BarStore
+    from utils.data.store import bar_store_from_settings
     from utils.redis_client import redis_from_settings
-    ensure_sample_data(BarStore(redis_from_settings(settings, decode=False)))
+    ensure_sample_data(bar_store_from_settings(redis_from_settings(settings, decode=False), settings))
     running = create_server(settings)
     worker = InProcessWorker(settings).start()
     running.worker = worker

@@ -122,25 +122,35 @@ def test_concurrent_writers_of_one_symbol_never_give_a_torn_read(store, redis_se
     assert store.version("HOT") == 25  # 1 + 24 writes, each its own version
 
 
-@pytest.fixture
-def parquet_settings(settings_factory, redis_client):
-    return settings_factory(bar_store="parquet")
-
-
-@pytest.fixture
-def parquet_channel(parquet_settings):
+def serve(settings):
+    """The server and one in-process worker on ``settings``; yields a channel to them."""
     import grpc
 
     from services.server import create_server
     from tests.conftest import InProcessWorker
-    running = create_server(parquet_settings)
-    worker = InProcessWorker(parquet_settings).start()
+    running = create_server(settings)
+    worker = InProcessWorker(settings).start()
     channel = grpc.insecure_channel(f"127.0.0.1:{running.port}")
     grpc.channel_ready_future(channel).result(timeout=10)
     yield channel
     channel.close()
     worker.stop()
     running.stop(grace=0)
+
+
+@pytest.fixture
+def parquet_settings(settings_factory, redis_client):
+    return settings_factory()  # BAR_STORE=parquet is the default
+
+
+@pytest.fixture
+def parquet_channel(parquet_settings):
+    yield from serve(parquet_settings)
+
+
+@pytest.fixture
+def redis_store_channel(settings_factory, redis_client):
+    yield from serve(settings_factory(bar_store="redis"))
 
 
 def daily_messages(count: int, price: float) -> list[market_data_pb2.Bar]:
@@ -182,7 +192,7 @@ def test_sample_bars_in_redis_migrate_on_start(settings_factory, redis_client, r
     from utils.data.sample import ensure_sample_data
     legacy = BarStore(make_redis("127.0.0.1", redis_server.port, decode=False))
     written = ensure_sample_data(legacy)
-    settings = settings_factory(bar_store="parquet")
+    settings = settings_factory()
     running = create_server(settings)
     running.stop(grace=0)
     assert sorted(written) == sorted(redis_client.smembers(keys.SYMBOLS))
@@ -191,9 +201,9 @@ def test_sample_bars_in_redis_migrate_on_start(settings_factory, redis_client, r
         assert (settings.data_dir / "market" / "interval=1d" / f"symbol={symbol}").is_dir()
 
 
-def test_intraday_import_needs_the_parquet_store(channel):
+def test_intraday_import_needs_the_parquet_store(redis_store_channel):
     import grpc
-    market = market_data_pb2_grpc.MarketDataServiceStub(channel)
+    market = market_data_pb2_grpc.MarketDataServiceStub(redis_store_channel)
     with pytest.raises(grpc.RpcError) as error:
         market.ImportBars(market_data_pb2.ImportBarsRequest(
             symbol="X", interval="1m", bars=[market_data_pb2.Bar(time="2024-01-02T09:30:00", open=1, high=1,
@@ -201,9 +211,9 @@ def test_intraday_import_needs_the_parquet_store(channel):
     assert error.value.code() == grpc.StatusCode.FAILED_PRECONDITION and "BAR_STORE=parquet" in error.value.details()
 
 
-def test_stream_import_into_the_redis_store_and_bad_chunks(channel):
+def test_stream_import_into_the_redis_store_and_bad_chunks(redis_store_channel):
     import grpc
-    market = market_data_pb2_grpc.MarketDataServiceStub(channel)
+    market = market_data_pb2_grpc.MarketDataServiceStub(redis_store_channel)
     ok = market.ImportBarsStream(iter([market_data_pb2.ImportBarsRequest(symbol="RS", bars=daily_messages(5, 9)),
                                        market_data_pb2.ImportBarsRequest(symbol="RS", bars=daily_messages(8, 9)[5:])]))
     assert [(s.symbol, s.rows, s.version) for s in ok.symbols] == [("RS", 8, 1)] and ok.bars_received == 8
