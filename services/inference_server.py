@@ -26,7 +26,7 @@ from services.ml_service import MLServicer
 from services.security import AdmissionInterceptor, KeyRing, add_port, server_credentials
 from services.server import SERVICE_NAMES
 from utils.engine.backend import Backend, resolve_backend
-from utils.gpu.devices import record_samples, sample_devices
+from utils.gpu.devices import DeviceSampler, record_samples
 from utils.monitoring import Metrics, periodic
 from utils.serving.model_cache import ModelCache
 from utils.serving.model_store import open_model_store
@@ -103,7 +103,8 @@ def create_inference_server(settings: Any, registry: CollectorRegistry | None = 
         raise RuntimeError(f"could not bind gRPC on {settings.grpc_host}:{settings.inference_port} (port in use?)")
     server.start()
     stop_event = threading.Event()
-    periodic(5.0, lambda: record_samples(metrics, sample_devices()), stop_event, "device-sampler")
+    sampler = DeviceSampler()  # every visible GPU
+    periodic(5.0, lambda: record_samples(metrics, sampler.sample()), stop_event, "device-sampler")
     if settings.inference_test_hooks:
         log.warning("INFERENCE_TEST_HOOKS=1: Predict delayed %.3g s%s (test-only)",
                     settings.inference_test_delay_seconds, ", answering INTERNAL" if settings.inference_test_error else "")

@@ -31,7 +31,7 @@ from utils.cache import RedisCache
 from utils.data.store import BarStore, bar_store_from_settings
 from utils.engine.backend import resolve_backend
 from utils.engine.indicators.warmup import warm_up_in_background
-from utils.gpu.devices import record_samples, sample_devices
+from utils.gpu.devices import DeviceSampler, record_samples
 from utils.monitoring import Metrics, QueueCollector, periodic
 from utils.queue.streams import JobQueue, QueueConfig
 from utils.realtime.symbol_state import SymbolStates
@@ -135,7 +135,7 @@ def create_server(settings: Any, registry: CollectorRegistry | None = None) -> R
                                        prepare=ServingFactory(settings, metrics, resolve_backend(
                                            settings.compute_device, settings.gpu_device_id))),
         settings, metrics, remote_from_settings(settings, metrics)), server)
-    market_data_pb2_grpc.add_MarketDataServiceServicer_to_server(MarketDataServicer(store, writer.flush), server)
+    market_data_pb2_grpc.add_MarketDataServiceServicer_to_server(MarketDataServicer(store, writer.flush, queue, settings), server)
     jobs_pb2_grpc.add_JobServiceServicer_to_server(JobServicer(queue), server)
     factor_pb2_grpc.add_FactorServiceServicer_to_server(FactorServicer(queue, store, settings), server)
     portfolio_pb2_grpc.add_PortfolioServiceServicer_to_server(PortfolioServicer(
@@ -155,7 +155,8 @@ def create_server(settings: Any, registry: CollectorRegistry | None = None) -> R
     server.start()
     stop_event = threading.Event()
     _watch_redis(client, health_servicer, stop_event)
-    periodic(5.0, lambda: record_samples(metrics, sample_devices()), stop_event, "device-sampler")
+    sampler = DeviceSampler()  # every visible GPU
+    periodic(5.0, lambda: record_samples(metrics, sampler.sample()), stop_event, "device-sampler")
     periodic(1.0, lambda: metrics.state_snapshots.inc(states.flush()), stop_event, "stream-state-snapshots")
     periodic(0.5, lambda: metrics.tick_backlog.set(writer.backlog), stop_event, "tick-backlog")
     warm_up_in_background(warm_up_names(settings.warm_up_indicators))

@@ -61,7 +61,12 @@ class Metrics:
 
     def __init__(self, registry: CollectorRegistry) -> None:
         self.registry = registry
-        self.gpu_utilization = Gauge("gpu_utilization", "Device utilisation, 0-100 (0 on CPU-only hosts)",
+        # GPU series (utils/gpu/devices.py): per device from NVML (CuPy: memory only); on hosts
+        # without a GPU only gpu_metrics_available{source="none"} 0 exists (no zero for a fake device).
+        self.gpu_metrics_available = Gauge("gpu_metrics_available", "1 when this process reads GPU metrics "
+                                           "(source nvml or cupy); source=\"none\" 0 without a GPU or NVML",
+                                           ["source"], registry=registry)
+        self.gpu_utilization = Gauge("gpu_utilization", "Device utilisation, 0-100, from NVML (absent without a GPU)",
                                      ["device", "kind"], registry=registry)
         self.gpu_memory_used_bytes = Gauge("gpu_memory_used_bytes", "Device memory in use",
                                            ["device"], registry=registry)

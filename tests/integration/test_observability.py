@@ -29,7 +29,9 @@ def test_guide_metric_names_are_served_after_traffic(platform, channel):
     realtime = realtime_pb2_grpc.RealTimeServiceStub(channel)
     realtime.ComputeFeatures(realtime_pb2.FeatureRequest(stock_code="000001.SZ", feature_types=["rsi"]))
     body = scrape(platform)
-    for needle in ('gpu_utilization{device="cpu",kind="cpu"} 0.0',
+    # no GPU here: the series say so (no gpu_utilization sample for a fake "cpu" device)
+    assert "gpu_utilization{" not in body
+    for needle in ('gpu_metrics_available{source="none"} 0.0',
                    'backtest_tasks_total{status="submitted"} 1.0',
                    'backtest_tasks_total{status="completed"} 1.0',
                    'ml_training_tasks_total{status="submitted"} 0.0',

@@ -254,3 +254,17 @@ def test_dashboards_cover_the_guide_metrics():
                    "ml_training_tasks_total", "cache_hit_rate", "queue_depth", "dead_letter_jobs",
                    "grpc_request_duration_seconds_bucket", "grpc_requests_total", "ml_predictions_total"):
         assert metric in exprs, metric
+
+
+def test_gpu_dashboard_says_no_gpu_rather_than_zero():
+    """Hosts without a GPU export gpu_metrics_available{source="none"} 0 and no gpu_utilization:
+    a stat panel maps it to 'no GPU' beside the per-device utilisation and memory panels."""
+    dashboard = json.loads((GRAFANA_DIR / "dashboards" / "gpu-resources.json").read_text())
+    by_expr = {target["expr"]: panel for panel in panels(dashboard) for target in panel.get("targets", [])}
+    (stat,) = [panel for expr, panel in by_expr.items() if "gpu_metrics_available" in expr]
+    assert stat["type"] == "stat"
+    mappings = stat["fieldConfig"]["defaults"]["mappings"]
+    assert any(m["options"].get("0", {}).get("text") == "no GPU" for m in mappings)
+    assert any("gpu_utilization" in expr and "cpu" not in expr for expr in by_expr)
+    assert any("gpu_memory_used_bytes" in expr for expr in by_expr)
+    assert not any('kind="cpu"' in expr for expr in by_expr)

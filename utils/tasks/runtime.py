@@ -17,7 +17,7 @@ from prometheus_client import CollectorRegistry
 
 from utils.compile_cache import is_warm, mark_warm, use_compile_cache_dir
 from utils.engine.backend import Backend, resolve_backend
-from utils.gpu.devices import gpu_count, record_samples, sample_devices
+from utils.gpu.devices import DeviceSampler, gpu_count, record_samples
 from utils.gpu.scheduler import Scheduler
 from utils.logging_setup import configure_logging
 from utils.monitoring import Metrics, periodic, serve_metrics
@@ -82,7 +82,9 @@ def run_worker_process(settings: Any, index: int = 0) -> None:
     if settings.prometheus_port:
         port = serve_metrics(registry, settings.metrics_host, settings.prometheus_port + 1 + index)
         log.info("worker %s metrics on :%d", worker_id, port)
-    periodic(5.0, lambda: record_samples(metrics, sample_devices()), stop, "device-sampler")
+    # this worker's own device (a CPU worker reports gpu_metrics_available{source="none"} 0)
+    sampler = DeviceSampler([device_id] if backend.is_gpu else [])
+    periodic(5.0, lambda: record_samples(metrics, sampler.sample()), stop, "device-sampler")
     queue = JobQueue(redis_from_settings(settings, decode=True), QueueConfig.from_settings(settings))
     worker = Worker(queue, build_handlers(settings, backend), Scheduler(settings.concurrency_caps()),
                     WorkerConfig(worker_id=worker_id, device_label=backend.label,
