@@ -107,6 +107,10 @@ class CoreSettings(BaseSettings):
     # Backtests and sweeps over more symbols than this are split into shards of this many symbols,
     # run as backtest_shard child jobs by every worker and reduced by the parent (0 = never shard).
     shard_symbols: int = Field(200, ge=0)
+    # Per-worker memory budget for one shard's bars (MiB): a shard holds at most
+    # budget // (bytes per symbol of the job's time range and fields) symbols (>= 1), and at most
+    # SHARD_SYMBOLS.
+    shard_memory_mb: int = Field(512, ge=1)
     # Seconds a sharded parent waits for its shards before failing (their own retries included).
     shard_wait_seconds: float = Field(3600.0, gt=0)
 
@@ -195,6 +199,10 @@ class CoreSettings(BaseSettings):
     market_data_uri: str = ""
     # In-process cache of recently read bar ranges of the parquet store (MiB).
     bar_cache_mb: int = Field(256, ge=0)
+    # Where MarketDataService.ImportFile may read files: comma-separated directories and/or
+    # s3://bucket/prefix entries (empty = DATA_DIR/imports; an s3 MARKET_DATA_URI's bucket is
+    # always allowed). Paths are resolved (links, ..) before the check; anything else is refused.
+    import_roots: str = ""
     sample_data: bool = True
 
     # Logging.

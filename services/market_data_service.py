@@ -1,19 +1,28 @@
-"""MarketDataService: the bar store's gRPC face (import, read, list)."""
+"""MarketDataService: the bar store's gRPC face (import, read, list; ImportFile queues an
+``import`` job, ``utils/tasks/import_file.py``)."""
 from __future__ import annotations
 
-from typing import Callable
+from typing import Any, Callable
 
+import grpc
 import numpy as np
+import pyarrow.fs as pafs
 
-from api_proto import market_data_pb2, market_data_pb2_grpc
+from api_proto import jobs_pb2, market_data_pb2, market_data_pb2_grpc
 from services import validation
-from services.errors import failed_precondition, invalid
+from services.errors import ServiceError, failed_precondition, invalid, not_found
+from services.job_views import completed_result, job_id_field
+from utils.data.file_import import FIELDS, BadImportFile, file_format
+from utils.data.import_paths import ImportPathDenied, ImportRoots, InvalidImportPath, resolve_import_path
 from utils.data.store import Bars, BarStore, SymbolInfo
 from utils.data.timeutil import format_time, format_times
+from utils.queue.jobs import JobSpec, new_job_id
 
 MAX_BARS_PER_IMPORT = 2_000_000
 DAILY = "1d"
 COLUMN_NAMES = ("open", "high", "low", "close", "volume")
+IMPORT_TASK_TYPE = "import"
+FOLLOW_IMPORT = "follow it with JobService.WatchJob"
 
 
 def symbol_info_message(info: SymbolInfo) -> market_data_pb2.SymbolInfo:
@@ -24,10 +33,51 @@ def symbol_info_message(info: SymbolInfo) -> market_data_pb2.SymbolInfo:
 
 
 class MarketDataServicer(market_data_pb2_grpc.MarketDataServiceServicer):
-    def __init__(self, store: BarStore, flush_ticks: Callable[[], object] = lambda: None) -> None:
+    def __init__(self, store: BarStore, flush_ticks: Callable[[], object] = lambda: None, queue: Any = None,
+                 settings: Any = None) -> None:
         self.store = store
         # Writes this server's accepted-but-unstored ticks first, so bars built from them are current.
         self.flush_ticks = flush_ticks
+        self.queue, self.settings = queue, settings  # ImportFile's job queue and IMPORT_ROOTS
+        self.import_roots = ImportRoots.from_settings(settings) if settings is not None else None
+
+    def ImportFile(self, request, context):
+        if self.queue is None:
+            raise failed_precondition("ImportFile is not available on this server (no job queue)")
+        try:
+            filesystem, path = resolve_import_path(request.path, self.import_roots)
+            fmt = file_format(request.path, request.format)
+        except ImportPathDenied as exc:
+            raise ServiceError(grpc.StatusCode.PERMISSION_DENIED, f"path: {exc}") from None
+        except InvalidImportPath as exc:
+            raise invalid("path", str(exc)) from None
+        except BadImportFile as exc:
+            raise invalid("format", str(exc)) from None
+        interval = validation.interval("interval", request.interval) or DAILY
+        if interval != DAILY and not hasattr(self.store, "read_interval"):
+            raise failed_precondition(f"interval: importing {interval} bars needs the parquet bar store (set "
+                                      f"BAR_STORE=parquet); the redis store keeps daily bars only")
+        for field in request.column_map:
+            if field not in FIELDS:
+                raise invalid("column_map", f"{field!r} is not a field; fields are {', '.join(FIELDS)}")
+        if request.symbol:
+            validation.symbol("symbol", request.symbol)
+        if filesystem.get_file_info(path).type != pafs.FileType.File:
+            raise not_found(f"path: no file {request.path!r} (resolved to {path})")
+        payload = {"path": request.path, "format": fmt, "interval": interval, "replace": request.replace,
+                   "column_map": dict(request.column_map), "symbol": request.symbol}
+        job_id = new_job_id(IMPORT_TASK_TYPE)
+        self.queue.enqueue(JobSpec(IMPORT_TASK_TYPE, payload, "normal", self.settings.job_max_attempts,
+                                   {"path": request.path, "interval": interval}), job_id)
+        return jobs_pb2.JobHandle(job_id=job_id, status=jobs_pb2.PENDING, message="queued")
+
+    def GetImportFileResult(self, request, context):
+        job_id = job_id_field("job_id", request.job_id, IMPORT_TASK_TYPE)
+        _, result = completed_result(self.queue, job_id, IMPORT_TASK_TYPE, FOLLOW_IMPORT)
+        return market_data_pb2.ImportFileResult(
+            job_id=job_id, bars=result["bars"], interval=result["interval"], rows_read=result["rows_read"],
+            format=result.get("format", ""),
+            symbols=[market_data_pb2.ImportBarsResponse(**entry) for entry in result["symbols"]])
 
     def ImportBars(self, request, context):
         symbol, interval, bars = self._request_bars(request, "")

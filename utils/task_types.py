@@ -97,6 +97,10 @@ TASK_TYPES: tuple[TaskType, ...] = (
              cap_setting="max_concurrent_execution", cap_default=2,
              cap_help="Execution simulations (ExecutionService.SimulateExecution) run at once per worker.",
              counter="execution_tasks", handler="utils.tasks.execution:make_execution_handler", gpu=False),
+    TaskType(name="import", id_prefix="im", noun="file import",
+             cap_setting="max_concurrent_imports", cap_default=1,
+             cap_help="Server-side file imports (MarketDataService.ImportFile) run at once per worker.",
+             counter="import_tasks", handler="utils.tasks.import_file:make_import_handler", gpu=False),
 )
 
 

@@ -86,6 +86,17 @@ def validate_symbol(symbol: str) -> str:
     return symbol
 
 
+def invalid_rows(bars: Bars) -> np.ndarray:
+    """Mask of bars whose prices are not finite and > 0 with low <= open, close <= high, or whose
+    volume is not finite and >= 0."""
+    prices = np.stack([bars.open, bars.high, bars.low, bars.close])
+    bad = ~np.isfinite(prices).all(axis=0) | (prices <= 0).any(axis=0)
+    bad |= ~np.isfinite(bars.volume) | (bars.volume < 0)
+    bad |= (bars.low > np.minimum(bars.open, bars.close) + 1e-12 * bars.close)
+    bad |= (bars.high < np.maximum(bars.open, bars.close) - 1e-12 * bars.close)
+    return bad
+
+
 def validate_bars(bars: Bars) -> Bars:
     """Sort by time and check prices; raise InvalidBars naming the first bad row."""
     order = np.argsort(bars.time, kind="stable")
@@ -95,11 +106,7 @@ def validate_bars(bars: Bars) -> Bars:
         dup = int(ordered.time[1:][np.diff(ordered.time) == 0][0])
         from utils.data.timeutil import format_time
         raise InvalidBars(f"duplicate bar time {format_time(dup)} for {bars.symbol}")
-    prices = np.stack([ordered.open, ordered.high, ordered.low, ordered.close])
-    bad = ~np.isfinite(prices).all(axis=0) | (prices <= 0).any(axis=0)
-    bad |= ~np.isfinite(ordered.volume) | (ordered.volume < 0)
-    bad |= (ordered.low > np.minimum(ordered.open, ordered.close) + 1e-12 * ordered.close)
-    bad |= (ordered.high < np.maximum(ordered.open, ordered.close) - 1e-12 * ordered.close)
+    bad = invalid_rows(ordered)
     if bad.any():
         from utils.data.timeutil import format_time
         row = int(np.argmax(bad))
