@@ -113,6 +113,10 @@ class CoreSettings(BaseSettings):
     shard_memory_mb: int = Field(512, ge=1)
     # Seconds a sharded parent waits for its shards before failing (their own retries included).
     shard_wait_seconds: float = Field(3600.0, gt=0)
+    # Factor analyses (AnalyzeFactor, expression factors without filter_zscore or by_group) over
+    # more dates than this run as date shards of this many dates (panel_shard child jobs; 0 = never).
+    # Feature jobs over more than SHARD_SYMBOLS symbols run as symbol shards.
+    factor_shard_days: int = Field(1000, ge=0)
 
     # AnalyzeSentiment (utils/sentiment): lexicon models (VADER, SnowNLP) always; with LLM_API_URL
     # (an OpenAI-compatible base URL or its /chat/completions endpoint) + LLM_MODEL (+ LLM_API_KEY)

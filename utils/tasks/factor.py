@@ -11,6 +11,10 @@ reuses aligned panels across jobs on the same symbols and dates while their data
 The factor is either an expression, evaluated on the stored bars inside [start, end] only (its
 warm-up rows are NaN), or explicit values stored by the servicer under ``keys.factor_values`` (raw
 float64, kept out of the job payload) with their times and symbols in the payload.
+
+A job with more factor dates than ``FACTOR_SHARD_DAYS`` whose steps are all per date runs as date
+shards (``utils/tasks/factor_shards.py``): child jobs compute the per-date cross-sections of their
+dates, this job concatenates them and computes the summary statistics.
 """
 from __future__ import annotations
 
@@ -208,6 +212,12 @@ def run_analysis(store: BarStore, payload: dict[str, Any], progress=lambda fract
 
 def make_factor_handler(resources: WorkerResources):
     def handle(context: JobContext) -> dict[str, Any]:
+        from utils.tasks import factor_shards
+        if factor_shards.shardable(context.payload, resources.settings.factor_shard_days):
+            sharded = factor_shards.sharded_analysis(resources, context)
+            if sharded is not None:
+                context.progress(1.0)
+                return sharded
         started = time.perf_counter()
         result = run_analysis(resources.bar_store, context.payload, lambda fraction: context.progress(fraction),
                               resources.aligned_bars_cache)

@@ -53,19 +53,38 @@ def _aligned(store: BarStore, symbols: list[str], start_ns: int, end_ns: int, ex
     union = np.unique(np.concatenate([bars.time for bars in stored.values()] + [np.empty(0, np.int64)]))
     factor_rows = int(np.searchsorted(union, end_ns, side="right"))
     times = union[:min(union.size, factor_rows + extra_rows)]
-    last = times[-1] if times.size else end_ns
-    panels = {name: np.full((times.size, len(symbols)), np.nan) for name in prices}
-    for column, symbol in enumerate(symbols):
-        bars = stored[symbol]
-        inside = int(np.searchsorted(bars.time, last, side="right"))
-        rows = np.searchsorted(times, bars.time[:inside])
-        for name in prices:
-            panels[name][rows, column] = bars.values[name][:inside]
+    panels = _place([(stored[symbol].time, stored[symbol].values) for symbol in symbols], times, prices)
     if stored_sentiment.COLUMN in columns:
         sentiment = stored_sentiment.sentiment_panel(store.redis, symbols, times)
         panels[stored_sentiment.COLUMN] = np.where(np.isnan(panels[prices[0]]), np.nan, sentiment)
     versions = tuple(stored[symbol].version for symbol in symbols)
     return AlignedBars(times, factor_rows, panels), versions
+
+
+def _place(stored: list[tuple[np.ndarray, dict[str, np.ndarray]]], times: np.ndarray,
+           prices: tuple[str, ...]) -> dict[str, np.ndarray]:
+    """(T, N) panels of ``prices`` on ``times``: column j holds symbol j's (time, values) bars
+    up to ``times[-1]``, NaN where it has no bar."""
+    last = times[-1] if times.size else np.iinfo(np.int64).min
+    panels = {name: np.full((times.size, len(stored)), np.nan) for name in prices}
+    for column, (bar_times, values) in enumerate(stored):
+        inside = int(np.searchsorted(bar_times, last, side="right"))
+        rows = np.searchsorted(times, bar_times[:inside])
+        for name in prices:
+            panels[name][rows, column] = values[name][:inside]
+    return panels
+
+
+def window_bars(store: BarStore, symbols: list[str], from_ns: int, to_ns: int, factor_end_ns: int,
+                columns: tuple[str, ...]) -> AlignedBars:
+    """Stored ``columns`` (no sentiment) of ``symbols`` between ``from_ns`` and ``to_ns`` only, on
+    the union of their dates there; the factor rows are those at or before ``factor_end_ns``.
+    A date shard's read: its rows, never the rest of the history. Raises SymbolNotFound."""
+    stored = store.read_many(symbols, from_ns, to_ns)
+    union = np.unique(np.concatenate([bars.time for bars in stored.values()] + [np.empty(0, np.int64)]))
+    panels = _place([(stored[symbol].time, {name: getattr(stored[symbol], name) for name in columns})
+                     for symbol in symbols], union, columns)
+    return AlignedBars(union, int(np.searchsorted(union, factor_end_ns, side="right")), panels)
 
 
 def aligned_bars(store: BarStore, symbols: list[str], start_ns: int, end_ns: int, extra_rows: int,

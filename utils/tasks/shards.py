@@ -12,6 +12,9 @@ the ranking from the totals, as the unsharded job does from the whole panel (sum
 order: equal to ~1e-15). Shards whose calendars differ (symbols with other bar times) cannot be
 summed bar by bar: the parent then runs the job unsharded itself.
 
+The fan-out itself (child ids, enqueue, waiting, progress, cancel, per-shard retry) is
+``utils/tasks/fanout.py``'s, shared with the feature and factor shards.
+
 Deadlock: children have their own task type and so their own per-worker slots; a parent waiting
 in a ``backtest`` slot never holds a slot a child needs, so even when every backtest slot of
 every worker holds a parent, the children run. The parent polls its children (bounded by
@@ -23,8 +26,6 @@ so a retried parent finds the shards it already enqueued (enqueue is idempotent 
 """
 from __future__ import annotations
 
-import hashlib
-import time
 from dataclasses import replace
 from typing import Any, Callable
 
@@ -36,12 +37,12 @@ from utils.engine.backtest.runner import NoDataInRange, _per_symbol_summary, ali
 from utils.engine.backtest.sweep import SleeveBatch
 from utils.engine.backtest.sweep_batch import sweep_reductions
 from utils.engine.metrics import performance_metrics
-from utils.queue.jobs import JobSpec, JobStatus
-from utils.queue.worker import JobCancelled, JobContext, PermanentJobError
+from utils.queue.worker import JobContext, PermanentJobError
+from utils.tasks import fanout
+from utils.tasks.fanout import fan_out
 from utils.tasks.bar_cache import StoredBarsCache
 
 SHARD_TYPE = "backtest_shard"
-POLL_SECONDS = 0.1
 
 
 def split_symbols(symbols: list[str], size: int) -> list[list[str]]:
@@ -49,8 +50,7 @@ def split_symbols(symbols: list[str], size: int) -> list[list[str]]:
 
 
 def child_job_id(parent_id: str, round_name: str, index: int) -> str:
-    digest = hashlib.sha256(f"{parent_id}:{round_name}:{index}".encode()).hexdigest()[:32]
-    return f"bs-{digest}"
+    return fanout.child_job_id("bs", parent_id, round_name, index)
 
 
 def shard_spec(payload: dict[str, Any]) -> tuple[StrategySpec, list[StrategySpec]]:
@@ -140,47 +140,13 @@ class ShardTotals:
 
 def run_shards(queue: Any, context: JobContext, round_name: str, payloads: list[dict[str, Any]],
                progress: Callable[[float], None], wait_seconds: float) -> ShardTotals:
-    """Enqueue one child per payload, wait for all, add their results up in shard order."""
+    """Enqueue one child per payload, wait for all, add their results up in shard order
+    (``utils.tasks.fanout.fan_out``)."""
     ids = [child_job_id(context.job_id, round_name, index) for index in range(len(payloads))]
-    for job_id, payload in zip(ids, payloads):  # one by one: each job's keys are one Redis Cluster slot
-        queue.enqueue(JobSpec(SHARD_TYPE, payload, meta={"parent": context.job_id}), job_id)
-    deadline = time.monotonic() + wait_seconds
-    shown = 0.0
     totals = ShardTotals()
-    added = 0  # shards 0..added-1 are in the totals
-    try:
-        while True:
-            records = queue.get_many(ids)
-            fractions = []
-            for index, record in enumerate(records):
-                if record is None:
-                    raise PermanentJobError(f"shard {index + 1} of {len(ids)} ({ids[index]}) has expired")
-                if record.status is JobStatus.FAILED:
-                    raise PermanentJobError(f"shard {index + 1} of {len(ids)} ({ids[index]}) failed after "
-                                            f"{record.attempts} attempts: {record.error}")
-                if record.status is JobStatus.CANCELLED:
-                    raise PermanentJobError(f"shard {index + 1} of {len(ids)} ({ids[index]}) was cancelled")
-                fractions.append(1.0 if record.status is JobStatus.COMPLETED else record.progress)
-            while added < len(ids) and records[added].status is JobStatus.COMPLETED:
-                result = queue.result(ids[added])
-                if result is None:
-                    raise PermanentJobError(f"shard {added + 1} of {len(ids)} ({ids[added]}): result expired")
-                totals.add(result)
-                added += 1
-            shown = max(shown, sum(fractions) / len(fractions))
-            progress(shown)  # raises JobCancelled when the parent was cancelled
-            if added == len(ids):
-                return totals
-            if context.lost.is_set():
-                raise JobCancelled(context.job_id)
-            if time.monotonic() > deadline:
-                raise PermanentJobError(f"shards not finished within SHARD_WAIT_SECONDS={wait_seconds:g}")
-            time.sleep(POLL_SECONDS)
-    except (JobCancelled, PermanentJobError):
-        if not context.lost.is_set():  # a lost attempt's shards stay for the parent's next attempt
-            for job_id in ids:  # finished ones are left alone by cancel
-                queue.cancel(job_id)
-        raise
+    fan_out(queue, context, SHARD_TYPE, ids, payloads, lambda index, result: totals.add(result), progress,
+            wait_seconds)
+    return totals
 
 
 def combined_metrics(equity: np.ndarray, closed: np.ndarray, exposure: float, traded: float,
