@@ -11,8 +11,9 @@ chunk of combinations per call. Rebalancing strategies, and sleeves sized by a p
 run one combination after the other (``simulate_panels`` / ``SleeveBatch``). Indicator panels are
 computed once per distinct parameter value and shared across combinations (``indicator_memo``).
 
-Every backend sweeps on the host for now: a GPU worker reads the panels back to host memory and
-runs the numba kernel there (the same kernel is to be compiled for CUDA later).
+On a GPU backend the sleeve strategies' sweep runs as CUDA kernels compiled from the same
+sources (``utils/engine/cuda/sweep_kernels.py``, bit-identical); the panels are read to host
+memory once and uploaded once. Rebalancing strategies and policy-sized sleeves run on the host.
 
 Walk-forward: the evaluated period is cut into ``splits`` consecutive windows; in each, the first
 ``train_fraction`` of bars is the in-sample part where the grid is swept and the best combination
@@ -114,7 +115,8 @@ def sweep_panels(spec: StrategySpec, panels: dict[str, np.ndarray], start: int, 
         if spec.is_portfolio or spec.position_model:
             metrics = _sequential_metrics(spec, combinations, panels, start, capital, commission_rate, progress)
         else:
-            metrics = sweep_metrics(spec, combinations, panels, start, capital, commission_rate, progress)
+            metrics = sweep_metrics(spec, combinations, panels, start, capital, commission_rate, progress,
+                                    backend=backend if backend is not None and backend.is_gpu else None)
     rows = [{"params": {name: combination.param_values[name] for name in grid_names}, "metrics": values}
             for combination, values in zip(combinations, metrics)]
     rows = _rank(rows, spec.rank_by)[:limit]

@@ -7,6 +7,10 @@ each combination's targets from two of them; any other sleeve strategy's targets
 signal function, a chunk at a time. Each row's metrics are ``performance_metrics`` over the
 kernel's equity curve and closed P&L, plus turnover, as ``BacktestOutput.metrics`` computes them
 for the single run (``tests/unit/test_backtest_sweep.py`` checks equality).
+
+On a GPU backend the same reductions come from the CUDA sweep kernels
+(``utils/engine/cuda/sweep_kernels.py``: one thread per (combination, symbol), reduced on the
+device in the CPU kernel's order), bit-identical to ``sweep_portfolios`` (``tests/cudasim``).
 """
 from __future__ import annotations
 
@@ -14,6 +18,7 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 
+from utils.engine.backend import Backend
 from utils.engine.backtest.config import StrategySpec, size_fractions, target_positions
 from utils.engine.backtest.simulate import entry_fractions
 from utils.engine.backtest.sweep_kernel import CROSS, LEVEL, TARGETS_GIVEN, sweep_portfolios
@@ -51,20 +56,33 @@ def crossover_lines(combinations: list[StrategySpec], close: np.ndarray) -> tupl
 
 
 def sweep_metrics(spec: StrategySpec, combinations: list[StrategySpec], panels: dict[str, np.ndarray], start: int,
-                  capital: float, commission_rate: float,
-                  progress: Callable[[float], None] | None = None) -> list[dict[str, float]]:
+                  capital: float, commission_rate: float, progress: Callable[[float], None] | None = None,
+                  backend: Backend | None = None) -> list[dict[str, float]]:
     """Metrics of every combination (in order) of a sleeve strategy without a position policy."""
     return [_row_metrics(equity, closed, int(held), traded, spec.periods_per_year, capital)
             for equity, closed, held, traded in sweep_reductions(spec, combinations, panels, start, capital,
-                                                                 commission_rate, progress)]
+                                                                 commission_rate, progress, backend=backend)]
+
+
+def uses_crossover_lines(spec: StrategySpec, combinations: list[StrategySpec], close: np.ndarray) -> bool:
+    """Whether sma_crossover's targets are built in the kernel from SMA lines (else given)."""
+    return spec.strategy_type == "sma_crossover" and \
+        len(crossover_windows(combinations)) * close.size * 8 <= LINES_BUDGET_BYTES
 
 
 def sweep_reductions(spec: StrategySpec, combinations: list[StrategySpec], panels: dict[str, np.ndarray],
                      start: int, capital: float, commission_rate: float,
-                     progress: Callable[[float], None] | None = None,
-                     held_bars: bool = False) -> Iterator[tuple[np.ndarray, np.ndarray, Any, float]]:
+                     progress: Callable[[float], None] | None = None, held_bars: bool = False,
+                     backend: Backend | None = None,
+                     chunk: int | None = None) -> Iterator[tuple[np.ndarray, np.ndarray, Any, float]]:
     """Per combination (in order): its equity curve, closed P&L (entry then symbol order), exposed
-    bars (their count; with ``held_bars``, the boolean mask of them) and traded value."""
+    bars (their count; with ``held_bars``, the boolean mask of them) and traded value. On a GPU
+    ``backend`` the CUDA sweep kernels compute them, ``chunk`` combinations per launch (default:
+    what fits in the device's free memory)."""
+    if backend is not None and backend.is_gpu:
+        yield from _device_reductions(spec, combinations, panels, start, capital, commission_rate, progress,
+                                      held_bars, chunk)
+        return
     close = panels["close"]
     bars, symbols = close.shape
     reported = bars - start
@@ -72,8 +90,7 @@ def sweep_reductions(spec: StrategySpec, combinations: list[StrategySpec], panel
     fractions = _transposed(entry_fractions(size_fractions(spec, close), close.shape, spec.fill))
     config = spec.simulation_config(commission_rate)
     costs = config.cost_vector()
-    if spec.strategy_type == "sma_crossover" and len(crossover_windows(combinations)) * close.size * 8 \
-            <= LINES_BUDGET_BYTES:
+    if uses_crossover_lines(spec, combinations, close):
         lines, fast, slow, modes = crossover_lines(combinations, close)
         chunk = CHUNK
     else:
@@ -104,6 +121,40 @@ def sweep_reductions(spec: StrategySpec, combinations: list[StrategySpec], panel
                    held[index].copy() if held_bars else int(exposed[index]), float(traded[index]))
         if progress is not None:
             progress((first + count) / len(combinations))
+
+
+def _device_reductions(spec: StrategySpec, combinations: list[StrategySpec], panels: dict[str, np.ndarray],
+                       start: int, capital: float, commission_rate: float,
+                       progress: Callable[[float], None] | None, held_bars: bool,
+                       chunk: int | None) -> Iterator[tuple[np.ndarray, np.ndarray, Any, float]]:
+    """``sweep_reductions`` on the current CUDA device: prices, fractions and SMA lines uploaded
+    once, the combinations run a chunk at a time, only the reductions read back."""
+    from utils.engine.cuda.sweep_kernels import DeviceSweep, chunk_size, combination_bytes
+
+    close = panels["close"]
+    bars, symbols = close.shape
+    fractions = entry_fractions(size_fractions(spec, close), close.shape, spec.fill)
+    config = spec.simulation_config(commission_rate)
+    given = not uses_crossover_lines(spec, combinations, close)
+    if given:
+        lines = None
+        fast = slow = np.zeros(len(combinations), np.int64)
+        modes = np.full(len(combinations), TARGETS_GIVEN, dtype=np.int64)
+    else:
+        by_symbol, fast, slow, modes = crossover_lines(combinations, close)
+        lines = np.ascontiguousarray(by_symbol.transpose(0, 2, 1))  # (windows, bars, symbols): same values
+        del by_symbol
+    size = chunk_size(len(combinations), combination_bytes(symbols, bars, start, given), chunk)
+    device = DeviceSweep(panels["open"], panels["high"], panels["low"], close, fractions, lines, capital / symbols,
+                         config.cost_vector(), config.fill == "close", config.allow_short, start, size)
+    for first in range(0, len(combinations), size):
+        part = combinations[first:first + size]
+        targets = np.stack([target_positions(np, combination, panels, start) for combination in part]) if given \
+            else None
+        yield from device.run(fast[first:first + len(part)], slow[first:first + len(part)],
+                              modes[first:first + len(part)], targets, held_bars)
+        if progress is not None:
+            progress((first + len(part)) / len(combinations))
 
 
 def _row_metrics(equity: np.ndarray, closed_pnl: np.ndarray, exposed_bars: int, traded: float,
