@@ -50,6 +50,7 @@ worker: deps
 
 test: $(TEST_STAMP) protos
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+	NUMBA_ENABLE_CUDASIM=1 $(BIN)/python -m pytest -q tests/cudasim
 
 # The anchors (arq needs redis-py < 6) live in their own venv, built here so `make bench`
 # compares against them in the same run on a fresh machine too.

@@ -1,6 +1,7 @@
 """Fixtures: a real redis-server on a free port and the real gRPC server on port 0."""
 from __future__ import annotations
 
+import os
 import threading
 import time
 from pathlib import Path
@@ -11,6 +12,10 @@ import pytest
 
 from config.settings import load_settings
 from utils.redis_client import EmbeddedRedis, make_redis
+
+# tests/cudasim runs in its own pytest process with NUMBA_ENABLE_CUDASIM=1 (see its conftest);
+# the main run leaves it out (the simulator must be on before numba is imported)
+collect_ignore = [] if os.environ.get("NUMBA_ENABLE_CUDASIM") == "1" else ["cudasim"]
 
 
 @pytest.fixture(scope="session")
