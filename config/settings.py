@@ -76,6 +76,9 @@ class CoreSettings(BaseSettings):
     compute_device: Literal["auto", "cpu", "gpu"] = "auto"
     gpu_device_id: int = Field(0, ge=0)
     gpu_memory_fraction: float = Field(0.8, gt=0, le=1)
+    # Tests only: a `gpu`/`auto` backend is numba's CUDA simulator (NUMBA_ENABLE_CUDASIM=1 must be
+    # set before numba's import, else resolving fails), so the GPU code paths run without a GPU.
+    gpu_simulator: bool = False
     gpu_batch_size: int = Field(200, ge=1)
     # Worker processes for the all-in-one mode; 0 = one per GPU, or one CPU worker.
     worker_processes: int = Field(0, ge=0, le=64)
