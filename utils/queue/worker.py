@@ -10,7 +10,7 @@ import threading
 import time
 import traceback
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable
 
 import redis
@@ -42,6 +42,9 @@ class JobContext:
     report: Callable[..., None]  # (job_id, fraction, detail=None)
     cancelled: threading.Event = field(default_factory=threading.Event)
     lost: threading.Event = field(default_factory=threading.Event)
+    # Set by the GPU out-of-memory policy (utils/gpu/oom.py): 1.0 on the first try, smaller on
+    # retries; handlers that cut work into chunks multiply their chunk size by it.
+    shard_scale: float = 1.0
     _last_report: float = 0.0
 
     @property
@@ -51,6 +54,13 @@ class JobContext:
     @property
     def payload(self) -> dict[str, Any]:
         return self.record.payload
+
+    def on_device(self, device: str) -> "JobContext":
+        """This job with its payload's ``device`` replaced (the OOM policy's CPU fallback); the
+        cancel/lost flags and the progress reporter are shared with this context."""
+        record = replace(self.record, payload={**self.record.payload, "device": device})
+        return JobContext(record=record, attempt=self.attempt, report=self.report, cancelled=self.cancelled,
+                          lost=self.lost, shard_scale=self.shard_scale)
 
     def check_cancelled(self) -> None:
         if self.cancelled.is_set():

@@ -18,11 +18,13 @@ from prometheus_client import CollectorRegistry
 from utils.compile_cache import is_warm, mark_warm, use_compile_cache_dir
 from utils.engine.backend import Backend, resolve_backend
 from utils.gpu.devices import DeviceSampler, gpu_count, record_samples
+from utils.gpu.memory import limit_gpu_memory
+from utils.gpu.oom import guard_gpu_handlers
 from utils.gpu.scheduler import Scheduler
 from utils.logging_setup import configure_logging
 from utils.monitoring import Metrics, periodic, serve_metrics
 from utils.queue.streams import JobQueue, QueueConfig
-from utils.queue.worker import Worker, WorkerConfig
+from utils.queue.worker import PermanentJobError, Worker, WorkerConfig
 from utils.redis_client import redis_from_settings
 from utils.task_types import TASK_TYPES, TaskType, declaration_problems, load_handler_factory
 from utils.tasks.resources import WorkerResources
@@ -63,7 +65,9 @@ def exit_on_bad_registry(settings: Any, task_types: tuple[TaskType, ...] = TASK_
 def build_handlers(settings: Any, backend: Backend, task_types: tuple[TaskType, ...] = TASK_TYPES) -> dict:
     """One handler per registered task type, from its declared factory."""
     resources = WorkerResources(settings, backend)
-    return {t.name: load_handler_factory(t)(resources.for_task(t)) for t in task_types}
+    handlers = {t.name: load_handler_factory(t)(resources.for_task(t)) for t in task_types}
+    # GPU-capable types: a CUDA out-of-memory retries with smaller shards, then the CPU (utils/gpu/oom.py)
+    return guard_gpu_handlers(handlers, task_types, permanent_error=PermanentJobError)
 
 
 def run_worker_process(settings: Any, index: int = 0) -> None:
@@ -76,6 +80,8 @@ def run_worker_process(settings: Any, index: int = 0) -> None:
         signal.signal(signum, lambda *_: stop.set())
     device_id = settings.gpu_device_id + index
     backend = resolve_backend(settings.compute_device, device_id, settings.gpu_memory_fraction)
+    if backend.is_gpu:  # one pool limit for CuPy and numba.cuda (not under the CUDA simulator)
+        log.info("GPU memory: %s", limit_gpu_memory(device_id, settings.gpu_memory_fraction))
     worker_id = f"{socket.gethostname()}-{os.getpid()}-w{index}"
     registry = CollectorRegistry()
     metrics = Metrics(registry)
