@@ -107,7 +107,7 @@ def run(mode: str) -> int:
             from utils.supervisor import WorkerSupervisor
             # Fail here, loudly, rather than in a restart loop of workers: COMPUTE_DEVICE=gpu
             # without a usable GPU is a configuration error.
-            resolve_backend(settings.compute_device, settings.gpu_device_id)
+            resolve_backend(settings.compute_device, settings.gpu_device_id, simulator=settings.gpu_simulator)
             from utils.tasks.runtime import EXIT_BAD_REGISTRY, registry_problems, run_worker_process, worker_count
             problems = registry_problems(settings)
             if problems:  # a half-declared task type: its jobs would wait forever

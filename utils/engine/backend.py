@@ -37,6 +37,9 @@ class Backend:
     extras: dict[str, ModuleType | None] = field(default_factory=dict, compare=False)
     # Whether torch can run on this GPU, found once at resolve time (False on a CPU backend).
     torch_cuda: bool = False
+    # numba's CUDA simulator standing in for a GPU (GPU_SIMULATOR=1, tests only): ``xp`` is NumPy
+    # (the simulator's device arrays are host memory) and the CUDA kernels run as Python.
+    simulated: bool = False
 
     @property
     def is_gpu(self) -> bool:
@@ -109,7 +112,9 @@ class Backend:
 
     @property
     def label(self) -> str:
-        return f"{self.name}:{self.device_id}" if self.is_gpu else "cpu"
+        if not self.is_gpu:
+            return "cpu"
+        return f"{self.name}:{self.device_id} (simulated)" if self.simulated else f"{self.name}:{self.device_id}"
 
 
 _LIGHTGBM_GPU_TYPES = ("cuda", "gpu")  # LightGBM's CUDA learner, then its OpenCL one
@@ -162,18 +167,40 @@ def _gpu_backend(device_id: int, memory_fraction: float | None) -> Backend:
                    torch_cuda=_torch_sees(extras["torch"], device_id))
 
 
+def _simulated_gpu_backend(device_id: int) -> Backend:
+    """numba's CUDA simulator as GPU ``device_id`` (GPU_SIMULATOR=1; tests only)."""
+    import os
+
+    if os.environ.get("NUMBA_ENABLE_CUDASIM", "0") in ("", "0"):
+        raise BackendUnavailable("GPU_SIMULATOR=1 needs NUMBA_ENABLE_CUDASIM=1 in the environment before "
+                                 "numba is imported (e.g. NUMBA_ENABLE_CUDASIM=1 GPU_SIMULATOR=1 ...); "
+                                 "unset GPU_SIMULATOR outside the simulator tests")
+    from numba.core import config
+
+    if not config.ENABLE_CUDASIM:
+        raise BackendUnavailable("GPU_SIMULATOR=1 but numba was imported before NUMBA_ENABLE_CUDASIM=1 was "
+                                 "set; set it in the environment of the process")
+    return Backend(name="gpu", xp=np, device_id=device_id, extras={}, simulated=True)
+
+
 def cpu_backend() -> Backend:
     return Backend(name="cpu", xp=np, device_id=0, extras={})
 
 
 def resolve_backend(device: str = "auto", device_id: int = 0,
-                    memory_fraction: float | None = None) -> Backend:
-    """Pick the backend once, at the boundary (worker start-up or a job's device request)."""
+                    memory_fraction: float | None = None, simulator: bool = False) -> Backend:
+    """Pick the backend once, at the boundary (worker start-up or a job's device request).
+
+    ``simulator`` (``GPU_SIMULATOR``, tests only): ``gpu`` and ``auto`` resolve to numba's CUDA
+    simulator as one GPU (``Backend.simulated``), so every ``is_gpu`` branch runs its device
+    path; it requires ``NUMBA_ENABLE_CUDASIM=1`` and raises ``BackendUnavailable`` without it."""
     device = (device or "auto").lower()
     if device not in VALID_DEVICES:
         raise ValueError(f"device must be one of {', '.join(VALID_DEVICES)}, got {device!r}")
     if device == "cpu":
         return cpu_backend()
+    if simulator:
+        return _simulated_gpu_backend(device_id)
     try:
         return _gpu_backend(device_id, memory_fraction)
     except BackendUnavailable:

@@ -79,7 +79,8 @@ def run_worker_process(settings: Any, index: int = 0) -> None:
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
     device_id = settings.gpu_device_id + index
-    backend = resolve_backend(settings.compute_device, device_id, settings.gpu_memory_fraction)
+    backend = resolve_backend(settings.compute_device, device_id, settings.gpu_memory_fraction,
+                              simulator=settings.gpu_simulator)
     if backend.is_gpu:  # one pool limit for CuPy and numba.cuda (not under the CUDA simulator)
         log.info("GPU memory: %s", limit_gpu_memory(device_id, settings.gpu_memory_fraction))
     worker_id = f"{socket.gethostname()}-{os.getpid()}-w{index}"
