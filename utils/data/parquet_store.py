@@ -307,7 +307,15 @@ class ParquetBarStore(BarStore):
         return self._info(symbol, [entry.get(name.encode()) for name in self.INFO_FIELDS]) if entry else None
 
     def info_many(self, symbols: list[str]) -> dict[str, SymbolInfo | None]:
-        return {symbol: self.info(symbol) for symbol in symbols}
+        """Catalogue entries in one round trip (a missing one is rebuilt from its file)."""
+        pipe = self.redis.pipeline(transaction=False)
+        for symbol in symbols:
+            pipe.hgetall(catalogue_key(symbol))
+        found = {}
+        for symbol, entry in zip(symbols, pipe.execute()):
+            entry = entry or self._entry(symbol)
+            found[symbol] = self._info(symbol, [entry.get(n.encode()) for n in self.INFO_FIELDS]) if entry else None
+        return found
 
     def list_symbols(self) -> list[SymbolInfo]:
         names = {s.decode() for s in self.redis.smembers(keys.SYMBOLS)}

@@ -26,6 +26,7 @@ from utils.queue.worker import JobContext, PermanentJobError
 from utils.tasks.bar_cache import StoredBarsCache
 from utils.tasks import shards
 from utils.tasks.resources import WorkerResources
+from utils.tasks.shard_sizing import shard_size_for
 
 LOAD_SHARE = 0.2  # progress fraction attributed to loading bars
 SMALL_JOB_CELLS = 2_000_000  # combinations x symbols x bars below which kernels run on one thread
@@ -66,8 +67,11 @@ def make_backtest_handler(resources: WorkerResources):
             policy = position_policy(resources.model_store, spec.position_model)
             spec = replace(spec, position_lookback=policy.lookback)
         symbols = payload["symbols"]
-        if shardable(spec, symbols, resources.settings.shard_symbols):
-            sharded = _sharded(context, spec, backend, started)
+        # symbols per shard: SHARD_SYMBOLS, fewer when their bars (history up to end_ns, as read
+        # below) would exceed SHARD_MEMORY_MB; 0 = never shard
+        size = shard_size_for(store, symbols, None, payload["end_ns"], resources.settings) if len(symbols) > 1 else 0
+        if shardable(spec, symbols, size):
+            sharded = _sharded(context, spec, backend, started, size)
             if sharded is not None:
                 return sharded
         try:
@@ -100,17 +104,20 @@ def make_backtest_handler(resources: WorkerResources):
         search: dict[str, Any] = {}
         if spec.param_grid:
             search, spec = _search(spec, aligned, capital, commission, progress, backend)
-        output = simulate_spec(spec, aligned, capital, commission, progress=lambda f: progress(0.9 + 0.09 * f))
+        output = simulate_spec(spec, aligned, capital, commission, progress=lambda f: progress(0.9 + 0.09 * f),
+                               backend=backend)
         report = report_of(spec, aligned, output, capital)
-        return {**backtest_result(report, spec, backend, time.perf_counter() - started), **search}
-    def _sharded(context: JobContext, spec: StrategySpec, backend: Backend, started: float) -> dict[str, Any] | None:
+        return {**backtest_result(report, spec, backend, time.perf_counter() - started), "device": output.device,
+                **search}
+    def _sharded(context: JobContext, spec: StrategySpec, backend: Backend, started: float,
+                 size: int) -> dict[str, Any] | None:
         """The job as symbol shards run by child jobs (see utils/tasks/shards.py); None when the
         shards' calendars differ (symbols with different bar times: the job runs unsharded)."""
         payload, settings = context.payload, resources.settings
         symbols = payload["symbols"]
         base = {name: payload[name] for name in ("strategy_config", "start_ns", "end_ns", "commission_rate")}
         base["sleeve_capital"] = payload["initial_capital"] / len(symbols)
-        groups = shards.split_symbols(symbols, settings.shard_symbols)
+        groups = shards.split_symbols(symbols, size)
         search: dict[str, Any] = {}
         final, params, share = spec, None, 0.0
         if spec.param_grid:
@@ -134,7 +141,8 @@ def make_backtest_handler(resources: WorkerResources):
 
 
 def shardable(spec: StrategySpec, symbols: list[str], shard_symbols: int) -> bool:
-    """Whether the job splits exactly into independent equal sleeves of symbol shards."""
+    """Whether the job splits exactly into independent equal sleeves of symbol shards of
+    ``shard_symbols`` (``utils/tasks/shard_sizing.py``) and needs more than one."""
     return (0 < shard_symbols < len(symbols) and not spec.is_portfolio and not spec.position_model
             and not spec.walk_forward and not spec.param_values.get("factor_set_id")
             and stored_sentiment.COLUMN not in text_inputs(spec))
@@ -251,13 +259,13 @@ def _sweep_summary(result: SweepResult) -> dict[str, Any]:
 def _search(spec: StrategySpec, aligned: AlignedBars, capital: float, commission: float,
             progress: Callable[[float], None], backend: Backend) -> tuple[dict[str, Any], StrategySpec]:
     """Sweep (and walk-forward) a grid; returns the result fields and the best parameter set,
-    whose full backtest (equity curve, trades) becomes the job's main result. Every backend
-    sweeps with the host numba kernel (a GPU worker too, for now)."""
+    whose full backtest (equity curve, trades) becomes the job's main result. A GPU backend sweeps
+    sleeve strategies with the CUDA sweep kernels; ``device`` says where the sweep ran."""
     share = 0.7 if spec.walk_forward else 0.9
     result = sweep_panels(spec, aligned.panels, aligned.start_index, capital, commission,
                           progress=lambda f: progress(LOAD_SHARE + (share - LOAD_SHARE) * f),
                           backend=backend)
-    fields: dict[str, Any] = {"sweep": {**_sweep_summary(result), "device": backend.label},
+    fields: dict[str, Any] = {"sweep": {**_sweep_summary(result), "device": result.device},
                               "best_params": result.best["params"]}
     if spec.walk_forward:
         calendar = aligned.calendar
