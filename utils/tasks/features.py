@@ -42,7 +42,7 @@ def panel_latest(backend: Backend, names: list[str], bars: list[Bars]) -> dict[s
     panel = {name: np.column_stack([getattr(b, name) for b in bars]) for name in COLUMNS}
     panel["time"] = bars[0].time
     series = compute_features(backend.xp, names, {k: (backend.asarray(v) if k != "time" else v)
-                                                  for k, v in panel.items()})
+                                                  for k, v in panel.items()}, on_device=backend.is_gpu)
     host = {key: backend.to_numpy(values).reshape(len(bars[0]), -1) for key, values in series.items()}
     return {b.symbol: {key: _latest(values[:, i]) for key, values in host.items()} for i, b in enumerate(bars)}
 

@@ -5,7 +5,10 @@ There is one implementation per indicator, its step (in its family's module unde
 each column starting at its first row where all the kind's inputs are non-NaN (TA-Lib's Python
 wrapper does the same), so the next ``lookback`` rows are NaN. The steps run on the host in numba:
 with a GPU array module (cupy) the inputs are copied to host memory and the outputs copied back;
-these recurrences are sequential along time and the copies are cheap next to them.
+these recurrences are sequential along time and the copies are cheap next to them. On a GPU
+backend (``compute_features(..., on_device=True)``) the same steps run instead as CUDA panel
+kernels on device panels (``device_panels``, ``run_kind_on_gpu``; ``utils/engine/cuda``), and
+nothing is copied to the host.
 
 The functions ``sma/ema/rsi/macd/bollinger(xp, close, ...)`` are thin wrappers for callers that
 want one indicator over a close series or panel (strategies); they return ``xp`` arrays of the
@@ -59,6 +62,44 @@ def to_caller(xp: Any, result: np.ndarray, was_series: bool) -> tuple[Any, ...]:
     comes from ``run_kind``: its outputs are contiguous already)."""
     return tuple(restore_shape(xp.asarray(np.ascontiguousarray(result[:, :, k])), was_series)
                  for k in range(result.shape[2]))
+
+
+def device_panels(xp: Any, series: Mapping[str, Any]) -> tuple[dict[str, Any], bool]:
+    """``({input: float64 device panel}, was_series)`` for the CUDA kernels: ``xp`` arrays stay
+    where they are (CuPy on the device; NumPy under the CUDA simulator, whose device is host
+    memory); every input must share one shape."""
+    from utils.engine.cuda.target import to_device
+
+    panels: dict[str, Any] = {}
+    was_series = False
+    for name, values in series.items():
+        panel, was_series = as_panel(xp, values)
+        panels[name] = to_device(panel, np.float64)
+    shapes = {tuple(panel.shape) for panel in panels.values()}
+    if len(shapes) > 1:
+        raise ValueError(f"bar inputs must share one shape, got {sorted(shapes)}")
+    return panels, was_series
+
+
+def run_kind_on_gpu(kind: IndicatorKind, params: tuple, panels: Mapping[str, Any],
+                    new_session: np.ndarray | None = None) -> Any:
+    """``run_kind`` as the kind's CUDA panel kernel over ``device_panels``: a device array
+    (outputs, time, symbols), bit-identical to ``run_kind``'s (``tests/cudasim``)."""
+    from utils.engine.cuda.indicator_kernels import run_kind_on_device
+
+    return run_kind_on_device(kind, params, panels, new_session)
+
+
+def device_to_caller(xp: Any, result: Any, was_series: bool) -> tuple[Any, ...]:
+    """One ``xp`` array per output of a device result (outputs, time, symbols): CuPy views the
+    device memory without a copy; NumPy (the simulator) gets host copies."""
+    if xp is np:
+        from utils.engine.cuda.target import to_host as device_to_host
+
+        host = device_to_host(result)
+        return tuple(restore_shape(host[k], was_series) for k in range(host.shape[0]))
+    whole = xp.asarray(result)
+    return tuple(restore_shape(whole[k], was_series) for k in range(whole.shape[0]))
 
 
 def _close_kind(xp: Any, name: str, params: tuple, close: Any) -> tuple[Any, ...]:
