@@ -73,7 +73,8 @@ def _device_pointer(numba_cuda: Any, address: int) -> Any:
     """The pointer object numba's MemoryPointer expects: a ``CUdeviceptr`` with the NVIDIA
     cuda-python binding, a ctypes integer with numba's own ctypes binding."""
     driver = getattr(getattr(numba_cuda, "cudadrv", None), "driver", None)
-    if driver is not None and getattr(driver, "USE_NV_BINDING", False):
+    # numba-cuda releases without the ctypes binding drop USE_NV_BINDING and keep ``binding``
+    if driver is not None and getattr(driver, "USE_NV_BINDING", hasattr(driver, "binding")):
         return driver.binding.CUdeviceptr(address)
     return ctypes.c_uint64(address)
 
