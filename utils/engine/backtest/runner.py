@@ -10,7 +10,7 @@ the first calendar bar at or after ``start_ns``. Returns are per calendar bar, a
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Callable, Mapping, NamedTuple
 
 import numpy as np
@@ -193,25 +193,37 @@ def align_bars(spec: StrategySpec, bars: Mapping[str, Mapping[str, Any]], start_
 
 
 def simulate_spec(spec: StrategySpec, aligned: AlignedBars, initial_capital: float, commission_rate: float,
-                  progress: Callable[[float], None] | None = None) -> BacktestOutput:
+                  progress: Callable[[float], None] | None = None, backend: Backend | None = None) -> BacktestOutput:
     """Signals and simulation of one parameter set (no grid) over aligned bars."""
-    return simulate_panels(spec, aligned.panels, aligned.start_index, initial_capital, commission_rate, progress)
+    return simulate_panels(spec, aligned.panels, aligned.start_index, initial_capital, commission_rate, progress,
+                           backend=backend)
 
 
 def simulate_panels(spec: StrategySpec, panels: Mapping[str, np.ndarray], start: int, initial_capital: float,
                     commission_rate: float, progress: Callable[[float], None] | None = None,
-                    targets: np.ndarray | None = None) -> BacktestOutput:
+                    targets: np.ndarray | None = None, backend: Backend | None = None) -> BacktestOutput:
     """One parameter set over (time x symbols) ``panels`` from row ``start``: the single run, and
-    the sweep's rebalancing combinations and walk-forward windows."""
+    the sweep's rebalancing combinations and walk-forward windows. On a GPU ``backend`` the sleeves
+    run as the CUDA sleeve kernel (bit-identical; ``output.device`` says so); signals and
+    rebalancing strategies stay on the host."""
     if targets is None:
         targets = target_positions(np, spec, panels, start)
     config = spec.simulation_config(commission_rate)
     if spec.is_portfolio:
         return simulate_rebalancing(panels["open"], panels["close"], targets, initial_capital, config, start)
+    fractions = scaled_size_fractions(spec, size_fractions(spec, panels["close"]), panels.get(POLICY_POSITIONS),
+                                      targets)
+    if backend is not None and backend.is_gpu:
+        from utils.engine.cuda.sleeve_kernels import simulate_portfolio_on_device
+
+        output = simulate_portfolio_on_device(panels["open"], panels["high"], panels["low"], panels["close"], targets,
+                                              initial_capital, config, start, size_fraction=fractions)
+        if progress is not None:
+            progress(1.0)
+        return replace(output, device=backend.label)
     return simulate_portfolio(panels["open"], panels["close"], targets, initial_capital, start_index=start,
                               progress=progress, high=panels["high"], low=panels["low"], config=config,
-                              size_fraction=scaled_size_fractions(spec, size_fractions(spec, panels["close"]),
-                                                                  panels.get(POLICY_POSITIONS), targets))
+                              size_fraction=fractions)
 
 
 def trade_records(table: np.ndarray, symbols: list[str], calendar: np.ndarray) -> list[TradeRecord]:
@@ -247,8 +259,8 @@ def run_backtest(backend: Backend, spec: StrategySpec, bars: Mapping[str, Mappin
                  start_ns: int, end_ns: int, initial_capital: float, commission_rate: float,
                  progress: Callable[[float], None] | None = None) -> BacktestReport:
     """Backtest ``spec`` (one parameter set) on ``bars`` (symbol -> {'time' ns, 'open', 'high',
-    'low', 'close', 'volume'}). Signals and simulation run on the host (numba); ``backend`` is
-    accepted for the GPU sweep path."""
+    'low', 'close', 'volume'}). Signals run on the host (numba); the sleeves run on ``backend``'s
+    GPU when it has one (``simulate_panels``)."""
     aligned = align_bars(spec, bars, start_ns, end_ns)
-    output = simulate_spec(spec, aligned, initial_capital, commission_rate, progress)
+    output = simulate_spec(spec, aligned, initial_capital, commission_rate, progress, backend=backend)
     return report_of(spec, aligned, output, initial_capital)

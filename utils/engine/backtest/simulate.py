@@ -107,6 +107,7 @@ class BacktestOutput:
     exposure: float             # fraction of reported bars with at least one position
     turnover: float             # traded value / average equity, per year
     start_index: int
+    device: str = "cpu"         # where the sleeves were simulated: "cpu" or the GPU backend's label
 
     @cached_property
     def trades(self) -> list[Trade]:

@@ -48,6 +48,7 @@ class SweepResult:
     combinations: int
     cells: int                        # combinations x symbols x bars
     seconds: float
+    device: str = "cpu"               # where the combinations ran: "cpu" or the GPU backend's label
 
     @property
     def best(self) -> dict[str, Any]:
@@ -111,17 +112,20 @@ def sweep_panels(spec: StrategySpec, panels: dict[str, np.ndarray], start: int, 
         panels = {field: to_host(backend.xp, panel) for field, panel in panels.items()}
     combinations = spec.combinations()
     grid_names = [name for name, _ in spec.param_grid]
+    device = "cpu"
     with indicator_memo():
         if spec.is_portfolio or spec.position_model:
             metrics = _sequential_metrics(spec, combinations, panels, start, capital, commission_rate, progress)
         else:
+            on_gpu = backend is not None and backend.is_gpu
             metrics = sweep_metrics(spec, combinations, panels, start, capital, commission_rate, progress,
-                                    backend=backend if backend is not None and backend.is_gpu else None)
+                                    backend=backend if on_gpu else None)
+            device = backend.label if on_gpu else device
     rows = [{"params": {name: combination.param_values[name] for name in grid_names}, "metrics": values}
             for combination, values in zip(combinations, metrics)]
     rows = _rank(rows, spec.rank_by)[:limit]
     cells = len(combinations) * panels["close"].shape[1] * (panels["close"].shape[0] - start)
-    return SweepResult(spec.rank_by, rows, len(combinations), cells, time.perf_counter() - started)
+    return SweepResult(spec.rank_by, rows, len(combinations), cells, time.perf_counter() - started, device)
 
 
 def _sequential_metrics(spec: StrategySpec, combinations: list[StrategySpec], panels: dict[str, np.ndarray],

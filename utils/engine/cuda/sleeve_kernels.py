@@ -80,6 +80,8 @@ def simulate_portfolio_on_device(open_: np.ndarray, high: np.ndarray, low: np.nd
     if len({panel.shape for panel in panels}) != 1 or panels[0].ndim != 2:
         raise ValueError(f"open, high, low, close and target panels must share one (bars, symbols) shape, got "
                          f"{[panel.shape for panel in panels]}")
+    if not (np.isfinite(initial_capital) and initial_capital > 0):
+        raise ValueError(f"initial_capital must be positive, got {initial_capital!r}")
     bars, symbols = panels[0].shape
     if symbols == 0 or not 0 <= start_index < bars:
         raise ValueError(f"need at least one symbol and 0 <= start_index < {bars}, "
