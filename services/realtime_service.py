@@ -275,12 +275,12 @@ class RealTimeServicer(realtime_pb2_grpc.RealTimeServiceServicer):
         symbols = validation.symbols("stock_codes", list(request.stock_codes), self.settings.max_symbols_per_request)
         if request.return_series:
             raise invalid("return_series", "is not available for panel requests (stock_codes); ask per symbol")
+        device = validation.device("device", request.device)
         interval = self._interval(request.interval)
         for symbol in symbols:
             if (self.store.interval_bar_count(symbol, interval) if interval else self.store.version(symbol)) is None:
                 raise not_found(f"symbol {symbol!r} has no stored {interval + ' ' if interval else ''}bars")
-        payload = {"symbols": symbols, "features": names, "interval": interval,
-                   "device": validation.device("device", request.device)}
+        payload = {"symbols": symbols, "features": names, "interval": interval, "device": device}
         job_id, result = run_job(self.queue, JobSpec("features", payload, "high", self.settings.job_max_attempts,
                                                      {"symbols": symbols[:20]}), context, PANEL_TIMEOUT_SECONDS)
         response = realtime_pb2.FeatureResponse(task_id=job_id, device=result.get("device", ""))

@@ -22,3 +22,39 @@ def simulated_gpu_backend():
     from utils.engine.backend import resolve_backend
 
     return resolve_backend("gpu", simulator=True)
+
+
+@pytest.fixture
+def simulated_gpu_settings(settings_factory, redis_client):
+    """Test settings of a platform whose workers compute on the simulated GPU (GPU_SIMULATOR=1)."""
+    return settings_factory(compute_device="auto", gpu_simulator=True)
+
+
+@pytest.fixture
+def simulated_gpu_platform(simulated_gpu_settings):
+    """The gRPC server (port 0) and one in-process worker whose backend is the simulated GPU
+    (resolved from the settings as ``run_worker_process`` does), on a real Redis."""
+    from services.server import create_server
+    from tests.conftest import InProcessWorker
+    from utils.engine.backend import resolve_backend
+    from utils.tasks.runtime import build_handlers
+
+    settings = simulated_gpu_settings
+    backend = resolve_backend(settings.compute_device, settings.gpu_device_id, simulator=settings.gpu_simulator)
+    assert backend.is_gpu and backend.simulated
+    running = create_server(settings)
+    worker = InProcessWorker(settings, build_handlers(settings, backend)).start()
+    running.worker, running.settings, running.backend = worker, settings, backend
+    yield running
+    worker.stop()
+    running.stop(grace=0)
+
+
+@pytest.fixture
+def simulated_gpu_channel(simulated_gpu_platform):
+    import grpc
+
+    channel = grpc.insecure_channel(f"127.0.0.1:{simulated_gpu_platform.port}")
+    grpc.channel_ready_future(channel).result(timeout=10)
+    yield channel
+    channel.close()
