@@ -206,6 +206,12 @@ class CoreSettings(BaseSettings):
     market_data_uri: str = ""
     # In-process cache of recently read bar ranges of the parquet store (MiB).
     bar_cache_mb: int = Field(256, ge=0)
+    # Hot cache of recently read bar ranges in Redis, shared by every process and machine (parquet
+    # store): at most HOT_CACHE_MB in all (0 = off), each range kept HOT_CACHE_TTL_SECONDS, ranges
+    # above HOT_CACHE_ENTRY_MB not kept.
+    hot_cache_mb: int = Field(128, ge=0)
+    hot_cache_ttl_seconds: int = Field(600, ge=1, le=7 * 86_400)
+    hot_cache_entry_mb: int = Field(8, ge=1)
     # Where MarketDataService.ImportFile may read files: comma-separated directories and/or
     # s3://bucket/prefix entries (empty = DATA_DIR/imports; an s3 MARKET_DATA_URI's bucket is
     # always allowed). Paths are resolved (links, ..) before the check; anything else is refused.

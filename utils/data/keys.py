@@ -11,6 +11,17 @@ def bars(symbol: str) -> str:
     return f"md:bars:{symbol}"
 
 
+def hot_range(symbol: str, interval: str, version: int, start_ns: int | None, end_ns: int | None) -> str:
+    """String with HOT_CACHE_TTL_SECONDS: one range of a symbol's stored bars (parquet store),
+    packed int64 time + float64 OHLCV; the version in the name means an entry is never stale."""
+    return f"md:hot:{symbol}:{interval}:{version}:{'' if start_ns is None else start_ns}:{'' if end_ns is None else end_ns}"
+
+
+def hot_bytes(bucket: int) -> str:
+    """Integer: bytes put in the hot range cache during one minute (its budget's accounting)."""
+    return f"md:hot-bytes:{bucket}"
+
+
 def interval_bars(symbol: str, interval: str) -> str:
     """Hash: bars aggregated from ticks; field = bucket start (ns), value = packed OHLCV float64.
     The symbol is a hash tag, shared with ``ticks``: a tick flush writes both in one script

@@ -6,7 +6,9 @@ filesystem)::
     <root>/interval=<interval>/symbol=<SYMBOL>/part-<version:012d>.parquet
 
 Each file holds a symbol's whole history of one interval, sorted by time, zstd-compressed, with
-row-group statistics so a time-range read only decodes the row groups it needs. A file is never
+row-group statistics so a time-range read only decodes the row groups it needs. Ranges read
+recently are kept in this process (an LRU of BAR_CACHE_MB) and in Redis for every process
+(``utils/data/hot_cache.py``, bounded by HOT_CACHE_MB). A file is never
 changed after it is written: a write produces the next version's file (local: a temp name renamed
 into place; S3: a single PUT, visible only when complete), then records the version in the Redis
 catalogue, so a reader never sees a torn file. Writers of one symbol are serialised by a Redis
@@ -30,6 +32,7 @@ import pyarrow.parquet as pq
 import redis
 
 from utils.data import keys
+from utils.data.hot_cache import HotRangeCache
 from utils.data.store import (COLUMNS, Bars, BarStore, InvalidBars, StoredColumns, SymbolInfo, SymbolNotFound,
                               _merge, validate_bars, validate_symbol)
 
@@ -89,9 +92,10 @@ class RangeCache:
 
 class ParquetBarStore(BarStore):
     def __init__(self, client: redis.Redis, uri: str, cache_bytes: int = 256 * 1024 * 1024,
-                 row_group_rows: int = 65_536) -> None:
+                 row_group_rows: int = 65_536, hot: HotRangeCache | None = None) -> None:
         super().__init__(client)
         self.uri = uri
+        self.hot = hot  # the ranges shared through Redis (second level, after this process's LRU)
         self.fs, self.root = pafs.FileSystem.from_uri(uri)
         self.root = self.root.rstrip("/")
         self.atomic_rename = self.fs.type_name == "local"
@@ -225,6 +229,10 @@ class ParquetBarStore(BarStore):
             version = int(entry[b"version"])
             key = (interval, symbol, version, start_ns, end_ns)
             cached = self.cache.get(key)
+            if cached is None and self.hot is not None:
+                cached = self.hot.get(symbol, interval, version, start_ns, end_ns)
+                if cached is not None:
+                    self.cache.put(key, cached)
             if cached is not None:
                 return cached
             try:
@@ -232,6 +240,8 @@ class ParquetBarStore(BarStore):
             except FileNotFoundError:
                 continue  # a newer version replaced it between the lookup and the open
             self.cache.put(key, bars)
+            if self.hot is not None:
+                self.hot.put(bars, interval, start_ns, end_ns)
             return bars
         raise SymbolNotFound(symbol, f"bars of {symbol!r} kept changing while being read; retry")
 

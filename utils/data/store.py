@@ -330,6 +330,9 @@ def bar_store_from_settings(client: redis.Redis, settings) -> BarStore:
     """The bar store ``settings.bar_store`` names (``client``: decode_responses=False)."""
     if getattr(settings, "bar_store", "redis") != "parquet":
         return BarStore(client)
+    from utils.data.hot_cache import HotRangeCache
     from utils.data.parquet_store import ParquetBarStore
     uri = settings.market_data_uri or str((settings.data_dir / "market").resolve())
-    return ParquetBarStore(client, uri, cache_bytes=settings.bar_cache_mb * 1024 * 1024)
+    hot = HotRangeCache(client, settings.hot_cache_mb * 2**20, settings.hot_cache_ttl_seconds,
+                        settings.hot_cache_entry_mb * 2**20)
+    return ParquetBarStore(client, uri, cache_bytes=settings.bar_cache_mb * 2**20, hot=hot)
