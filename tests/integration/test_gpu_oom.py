@@ -114,3 +114,20 @@ def test_out_of_memory_is_recognised_by_name_without_the_libraries(exc, expected
             raise RuntimeError("while computing the sweep") from inner
     except RuntimeError as outer:
         assert is_cuda_oom(outer) is expected  # found through the cause chain
+
+
+def test_feature_panels_in_smaller_chunks_give_the_same_values(settings):
+    """The features handler's answer to shard_scale: each calendar's panel in column chunks."""
+    from utils.data.sample import SAMPLE_SYMBOLS, ensure_sample_data
+    from utils.data.store import bar_store_from_settings
+    from utils.redis_client import redis_from_settings
+    from utils.tasks.features import panel_features
+    from utils.tasks.resources import WorkerResources
+    ensure_sample_data(bar_store_from_settings(redis_from_settings(settings, decode=False), settings))
+    resources = WorkerResources(settings, cpu_backend())
+    payload = {"symbols": list(SAMPLE_SYMBOLS), "features": ["rsi", "macd", "sma_20", "bollinger"], "device": "auto"}
+    whole = panel_features(resources, payload, lambda *args: None)
+    for scale in (0.5, 0.25):
+        chunked = panel_features(resources, payload, lambda *args: None, shard_scale=scale)
+        assert chunked["features"] == whole["features"] and chunked["timestamps"] == whole["timestamps"]
+    assert set(whole["features"]) == set(SAMPLE_SYMBOLS)

@@ -11,6 +11,7 @@ symbol's values depend on its own bars only, so the merged result is the unshard
 """
 from __future__ import annotations
 
+import math
 import time
 from typing import Any
 
@@ -47,8 +48,12 @@ def panel_latest(backend: Backend, names: list[str], bars: list[Bars]) -> dict[s
     return {b.symbol: {key: _latest(values[:, i]) for key, values in host.items()} for i, b in enumerate(bars)}
 
 
-def panel_features(resources: WorkerResources, payload: dict[str, Any], progress) -> dict[str, Any]:
-    """The job's result for ``payload["symbols"]`` computed here (a whole job, or one shard's)."""
+def panel_features(resources: WorkerResources, payload: dict[str, Any], progress,
+                   shard_scale: float = 1.0) -> dict[str, Any]:
+    """The job's result for ``payload["symbols"]`` computed here (a whole job, or one shard's).
+    ``shard_scale`` < 1 (a retry after a GPU out-of-memory, ``utils/gpu/oom.py``) computes each
+    calendar's panel in column chunks of that share of its symbols: columns are independent, so
+    the values are the same."""
     started = time.perf_counter()
     store = resources.bar_store
     backend = resources.backend_for(payload.get("device", "auto"))
@@ -65,8 +70,10 @@ def panel_features(resources: WorkerResources, payload: dict[str, Any], progress
     features: dict[str, dict[str, float | None]] = {}
     timestamps: dict[str, str] = {}
     for done, group in enumerate(calendars.values(), start=1):
+        width = max(1, math.ceil(len(group) * shard_scale))
         try:
-            features.update(panel_latest(backend, names, group))
+            for first in range(0, len(group), width):
+                features.update(panel_latest(backend, names, group[first:first + width]))
         except UnknownFeatureError as exc:
             raise PermanentJobError(str(exc)) from None
         for bars in group:
@@ -103,5 +110,5 @@ def make_features_handler(resources: WorkerResources):
     def handle(context: JobContext) -> dict[str, Any]:
         if 0 < resources.settings.shard_symbols < len(context.payload["symbols"]):
             return sharded_features(resources, context)
-        return panel_features(resources, context.payload, context.progress)
+        return panel_features(resources, context.payload, context.progress, context.shard_scale)
     return handle
