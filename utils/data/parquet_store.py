@@ -24,6 +24,7 @@ import threading
 import uuid
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
+from typing import Callable
 
 import numpy as np
 import pyarrow as pa
@@ -101,6 +102,9 @@ class ParquetBarStore(BarStore):
         self.atomic_rename = self.fs.type_name == "local"
         self.row_group_rows = row_group_rows
         self.cache = RangeCache(cache_bytes)
+        # (path, columns, filters) -> {column: ndarray} for local files: cuDF on GPU workers
+        # (utils/gpu/cudf_io.py, set by utils/tasks/resources.py); None: pyarrow
+        self.table_reader: Callable[..., dict[str, np.ndarray]] | None = None
         if self.atomic_rename:
             self.fs.create_dir(self.root, recursive=True)
 
@@ -210,10 +214,14 @@ class ParquetBarStore(BarStore):
             filters.append(("time", ">=", int(start_ns)))
         if end_ns is not None:
             filters.append(("time", "<=", int(end_ns)))
-        table = pq.read_table(self._part(symbol, interval, version), columns=list(columns), filesystem=self.fs,
-                              filters=filters or None)
+        path = self._part(symbol, interval, version)
+        if self.table_reader is not None and self.atomic_rename:
+            read = self.table_reader(path, list(columns), filters or None)
+        else:
+            table = pq.read_table(path, columns=list(columns), filesystem=self.fs, filters=filters or None)
+            read = {name: table.column(name).to_numpy() for name in columns}
         empty = np.empty(0)
-        arrays = {name: np.ascontiguousarray(table.column(name).to_numpy()) if name in columns else empty
+        arrays = {name: np.ascontiguousarray(read[name]) if name in columns else empty
                   for name in ("time", *COLUMNS)}
         return Bars(symbol, arrays["time"], *(arrays[name] for name in COLUMNS), version=version)
 
