@@ -19,6 +19,7 @@ class WorkerResources:
         self.settings = settings
         self.backend = backend  # this task type's backend: the worker's, or the CPU for gpu=False types
         self._shared = {"lock": threading.RLock()} if shared is None else shared  # stores build on each other
+        self._shared.setdefault("worker_backend", backend)  # the process's device, whatever this type's
 
     def for_task(self, task_type: TaskType) -> "WorkerResources":
         """The resources a type's handler gets: the CPU backend when the type may not use a GPU."""
@@ -48,8 +49,8 @@ class WorkerResources:
     def bar_store(self) -> Any:
         from utils.data.store import bar_store_from_settings
         from utils.redis_client import redis_from_settings
-        return self._once("bar_store", lambda: bar_store_from_settings(
-            redis_from_settings(self.settings, decode=False), self.settings))
+        return self._once("bar_store", lambda: with_gpu_reader(bar_store_from_settings(
+            redis_from_settings(self.settings, decode=False), self.settings), self._shared["worker_backend"]))
 
     @property
     def aligned_bars_cache(self) -> Any:
@@ -74,3 +75,14 @@ class WorkerResources:
         """The job queue (a handler that reads another job's record or result)."""
         from utils.queue.streams import JobQueue, QueueConfig
         return self._once("queue", lambda: JobQueue(self.redis, QueueConfig.from_settings(self.settings)))
+
+
+def with_gpu_reader(store: Any, backend: Backend) -> Any:
+    """``store`` decoding its Parquet files with cuDF when this worker's device is a GPU and cuDF
+    imports (``utils/gpu/cudf_io.py``); unchanged otherwise (pyarrow)."""
+    if backend.is_gpu and hasattr(store, "table_reader"):
+        from utils.gpu.cudf_io import cudf_module, parquet_reader
+        cudf = cudf_module()
+        if cudf is not None:
+            store.table_reader = parquet_reader(cudf)
+    return store
