@@ -58,7 +58,9 @@ def settings(settings_factory, redis_client):
 class InProcessWorker:
     """The real Worker loop in a thread of the test process (fast to start)."""
 
-    def __init__(self, settings, handlers=None) -> None:
+    def __init__(self, settings, handlers=None, device_label: str = "cpu") -> None:
+        """``device_label``: what the worker registers (``gpu...`` for handlers on a GPU backend:
+        requests for ``device: "gpu"`` are refused while no such worker is registered)."""
         from utils.engine.backend import cpu_backend
         from utils.gpu.scheduler import Scheduler
         from utils.monitoring import Metrics
@@ -71,7 +73,8 @@ class InProcessWorker:
         self.worker = Worker(self.queue, handlers or build_handlers(settings, cpu_backend()),
                              Scheduler(settings.concurrency_caps()),
                              WorkerConfig(worker_id=f"test-worker-{id(self)}", block_ms=200,
-                                          heartbeat_seconds=0.2, shutdown_grace_seconds=2.0),
+                                          heartbeat_seconds=0.2, shutdown_grace_seconds=2.0,
+                                          device_label=device_label),
                              Metrics(CollectorRegistry()))
         self.stop_event = threading.Event()
         self.thread = threading.Thread(target=self.worker.run, args=(self.stop_event,), daemon=True)
