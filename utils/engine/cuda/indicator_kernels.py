@@ -21,6 +21,7 @@ host. Bit-identical to ``run_kind`` (see ``target`` on floating point; ``tests/c
 """
 from __future__ import annotations
 
+import math
 from typing import Any, Mapping
 
 import numpy as np
@@ -46,11 +47,11 @@ def _make_panel_kernel(kind: IndicatorKind, n_outputs: int):
         if col >= out.shape[2]:
             return
         first = 0
-        while first < rows and ((reads_open and np.isnan(open_[first, col]))
-                                or (reads_high and np.isnan(high[first, col]))
-                                or (reads_low and np.isnan(low[first, col]))
-                                or (reads_close and np.isnan(close[first, col]))
-                                or (reads_volume and np.isnan(volume[first, col]))):
+        while first < rows and ((reads_open and math.isnan(open_[first, col]))
+                                or (reads_high and math.isnan(high[first, col]))
+                                or (reads_low and math.isnan(low[first, col]))
+                                or (reads_close and math.isnan(close[first, col]))
+                                or (reads_volume and math.isnan(volume[first, col]))):
             for k in range(n_outputs):
                 out[k, first, col] = np.nan
             first += 1

@@ -42,7 +42,9 @@ reads ``NUMBA_ENABLE_CUDASIM`` once, at its own import).
 """
 from __future__ import annotations
 
+import contextlib
 import os
+import threading
 import types as pytypes
 from typing import Any, Callable
 
@@ -194,12 +196,47 @@ def compile_ptx(function: Callable, signature: str, cc: tuple[int, int] = (7, 5)
 
     nvvm_options = {"fastmath": False, "opt": 3, "fma": False}
     args, _ = sigutils.normalize_signature(signature)
-    cres = compile_cuda(function, types.void, args, nvvm_options=nvvm_options, cc=cc)
-    code = function.__code__
-    library, _ = cres.target_context.prepare_cuda_kernel(cres.library, cres.fndesc, False, False, nvvm_options,
-                                                         code.co_filename, code.co_firstlineno)
-    _forbid_contraction(library)
-    return library.get_asm_str(cc=cc)
+    with _compiling_for(cc):
+        cres = compile_cuda(function, types.void, args, nvvm_options=nvvm_options, cc=cc)
+        code = function.__code__
+        library, _ = cres.target_context.prepare_cuda_kernel(cres.library, cres.fndesc, False, False,
+                                                             nvvm_options, code.co_filename, code.co_firstlineno)
+        _forbid_contraction(library)
+        return library.get_asm_str(cc=cc)
+
+
+class _TargetDevice:
+    def __init__(self, cc: tuple[int, int]) -> None:
+        self.compute_capability = cc
+
+
+_COMPILE_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def _compiling_for(cc: tuple[int, int]):
+    """Built-in numba.cuda compiles the ``@overload`` implementations a kernel uses (``int()`` of
+    a float, ...) as device functions for the *current device's* compute capability, even under
+    ``compile_ptx``, so without a GPU (no driver) they fail. For the offline PTX check only, the
+    device numba asks for is ``cc``, the target being compiled for; with a GPU present nothing
+    changes (its own device answers)."""
+    from numba.cuda import dispatcher
+
+    try:
+        dispatcher.get_current_device()
+        has_device = True
+    except Exception:  # noqa: BLE001 - no driver / no device: answer with the target
+        has_device = False
+    if has_device:
+        yield
+        return
+    with _COMPILE_LOCK:
+        original = dispatcher.get_current_device
+        dispatcher.get_current_device = lambda: _TargetDevice(cc)
+        try:
+            yield
+        finally:
+            dispatcher.get_current_device = original
 
 
 def nvvm_available() -> str | None:

@@ -10,6 +10,8 @@ exceptions, by design:
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from numba import njit
 
@@ -23,7 +25,7 @@ from utils.engine.indicators.step_core import IndicatorKind, Param, ring_index
 @njit(error_model="numpy", cache=True, inline="always")
 def _rsi_value(average_gain, average_loss):
     total = average_gain + average_loss
-    if np.isnan(total):
+    if math.isnan(total):
         # TA-Lib emits 0.0 here (its zero test is false for NaN); we keep the NaN so a gap in the
         # input never reads as "maximally oversold".
         return np.nan

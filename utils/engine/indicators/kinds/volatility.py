@@ -15,6 +15,8 @@
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from numba import njit
 
@@ -75,7 +77,7 @@ def _window_push(window, state, ring, period, x):
         new_mean = mean + change / period
         squares = squares + change * (x - new_mean + leaving - mean)
         mean = new_mean
-    if np.isnan(squares):
+    if math.isnan(squares):
         nan_seen = True
     return (pushed, head, mean, squares, nan_seen), True
 
@@ -120,7 +122,7 @@ def bollinger_step(scalars, state, params, open_, high, low, close, volume, new_
     out[2] = np.nan
     if full:
         variance = _window_variance(window, period, 0)
-        deviation = np.sqrt(variance) if not variance < TALIB_EPSILON else 0.0
+        deviation = math.sqrt(variance) if not variance < TALIB_EPSILON else 0.0
         out[0] = middle + deviation * params[1]
         out[1] = middle
         out[2] = middle - deviation * params[1]
@@ -151,7 +153,7 @@ def volatility_step(scalars, state, params, open_, high, low, close, volume, new
     if count > 0:
         window, full = _window_push(window, state, 2 + WINDOW_SLOTS, period, close / previous - 1.0)
         if full:
-            out[0] = np.sqrt(_window_variance(window, period, 1))
+            out[0] = math.sqrt(_window_variance(window, period, 1))
     return count + 1, close, window
 
 
@@ -175,7 +177,7 @@ def zscore_step(scalars, state, params, open_, high, low, close, volume, new_ses
     if full:
         variance = _window_variance(window, period, 0)
         if variance >= TALIB_EPSILON:
-            out[0] = (close - window[2]) / np.sqrt(variance)
+            out[0] = (close - window[2]) / math.sqrt(variance)
     return window
 
 
