@@ -37,7 +37,9 @@ PANEL_SIGNATURE = ("void(float64[:, ::1], float64[::1], float64[:, :], float64[:
 _KERNELS: dict[tuple, Any] = {}
 
 
-def _make_panel_kernel(kind: IndicatorKind, n_outputs: int):
+def panel_function(kind: IndicatorKind, n_outputs: int):
+    """The Python function of ``kind``'s panel kernel, calling its steps' device functions (what
+    ``panel_kernel`` compiles, and ``target.compile_ptx`` turns into PTX without a GPU)."""
     init, load, store, step = (device_function(f) for f in (kind.init, kind.load, kind.store, kind.step))
     reads_open, reads_high, reads_low, reads_close, reads_volume = (name in kind.inputs for name in INPUT_NAMES)
 
@@ -64,7 +66,7 @@ def _make_panel_kernel(kind: IndicatorKind, n_outputs: int):
         store(state, params, scalars)
 
     panel.__qualname__ = panel.__name__ = f"{kind.name}_panel"
-    return compile_kernel(panel, PANEL_SIGNATURE)
+    return panel
 
 
 def panel_kernel(kind: IndicatorKind, n_outputs: int | None = None):
@@ -73,7 +75,7 @@ def panel_kernel(kind: IndicatorKind, n_outputs: int | None = None):
     key = (kind.step, kind.load, kind.store, kind.init, kind.inputs, n_outputs)
     found = _KERNELS.get(key)
     if found is None:
-        found = _KERNELS[key] = _make_panel_kernel(kind, n_outputs)
+        found = _KERNELS[key] = compile_kernel(panel_function(kind, n_outputs), PANEL_SIGNATURE)
     return found
 
 
