@@ -80,3 +80,27 @@ def test_launch_config():
     assert target.launch_config(1) == (1, 1)
     assert target.launch_config(1000) == (8, 128)
     assert target.launch_config(0) == (1, 1)
+
+
+def _degenerate_panels() -> dict[str, np.ndarray]:
+    """Flat prices, zero prices and volumes, a fall to zero, alternating zeros: the steps'
+    zero-range, zero-volume and division-by-zero branches."""
+    close = np.full((30, 4), 5.0)
+    close[:, 1] = 0.0
+    close[10:, 2] = np.linspace(1.0, 0.0, 20)
+    close[:, 3] = np.where(np.arange(30) % 2, 0.0, 3.0)
+    volume = np.zeros_like(close)
+    volume[:, 3] = 1.0
+    return {"open": close.copy(), "high": close.copy(), "low": close.copy(), "close": close, "volume": volume}
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")  # NumPy scalars in the simulator's threads: 0/0
+@pytest.mark.parametrize("name", list(KINDS))
+def test_degenerate_inputs_are_bit_identical(name):
+    kind = KINDS[name]
+    params = tuple(max(2, int(p.default) // 4) if p.is_integer else p.default for p in kind.params)
+    panels = _degenerate_panels()
+    with np.errstate(all="ignore"):
+        expected = run_kind(kind, params, panels).transpose(2, 0, 1)
+        got = target.to_host(run_kind_on_device(kind, params, panels))
+    np.testing.assert_array_equal(got, expected)
