@@ -25,6 +25,7 @@ MODULES: dict[str, str] = {
     "coldstart": "bench.coldstart",
     "realtime": "bench.realtime",
     "gateway": "bench.gateway",
+    "scale": "bench.scale",
 }
 
 
