@@ -1,5 +1,8 @@
 """Linear models on standardised features: ``linear`` (OLS) and ``ridge`` regression, ``logistic``
 classification. Each is a scikit-learn Pipeline(StandardScaler, model), saved with skops.
+``ridge`` and ``logistic`` train with cuML on a GPU backend that has it (device ``auto`` or ``gpu``):
+the solver runs on the GPU and its coefficients go into the scikit-learn estimator
+(``cuml_parts.fit_linear_on_gpu``), so saving, loading and prediction are unchanged.
 
 Feature importance is |coefficient| on the standardised inputs (mean over classes for
 multiclass), normalised to sum to 1; ``raw_coefficients`` gives them in the features' own units.
@@ -17,6 +20,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
 from .base import BasePredictor, ModelConfig, ProgressCallback, TrainingResult, report_progress
+from .cuml_parts import fit_linear_on_gpu
 from .errors import InvalidTrainingData
 from .param_rules import Rule, boolean, clean_params, count, real
 from .predictor_parts import checked_features, checked_target, common_metadata, encode_labels, saved_classes
@@ -34,12 +38,14 @@ class StandardisedLinearPredictor(BasePredictor):
     estimator_class: type = LinearRegression
     rules: dict[str, Rule] = {}
     defaults: dict[str, Any] = {}
+    gpu_capable = False  # trains with cuML on a GPU backend (ridge, logistic)
 
     def __init__(self, config: ModelConfig, backend: Any = None) -> None:
         super().__init__(config, backend)
         self.task: str | None = self.supported_tasks[0]
         self.classes: np.ndarray | None = None
         self.pipeline: Pipeline | None = None
+        self.trained_device = "cpu"  # where fit ran; a loaded model predicts on the CPU
 
     @classmethod
     def validated_params(cls, config: ModelConfig) -> dict[str, Any]:
@@ -63,11 +69,24 @@ class StandardisedLinearPredictor(BasePredictor):
                                           f"{self.config.target_column!r}; got {self.classes.tolist()}")
         else:
             self.classes, fit_target = None, target.astype(np.float64)
-        pipeline = Pipeline([(SCALE_STEP, StandardScaler()), (MODEL_STEP, self.estimator_class(**self.params))])
-        self.pipeline = pipeline.fit(features, fit_target)
+        cuml = self._cuml()
+        if cuml is None:
+            pipeline = Pipeline([(SCALE_STEP, StandardScaler()), (MODEL_STEP, self.estimator_class(**self.params))])
+            self.pipeline, self.trained_device = pipeline.fit(features, fit_target), "cpu"
+        else:  # the solver on the GPU; the fitted coefficients held by the scikit-learn estimator
+            scaler = StandardScaler().fit(features)
+            model = fit_linear_on_gpu(cuml, self.estimator_class(**self.params), scaler.transform(features), fit_target)
+            self.pipeline, self.trained_device = Pipeline([(SCALE_STEP, scaler), (MODEL_STEP, model)]), self.backend.label
         report_progress(progress, 1.0)  # one solver call: nothing to report in between
         return TrainingResult(task=self.task, n_rows=features.shape[0], n_features=features.shape[1],
-                              fit_seconds=time.perf_counter() - started, device="cpu")
+                              fit_seconds=time.perf_counter() - started, device=self.trained_device)
+
+    def _cuml(self) -> Any:
+        """cuML for ``ridge``/``logistic`` on a GPU backend that has it (``device`` auto or gpu;
+        ``gpu`` without cuML raises BackendUnavailable); None for the scikit-learn path."""
+        if not self.gpu_capable or self.backend is None:
+            return None
+        return self.backend.cuml(self.config.device, self.model_type)
 
     def _require_fitted(self) -> Pipeline:
         if self.pipeline is None:
@@ -104,7 +123,7 @@ class StandardisedLinearPredictor(BasePredictor):
         return coefficients, intercepts
 
     def metadata(self) -> dict[str, Any]:
-        return common_metadata(self, "cpu", FORMAT)
+        return common_metadata(self, self.trained_device, FORMAT)
 
     def _write_model(self, directory: Path) -> None:
         skops_io.dump(self._require_fitted(), directory / MODEL_FILE)
@@ -117,6 +136,7 @@ class StandardisedLinearPredictor(BasePredictor):
                              f"StandardScaler and {self.estimator_class.__name__}")
         self.pipeline = pipeline
         self.classes = saved_classes(metadata)
+        self.trained_device = metadata.get("device", "cpu")
 
 
 @register_model("linear")
@@ -130,6 +150,7 @@ class LinearRegressionPredictor(StandardisedLinearPredictor):
 @register_model("ridge")
 class RidgePredictor(StandardisedLinearPredictor):
     supported_tasks = ("regression",)
+    gpu_capable = True
     estimator_class = Ridge
     rules = {"alpha": Rule(real(0.0), "number >= 0 (L2 penalty on standardised coefficients)"),
              "fit_intercept": _FIT_INTERCEPT}
@@ -139,6 +160,7 @@ class RidgePredictor(StandardisedLinearPredictor):
 @register_model("logistic")
 class LogisticPredictor(StandardisedLinearPredictor):
     supported_tasks = ("classification",)
+    gpu_capable = True
     estimator_class = LogisticRegression
     rules = {"C": Rule(real(0.0, low_open=True), "number > 0 (inverse L2 penalty strength)"),
              "max_iter": Rule(count(1, 100_000), "integer 1..100000"),

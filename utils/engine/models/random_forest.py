@@ -3,10 +3,12 @@
 Class labels are encoded to 0..k-1 before fitting (cuML needs it; it also pins the
 ``predict_proba`` column order), and decoded back to the original values on predict.
 Saved with skops; a cuML forest is converted to scikit-learn on save (``as_sklearn``), so a
-loaded model always predicts on the CPU.
+loaded model predicts on the CPU, or on a GPU through cuML's FIL (``to_device``: Predict's GPU
+route on a server with cuML; ``cuml_parts.FilForest``).
 """
 from __future__ import annotations
 
+import copy
 import time
 from pathlib import Path
 from typing import Any
@@ -18,6 +20,7 @@ from sklearn.tree import DecisionTreeClassifier, DecisionTreeRegressor
 from sklearn.tree._tree import Tree
 
 from .base import BasePredictor, ModelConfig, ProgressCallback, TrainingResult, resolve_task
+from .cuml_parts import FilForest, cuml_of
 from .errors import InvalidTrainingData
 from .predictor_parts import common_metadata, saved_classes
 from .random_forest_params import validate_params
@@ -135,6 +138,21 @@ class RandomForestPredictor(BasePredictor):
         features = self._checked_features(features)
         return features if isinstance(self.estimator, tuple(_SKLEARN_CLASSES.values())) \
             else features.astype(np.float32)
+
+    def to_device(self, device: str) -> "RandomForestPredictor":
+        """A copy of this forest served by cuML's FIL on ``device`` ("gpu:N"): the serving chain's
+        GPU route (``utils/serving/device_chain.build_routes``; the CPU route stays behind it).
+        Raises when cuML is not installed (the chain then serves from the CPU)."""
+        self._require_fitted()
+        cuml = cuml_of(self.backend)
+        if cuml is None:
+            raise RuntimeError("cuML (FIL) is not installed; random forests are served on the CPU")
+        forest = self.estimator if isinstance(self.estimator, tuple(_SKLEARN_CLASSES.values())) \
+            else self.estimator.as_sklearn()
+        placed = copy.copy(self)
+        placed.estimator = FilForest(cuml, forest, self.task == "classification", int(device.rsplit(":", 1)[-1]))
+        placed.backend = None  # FilForest hands back host arrays
+        return placed
 
     def _host(self, values: Any) -> Any:
         return self.backend.to_numpy(values) if self.backend is not None else values
