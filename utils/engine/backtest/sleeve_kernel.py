@@ -36,9 +36,15 @@ the last close with no exit commission.
 
 Each rule is a small function of plain numbers (``stop_exit``, ``entry_size``, ``close_position``)
 called from the per-bar loop of ``simulate_sleeve``, so that a device launcher can compile the
-same functions; ``simulate_sleeves`` runs many sleeves in parallel on the host.
+same functions; ``simulate_sleeves`` runs many sleeves in parallel on the host. The CUDA kernels
+(``utils/engine/cuda/sleeve_kernels.py``, ``sweep_kernels.py``) compile this very source as device
+functions, so it keeps to what both targets compile to the same operations: ``math.isnan`` /
+``math.isfinite`` (exact predicates; numba.cuda has no ``np.isnan`` on scalars) and the explicit
+``b if b < a else a`` that numba's builtin ``min(a, b)`` is (likewise ``max``), NaN cases included.
 """
 from __future__ import annotations
+
+import math
 
 import numpy as np
 from numba import njit, prange
@@ -117,10 +123,10 @@ def stop_exit(direction, entry_price, extreme, bar_open, bar_high, bar_low, stop
             level = extreme * (1.0 - trailing)
             reason = 3
         if reason != 0 and bar_low <= level:
-            exit_price = min(bar_open, level) if np.isfinite(bar_open) else level
+            exit_price = (level if level < bar_open else bar_open) if math.isfinite(bar_open) else level
         elif take_profit > 0 and bar_high >= entry_price * (1.0 + take_profit):
             level = entry_price * (1.0 + take_profit)
-            exit_price = max(bar_open, level) if np.isfinite(bar_open) else level
+            exit_price = (level if level > bar_open else bar_open) if math.isfinite(bar_open) else level
             reason = 2
     else:
         level = np.inf
@@ -131,10 +137,10 @@ def stop_exit(direction, entry_price, extreme, bar_open, bar_high, bar_low, stop
             level = extreme * (1.0 + trailing)
             reason = 3
         if reason != 0 and bar_high >= level:
-            exit_price = max(bar_open, level) if np.isfinite(bar_open) else level
+            exit_price = (level if level > bar_open else bar_open) if math.isfinite(bar_open) else level
         elif take_profit > 0 and bar_low <= entry_price * (1.0 - take_profit):
             level = entry_price * (1.0 - take_profit)
-            exit_price = min(bar_open, level) if np.isfinite(bar_open) else level
+            exit_price = (level if level < bar_open else bar_open) if math.isfinite(bar_open) else level
             reason = 2
     return exit_price, reason
 
@@ -149,7 +155,7 @@ def entry_size(price, wanted, cash, fraction, rate, minimum, slippage, spread, f
     if fixed_cash > 0 and fixed_cash < budget:
         budget = fixed_cash
     size = 0.0
-    if fraction > 0 and np.isfinite(fraction):
+    if fraction > 0 and math.isfinite(fraction):
         if fill_at_close:
             size = (budget * fraction / (1.0 + rate)) / fill
             if minimum > 0 and size * fill * rate < minimum:
@@ -196,7 +202,7 @@ def simulate_sleeve(open_, high, low, close, target, size_fraction, capital, cos
         if has_stops and direction != 0 and entry_index < bar:
             exit_price, reason = stop_exit(direction, entry_price, extreme, open_[bar], high[bar], low[bar],
                                            stop_loss, take_profit, trailing)
-            if not np.isnan(exit_price):
+            if not math.isnan(exit_price):
                 proceeds, value, n_trades = close_position(
                     trades, n_trades, symbol, bar, exit_price, reason, shares, direction, entry_index, entry_price,
                     entry_fee, borrow_paid, rate, minimum, slippage)
@@ -209,7 +215,7 @@ def simulate_sleeve(open_, high, low, close, target, size_fraction, capital, cos
         # ---- orders from the target
         decision = bar if fill_at_close else bar - 1
         price = close[bar] if fill_at_close else open_[bar]
-        if decision >= start and np.isfinite(price) and price > 0:
+        if decision >= start and math.isfinite(price) and price > 0:
             wanted_value = target[decision]
             wanted = 0
             if wanted_value > 0:
@@ -245,11 +251,11 @@ def simulate_sleeve(open_, high, low, close, target, size_fraction, capital, cos
                         entry_fee = fee
                         borrow_paid = 0.0
                         extreme = high[bar] if wanted > 0 else low[bar]
-                        if not np.isfinite(extreme):
+                        if not math.isfinite(extreme):
                             extreme = price
 
         # ---- mark at the close
-        if np.isfinite(close[bar]):
+        if math.isfinite(close[bar]):
             mark = close[bar]
         if direction != 0:
             if direction < 0 and borrow > 0:
