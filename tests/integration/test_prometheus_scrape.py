@@ -153,7 +153,6 @@ def prometheus(prometheus_path, platform, channel, tmp_path):
 EXPECTED_SERIES = [
     # the usage guide's names
     'gpu_metrics_available{job="quant-server", source="none"} == 0',  # no GPU on the test host
-    'gpu_metrics_available{job="quant-workers", source="none"} == 0',
     'backtest_tasks_total{status="completed"} >= 1',
     'backtest_tasks_total{status="submitted"} >= 1',
     'realtime_streams_active{kind="publish"}',
