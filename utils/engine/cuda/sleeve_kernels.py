@@ -63,11 +63,15 @@ def sleeve_panel(open_, high, low, close, target_, fraction, capital, costs, fil
         traded[symbol] = value
 
 
+def sleeve_panel_source() -> Callable:
+    """``sleeve_panel`` bound to numba.cuda and ``simulate_sleeve``'s device function."""
+    return _bound(sleeve_panel, cuda=target.cuda_module(), simulate=target.device_function(simulate_sleeve))
+
+
 @functools.lru_cache(maxsize=None)
 def sleeve_panel_kernel() -> Any:
-    """``sleeve_panel`` compiled (on first use) with ``simulate_sleeve``'s device function."""
-    source = _bound(sleeve_panel, cuda=target.cuda_module(), simulate=target.device_function(simulate_sleeve))
-    return target.compile_kernel(source, SLEEVE_PANEL_SIGNATURE)
+    """``sleeve_panel`` compiled on first use (no FMA contraction: ``target.compile_kernel``)."""
+    return target.compile_kernel(sleeve_panel_source(), SLEEVE_PANEL_SIGNATURE)
 
 
 def simulate_portfolio_on_device(open_: np.ndarray, high: np.ndarray, low: np.ndarray, close: np.ndarray,

@@ -139,15 +139,21 @@ def sweep_trades(trades, n_trades, traded, held, symbols, combinations, slots, c
         traded_sum[k] = value_sum
 
 
-@functools.lru_cache(maxsize=None)
-def sweep_kernels() -> tuple[Any, Any, Any]:
-    """``(sweep_sleeves, sweep_curves, sweep_trades)`` compiled on first use."""
+def kernel_sources() -> list[tuple[Callable, str]]:
+    """``(source, signature)`` of ``sweep_sleeves``, ``sweep_curves`` and ``sweep_trades``, bound
+    to numba.cuda and the device functions of ``simulate_sleeve`` and ``crossover_target``."""
     cuda_module = target.cuda_module()
     sleeves = _bound(sweep_sleeves, cuda=cuda_module, simulate=target.device_function(simulate_sleeve),
                      crossover=target.device_function(crossover_target))
-    return (target.compile_kernel(sleeves, SLEEVES_SIGNATURE),
-            target.compile_kernel(_bound(sweep_curves, cuda=cuda_module), CURVES_SIGNATURE),
-            target.compile_kernel(_bound(sweep_trades, cuda=cuda_module), TRADES_SIGNATURE))
+    return [(sleeves, SLEEVES_SIGNATURE), (_bound(sweep_curves, cuda=cuda_module), CURVES_SIGNATURE),
+            (_bound(sweep_trades, cuda=cuda_module), TRADES_SIGNATURE)]
+
+
+@functools.lru_cache(maxsize=None)
+def sweep_kernels() -> tuple[Any, Any, Any]:
+    """``(sweep_sleeves, sweep_curves, sweep_trades)`` compiled on first use (no FMA contraction)."""
+    sleeves, curves, trades = (target.compile_kernel(source, signature) for source, signature in kernel_sources())
+    return sleeves, curves, trades
 
 
 def combination_bytes(symbols: int, bars: int, start: int, targets_given: bool) -> int:
