@@ -57,6 +57,9 @@ def test_all_in_one_server_runs_the_guide_backtest_and_stops_on_sigterm(tmp_path
         body = urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5).read().decode()
         assert 'backtest_tasks_total{status="completed"} 1.0' in body
         assert "websocket_connections_active" in body  # the gateway runs in the all-in-one mode
+        worker_body = urllib.request.urlopen(f"http://127.0.0.1:{metrics_port + 1}/metrics", timeout=5).read().decode()
+        for text in (body, worker_body):  # no GPU here: said so, no gpu_utilization for a fake device
+            assert 'gpu_metrics_available{source="none"} 0.0' in text and "gpu_utilization{" not in text
         page = urllib.request.urlopen(f"http://127.0.0.1:{http_port}/", timeout=5).read().decode()
         assert "<title>" in page
         process.send_signal(signal.SIGTERM)
