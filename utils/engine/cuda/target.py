@@ -251,6 +251,12 @@ def nvvm_available() -> str | None:
 
 
 # ------------------------------------------------------------------ arrays and launches
+def on_device(device_id: int = 0) -> Any:
+    """Context manager: the numba.cuda allocations, copies and launches inside it use CUDA device
+    ``device_id`` (a backend's ``device_id``; numba otherwise takes device 0 in every thread)."""
+    return cuda_module().gpus[device_id]
+
+
 def is_device_array(values: Any) -> bool:
     return hasattr(values, "__cuda_array_interface__") and not isinstance(values, np.ndarray)
 
