@@ -81,7 +81,8 @@ def run_worker_process(settings: Any, index: int = 0) -> None:
     device_id = settings.gpu_device_id + index
     backend = resolve_backend(settings.compute_device, device_id, settings.gpu_memory_fraction,
                               simulator=settings.gpu_simulator)
-    if backend.is_gpu:  # one pool limit for CuPy and numba.cuda (not under the CUDA simulator)
+    real_gpu = backend.is_gpu and not backend.simulated
+    if real_gpu:  # one pool limit for CuPy and numba.cuda (not under the CUDA simulator)
         log.info("GPU memory: %s", limit_gpu_memory(device_id, settings.gpu_memory_fraction))
     worker_id = f"{socket.gethostname()}-{os.getpid()}-w{index}"
     registry = CollectorRegistry()
@@ -90,7 +91,7 @@ def run_worker_process(settings: Any, index: int = 0) -> None:
         port = serve_metrics(registry, settings.metrics_host, settings.prometheus_port + 1 + index)
         log.info("worker %s metrics on :%d", worker_id, port)
     # this worker's own device (a CPU worker reports gpu_metrics_available{source="none"} 0)
-    sampler = DeviceSampler([device_id] if backend.is_gpu else [])
+    sampler = DeviceSampler([device_id] if real_gpu else [])
     periodic(5.0, lambda: record_samples(metrics, sampler.sample()), stop, "device-sampler")
     queue = JobQueue(redis_from_settings(settings, decode=True), QueueConfig.from_settings(settings))
     worker = Worker(queue, build_handlers(settings, backend), Scheduler(settings.concurrency_caps()),
