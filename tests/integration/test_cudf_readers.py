@@ -62,8 +62,10 @@ def test_reads_go_through_the_table_reader_hook(make_store):
 def test_only_a_gpu_worker_with_cudf_gets_the_cudf_reader(make_store):
     store = make_store()
     assert with_gpu_reader(store, cpu_backend()).table_reader is None
-    simulated = Backend(name="gpu", xp=np, device_id=0)
-    assert (with_gpu_reader(store, simulated).table_reader is None) == (cudf_module() is None)
+    simulated = Backend(name="gpu", xp=np, device_id=0, simulated=True)
+    assert with_gpu_reader(store, simulated).table_reader is None  # the CUDA simulator: no cuDF
+    real = Backend(name="gpu", xp=np, device_id=0)
+    assert (with_gpu_reader(make_store(), real).table_reader is None) == (cudf_module() is None)
 
 
 @pytest.mark.skipif(cudf_module() is None, reason=NO_CUDF)

@@ -80,7 +80,7 @@ class WorkerResources:
 def with_gpu_reader(store: Any, backend: Backend) -> Any:
     """``store`` decoding its Parquet files with cuDF when this worker's device is a GPU and cuDF
     imports (``utils/gpu/cudf_io.py``); unchanged otherwise (pyarrow)."""
-    if backend.is_gpu and hasattr(store, "table_reader"):
+    if backend.is_gpu and not backend.simulated and hasattr(store, "table_reader"):
         from utils.gpu.cudf_io import cudf_module, parquet_reader
         cudf = cudf_module()
         if cudf is not None:
