@@ -159,7 +159,7 @@ def sweep(sizes: Sizes) -> dict:
     warm = validate_strategy_config({**config, "param_grid": {"fast": [5, 10], "slow": [20, 30]}})
     warm_panels = {k: v[:40, :2].copy() for k, v in panels.items()}
     # The GPU backend as a GPU worker resolves it; the sweep takes host panels and uploads them itself.
-    gpu = Backend(name="gpu", xp=np, device_id=0)
+    gpu = Backend(name="gpu", xp=np, device_id=0, simulated=sizes.smoke)
     runs = {}
     for label, backend in (("cpu", cpu_backend()), ("gpu", gpu)):
         began = time.perf_counter()
