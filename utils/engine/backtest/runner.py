@@ -217,7 +217,8 @@ def simulate_panels(spec: StrategySpec, panels: Mapping[str, np.ndarray], start:
         from utils.engine.cuda.sleeve_kernels import simulate_portfolio_on_device
 
         output = simulate_portfolio_on_device(panels["open"], panels["high"], panels["low"], panels["close"], targets,
-                                              initial_capital, config, start, size_fraction=fractions)
+                                              initial_capital, config, start, size_fraction=fractions,
+                                              device_id=backend.device_id)
         if progress is not None:
             progress(1.0)
         return replace(output, device=backend.label)

@@ -81,7 +81,7 @@ def sweep_reductions(spec: StrategySpec, combinations: list[StrategySpec], panel
     what fits in the device's free memory)."""
     if backend is not None and backend.is_gpu:
         yield from _device_reductions(spec, combinations, panels, start, capital, commission_rate, progress,
-                                      held_bars, chunk)
+                                      held_bars, chunk, backend.device_id)
         return
     close = panels["close"]
     bars, symbols = close.shape
@@ -125,8 +125,8 @@ def sweep_reductions(spec: StrategySpec, combinations: list[StrategySpec], panel
 
 def _device_reductions(spec: StrategySpec, combinations: list[StrategySpec], panels: dict[str, np.ndarray],
                        start: int, capital: float, commission_rate: float,
-                       progress: Callable[[float], None] | None, held_bars: bool,
-                       chunk: int | None) -> Iterator[tuple[np.ndarray, np.ndarray, Any, float]]:
+                       progress: Callable[[float], None] | None, held_bars: bool, chunk: int | None,
+                       device_id: int) -> Iterator[tuple[np.ndarray, np.ndarray, Any, float]]:
     """``sweep_reductions`` on the current CUDA device: prices, fractions and SMA lines uploaded
     once, the combinations run a chunk at a time, only the reductions read back."""
     from utils.engine.cuda.sweep_kernels import DeviceSweep, chunk_size, combination_bytes
@@ -144,9 +144,9 @@ def _device_reductions(spec: StrategySpec, combinations: list[StrategySpec], pan
         by_symbol, fast, slow, modes = crossover_lines(combinations, close)
         lines = np.ascontiguousarray(by_symbol.transpose(0, 2, 1))  # (windows, bars, symbols): same values
         del by_symbol
-    size = chunk_size(len(combinations), combination_bytes(symbols, bars, start, given), chunk)
+    size = chunk_size(len(combinations), combination_bytes(symbols, bars, start, given), chunk, device_id)
     device = DeviceSweep(panels["open"], panels["high"], panels["low"], close, fractions, lines, capital / symbols,
-                         config.cost_vector(), config.fill == "close", config.allow_short, start, size)
+                         config.cost_vector(), config.fill == "close", config.allow_short, start, size, device_id)
     for first in range(0, len(combinations), size):
         part = combinations[first:first + size]
         targets = np.stack([target_positions(np, combination, panels, start) for combination in part]) if given \

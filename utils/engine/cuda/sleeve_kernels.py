@@ -76,9 +76,10 @@ def sleeve_panel_kernel() -> Any:
 
 def simulate_portfolio_on_device(open_: np.ndarray, high: np.ndarray, low: np.ndarray, close: np.ndarray,
                                  target_position: np.ndarray, initial_capital: float, config: SimulationConfig,
-                                 start_index: int, size_fraction: np.ndarray | None = None) -> BacktestOutput:
+                                 start_index: int, size_fraction: np.ndarray | None = None,
+                                 device_id: int = 0) -> BacktestOutput:
     """``simulate_portfolio`` (same arguments, host (bars, symbols) panels) with the sleeves run on
-    the current CUDA device; bit-identical results."""
+    CUDA device ``device_id``; bit-identical results."""
     panels = [np.ascontiguousarray(values, dtype=np.float64) for values in (open_, high, low, close,
                                                                            target_position)]
     if len({panel.shape for panel in panels}) != 1 or panels[0].ndim != 2:
@@ -91,8 +92,19 @@ def simulate_portfolio_on_device(open_: np.ndarray, high: np.ndarray, low: np.nd
         raise ValueError(f"need at least one symbol and 0 <= start_index < {bars}, "
                          f"got {symbols} symbols and start_index={start_index}")
     fractions = np.ascontiguousarray(entry_fractions(size_fraction, (bars, symbols), config.fill))
+    with target.on_device(device_id):
+        sleeve_equity, positions, tables, traded = _run_sleeves(panels + [fractions], initial_capital / symbols,
+                                                                config, start_index)
+    return sleeves_output(sleeve_equity, positions, tables, traded, config.periods_per_year, int(start_index))
+
+
+def _run_sleeves(inputs: list[np.ndarray], sleeve_capital: float, config: SimulationConfig,
+                 start_index: int) -> tuple[np.ndarray, np.ndarray, list[np.ndarray], list[float]]:
+    """Upload, launch, read back: (sleeve equity, positions) (symbols, bars) C-ordered, the trade
+    rows of each symbol that traded, and each sleeve's traded value."""
+    bars, symbols = inputs[0].shape
     reported = bars - start_index
-    inputs = [target.to_device(panel) for panel in panels + [fractions]]
+    inputs = [target.to_device(panel) for panel in inputs]
     costs = target.to_device(config.cost_vector())
     equity = target.device_empty((reported, symbols))
     shares = target.device_empty((reported, symbols))
@@ -100,7 +112,7 @@ def simulate_portfolio_on_device(open_: np.ndarray, high: np.ndarray, low: np.nd
     n_trades = target.device_empty(symbols, dtype=np.int64)
     traded = target.device_empty(symbols)
     blocks, threads = target.launch_config(symbols)
-    sleeve_panel_kernel()[blocks, threads](*inputs, float(initial_capital) / symbols, costs, config.fill == "close",
+    sleeve_panel_kernel()[blocks, threads](*inputs, float(sleeve_capital), costs, config.fill == "close",
                                            config.allow_short, int(start_index), equity, shares, trades, n_trades,
                                            traded)
     counts = target.to_host(n_trades)
@@ -110,5 +122,4 @@ def simulate_portfolio_on_device(open_: np.ndarray, high: np.ndarray, low: np.nd
     # (symbols, bars) C-ordered like the CPU path's buffers: NumPy then sums the sleeves in the same order
     sleeve_equity = np.ascontiguousarray(target.to_host(equity).T)
     positions = np.ascontiguousarray(target.to_host(shares).T)
-    return sleeves_output(sleeve_equity, positions, tables, target.to_host(traded).tolist(), config.periods_per_year,
-                          int(start_index))
+    return sleeve_equity, positions, tables, target.to_host(traded).tolist()

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import functools
 import types as pytypes
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 import numpy as np
 
@@ -165,11 +165,12 @@ def combination_bytes(symbols: int, bars: int, start: int, targets_given: bool) 
     return symbols * per_sleeve + 9 * reported + 8 * (bars + 1) + 32
 
 
-def chunk_size(combinations: int, per_combination: int, chunk: int | None = None) -> int:
+def chunk_size(combinations: int, per_combination: int, chunk: int | None = None, device_id: int = 0) -> int:
     """Combinations per kernel launch: ``chunk`` when given, else as many as fit in
-    ``FREE_MEMORY_SHARE`` of the device's free memory (at least 1, at most ``combinations``)."""
+    ``FREE_MEMORY_SHARE`` of device ``device_id``'s free memory (at least 1, at most ``combinations``)."""
     if chunk is None:
-        free, _ = target.cuda_module().current_context().get_memory_info()
+        with target.on_device(device_id):
+            free, _ = target.cuda_module().current_context().get_memory_info()
         fitting = free * FREE_MEMORY_SHARE // per_combination
         chunk = int(min(fitting, combinations)) if np.isfinite(fitting) else combinations
     return max(1, min(int(chunk), combinations))
@@ -180,9 +181,17 @@ class DeviceSweep:
 
     def __init__(self, open_: np.ndarray, high: np.ndarray, low: np.ndarray, close: np.ndarray,
                  fractions: np.ndarray, lines: np.ndarray | None, capital: float, costs: np.ndarray,
-                 fill_at_close: bool, allow_short: bool, start: int, chunk: int):
+                 fill_at_close: bool, allow_short: bool, start: int, chunk: int, device_id: int = 0):
         """Panels are host (bars, symbols); ``lines`` (windows, bars, symbols) or None when
-        targets are given per chunk; ``capital`` is one sleeve's."""
+        targets are given per chunk; ``capital`` is one sleeve's; ``device_id`` the CUDA device."""
+        self.device_id = device_id
+        with target.on_device(device_id):
+            self._upload(open_, high, low, close, fractions, lines, capital, costs, fill_at_close, allow_short,
+                         start, chunk)
+
+    def _upload(self, open_: np.ndarray, high: np.ndarray, low: np.ndarray, close: np.ndarray,
+                fractions: np.ndarray, lines: np.ndarray | None, capital: float, costs: np.ndarray,
+                fill_at_close: bool, allow_short: bool, start: int, chunk: int) -> None:
         self.bars, self.symbols = close.shape
         self.reported = self.bars - start
         self.start = start
@@ -211,9 +220,14 @@ class DeviceSweep:
         self.traded_sum = target.device_empty(chunk)
 
     def run(self, fast_line: np.ndarray, slow_line: np.ndarray, modes: np.ndarray, targets: np.ndarray | None,
-            held_bars: bool) -> Iterator[tuple[np.ndarray, np.ndarray, Any, float]]:
+            held_bars: bool) -> list[tuple[np.ndarray, np.ndarray, Any, float]]:
         """One chunk (``len(modes) <= chunk`` combinations; ``targets`` (combinations, bars,
         symbols) when they are given): per combination, ``sweep_portfolios``' reductions."""
+        with target.on_device(self.device_id):
+            return self._run(fast_line, slow_line, modes, targets, held_bars)
+
+    def _run(self, fast_line: np.ndarray, slow_line: np.ndarray, modes: np.ndarray, targets: np.ndarray | None,
+             held_bars: bool) -> list[tuple[np.ndarray, np.ndarray, Any, float]]:
         count = len(modes)
         sleeves_kernel, curves_kernel, trades_kernel = sweep_kernels()
         indices = [target.to_device(np.ascontiguousarray(values, dtype=np.int64))
@@ -236,6 +250,6 @@ class DeviceSweep:
         exposed = target.to_host(self.exposed)
         traded = target.to_host(self.traded_sum)
         held = target.to_host(self.held) if held_bars else None
-        for k in range(count):
-            yield (np.ascontiguousarray(total[:, k]), np.ascontiguousarray(closed[:n_closed[k], k]),
-                   np.ascontiguousarray(held[:, k]) if held_bars else int(exposed[k]), float(traded[k]))
+        return [(np.ascontiguousarray(total[:, k]), np.ascontiguousarray(closed[:n_closed[k], k]),
+                 np.ascontiguousarray(held[:, k]) if held_bars else int(exposed[k]), float(traded[k]))
+                for k in range(count)]
