@@ -76,3 +76,14 @@ def test_chunks_fit_the_free_memory():
     assert chunk_size(1510, per_combination, chunk=64) == 64
     assert chunk_size(3, per_combination, chunk=64) == 3
     assert chunk_size(1510, per_combination) == 1510  # the simulator reports unbounded free memory
+
+
+def test_walk_forward_on_the_simulated_gpu_is_the_cpu_walk_forward(simulated_gpu_backend):
+    from utils.engine.backtest.sweep import walk_forward
+
+    spec = validate_strategy_config({**CROSSOVER, "direction": "long_short", "stop_loss": 0.04,
+                                     "walk_forward": {"splits": 2, "train_fraction": 0.6}})
+    panels = make_bars(np.random.default_rng(11), 90, 3)
+    want = walk_forward(spec, panels, START, CAPITAL, COMMISSION)
+    got = walk_forward(spec, panels, START, CAPITAL, COMMISSION, backend=simulated_gpu_backend)
+    assert len(want) == 2 and got == want

@@ -270,7 +270,7 @@ def _search(spec: StrategySpec, aligned: AlignedBars, capital: float, commission
     if spec.walk_forward:
         calendar = aligned.calendar
         windows = walk_forward(spec, aligned.panels, aligned.start_index, capital, commission,
-                               progress=lambda f: progress(share + (0.9 - share) * f))
+                               progress=lambda f: progress(share + (0.9 - share) * f), backend=backend)
         for window in windows:
             (train_start, test_start), (_, test_end) = window.pop("train_rows"), window.pop("test_rows")
             window.update(train_start=iso_time(calendar[train_start]), train_end=iso_time(calendar[test_start - 1]),

@@ -165,9 +165,11 @@ def walk_forward_windows(first: int, rows: int, splits: int, train_fraction: flo
 
 
 def walk_forward(spec: StrategySpec, panels: dict[str, np.ndarray], start: int, capital: float,
-                 commission_rate: float, progress: Callable[[float], None] | None = None) -> list[dict[str, Any]]:
-    """In-sample sweep then out-of-sample run per window (rows of ``panels``); each window's
-    indicators see all bars before it (no look-ahead: bars after the window are cut off)."""
+                 commission_rate: float, progress: Callable[[float], None] | None = None,
+                 backend: Backend | None = None) -> list[dict[str, Any]]:
+    """In-sample sweep then out-of-sample run per window (rows of ``panels``, host arrays); each
+    window's indicators see all bars before it (no look-ahead: bars after the window are cut off).
+    A GPU ``backend`` runs both on the CUDA kernels (same numbers)."""
     rows = panels["close"].shape[0]
     windows = walk_forward_windows(start, rows, spec.walk_forward.splits, spec.walk_forward.train_fraction)
     if not windows:
@@ -175,10 +177,10 @@ def walk_forward(spec: StrategySpec, panels: dict[str, np.ndarray], start: int, 
     results = []
     for number, (train_start, test_start, test_end) in enumerate(windows):
         train = {field: panel[:test_start] for field, panel in panels.items()}
-        in_sample = sweep_panels(spec, train, train_start, capital, commission_rate, limit=1)
+        in_sample = sweep_panels(spec, train, train_start, capital, commission_rate, limit=1, backend=backend)
         chosen = best_spec(spec, in_sample)
         test = {field: panel[:test_end] for field, panel in panels.items()}
-        out_of_sample = simulate_panels(chosen, test, test_start, capital, commission_rate)
+        out_of_sample = simulate_panels(chosen, test, test_start, capital, commission_rate, backend=backend)
         results.append({"window": number + 1, "train_rows": (train_start, test_start),
                         "test_rows": (test_start, test_end), "best_params": in_sample.best["params"],
                         "in_sample": in_sample.best["metrics"],
