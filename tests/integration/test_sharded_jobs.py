@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import InProcessWorker, wait_until
+from tests.shard_helpers import ShardedWorkers, failing_once, held_until, run_to_end
 from utils.data.sample import sample_bars
 from utils.data.store import bar_store_from_settings
 from utils.engine.backend import cpu_backend
@@ -35,18 +36,9 @@ def payload(config):
 @pytest.fixture
 def sharded(settings_factory, redis_client):
     settings = settings_factory(shard_symbols=2, max_concurrent_backtest_shards=1)
-    store = bar_store_from_settings(redis_from_settings(settings, decode=False), settings)
-    for index, symbol in enumerate(SYMBOLS):
-        store.write(sample_bars(symbol, 10.0 + index), replace=True, synthetic=True)
-    started: list[InProcessWorker] = []
-
-    def start_workers(handlers=None, count=2):
-        for _ in range(count):
-            started.append(InProcessWorker(settings, handlers).start())
-        return started
-    yield settings, start_workers
-    for worker in started:
-        worker.stop()
+    workers = ShardedWorkers(settings, SYMBOLS)
+    yield settings, workers.start
+    workers.stop()
 
 
 def unsharded(settings, queue, config):
@@ -59,15 +51,7 @@ def unsharded(settings, queue, config):
 
 
 def run(queue, config, timeout=60.0):
-    job_id = queue.enqueue(JobSpec("backtest", payload(config)))
-    seen = []
-
-    def finished():
-        record = queue.get(job_id)
-        seen.append(record.progress)
-        return record.status.is_terminal and record
-    record = wait_until(finished, timeout=timeout, interval=0.02)
-    return job_id, record, seen
+    return run_to_end(queue, "backtest", payload(config), timeout)
 
 
 def assert_metrics_equal(actual, expected):
@@ -129,18 +113,7 @@ def test_sharded_sweep_equals_unsharded_with_the_same_ranking(sharded):
 def test_a_failed_shard_is_retried_alone(sharded):
     settings, start_workers = sharded
     handlers = build_handlers(settings, cpu_backend())
-    shard_handler = handlers[SHARD_TYPE]
-    failed: list[str] = []
-    lock = threading.Lock()
-
-    def flaky(context):
-        with lock:  # the first attempt of the first shard to arrive fails once
-            fail = not failed and context.attempt == 1
-            if fail:
-                failed.append(context.job_id)
-        if fail:
-            raise RuntimeError("injected shard fault")
-        return shard_handler(context)
+    flaky, failed = failing_once(handlers[SHARD_TYPE])
     queue = start_workers({**handlers, SHARD_TYPE: flaky})[0].queue
     job_id, record, _ = run(queue, SINGLE)
     assert record.status is JobStatus.COMPLETED, record.error
@@ -154,14 +127,8 @@ def test_a_failed_shard_is_retried_alone(sharded):
 def test_cancelling_the_parent_cancels_its_shards(sharded):
     settings, start_workers = sharded
     handlers = build_handlers(settings, cpu_backend())
-    shard_handler = handlers[SHARD_TYPE]
     release = threading.Event()
-
-    def slow(context):  # a long shard: waits (checking for cancellation) until released
-        while not release.is_set():
-            context.progress(0.0)
-            release.wait(0.05)
-        return shard_handler(context)
+    slow = held_until(release, handlers[SHARD_TYPE])
     queue = start_workers({**handlers, SHARD_TYPE: slow})[0].queue
     job_id = queue.enqueue(JobSpec("backtest", payload(GRID)))
     wait_until(lambda: sum(c is not None and c.status is JobStatus.RUNNING

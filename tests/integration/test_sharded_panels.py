@@ -11,13 +11,11 @@ import time
 import numpy as np
 import pytest
 
-from tests.conftest import InProcessWorker, wait_until
-from utils.data.sample import sample_bars
-from utils.data.store import bar_store_from_settings
+from tests.conftest import wait_until
+from tests.shard_helpers import ShardedWorkers, failing_once, held_until, run_to_end
 from utils.engine.backend import cpu_backend
 from utils.queue.jobs import JobRecord, JobSpec, JobStatus, initial_hash, new_job_id
 from utils.queue.worker import JobContext
-from utils.redis_client import redis_from_settings
 from utils.tasks.factor import make_factor_handler
 from utils.tasks.factor_shards import shard_payloads
 from utils.tasks.features import make_features_handler
@@ -39,18 +37,9 @@ FACTOR = {"symbols": SYMBOLS, "start_ns": int(np.datetime64("2016-01-01", "ns").
 @pytest.fixture
 def sharded(settings_factory, redis_client):
     settings = settings_factory(shard_symbols=2, factor_shard_days=SHARD_DAYS, max_concurrent_panel_shards=1)
-    store = bar_store_from_settings(redis_from_settings(settings, decode=False), settings)
-    for index, symbol in enumerate(SYMBOLS):
-        store.write(sample_bars(symbol, 10.0 + index), replace=True, synthetic=True)
-    started: list[InProcessWorker] = []
-
-    def start_workers(handlers=None, count=2):
-        for _ in range(count):
-            started.append(InProcessWorker(settings, handlers).start())
-        return started
-    yield settings, start_workers
-    for worker in started:
-        worker.stop()
+    workers = ShardedWorkers(settings, SYMBOLS)
+    yield settings, workers.start
+    workers.stop()
 
 
 def unsharded(settings, make_handler, task_type, payload):
@@ -61,16 +50,11 @@ def unsharded(settings, make_handler, task_type, payload):
     return handler(JobContext(record=record, attempt=1, report=lambda *args: None))
 
 
-def run(queue, task_type, payload, timeout=120.0):
-    job_id = queue.enqueue(JobSpec(task_type, payload))
-    seen = []
-
-    def finished():
-        record = queue.get(job_id)
-        seen.append(record.progress)
-        return record.status.is_terminal and record
-    record = wait_until(finished, timeout=timeout, interval=0.02)
-    return job_id, record, seen
+def completed(queue, task_type, payload):
+    """(job id, result, progress seen) of a job that must complete."""
+    job_id, record, progress = run_to_end(queue, task_type, payload)
+    assert record.status is JobStatus.COMPLETED, record.error
+    return job_id, queue.result(job_id), progress
 
 
 def children(queue, parent_id, round_name, count):
@@ -96,9 +80,7 @@ def assert_close(actual, expected, path="result"):
 def test_sharded_features_equal_unsharded(sharded):
     settings, start_workers = sharded
     queue = start_workers()[0].queue
-    job_id, record, progress = run(queue, "features", FEATURES)
-    assert record.status is JobStatus.COMPLETED, record.error
-    result = queue.result(job_id)
+    job_id, result, progress = completed(queue, "features", FEATURES)
     expected = unsharded(settings, make_features_handler, "features", FEATURES)
     assert result["features"] == expected["features"]  # exact: each symbol's values are its own
     assert result["timestamps"] == expected["timestamps"]
@@ -111,9 +93,7 @@ def test_sharded_features_equal_unsharded(sharded):
 def test_sharded_factor_analysis_equals_unsharded(sharded):
     settings, start_workers = sharded
     queue = start_workers()[0].queue
-    job_id, record, progress = run(queue, "factor", FACTOR)
-    assert record.status is JobStatus.COMPLETED, record.error
-    result = queue.result(job_id)
+    job_id, result, progress = completed(queue, "factor", FACTOR)
     expected = unsharded(settings, make_factor_handler, "factor", FACTOR)
     assert result.pop("shards") == 4
     for key in ("compute_seconds", "device"):
@@ -138,20 +118,9 @@ def test_shard_windows_cover_warm_up_lags_and_forward_returns():
 def test_a_failed_factor_shard_is_retried_alone(sharded):
     settings, start_workers = sharded
     handlers = build_handlers(settings, cpu_backend())
-    shard_handler = handlers[PANEL_SHARD_TYPE]
-    failed: list[str] = []
-    lock = threading.Lock()
-
-    def flaky(context):
-        with lock:  # the first attempt of the first shard to arrive fails once
-            fail = not failed and context.attempt == 1
-            if fail:
-                failed.append(context.job_id)
-        if fail:
-            raise RuntimeError("injected shard fault")
-        return shard_handler(context)
+    flaky, failed = failing_once(handlers[PANEL_SHARD_TYPE])
     queue = start_workers({**handlers, PANEL_SHARD_TYPE: flaky})[0].queue
-    job_id, record, _ = run(queue, "factor", FACTOR)
+    job_id, record, _ = run_to_end(queue, "factor", FACTOR)
     assert record.status is JobStatus.COMPLETED, record.error
     assert record.attempts == 1  # the parent ran once
     shards = {child.id: child for child in children(queue, job_id, "factor", 4)}
@@ -164,14 +133,8 @@ def test_a_failed_factor_shard_is_retried_alone(sharded):
 def test_cancelling_a_sharded_feature_job_cancels_its_shards(sharded):
     settings, start_workers = sharded
     handlers = build_handlers(settings, cpu_backend())
-    shard_handler = handlers[PANEL_SHARD_TYPE]
     release = threading.Event()
-
-    def slow(context):  # a long shard: waits (checking for cancellation) until released
-        while not release.is_set():
-            context.progress(0.0)
-            release.wait(0.05)
-        return shard_handler(context)
+    slow = held_until(release, handlers[PANEL_SHARD_TYPE])
     queue = start_workers({**handlers, PANEL_SHARD_TYPE: slow})[0].queue
     job_id = queue.enqueue(JobSpec("features", FEATURES))
     wait_until(lambda: sum(c is not None and c.status is JobStatus.RUNNING

@@ -65,6 +65,14 @@ def shard_spec(payload: dict[str, Any]) -> tuple[StrategySpec, list[StrategySpec
     return spec, spec.combinations() if spec.param_grid else [spec]
 
 
+def release_arrow_memory() -> None:
+    """Give back to the OS what Arrow's memory pool (mimalloc) keeps after its buffers are freed."""
+    import sys
+    pyarrow = sys.modules.get("pyarrow")  # loaded only by the Parquet store
+    if pyarrow is not None:
+        pyarrow.default_memory_pool().release_unused()
+
+
 def make_shard_handler(resources: Any):
     stored_bars = StoredBarsCache(resources.bar_store, resources.settings.backtest_bar_cache_mb * 2**20)
 
@@ -78,6 +86,11 @@ def make_shard_handler(resources: Any):
                                  payload["end_ns"])
         except (SymbolNotFound, NoDataInRange) as exc:
             raise PermanentJobError(str(exc)) from None
+        # the read bars are copied into the aligned panels: drop them (and the memory Arrow's pool
+        # keeps after a Parquet read) before the kernels run, so the shard's peak holds one copy
+        # of its bars plus the kernel's lines (bench scale: -230 MiB on a 50 x 94,500-bar shard)
+        del stored
+        release_arrow_memory()
         start = aligned.start_index
         capital = payload["sleeve_capital"] * len(symbols)
         times = aligned.calendar[start:].tolist()
