@@ -8,7 +8,9 @@ naming CUDA) is recognised by type name and message, so no GPU library is import
    that cut work into chunks multiply their chunk by it: fewer symbols or combinations resident
    on the device at once), after returning cached pool blocks;
 2. still out of memory: with ``device: "auto"`` the job runs on the CPU (its payload's device
-   becomes ``cpu``) and the result records ``device: "cpu"`` and ``fallback: "gpu out of memory"``;
+   becomes ``cpu``: handlers that pick their backend with ``WorkerResources.backend_for`` or pass
+   the device to the model honour it) and the result records ``device`` (the handler's label,
+   ``cpu`` when it gives none) and ``fallback: "gpu out of memory"``;
    with ``device: "gpu"`` it never moves: the job fails at once (not retried) with an error that
    starts ``RESOURCE_EXHAUSTED`` and says what to change.
 
@@ -91,7 +93,8 @@ def run_with_oom_policy(handler: Callable[[Any], dict], context: Any, policy: Oo
     cpu_context = context.on_device("cpu")
     cpu_context.shard_scale = 1.0
     result = handler(cpu_context)
-    return {**result, "device": "cpu", "fallback": FALLBACK_REASON, "oom_retries": len(policy.shard_scales)}
+    # the handler's own device label when it gives one (it says where the work really ran)
+    return {"device": "cpu", **result, "fallback": FALLBACK_REASON, "oom_retries": len(policy.shard_scales)}
 
 
 def guard_gpu_handler(handler: Callable[[Any], dict], policy: OomPolicy = OomPolicy(),
