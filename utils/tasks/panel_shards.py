@@ -34,7 +34,7 @@ def make_panel_shard_handler(resources: Any):
     def handle(context: JobContext) -> dict[str, Any]:
         kind = context.payload.get("kind")
         if kind == "features":
-            return panel_features(resources, context.payload, context.progress)
+            return panel_features(resources, context.payload, context.progress, context.shard_scale)
         if kind == "factor":
             return date_shard(resources.bar_store, context.payload, context.progress)
         raise PermanentJobError(f"panel shard of unknown kind {kind!r} (a server of another release?)")
