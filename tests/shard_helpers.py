@@ -61,6 +61,26 @@ def failing_once(handler):
     return flaky, failed
 
 
+def cancel_with_shards_running(settings, start_workers, shard_type: str, spec: JobSpec, shards) -> None:
+    """Start workers whose ``shard_type`` shards never finish by themselves, submit ``spec``, cancel
+    it once two shards run, and wait until it and every shard (``shards(queue, job_id)``) are
+    CANCELLED."""
+    from utils.engine.backend import cpu_backend
+    from utils.queue.jobs import JobStatus
+    from utils.tasks.runtime import build_handlers
+    handlers = build_handlers(settings, cpu_backend())
+    release = threading.Event()
+    queue = start_workers({**handlers, shard_type: held_until(release, handlers[shard_type])})[0].queue
+    job_id = queue.enqueue(spec)
+    wait_until(lambda: sum(c is not None and c.status is JobStatus.RUNNING for c in shards(queue, job_id)) == 2)
+    queue.cancel(job_id)
+    try:
+        wait_until(lambda: queue.get(job_id).status is JobStatus.CANCELLED)
+        wait_until(lambda: all(c.status is JobStatus.CANCELLED for c in shards(queue, job_id)))
+    finally:
+        release.set()
+
+
 def held_until(release: threading.Event, handler):
     """A handler that waits (checking for cancellation) until ``release`` is set: a long shard."""
     def slow(context):

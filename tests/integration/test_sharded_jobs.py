@@ -2,14 +2,13 @@
 workers (real Redis), reduced by the parent to the unsharded job's very numbers."""
 from __future__ import annotations
 
-import threading
 import time
 
 import numpy as np
 import pytest
 
 from tests.conftest import InProcessWorker, wait_until
-from tests.shard_helpers import ShardedWorkers, failing_once, held_until, run_to_end
+from tests.shard_helpers import ShardedWorkers, cancel_with_shards_running, failing_once, run_to_end
 from utils.data.sample import sample_bars
 from utils.data.store import bar_store_from_settings
 from utils.engine.backend import cpu_backend
@@ -126,19 +125,8 @@ def test_a_failed_shard_is_retried_alone(sharded):
 
 def test_cancelling_the_parent_cancels_its_shards(sharded):
     settings, start_workers = sharded
-    handlers = build_handlers(settings, cpu_backend())
-    release = threading.Event()
-    slow = held_until(release, handlers[SHARD_TYPE])
-    queue = start_workers({**handlers, SHARD_TYPE: slow})[0].queue
-    job_id = queue.enqueue(JobSpec("backtest", payload(GRID)))
-    wait_until(lambda: sum(c is not None and c.status is JobStatus.RUNNING
-                           for c in children(queue, job_id, "sweep")) == 2)
-    queue.cancel(job_id)
-    try:
-        wait_until(lambda: queue.get(job_id).status is JobStatus.CANCELLED)
-        wait_until(lambda: all(c.status is JobStatus.CANCELLED for c in children(queue, job_id, "sweep")))
-    finally:
-        release.set()
+    cancel_with_shards_running(settings, start_workers, SHARD_TYPE, JobSpec("backtest", payload(GRID)),
+                               lambda queue, job_id: children(queue, job_id, "sweep"))
 
 
 def test_shards_on_different_calendars_fall_back_to_the_unsharded_job(sharded):

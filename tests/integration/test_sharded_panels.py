@@ -5,14 +5,12 @@ exactly; factor statistics: to 1e-9 relative, see utils/tasks/factor_shards.py),
 retried alone, cancelling the parent cancels its shards."""
 from __future__ import annotations
 
-import threading
 import time
 
 import numpy as np
 import pytest
 
-from tests.conftest import wait_until
-from tests.shard_helpers import ShardedWorkers, failing_once, held_until, run_to_end
+from tests.shard_helpers import ShardedWorkers, cancel_with_shards_running, failing_once, run_to_end
 from utils.engine.backend import cpu_backend
 from utils.queue.jobs import JobRecord, JobSpec, JobStatus, initial_hash, new_job_id
 from utils.queue.worker import JobContext
@@ -132,16 +130,5 @@ def test_a_failed_factor_shard_is_retried_alone(sharded):
 
 def test_cancelling_a_sharded_feature_job_cancels_its_shards(sharded):
     settings, start_workers = sharded
-    handlers = build_handlers(settings, cpu_backend())
-    release = threading.Event()
-    slow = held_until(release, handlers[PANEL_SHARD_TYPE])
-    queue = start_workers({**handlers, PANEL_SHARD_TYPE: slow})[0].queue
-    job_id = queue.enqueue(JobSpec("features", FEATURES))
-    wait_until(lambda: sum(c is not None and c.status is JobStatus.RUNNING
-                           for c in children(queue, job_id, "features", 3)) == 2)
-    queue.cancel(job_id)
-    try:
-        wait_until(lambda: queue.get(job_id).status is JobStatus.CANCELLED)
-        wait_until(lambda: all(c.status is JobStatus.CANCELLED for c in children(queue, job_id, "features", 3)))
-    finally:
-        release.set()
+    cancel_with_shards_running(settings, start_workers, PANEL_SHARD_TYPE, JobSpec("features", FEATURES),
+                               lambda queue, job_id: children(queue, job_id, "features", 3))
