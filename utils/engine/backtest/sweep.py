@@ -103,10 +103,10 @@ def _rank(rows: list[dict[str, Any]], rank_by: str) -> list[dict[str, Any]]:
 
 def sweep_panels(spec: StrategySpec, panels: dict[str, np.ndarray], start: int, capital: float,
                  commission_rate: float, progress: Callable[[float], None] | None = None,
-                 limit: int = TABLE_LIMIT, backend: Backend | None = None) -> SweepResult:
+                 limit: int = TABLE_LIMIT, backend: Backend | None = None, chunk_scale: float = 1.0) -> SweepResult:
     """Every combination of ``spec.param_grid`` over (time x symbols) ``panels`` (arrays of
     ``backend``, host NumPy by default), evaluated from row ``start``; the ranked table keeps the
-    best ``limit`` rows."""
+    best ``limit`` rows. ``chunk_scale``: a share of the GPU's combinations per launch (OOM retries)."""
     started = time.perf_counter()
     if backend is not None:
         panels = {field: to_host(backend.xp, panel) for field, panel in panels.items()}
@@ -119,7 +119,7 @@ def sweep_panels(spec: StrategySpec, panels: dict[str, np.ndarray], start: int, 
         else:
             on_gpu = backend is not None and backend.is_gpu
             metrics = sweep_metrics(spec, combinations, panels, start, capital, commission_rate, progress,
-                                    backend=backend if on_gpu else None)
+                                    backend=backend if on_gpu else None, chunk_scale=chunk_scale)
             device = backend.label if on_gpu else device
     rows = [{"params": {name: combination.param_values[name] for name in grid_names}, "metrics": values}
             for combination, values in zip(combinations, metrics)]

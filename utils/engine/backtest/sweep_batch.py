@@ -57,11 +57,12 @@ def crossover_lines(combinations: list[StrategySpec], close: np.ndarray) -> tupl
 
 def sweep_metrics(spec: StrategySpec, combinations: list[StrategySpec], panels: dict[str, np.ndarray], start: int,
                   capital: float, commission_rate: float, progress: Callable[[float], None] | None = None,
-                  backend: Backend | None = None) -> list[dict[str, float]]:
+                  backend: Backend | None = None, chunk_scale: float = 1.0) -> list[dict[str, float]]:
     """Metrics of every combination (in order) of a sleeve strategy without a position policy."""
     return [_row_metrics(equity, closed, int(held), traded, spec.periods_per_year, capital)
             for equity, closed, held, traded in sweep_reductions(spec, combinations, panels, start, capital,
-                                                                 commission_rate, progress, backend=backend)]
+                                                                 commission_rate, progress, backend=backend,
+                                                                 chunk_scale=chunk_scale)]
 
 
 def uses_crossover_lines(spec: StrategySpec, combinations: list[StrategySpec], close: np.ndarray) -> bool:
@@ -74,14 +75,16 @@ def sweep_reductions(spec: StrategySpec, combinations: list[StrategySpec], panel
                      start: int, capital: float, commission_rate: float,
                      progress: Callable[[float], None] | None = None, held_bars: bool = False,
                      backend: Backend | None = None,
-                     chunk: int | None = None) -> Iterator[tuple[np.ndarray, np.ndarray, Any, float]]:
+                     chunk: int | None = None,
+                     chunk_scale: float = 1.0) -> Iterator[tuple[np.ndarray, np.ndarray, Any, float]]:
     """Per combination (in order): its equity curve, closed P&L (entry then symbol order), exposed
     bars (their count; with ``held_bars``, the boolean mask of them) and traded value. On a GPU
     ``backend`` the CUDA sweep kernels compute them, ``chunk`` combinations per launch (default:
-    what fits in the device's free memory)."""
+    what fits in the device's free memory) times ``chunk_scale`` (< 1 on a retry after a GPU
+    out-of-memory, ``utils/gpu/oom.py``; the numbers do not depend on the chunk)."""
     if backend is not None and backend.is_gpu:
         yield from _device_reductions(spec, combinations, panels, start, capital, commission_rate, progress,
-                                      held_bars, chunk, backend.device_id)
+                                      held_bars, chunk, backend.device_id, chunk_scale)
         return
     close = panels["close"]
     bars, symbols = close.shape
@@ -126,7 +129,7 @@ def sweep_reductions(spec: StrategySpec, combinations: list[StrategySpec], panel
 def _device_reductions(spec: StrategySpec, combinations: list[StrategySpec], panels: dict[str, np.ndarray],
                        start: int, capital: float, commission_rate: float,
                        progress: Callable[[float], None] | None, held_bars: bool, chunk: int | None,
-                       device_id: int) -> Iterator[tuple[np.ndarray, np.ndarray, Any, float]]:
+                       device_id: int, chunk_scale: float = 1.0) -> Iterator[tuple[np.ndarray, np.ndarray, Any, float]]:
     """``sweep_reductions`` on the current CUDA device: prices, fractions and SMA lines uploaded
     once, the combinations run a chunk at a time, only the reductions read back."""
     from utils.engine.cuda.sweep_kernels import DeviceSweep, chunk_size, combination_bytes
@@ -145,6 +148,7 @@ def _device_reductions(spec: StrategySpec, combinations: list[StrategySpec], pan
         lines = np.ascontiguousarray(by_symbol.transpose(0, 2, 1))  # (windows, bars, symbols): same values
         del by_symbol
     size = chunk_size(len(combinations), combination_bytes(symbols, bars, start, given), chunk, device_id)
+    size = max(1, int(size * chunk_scale))
     device = DeviceSweep(panels["open"], panels["high"], panels["low"], close, fractions, lines, capital / symbols,
                          config.cost_vector(), config.fill == "close", config.allow_short, start, size, device_id)
     for first in range(0, len(combinations), size):
