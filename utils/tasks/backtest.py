@@ -84,10 +84,11 @@ def make_backtest_handler(resources: WorkerResources):
         progress = (lambda fraction: context.check_cancelled()) if small else context.progress
         progress(LOAD_SHARE)
         with kernel_threads(1 if small else None):
-            return _compute(context.payload, progress, spec, policy, bars, backend, started)
+            return _compute(context.payload, progress, spec, policy, bars, backend, started, context.shard_scale)
 
     def _compute(payload: dict[str, Any], progress: Callable[[float], None], spec: StrategySpec, policy: Any,
-                 bars: dict[str, dict[str, np.ndarray]], backend: Backend, started: float) -> dict[str, Any]:
+                 bars: dict[str, dict[str, np.ndarray]], backend: Backend, started: float,
+                 chunk_scale: float = 1.0) -> dict[str, Any]:
         try:
             aligned = align_bars(spec, bars, payload["start_ns"], payload["end_ns"])
         except NoDataInRange as exc:
@@ -103,7 +104,7 @@ def make_backtest_handler(resources: WorkerResources):
         capital, commission = payload["initial_capital"], payload["commission_rate"]
         search: dict[str, Any] = {}
         if spec.param_grid:
-            search, spec = _search(spec, aligned, capital, commission, progress, backend)
+            search, spec = _search(spec, aligned, capital, commission, progress, backend, chunk_scale)
         output = simulate_spec(spec, aligned, capital, commission, progress=lambda f: progress(0.9 + 0.09 * f),
                                backend=backend)
         report = report_of(spec, aligned, output, capital)
@@ -257,14 +258,16 @@ def _sweep_summary(result: SweepResult) -> dict[str, Any]:
 
 
 def _search(spec: StrategySpec, aligned: AlignedBars, capital: float, commission: float,
-            progress: Callable[[float], None], backend: Backend) -> tuple[dict[str, Any], StrategySpec]:
+            progress: Callable[[float], None], backend: Backend,
+            chunk_scale: float = 1.0) -> tuple[dict[str, Any], StrategySpec]:
     """Sweep (and walk-forward) a grid; returns the result fields and the best parameter set,
     whose full backtest (equity curve, trades) becomes the job's main result. A GPU backend sweeps
-    sleeve strategies with the CUDA sweep kernels; ``device`` says where the sweep ran."""
+    sleeve strategies with the CUDA sweep kernels (``chunk_scale``: the job's ``shard_scale``, less
+    than 1 on a retry after a GPU out-of-memory); ``device`` says where the sweep ran."""
     share = 0.7 if spec.walk_forward else 0.9
     result = sweep_panels(spec, aligned.panels, aligned.start_index, capital, commission,
                           progress=lambda f: progress(LOAD_SHARE + (share - LOAD_SHARE) * f),
-                          backend=backend)
+                          backend=backend, chunk_scale=chunk_scale)
     fields: dict[str, Any] = {"sweep": {**_sweep_summary(result), "device": result.device},
                               "best_params": result.best["params"]}
     if spec.walk_forward:
