@@ -81,6 +81,12 @@ def test_cuda_visible_devices_maps_ordinals_to_nvml_devices(monkeypatch):
     assert [(s.device, s.utilization) for s in report.samples] == [("gpu:0", 30.0), ("gpu:1", 10.0)]
 
 
+def test_no_visible_device_is_none(monkeypatch):
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    report = DeviceSampler(nvml=fake_nvml([(10, 1, 2)]), cupy=None).sample()
+    assert report.source == "none" and "CUDA_VISIBLE_DEVICES" in report.reason
+
+
 def test_without_nvml_cupy_gives_memory_but_no_utilisation():
     class Device:
         def __init__(self, index):

@@ -116,7 +116,10 @@ class DeviceSampler:
             nvml = self._init_nvml()
             if nvml is not None:
                 try:
-                    return DeviceReport("nvml", tuple(self._nvml_samples(nvml)))
+                    samples = tuple(self._nvml_samples(nvml))
+                    if not samples:
+                        return DeviceReport("none", reason="no visible GPU (CUDA_VISIBLE_DEVICES)")
+                    return DeviceReport("nvml", samples)
                 except Exception as exc:  # a device lost mid-run: say so, try CuPy
                     log.warning("NVML sampling failed: %s", exc)
             report = self._cupy_report()
