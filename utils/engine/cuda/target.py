@@ -250,6 +250,19 @@ def nvvm_available() -> str | None:
     return None
 
 
+_KERNELS_READY: list = []
+
+
+def kernels_unavailable() -> str | None:
+    """``None`` when CUDA kernels can be compiled here (the simulator, or libNVVM found), else
+    why not (found once per process). A GPU host needs libNVVM besides the driver: a CUDA
+    toolkit (``CUDA_HOME``), or the ``nvidia-cuda-nvcc-cu12`` wheel with ``CUDA_HOME`` set to
+    its ``site-packages/nvidia/cuda_nvcc``."""
+    if not _KERNELS_READY:
+        _KERNELS_READY.append(None if simulated() else nvvm_available())
+    return _KERNELS_READY[0]
+
+
 # ------------------------------------------------------------------ arrays and launches
 def on_device(device_id: int = 0) -> Any:
     """Context manager: the numba.cuda allocations, copies and launches inside it use CUDA device

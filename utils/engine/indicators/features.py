@@ -20,7 +20,7 @@ from typing import Any, Callable, Iterable, Mapping
 import numpy as np
 
 from utils.engine.indicators.kernels import (device_panels, device_to_caller, host_panels, run_kind, run_kind_on_gpu,
-                                             to_caller)
+                                             to_caller, use_device_kernels)
 from utils.engine.indicators.layout import to_host
 from utils.engine.indicators.kinds import KINDS
 from utils.engine.indicators.step_core import INPUT_NAMES, IndicatorKind, Param
@@ -181,7 +181,7 @@ def _bar_inputs(bars: Any) -> tuple[dict[str, Any], Any]:
     return {"close": bars}, None
 
 
-def compute_features(xp: Any, names: list[str], bars: Any, on_device: bool = False) -> dict[str, Any]:
+def compute_features(xp: Any, names: list[str], bars: Any, on_device: bool | None = None) -> dict[str, Any]:
     """Full series (same shape as the inputs) for every output key of the requested features.
 
     ``bars`` is a close series/panel (1-D or 2-D), or a Mapping with some of ``open``, ``high``,
@@ -189,16 +189,18 @@ def compute_features(xp: Any, names: list[str], bars: Any, on_device: bool = Fal
     VWAP sessions start where the UTC date changes). A feature whose inputs are missing raises
     ``MissingInputError`` (a ``ValueError``) naming them. Each column of a feature starts at its
     first row where all of its kind's inputs are non-NaN. The steps run on the host (see
-    ``kernels``): GPU inputs are copied to host memory and the outputs back to ``xp``; with
-    ``on_device`` (a GPU backend, ``Backend.is_gpu``) they run as CUDA panel kernels instead
+    ``kernels``); with ``on_device`` (a GPU backend, ``Backend.is_gpu``; by default whenever
+    ``xp`` is not NumPy) they run as CUDA panel kernels instead
     (``utils/engine/cuda/indicator_kernels``) and the panels never leave the device (under the
-    CUDA simulator ``xp`` is NumPy and the "device" is host memory).
+    CUDA simulator ``xp`` is NumPy and the "device" is host memory). Where the kernels cannot be
+    compiled (no libNVVM) GPU inputs are copied to the host and the outputs back to ``xp``.
     """
     plan = FeaturePlan.from_names(names)
     inputs, time_ns = _bar_inputs(bars)
     plan.check_inputs(inputs)
     if not plan.specs:
         return {}
+    on_device = use_device_kernels(xp, on_device)
     selected = {name: inputs[name] for name in plan.inputs}
     panels, was_series = device_panels(xp, selected) if on_device else host_panels(xp, selected)
     new_session = None

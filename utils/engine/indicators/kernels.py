@@ -16,6 +16,7 @@ caller's shape, in float64.
 """
 from __future__ import annotations
 
+import logging
 from typing import Any, Mapping
 
 import numpy as np
@@ -23,6 +24,8 @@ import numpy as np
 from utils.engine.indicators.layout import as_panel, restore_shape, to_host
 from utils.engine.indicators.step_core import INPUT_NAMES, IndicatorKind, drive_panel, first_valid_rows_of
 from utils.engine.indicators.kinds import KINDS
+
+log = logging.getLogger(__name__)
 
 
 def host_panels(xp: Any, series: Mapping[str, Any]) -> tuple[dict[str, np.ndarray], bool]:
@@ -64,6 +67,27 @@ def to_caller(xp: Any, result: np.ndarray, was_series: bool) -> tuple[Any, ...]:
                  for k in range(result.shape[2]))
 
 
+def use_device_kernels(xp: Any, on_device: bool | None = None) -> bool:
+    """Whether to run the CUDA panel kernels: asked for (``on_device``; by default whenever
+    ``xp`` is a GPU array module) and compilable here. A GPU host without libNVVM runs the
+    host steps instead (as before the kernels existed), saying so once in the log."""
+    wanted = (xp is not np) if on_device is None else on_device
+    if not wanted:
+        return False
+    from utils.engine.cuda.target import kernels_unavailable
+
+    reason = kernels_unavailable()
+    if reason is not None:
+        if not _WARNED:
+            _WARNED.append(reason)
+            log.warning("CUDA indicator kernels unavailable (%s); indicator steps run on the host", reason)
+        return False
+    return True
+
+
+_WARNED: list = []
+
+
 def device_panels(xp: Any, series: Mapping[str, Any]) -> tuple[dict[str, Any], bool]:
     """``({input: float64 device panel}, was_series)`` for the CUDA kernels: ``xp`` arrays stay
     where they are (CuPy on the device; NumPy under the CUDA simulator, whose device is host
@@ -103,6 +127,9 @@ def device_to_caller(xp: Any, result: Any, was_series: bool) -> tuple[Any, ...]:
 
 
 def _close_kind(xp: Any, name: str, params: tuple, close: Any) -> tuple[Any, ...]:
+    if use_device_kernels(xp):
+        panels, was_series = device_panels(xp, {"close": close})
+        return device_to_caller(xp, run_kind_on_gpu(KINDS[name], params, panels), was_series)
     panels, was_series = host_panels(xp, {"close": close})
     return to_caller(xp, run_kind(KINDS[name], params, panels), was_series)
 
