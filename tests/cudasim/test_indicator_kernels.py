@@ -104,3 +104,17 @@ def test_degenerate_inputs_are_bit_identical(name):
         expected = run_kind(kind, params, panels).transpose(2, 0, 1)
         got = target.to_host(run_kind_on_device(kind, params, panels))
     np.testing.assert_array_equal(got, expected)
+
+
+def test_launches_from_several_threads_take_turns():
+    """A worker runs jobs in threads; the simulator runs one kernel at a time (launches queue)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    panels, new_session = _panels()
+    kinds = [KINDS[name] for name in ("sma", "rsi", "atr", "vwap")]
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(lambda kind: target.to_host(run_kind_on_device(
+            kind, tuple(p.default for p in kind.params), panels, new_session)), kinds))
+    for kind, got in zip(kinds, results):
+        expected = run_kind(kind, tuple(p.default for p in kind.params), panels, new_session).transpose(2, 0, 1)
+        np.testing.assert_array_equal(got, expected)

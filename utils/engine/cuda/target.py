@@ -175,14 +175,38 @@ def _forbid_contraction(library: Any) -> None:
             cache.clear()
 
 
+_SIMULATOR_LAUNCH = threading.Lock()
+
+
+class _SimulatedKernel:
+    """A simulator kernel whose launches take turns: numba's simulator runs one kernel at a time
+    per process (it asserts so), while a worker may run several jobs in threads."""
+
+    def __init__(self, kernel: Any) -> None:
+        self._kernel = kernel
+
+    def __getitem__(self, config: Any) -> Callable:
+        configured = self._kernel[config]
+
+        def launch(*args: Any) -> Any:
+            with _SIMULATOR_LAUNCH:
+                return configured(*args)
+
+        return launch
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._kernel, name)
+
+
 def compile_kernel(function: Callable, signature: str) -> Any:
     """``function`` as a CUDA kernel compiled eagerly for ``signature``, launchable as
     ``kernel[blocks, threads](*args)``; on a real GPU without FMA contraction."""
     cuda = cuda_module()
     kernel = cuda.jit(signature)(function)
-    if not simulated():
-        for overload in kernel.overloads.values():
-            _forbid_contraction(overload._codelibrary)
+    if simulated():
+        return _SimulatedKernel(kernel)
+    for overload in kernel.overloads.values():
+        _forbid_contraction(overload._codelibrary)
     return kernel
 
 
