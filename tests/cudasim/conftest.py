@@ -11,7 +11,7 @@ import os
 
 import pytest
 
-if os.environ.get("NUMBA_ENABLE_CUDASIM") != "1":  # pragma: no cover - guarded by tests/conftest.py
+if os.environ.get("NUMBA_ENABLE_CUDASIM") != "1":  # `pytest tests/cudasim` without it: say how to run it
     raise pytest.UsageError("tests/cudasim needs NUMBA_ENABLE_CUDASIM=1 set before numba is imported: "
                             "NUMBA_ENABLE_CUDASIM=1 .venv/bin/python -m pytest -q tests/cudasim")
 

@@ -37,6 +37,16 @@ libdevice and differ from glibc in the last ulp; no indicator step uses one toda
 kernels are bit-identical; a kernel that does is equal to 2 ulp per such call (libdevice's
 documented bound) and its test must say so.
 
+Compiling without a GPU. The step device functions are marked ``inline="always"`` (as their
+``@njit`` originals are), so numba inlines them in its own IR and no separate device function
+needs the current device; the ``@overload`` implementations numba uses (``int()`` of a float)
+still ask the current device for its compute capability, which ``compile_ptx`` answers with the
+target's when there is no driver (``_compiling_for``). That is how ``tests/unit/test_cuda_ptx.py``
+compiles every indicator kernel to PTX with only libNVVM installed.
+
+Under the simulator, launches take turns (``_SimulatedKernel``): numba's simulator runs one
+kernel at a time per process, and a worker runs jobs in threads.
+
 numba.cuda is imported lazily, inside these functions, never when the engine is imported (it
 reads ``NUMBA_ENABLE_CUDASIM`` once, at its own import).
 """
@@ -164,15 +174,14 @@ def _forbid_contraction(library: Any) -> None:
     """Make NVVM compile ``library`` with ``-fma=0`` (see the module docstring), dropping any PTX,
     cubin or loaded function already made with contraction on."""
     options = getattr(library, "_nvvm_options", None)
-    caches = [getattr(library, name, None) for name in ("_ptx_cache", "_cubin_cache", "_cufunc_cache",
-                                                        "_linkerinfo_cache")]
-    if not isinstance(options, dict) or any(cache is not None and not isinstance(cache, dict) for cache in caches):
+    caches = [getattr(library, name, None) for name in ("_ptx_cache", "_ltoir_cache", "_cubin_cache",
+                                                        "_linkerinfo_cache", "_cufunc_cache")]
+    if not isinstance(options, dict) or not all(isinstance(cache, dict) for cache in caches):
         raise RuntimeError("numba's CUDA code library changed: cannot turn FMA contraction off; "
                            "update utils/engine/cuda/target.py._forbid_contraction")
     options["fma"] = False
     for cache in caches:
-        if cache is not None:
-            cache.clear()
+        cache.clear()
 
 
 _SIMULATOR_LAUNCH = threading.Lock()
