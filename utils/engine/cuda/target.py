@@ -9,9 +9,11 @@ object whose globals (and closure cells) that name an ``@njit`` dispatcher name 
 dispatcher's device function instead. (numba's CUDA typing context would also retarget a CPU
 dispatcher on its own, but with the CPU's target options, ``cache=True`` included; doing it here
 keeps one cache, ``device_function``'s, per function.) The ``@intrinsic`` helpers of
-``step_core`` (``fma``, ``pick``) are target-generic LLVM and compile for CUDA unchanged. Nothing
-is copied or rewritten: the GPU kernel and the CPU kernel are the same Python source, so parity
-is by construction, and by test (``tests/cudasim``).
+``step_core`` (``fma``, ``pick``) are target-generic LLVM and compile for CUDA unchanged. No
+source is rewritten: the GPU kernel and the CPU kernel are the same Python code (same code
+object), so parity is by construction, and by test (``tests/cudasim``). A step must stay within
+what both targets compile: ``math.isnan``/``math.sqrt`` rather than ``np.isnan``/``np.sqrt``
+(the same LLVM operations on the host; the CUDA target has no NumPy ufuncs on scalars).
 
 Under numba's CUDA simulator (``NUMBA_ENABLE_CUDASIM=1``, ``simulated()``) a kernel is that
 Python source run by the interpreter, one Python thread per CUDA thread. The device function is
@@ -20,7 +22,10 @@ intrinsics, which have no Python body, run as their Python twins: ``pick`` as a 
 expression, ``fma`` through a tiny host-compiled ``@njit`` that calls the same ``llvm.fma`` (so
 the single rounding is the CPU's own). Python float arithmetic is IEEE binary64 in the same
 order as the compiled step (numba emits no contraction or reassociation without fastmath), so
-the simulator is bit-identical to the CPU kernel; the simulator tests assert exactly that.
+the simulator is bit-identical to the CPU kernel; the simulator tests assert exactly that (also
+on flat and zero inputs: the values a step divides are NumPy scalars read from arrays, which
+give inf/NaN like the compiled code where a Python float would raise; ``math.sqrt`` only ever
+sees non-negative or NaN arguments).
 
 Floating point on a real GPU. NVVM contracts ``a * b + c`` into one FMA by default (``-fma=1``)
 even without fastmath, which changes last bits against the CPU kernels. numba's ``cuda.jit``
