@@ -173,6 +173,19 @@ def warm_factor(inputs: WarmUpInputs) -> None:
                                 "rank_ties": "average", **inputs.short_period})
 
 
+def warm_panel_shard(inputs: WarmUpInputs) -> None:
+    """A factor analysis' last date shard (a feature shard runs warm_features' code)."""
+    from utils.tasks.factor_shards import shard_payloads
+    from utils.tasks.panel_shards import make_panel_shard_handler
+    period = inputs.short_period
+    factor_rows = int(np.searchsorted(inputs.daily.times, period["end_ns"], side="right"))
+    payload = {"symbols": list(SYMBOLS), "periods": [1, 5], "expression": "cs_rank(ts_mean(close, 5))",
+               "max_loss": 1.0, "quantiles": 2, "groups": {}, "rank_ties": "average", **period}
+    shards = shard_payloads(payload, inputs.daily.times[:factor_rows + 5], factor_rows, factor_rows // 2, 5)
+    handle = make_panel_shard_handler(SyntheticResources(inputs.settings, inputs.backends["panel_shard"], inputs.daily))
+    handle(job_context("panel_shard", shards[-1]))
+
+
 def warm_factor_eval(inputs: WarmUpInputs) -> None:
     from utils.tasks.factor_eval import run_evaluation
     run_evaluation(inputs.daily, {"symbols": list(SYMBOLS), "names": ["a", "b"], "periods": [1, 5],
@@ -234,6 +247,7 @@ def warm_report(inputs: WarmUpInputs) -> None:
 
 WARM_UPS: dict[str, Callable[[WarmUpInputs], None]] = {
     "backtest": warm_backtest, "backtest_shard": warm_backtest_shard, "features": warm_features, "factor": warm_factor, "factor_eval": warm_factor_eval,
+    "panel_shard": warm_panel_shard,
     "factor_set": warm_factor_set, "portfolio": warm_portfolio, "risk": warm_risk, "execution": warm_execution,
     "training": warm_training, "report": warm_report,
 }
