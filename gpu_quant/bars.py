@@ -8,10 +8,12 @@ import pandas as pd
 from rich.console import Console
 from rich.progress import Progress
 
-from ._proto import market_data_pb2, market_data_pb2_grpc
+from ._proto import jobs_pb2, market_data_pb2, market_data_pb2_grpc
 from .convert import frame, times, to_dict
+from .jobs import JobHandle
 
 if TYPE_CHECKING:
+    from .jobs import Jobs
     from .transport import Transport
 
 PRICE_COLUMNS = ("open", "high", "low", "close", "volume")
@@ -52,9 +54,24 @@ def bars_from_frame(table: pd.DataFrame) -> tuple[list[str], pd.DataFrame]:
 
 
 class Bars:
-    def __init__(self, transport: "Transport") -> None:
+    def __init__(self, transport: "Transport", jobs: "Jobs | None" = None) -> None:
         self.transport = transport
+        self.jobs = jobs
         self.stub = transport.stub(market_data_pb2_grpc.MarketDataServiceStub)
+
+    def import_file(self, path: str, *, interval: str = "", replace: bool = False,
+                    column_map: dict[str, str] | None = None, symbol: str = "", format: str = "") -> JobHandle:
+        """Queue a server-side import of a CSV or Parquet file the *server* can read: a path under
+        its IMPORT_ROOTS (relative = under the first root) or an s3:// URI of an allowed bucket.
+        Columns by name (symbol, time/date, open, high, low, close, volume); `column_map` maps the
+        file's other names ({"close": "Adj Close"}). Returns a JobHandle: `.wait()` shows the rows
+        read, `.result()` the symbols, bars and interval written."""
+        request = market_data_pb2.ImportFileRequest(path=str(path), interval=interval, replace=replace,
+                                                    column_map=column_map or {}, symbol=symbol, format=format)
+        handle = self.transport.unary(self.stub.ImportFile, request, idempotent=False)
+        fetch = lambda job_id: to_dict(self.transport.unary(  # noqa: E731
+            self.stub.GetImportFileResult, jobs_pb2.JobRequest(job_id=job_id)))
+        return JobHandle(self.jobs, handle.job_id, fetch)
 
     def import_frame(self, table: pd.DataFrame, symbol: str | None = None, *, replace: bool = False,
                      chunk_rows: int = CHUNK_ROWS, progress: bool = True) -> dict[str, Any] | dict[str, dict[str, Any]]:

@@ -31,7 +31,7 @@ class Client:
         self.transport = Transport(target, api_key, tls, timeout=timeout, retry=retry)
         self.jobs = Jobs(self.transport)
         self.backtests = Backtests(self.transport, self.jobs)
-        self.bars = Bars(self.transport)
+        self.bars = Bars(self.transport, self.jobs)
         self.realtime = Realtime(self.transport)
         self.models = Models(self.transport, self.jobs)
         self.factors = Factors(self.transport, self.jobs)

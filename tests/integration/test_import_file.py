@@ -146,3 +146,24 @@ def test_paths_outside_the_import_root_are_refused(stubs, import_root, tmp_path)
     with pytest.raises(grpc.RpcError) as error:
         market.ImportFile(market_data_pb2.ImportFileRequest(path="x.csv", column_map={"price": "close"}))
     assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "column_map" in error.value.details()
+
+
+def test_sdk_and_gq_import_file(platform, import_root):
+    from gpu_quant import Client
+    from gpu_quant.errors import JobFailed
+    from tests.integration.test_cli import gq
+    target = f"127.0.0.1:{platform.port}"
+    (import_root / "daily.csv").write_text(csv_text())
+    with Client(target) as client:
+        result = client.bars.import_file("daily.csv", column_map={"close": "Adj Close"}).result()
+        assert [(s["symbol"], s["rows"]) for s in result["symbols"]] == [(s, len(DAYS)) for s in SYMBOLS]
+        (import_root / "bad.csv").write_text("date,symbol,open,high,low,close,volume\n2024-01-02,X,1,2,1,zz,5\n")
+        with pytest.raises(JobFailed):
+            client.bars.import_file("bad.csv").result()
+    printed = gq(target, "import-file", "daily.csv", "--map", "close=Adj Close", "--replace", "--json")
+    assert printed.returncode == 0, printed.stderr
+    document = json.loads(printed.stdout)
+    assert document["bars"] == 3 * len(DAYS) and [s["version"] for s in document["symbols"]] == [2, 2, 2]
+    failed = gq(target, "data", "import-file", "bad.csv")
+    assert failed.returncode == 1 and "line 2, column 'close'" in failed.stderr + failed.stdout
+    assert gq(target, "import-file", "daily.csv", "--map", "close").returncode == 2
