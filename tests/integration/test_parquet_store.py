@@ -90,6 +90,16 @@ def test_migration_from_redis_is_once_and_versions_move_past_redis(store, redis_
     assert len(store.read("OLD")) == 6
 
 
+def test_bars_written_to_redis_after_start_migrate_on_first_use(store, redis_server):
+    legacy = BarStore(make_redis("127.0.0.1", redis_server.port, decode=False))
+    legacy.write(bars("LATE", 7, price=30.0), replace=True, source="old tool")
+    assert store.read("LATE").close.tolist() == [30.0] * 7 and store.read("LATE").version == 2
+    assert (store.info("LATE").source, store.versions(["LATE"])) == ("old tool", [2])
+    assert store._stored_versions("LATE", "1d") == [2]
+    with pytest.raises(SymbolNotFound):
+        store.read("NEVER")
+
+
 def test_concurrent_writers_of_one_symbol_never_give_a_torn_read(store, redis_server):
     other = ParquetBarStore(make_redis("127.0.0.1", redis_server.port, decode=False), store.uri)
     store.write(bars("HOT", 500, price=15.0), replace=True)

@@ -15,7 +15,8 @@ catalogue, so a reader never sees a torn file. Writers of one symbol are seriali
 lock. Ticks and the bars built from them stay in Redis (inherited from ``BarStore``).
 
 The Parquet files are the source of truth: a symbol whose catalogue entry is missing (Redis
-flushed) is re-catalogued from its newest file on first use.
+flushed) is re-catalogued from its newest file on first use. A symbol with neither, whose bars
+are in a Redis hash of the ``redis`` store layout, is migrated on first use (as at start).
 """
 from __future__ import annotations
 
@@ -121,11 +122,26 @@ class ParquetBarStore(BarStore):
         return sorted(int(match.group(1)) for match in found if match)
 
     # Catalogue.
-    def _entry(self, symbol: str, interval: str = DAILY) -> dict[bytes, bytes] | None:
+    def _entry(self, symbol: str, interval: str = DAILY, migrate: bool = True) -> dict[bytes, bytes] | None:
         fields = self.redis.hgetall(catalogue_key(symbol, interval))
         if fields:
             return fields
-        return self._recatalogue(symbol, interval)
+        fields = self._recatalogue(symbol, interval)
+        if fields is None and migrate and interval == DAILY and _symbol_ok(symbol):
+            fields = self._migrate_one(symbol)
+        return fields
+
+    def _migrate_one(self, symbol: str) -> dict[bytes, bytes] | None:
+        """A symbol with no catalogue entry and no file whose bars are in a Redis hash (written by
+        the redis store after this process started: another process, an older client or tool)
+        is written to the store on first use, as the migration at start does."""
+        fields = self.redis.hgetall(keys.bars(symbol))
+        bars = BarStore._decode(symbol, fields)
+        if bars is None or not len(bars):
+            return None
+        self.write(bars, replace=True, synthetic=fields.get(b"synthetic") == b"1",
+                   source=(fields.get(b"source") or b"import").decode())
+        return self.redis.hgetall(catalogue_key(symbol)) or None
 
     def _recatalogue(self, symbol: str, interval: str) -> dict[bytes, bytes] | None:
         """Rebuild a lost catalogue entry from the symbol's newest file (None when it has none)."""
@@ -163,7 +179,7 @@ class ParquetBarStore(BarStore):
         validate_interval(interval)
         incoming = validate_bars(bars)
         with self.redis.lock(lock_key(bars.symbol, interval), timeout=LOCK_TIMEOUT_S, blocking_timeout=None):
-            entry = self._entry(bars.symbol, interval)
+            entry = self._entry(bars.symbol, interval, migrate=False)
             version = int(entry[b"version"]) if entry else 0
             combined = incoming
             if not replace and entry:
