@@ -62,7 +62,11 @@ class MarketDataServicer(market_data_pb2_grpc.MarketDataServiceServicer):
                 raise invalid("column_map", f"{field!r} is not a field; fields are {', '.join(FIELDS)}")
         if request.symbol:
             validation.symbol("symbol", request.symbol)
-        if filesystem.get_file_info(path).type != pafs.FileType.File:
+        try:
+            found = filesystem.get_file_info(path).type
+        except OSError as exc:  # a name the filesystem refuses (too long...) or a store error
+            raise invalid("path", f"cannot be read: {exc}") from None
+        if found != pafs.FileType.File:
             raise not_found(f"path: no file {request.path!r} (resolved to {path})")
         payload = {"path": request.path, "format": fmt, "interval": interval, "replace": request.replace,
                    "column_map": dict(request.column_map), "symbol": request.symbol}

@@ -137,6 +137,7 @@ def test_paths_outside_the_import_root_are_refused(stubs, import_root, tmp_path)
             ("s3://elsewhere/a.csv", grpc.StatusCode.PERMISSION_DENIED, "outside the import roots"),
             ("", grpc.StatusCode.INVALID_ARGUMENT, "is empty"),
             ("missing.csv", grpc.StatusCode.NOT_FOUND, "no file"),
+            ("x" * 5000 + ".csv", grpc.StatusCode.INVALID_ARGUMENT, "cannot be read"),
             ("daily.xlsx", grpc.StatusCode.INVALID_ARGUMENT, "cannot tell the format")]:
         if path == "daily.xlsx":
             (import_root / path).write_text("x")
