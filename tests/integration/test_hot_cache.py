@@ -64,3 +64,13 @@ def test_settings_build_the_store_with_its_hot_cache(settings_factory, redis_cli
     settings = settings_factory(hot_cache_mb=mb, hot_cache_entry_mb=1, hot_cache_ttl_seconds=30)
     store = bar_store_from_settings(redis_from_settings(settings, decode=False), settings)
     assert (store.hot.max_bytes, store.hot.max_entry_bytes, store.hot.ttl) == (mb * 2**20, 2**20, 30)
+
+
+def test_puts_and_gets_on_a_redis_cluster(redis_cluster):
+    from config.settings import load_settings
+    from utils.redis_client import redis_from_settings
+    client = redis_from_settings(load_settings(redis_cluster_nodes=redis_cluster.nodes_setting), decode=False)
+    cache = HotRangeCache(client, 2**20, 600, 2**20)
+    for index in range(6):  # keys in several slots, counters in others
+        assert cache.put(bars(f"CL{index}", 50), "1d", None, None)
+    assert cache.get("CL4", "1d", 0, None, None).close.tolist() == [10.0] * 50
