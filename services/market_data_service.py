@@ -40,6 +40,11 @@ class MarketDataServicer(market_data_pb2_grpc.MarketDataServiceServicer):
         self.flush_ticks = flush_ticks
         self.queue, self.settings = queue, settings  # ImportFile's job queue and IMPORT_ROOTS
         self.import_roots = ImportRoots.from_settings(settings) if settings is not None else None
+        for root in self.import_roots.local if self.import_roots else ():
+            try:  # so files can be dropped there (DATA_DIR/imports by default)
+                root.mkdir(parents=True, exist_ok=True)
+            except OSError:
+                pass  # a root on a read-only or absent mount: ImportFile answers NOT_FOUND per file
 
     def ImportFile(self, request, context):
         if self.queue is None:
