@@ -74,3 +74,16 @@ def test_puts_and_gets_on_a_redis_cluster(redis_cluster):
     for index in range(6):  # keys in several slots, counters in others
         assert cache.put(bars(f"CL{index}", 50), "1d", None, None)
     assert cache.get("CL4", "1d", 0, None, None).close.tolist() == [10.0] * 50
+
+
+def test_read_many_takes_the_shared_ranges_in_one_round_trip(redis_server, redis_client, tmp_path):
+    first, second = hot_store(redis_server, tmp_path), hot_store(redis_server, tmp_path)
+    names = [f"RM{index}" for index in range(6)]
+    for index, name in enumerate(names):
+        first.write(bars(name, 50 + index, price=10.0 + index), replace=True)
+    read = first.read_many(names, T0 + DAY_NS, None)
+    for path in tmp_path.glob("interval=1d/symbol=RM*/part-*.parquet"):
+        path.unlink()  # only Redis has them now
+    shared = second.read_many(names, T0 + DAY_NS, None)
+    assert [len(shared[n]) for n in names] == [49 + i for i in range(6)]
+    assert all(np.array_equal(shared[n].close, read[n].close) and shared[n].version == 1 for n in names)

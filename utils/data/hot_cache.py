@@ -49,6 +49,25 @@ class HotRangeCache:
             raw = self.redis.get(keys.hot_range(symbol, interval, version, start_ns, end_ns))
         except redis.RedisError:
             return None  # a cache: the files answer
+        return self._decode(symbol, version, raw)
+
+    def get_many(self, wanted: list[tuple[str, int]], interval: str, start_ns: int | None,
+                 end_ns: int | None) -> dict[str, Bars]:
+        """The cached ranges of (symbol, version) pairs, in one pipelined round trip."""
+        if not self.enabled or not wanted:
+            return {}
+        try:
+            pipe = self.redis.pipeline(transaction=False)
+            for symbol, version in wanted:
+                pipe.get(keys.hot_range(symbol, interval, version, start_ns, end_ns))
+            replies = pipe.execute()
+        except redis.RedisError:
+            return {}
+        found = {symbol: self._decode(symbol, version, raw) for (symbol, version), raw in zip(wanted, replies)}
+        return {symbol: bars for symbol, bars in found.items() if bars is not None}
+
+    @staticmethod
+    def _decode(symbol: str, version: int, raw: bytes | None) -> Bars | None:
         if raw is None or len(raw) % ROW_BYTES:
             return None
         rows = len(raw) // ROW_BYTES

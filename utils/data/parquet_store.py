@@ -274,13 +274,21 @@ class ParquetBarStore(BarStore):
 
     def read_many(self, symbols: list[str], start_ns: int | None = None,
                   end_ns: int | None = None) -> dict[str, Bars]:
-        """Cached ranges first (versions in one round trip), then the other files in parallel
-        threads (pyarrow decodes without the GIL)."""
+        """Cached ranges first (versions in one round trip, then this process's LRU, then the Redis
+        hot cache in one more), then the other files in parallel threads (pyarrow decodes without
+        the GIL)."""
         found: dict[str, Bars] = {}
+        shared: list[tuple[str, int]] = []  # not in this process: asked of the Redis hot cache at once
         for symbol, version in zip(symbols, self.versions(symbols)):
             cached = None if version is None else self.cache.get((DAILY, symbol, version, start_ns, end_ns))
             if cached is not None:
                 found[symbol] = cached
+            elif version is not None:
+                shared.append((symbol, version))
+        if self.hot is not None and shared:
+            for symbol, bars in self.hot.get_many(shared, DAILY, start_ns, end_ns).items():
+                self.cache.put((DAILY, symbol, bars.version, start_ns, end_ns), bars)
+                found[symbol] = bars
         missing = [symbol for symbol in symbols if symbol not in found]
         if len(missing) < 4:
             found.update((symbol, self.read(symbol, start_ns, end_ns)) for symbol in missing)
