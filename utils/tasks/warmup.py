@@ -241,6 +241,21 @@ def warm_training(inputs: WarmUpInputs) -> None:
         train_model(config, columns, inputs.backends["training"])
 
 
+def warm_import(inputs: WarmUpInputs) -> None:
+    """ImportFile's reader on a tiny CSV in a temporary directory (imports pyarrow's CSV reader and
+    runs the validation); nothing reaches the bar store."""
+    import tempfile
+    from pyarrow import fs as pafs
+    from utils.data.file_import import read_bar_file
+    with tempfile.TemporaryDirectory(prefix="gq-warm-import-") as folder:
+        path = f"{folder}/warm.csv"
+        with open(path, "w", encoding="utf-8") as handle:
+            handle.write("symbol,date,open,high,low,close,volume\n")
+            for day in range(1, 4):
+                handle.write(f"{SYMBOLS[0]},2020-01-0{day},10,11,9,10.5,1000\n")
+        read_bar_file(pafs.LocalFileSystem(), path)
+
+
 def warm_report(inputs: WarmUpInputs) -> None:
     import utils.tasks.report  # noqa: F401 - the tearsheet renderer's imports
 
@@ -249,7 +264,7 @@ WARM_UPS: dict[str, Callable[[WarmUpInputs], None]] = {
     "backtest": warm_backtest, "backtest_shard": warm_backtest_shard, "features": warm_features, "factor": warm_factor, "factor_eval": warm_factor_eval,
     "panel_shard": warm_panel_shard,
     "factor_set": warm_factor_set, "portfolio": warm_portfolio, "risk": warm_risk, "execution": warm_execution,
-    "training": warm_training, "report": warm_report,
+    "training": warm_training, "report": warm_report, "import": warm_import,
 }
 
 
