@@ -7,6 +7,7 @@ section in docs/benchmarks.md (sections are delimited by ``<!-- bench:<name> -->
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass
 
 # name -> module path; add indicators/backtests/ML modules here as they are written.
@@ -44,6 +45,16 @@ def percentile(samples: list[float], q: float) -> float:
     low = math.floor(position)
     high = min(low + 1, len(ordered) - 1)
     return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
+
+
+def best_of(repeats: int, action) -> float:
+    """The fastest of ``repeats`` timed calls of ``action``, in seconds (the min filters scheduler noise)."""
+    best = math.inf
+    for _ in range(repeats):
+        began = time.perf_counter()
+        action()
+        best = min(best, time.perf_counter() - began)
+    return best
 
 
 def latency_summary(samples_s: list[float]) -> dict[str, float]:

@@ -24,7 +24,7 @@ import warnings
 
 import numpy as np
 
-from bench import Section
+from bench import Section, best_of
 from utils.tasks.backtest import kernel_threads
 
 QUICK = os.environ.get("BENCH_QUICK") == "1"  # smoke run with small sizes (numbers meaningless)
@@ -69,12 +69,7 @@ def gbm_panels(bars: int, symbols: int, seed: int) -> dict[str, np.ndarray]:
 
 
 def _best(fn, repeats: int = REPEATS) -> float:
-    best = math.inf
-    for _ in range(repeats):
-        began = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - began)
-    return best
+    return best_of(repeats, fn)
 
 
 def _rss_bytes() -> int:

@@ -16,7 +16,7 @@ import time
 
 import numpy as np
 
-from bench import Section
+from bench import Section, best_of
 
 QUICK = os.environ.get("BENCH_QUICK") == "1"  # smoke run with small counts (numbers meaningless)
 N_BARS = 100_000 if QUICK else 1_000_000
@@ -46,12 +46,7 @@ def _ohlcv(n: int, seed: int = 7) -> dict[str, np.ndarray]:
 
 
 def _best(fn, repeats: int = REPEATS) -> float:
-    best = math.inf
-    for _ in range(repeats):
-        began = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - began)
-    return best
+    return best_of(repeats, fn)
 
 
 # ------------------------------------------------------------------ 1. batch

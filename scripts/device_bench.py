@@ -37,6 +37,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+from bench import best_of  # noqa: E402 - the repository root is on the path only now
 
 PANEL_FEATURES = (("sma", (20,), "sma_20"), ("ema", (12,), "ema_12"), ("rsi", (14,), "rsi_14"),
                   ("macd", (12, 26, 9), "macd"), ("bollinger", (20, 2.0), "bollinger"))
@@ -70,14 +71,6 @@ def gbm_panels(bars: int, symbols: int, seed: int):
     volume = rng.integers(1_000, 100_000, (bars, symbols)).astype(np.float64)
     return {"open": open_, "high": high, "low": low, "close": close, "volume": volume}
 
-
-def best_of(repeats: int, action) -> float:
-    best = math.inf
-    for _ in range(repeats):
-        began = time.perf_counter()
-        action()
-        best = min(best, time.perf_counter() - began)
-    return best
 
 
 def identical(a, b) -> tuple[bool, float]:
