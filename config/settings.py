@@ -92,6 +92,9 @@ class CoreSettings(BaseSettings):
     job_max_attempts: int = Field(3, ge=1, le=100)
     job_retry_backoff_seconds: float = Field(1.0, ge=0)
     result_ttl_seconds: int = Field(7 * 24 * 3600, ge=1)
+    # A result's top-level list longer than this (a big backtest's trades) is stored in chunks of
+    # this many rows beside it, so a GetBacktestResult page reads one or two chunks, not them all.
+    result_chunk_rows: int = Field(10_000, ge=1)
     shutdown_grace_seconds: float = Field(30.0, ge=0)
     # IntegratedBacktest (the usage guide's submit, whose client reads the status right after it)
     # answers with the finished status when the backtest ends within this many seconds, else with

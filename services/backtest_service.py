@@ -45,12 +45,13 @@ def status_message(record: JobRecord) -> backtest_pb2.BacktestStatusResponse:
         device=record.device)
 
 
-def completed_backtest(queue: JobQueue, backtest_id: str) -> tuple[JobRecord, dict[str, Any]]:
-    """Record and stored result of a COMPLETED backtest, else a ServiceError: NOT_FOUND for an
-    unknown id or an expired result, FAILED_PRECONDITION while it is not COMPLETED. Shared by
-    the result and report RPCs and by `main_server.py report`."""
+def completed_backtest(queue: JobQueue, backtest_id: str, whole: bool = True) -> tuple[JobRecord, dict[str, Any]]:
+    """Record and stored result of a COMPLETED backtest (``whole=False``: its head, trades left
+    for ``queue.result_page``), else a ServiceError: NOT_FOUND for an unknown id or an expired
+    result, FAILED_PRECONDITION while it is not COMPLETED. Shared by the result, report and risk
+    RPCs and by `main_server.py report`."""
     job_id = job_id_field("backtest_id", backtest_id, TASK_TYPE)
-    return completed_result(queue, job_id, TASK_TYPE, "poll GetBacktestStatus or use WatchBacktest")
+    return completed_result(queue, job_id, TASK_TYPE, "poll GetBacktestStatus or use WatchBacktest", whole)
 
 
 def _text_map(values: dict[str, Any]) -> dict[str, str]:
@@ -148,7 +149,7 @@ class BacktestServicer(backtest_pb2_grpc.BacktestServiceServicer):
         record = self.queue.get(cached["backtest_id"]) if cached else None
         if record is None or record.status in (JobStatus.FAILED, JobStatus.CANCELLED):
             return None
-        if record.status is JobStatus.COMPLETED and self.queue.result(record.id) is None:
+        if record.status is JobStatus.COMPLETED and self.queue.result_head(record.id) is None:
             return None
         message = ("cached: identical request already computed" if record.status is JobStatus.COMPLETED
                    else "identical request already queued; returning its id")
@@ -233,12 +234,14 @@ class BacktestServicer(backtest_pb2_grpc.BacktestServiceServicer):
         return self._result(request)
 
     def _result(self, request) -> backtest_pb2.BacktestResultResponse:
-        record, result = completed_backtest(self.queue, request.backtest_id)
+        record, result = completed_backtest(self.queue, request.backtest_id, whole=False)
         job_id = record.id
         offset, size = validation.page("page_size", request.page_size, request.page_token, 1000, 10_000)
-        trades = result.get("trades", [])
-        page = trades[offset:offset + size]
-        next_token = str(offset + size) if offset + size < len(trades) else ""
+        paged = self.queue.result_page(job_id, result, "trades", offset, size)
+        if paged is None:
+            raise not_found(f"the trades of backtest {job_id} have expired")
+        page, total_trades = paged
+        next_token = str(offset + size) if offset + size < total_trades else ""
         curve = result.get("equity_curve", {})
         return backtest_pb2.BacktestResultResponse(
             backtest_id=job_id, status=backtest_pb2.COMPLETED,
@@ -246,7 +249,7 @@ class BacktestServicer(backtest_pb2_grpc.BacktestServiceServicer):
             equity_curve=[backtest_pb2.EquityPoint(time=t, equity=e, drawdown=d) for t, e, d in
                           zip(curve.get("time", []), curve.get("equity", []), curve.get("drawdown", []))],
             trades=[backtest_pb2.Trade(**trade) for trade in page], next_page_token=next_token,
-            total_trades=len(trades),
+            total_trades=total_trades,
             symbol_metrics={s: metrics_message(m) for s, m in result.get("symbol_metrics", {}).items()},
             strategy_config=json.dumps(result.get("strategy_config", {}), sort_keys=True),
             device=result.get("device", record.device), compute_seconds=result.get("compute_seconds", 0.0),
@@ -254,7 +257,7 @@ class BacktestServicer(backtest_pb2_grpc.BacktestServiceServicer):
 
     def GetBacktestReport(self, request, context):
         """Rendered by a worker as a ``report`` job (one per backtest, reused while it lives)."""
-        record, _ = completed_backtest(self.queue, request.backtest_id)
+        record, _ = completed_backtest(self.queue, request.backtest_id, whole=False)
         html = render_report(self.queue, record, context, self.settings.job_max_attempts)
         return backtest_pb2.BacktestReportResponse(backtest_id=record.id, html=html,
                                                    content_type=REPORT_CONTENT_TYPE)
@@ -281,7 +284,7 @@ class BacktestServicer(backtest_pb2_grpc.BacktestServiceServicer):
         for record in records:
             headline = {}
             if record.status is JobStatus.COMPLETED:
-                headline = (self.queue.result(record.id) or {}).get("metrics", {})
+                headline = (self.queue.result_head(record.id) or {}).get("metrics", {})
             summaries.append(backtest_pb2.BacktestSummary(
                 backtest_id=record.id, status=status_enum(record.status),
                 stock_codes=record.meta.get("symbols", []), strategy_type=record.meta.get("strategy_type", ""),

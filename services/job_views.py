@@ -69,17 +69,19 @@ def cancel(queue: JobQueue, job_id: str, task_type: str | None = None) -> tuple[
     return record, CANCEL_MESSAGES.get(outcome, f"already {outcome.lower()}; nothing to cancel")
 
 
-def completed_result(queue: JobQueue, job_id: str, task_type: str, follow: str) -> tuple[JobRecord, dict]:
-    """Record and stored result of a COMPLETED job of ``task_type``: NOT_FOUND for an unknown id
-    or an expired result, FAILED_PRECONDITION (naming its state, and ``follow``: how to wait for
-    it) while it is not COMPLETED."""
+def completed_result(queue: JobQueue, job_id: str, task_type: str, follow: str,
+                     whole: bool = True) -> tuple[JobRecord, dict]:
+    """Record and stored result of a COMPLETED job of ``task_type`` (``whole=False``: its head,
+    long lists left as descriptors for ``queue.result_page``): NOT_FOUND for an unknown id or an
+    expired result, FAILED_PRECONDITION (naming its state, and ``follow``: how to wait for it)
+    while it is not COMPLETED."""
     record = require_job(queue, job_id, task_type)
     noun = _noun(task_type)
     if record.status is not JobStatus.COMPLETED:
         detail = f": {record.error}" if record.error else ""
         raise failed_precondition(f"{noun} {job_id} is {record.status.value} (progress {record.progress:.0%})"
                                   f"{detail}; results exist only once it is COMPLETED ({follow})")
-    result = queue.result(job_id)
+    result = queue.result(job_id) if whole else queue.result_head(job_id)
     if result is None:
         raise not_found(f"the result of {noun} {job_id} has expired")
     return record, result

@@ -92,7 +92,7 @@ class PortfolioServicer(RiskLimitRPCs, portfolio_pb2_grpc.PortfolioServiceServic
     def _risk_spec(self, request) -> JobSpec:
         payload = checks.risk_payload(request, self.settings.max_symbols_per_request)
         if "backtest_id" in payload:
-            _, backtest = completed_backtest(self.queue, payload["backtest_id"])
+            _, backtest = completed_backtest(self.queue, payload["backtest_id"], whole=False)
             curve = backtest.get("equity_curve") or {}
             times, ok = parse_times(list(curve.get("time", [])))
             equity = np.asarray(curve.get("equity", []), dtype=np.float64)

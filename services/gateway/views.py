@@ -45,7 +45,7 @@ def equity(queue: JobQueue, job_id: str) -> dict[str, Any]:
     record = queue.get(job_id)
     if record is None or record.status is not JobStatus.COMPLETED:
         raise NotFound(f"no completed job {job_id!r}")
-    result = queue.result(job_id)
+    result = queue.result_head(job_id)  # the curve and metrics; not the trades
     if not isinstance(result, dict) or not isinstance(result.get("equity_curve"), dict):
         raise NotFound(f"job {job_id!r} has no equity curve (only backtests have one)")
     curve = result["equity_curve"]

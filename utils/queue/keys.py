@@ -26,6 +26,13 @@ def result(job_id: str) -> str:
     return f"{PREFIX}:result:{job_id}"
 
 
+def result_part(job_id: str, field: str, generation: str, index: int) -> str:
+    """String: chunk ``index`` of a long list of the job's result (result_parts.py), with the
+    result's TTL. Outside the queue's slot (bulk data); the job id is the hash tag, so one job's
+    chunks share a slot and are fetched in one round trip."""
+    return f"gq:part:{{{job_id}}}:{field}:{generation}:{index}"
+
+
 def stream(task_type: str, priority: str) -> str:
     """Stream: pending and in-flight job ids of one task type and priority."""
     return f"{PREFIX}:stream:{task_type}:{priority}"

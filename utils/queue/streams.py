@@ -16,7 +16,7 @@ from typing import Any, Iterable
 import redis
 
 from utils import task_types
-from utils.queue import keys, scripts
+from utils.queue import keys, result_parts, scripts
 from utils.queue.announcements import JobAnnouncements
 from utils.redis_client import is_cluster
 from utils.queue.jobs import Delivery, JobRecord, JobSpec, JobStatus, initial_hash, new_job_id
@@ -28,12 +28,14 @@ class QueueConfig:
     max_attempts: int = 3
     retry_backoff_seconds: float = 1.0
     result_ttl_seconds: int = 7 * 24 * 3600
+    result_chunk_rows: int = result_parts.CHUNK_ROWS
 
     @classmethod
     def from_settings(cls, settings: Any) -> "QueueConfig":
         return cls(lease_seconds=settings.job_lease_seconds, max_attempts=settings.job_max_attempts,
                    retry_backoff_seconds=settings.job_retry_backoff_seconds,
-                   result_ttl_seconds=settings.result_ttl_seconds)
+                   result_ttl_seconds=settings.result_ttl_seconds,
+                   result_chunk_rows=settings.result_chunk_rows)
 
 
 @dataclass(frozen=True)
@@ -115,8 +117,47 @@ class JobQueue:
         return [JobRecord.from_hash(f) if f else None for f in pipe.execute()]
 
     def result(self, job_id: str) -> dict[str, Any] | None:
+        """The whole result, its split lists (result_parts.py) joined back; None once expired."""
+        head = self.result_head(job_id)
+        if head is None:
+            return None
+        for found in result_parts.descriptors(head):
+            rows = self._chunks(job_id, found, range(found.chunks))
+            if rows is None:
+                return None
+            head[found.field] = rows
+        return head
+
+    def result_head(self, job_id: str) -> dict[str, Any] | None:
+        """The result with its long lists left as descriptors: cheap whatever their length."""
         raw = self.redis.get(keys.result(job_id))
         return json.loads(raw) if raw else None
+
+    def result_page(self, job_id: str, head: dict[str, Any], field: str, offset: int,
+                    size: int) -> tuple[list[Any], int] | None:
+        """(rows [offset, offset + size) of the result's list ``field``, its length), reading only
+        the chunks they lie in; None if they have expired. ``head`` is ``result_head``'s."""
+        found = result_parts.descriptor(head, field)
+        if found is None:
+            rows = head.get(field) or []
+            return rows[offset:offset + size], len(rows)
+        span = found.chunk_span(offset, size)
+        rows = self._chunks(job_id, found, span)
+        if rows is None:
+            return None
+        start = offset - (span.start * found.chunk_rows if span else offset)
+        return rows[start:start + size], found.count
+
+    def _chunks(self, job_id: str, found: result_parts.PartsDescriptor, span: range) -> list[Any] | None:
+        pipe = self.redis.pipeline(transaction=False)
+        for index in span:
+            pipe.get(keys.result_part(job_id, found.field, found.generation, index))
+        rows: list[Any] = []
+        for raw in pipe.execute() if span else []:
+            if raw is None:
+                return None
+            rows.extend(json.loads(raw))
+        return rows
 
     def result_ttl(self, task_type: str) -> int:
         """Seconds a finished job's record and result are kept: its type's, else the queue's."""
@@ -205,13 +246,37 @@ class JobQueue:
     def finish(self, delivery: Delivery, status: JobStatus, result: dict[str, Any] | None) -> bool:
         """Store the result and mark COMPLETED (or CANCELLED); False if someone finished first."""
         counter = "completed" if status is JobStatus.COMPLETED else "cancelled"
-        payload = json.dumps(result, separators=(",", ":"), allow_nan=False) if result is not None else ""
+        ttl = self.result_ttl(delivery.task_type)
+        head, parts = result_parts.split(result, self.config.result_chunk_rows) if result is not None else (None, {})
+        part_keys = self._write_parts(delivery.job_id, parts, ttl)
+        payload = result_parts.dumps(head) if head is not None else ""
         written = self._finish(
             keys=[keys.job(delivery.job_id), delivery.stream, keys.stats(delivery.task_type),
                   keys.result(delivery.job_id)],
-            args=[keys.GROUP, delivery.msg_id, time.time(), status.value, payload,
-                  self.result_ttl(delivery.task_type), counter])
+            args=[keys.GROUP, delivery.msg_id, time.time(), status.value, payload, ttl, counter])
+        if not written and part_keys:  # another delivery finished first: its result stands, ours goes
+            self._delete(part_keys)
         return bool(written)
+
+    def _write_parts(self, job_id: str, parts: dict[result_parts.PartsDescriptor, list[str]], ttl: int) -> list[str]:
+        """Store the split lists' chunks (before the result that points at them) with its TTL."""
+        written: list[str] = []
+        if not parts:
+            return written
+        pipe = self.redis.pipeline(transaction=False)
+        for found, chunks in parts.items():
+            for index, chunk in enumerate(chunks):
+                key = keys.result_part(job_id, found.field, found.generation, index)
+                pipe.set(key, chunk, ex=ttl)
+                written.append(key)
+        pipe.execute()
+        return written
+
+    def _delete(self, names: list[str]) -> None:
+        pipe = self.redis.pipeline(transaction=False)
+        for name in names:
+            pipe.delete(name)
+        pipe.execute()
 
     def fail(self, delivery: Delivery, error: str, retryable: bool) -> str:
         """Record a failed attempt: 'retry' (backoff, then re-queued) or 'failed' (dead-letter)."""

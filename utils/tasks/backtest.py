@@ -22,6 +22,7 @@ from utils.engine.backtest.strategies import STORED_FACTOR
 from utils.engine.backtest.sweep import TABLE_LIMIT, SweepResult, best_spec, sweep_panels, walk_forward
 from utils.engine.backtest.sweep import _rank as rank_rows
 from utils.engine.metrics import drawdown_curve
+from utils.queue.result_parts import Rows
 from utils.queue.worker import JobContext, PermanentJobError
 from utils.tasks.bar_cache import StoredBarsCache
 from utils.tasks import shards
@@ -32,12 +33,16 @@ LOAD_SHARE = 0.2  # progress fraction attributed to loading bars
 SMALL_JOB_CELLS = 2_000_000  # combinations x symbols x bars below which kernels run on one thread
 
 
+def trade_rows(trades: list[Any]) -> Rows:
+    """Trade records as the result's ``trades`` (an open trade has no exit time)."""
+    exit_time = TradeRecord._fields.index("exit_time")
+    is_open = TradeRecord._fields.index("is_open")
+    rows = [trade if not trade[is_open] else (*trade[:exit_time], "", *trade[exit_time + 1:]) for trade in trades]
+    return Rows(TradeRecord._fields, rows)
+
+
 def backtest_result(report: Any, spec: Any, backend: Backend, seconds: float) -> dict[str, Any]:
-    fields = TradeRecord._fields
-    trades = [dict(zip(fields, trade)) for trade in report.trades]
-    for row in trades:
-        if row["is_open"]:
-            row["exit_time"] = ""
+    trades = trade_rows(report.trades)
     return {
         "metrics": report.metrics,
         "equity_curve": {"time": format_times(report.equity_times), "equity": report.equity.tolist(),
@@ -166,12 +171,9 @@ def _sharded_backtest(spec: StrategySpec, totals: shards.ShardTotals, symbols: l
                       backend: Backend, started: float) -> dict[str, Any]:
     equity, closed, exposure, traded = totals.combination(0)
     position = {symbol: index for index, symbol in enumerate(symbols)}
-    fields = TradeRecord._fields
-    trades = [dict(zip(fields, trade)) for trade in totals.trades]
-    trades.sort(key=lambda row: (row["entry_time"], position[row["symbol"]]))
-    for row in trades:
-        if row["is_open"]:
-            row["exit_time"] = ""
+    entry_time, symbol = TradeRecord._fields.index("entry_time"), TradeRecord._fields.index("symbol")
+    totals.trades.sort(key=lambda row: (row[entry_time], position[row[symbol]]))
+    trades = trade_rows(totals.trades)
     symbol_metrics = {symbol: totals.symbol_metrics[symbol] for symbol in symbols}
     return {
         "metrics": shards.combined_metrics(equity, closed, exposure, traded, spec.periods_per_year, capital),
