@@ -8,6 +8,9 @@ GENERATED := $(PROTOS:.proto=_pb2.py)
 RUNTIME_STAMP := $(VENV)/.runtime-installed
 TEST_STAMP := $(VENV)/.test-installed
 PYTEST_ARGS ?=
+# Test processes (pytest-xdist): most tests wait on servers, workers and subprocesses, so two
+# processes on two cores halve the run (each has its own redis-server; a file's tests stay together).
+TEST_WORKERS ?= 2
 
 .PHONY: run serve worker test bench protos deps clean
 
@@ -49,7 +52,7 @@ worker: deps
 	$(BIN)/python main_server.py worker
 
 test: $(TEST_STAMP) protos
-	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 	NUMBA_ENABLE_CUDASIM=1 $(BIN)/python -m pytest -q tests/cudasim
 
 # The anchors (arq needs redis-py < 6) live in their own venv, built here so `make bench`
