@@ -80,6 +80,14 @@ def _existing_sections(text: str) -> dict[str, str]:
     return found
 
 
+def _trailer(text: str) -> str:
+    """What follows the last section (prose and dated sections appended by hand or by
+    scripts/device_bench.py, such as the GPU timings): kept as it is."""
+    ends = list(re.finditer(r"<!-- /bench:[\w-]+ -->", text))
+    rest = text[ends[-1].end():] if ends else ""
+    return "\n" + rest.strip("\n") + "\n" if rest.strip() else ""
+
+
 def render(name: str, section: Section, seconds: float) -> str:
     start, end = _marker(name)
     return (f"{start}\n## {section.title}\n\n{section.markdown.rstrip()}\n\n"
@@ -97,7 +105,8 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         parser.error(f"unknown bench module(s) {unknown}; known: {list(MODULES)}")
 
-    sections = _existing_sections(args.output.read_text()) if args.output.exists() else {}
+    existing = args.output.read_text() if args.output.exists() else ""
+    sections, trailer = _existing_sections(existing), _trailer(existing)
     for name in names:
         print(f"[bench] running {name} ...", flush=True)
         began = time.perf_counter()
@@ -106,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
         sections[name] = render(name, section, elapsed)
         print(f"[bench] {name} done in {elapsed:.0f} s", flush=True)
 
-    body = header() + "\n" + "\n\n".join(sections[n] for n in MODULES if n in sections) + "\n"
+    body = header() + "\n" + "\n\n".join(sections[n] for n in MODULES if n in sections) + "\n" + trailer
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(body)
     print(f"[bench] wrote {args.output.relative_to(ROOT) if args.output.is_relative_to(ROOT) else args.output}")

@@ -77,7 +77,8 @@ def _settings(redis_port: int, data_dir: str, **overrides):
     base = dict(redis_host="127.0.0.1", redis_port=redis_port, redis_embedded="never", grpc_host="127.0.0.1",
                 grpc_port=0, prometheus_port=0, data_dir=Path(data_dir), worker_processes=1, compute_device="cpu",
                 warm_up_indicators="none", log_level="WARNING", worker_warm_up_seconds=0, sample_data=False,
-                bar_store="parquet", market_data_uri=str(Path(data_dir) / "market"))
+                bar_store="parquet", market_data_uri=str(Path(data_dir) / "market"),
+                max_symbols_per_request=max(SYMBOLS, READ_SYMBOLS, 500))  # one request over the universe
     return load_settings(**{**base, **overrides})
 
 
