@@ -82,6 +82,12 @@ class CoreSettings(BaseSettings):
     gpu_batch_size: int = Field(200, ge=1)
     # Worker processes for the all-in-one mode; 0 = one per GPU, or one CPU worker.
     worker_processes: int = Field(0, ge=0, le=64)
+    # The task types this machine's workers take (comma-separated, e.g. "backtest,backtest_shard");
+    # empty = every type. A worker builds, warms up and reads the streams of these only, so
+    # backtest-only workers never load the ML stack (torch, LightGBM, scikit-learn: ~380 MiB per
+    # process). Some worker in the deployment must take each type that is submitted, and the shard
+    # type of each sharded one (backtest -> backtest_shard, features/factor -> panel_shard).
+    worker_task_types: str = ""
 
     # Metrics: the server on PROMETHEUS_PORT, worker i on PROMETHEUS_PORT + 1 + i.
     prometheus_port: int = Field(9090, ge=0, le=65535)
@@ -232,6 +238,16 @@ class CoreSettings(BaseSettings):
         parse_intervals(value)  # raises ValueError naming the bad interval
         return value
 
+    @field_validator("worker_task_types")
+    @classmethod
+    def _task_types(cls, value: str) -> str:
+        from utils.task_types import names
+        chosen = [name.strip() for name in value.split(",") if name.strip()]
+        unknown = [name for name in chosen if name not in names()]
+        if unknown:
+            raise ValueError(f"unknown task type(s) {', '.join(unknown)}; known: {', '.join(names())}")
+        return ",".join(chosen)
+
     @field_validator("redis_cluster_nodes")
     @classmethod
     def _cluster_nodes(cls, value: str) -> str:
@@ -263,6 +279,11 @@ class CoreSettings(BaseSettings):
         """True when the operator named a Redis explicitly (then we never start our own)."""
         return ("redis_host" in self.model_fields_set or "redis_port" in self.model_fields_set
                 or bool(self.redis_cluster_nodes))
+
+    def worker_types(self, task_types: tuple[TaskType, ...] = TASK_TYPES) -> tuple[TaskType, ...]:
+        """The task types this process's workers take (WORKER_TASK_TYPES; all when empty)."""
+        chosen = set(self.worker_task_types.split(",")) if self.worker_task_types else None
+        return tuple(t for t in task_types if chosen is None or t.name in chosen)
 
     def concurrency_caps(self, task_types: tuple[TaskType, ...] = TASK_TYPES) -> dict[str, int]:
         """Per-worker slots of each task type (the scheduler reads only streams with a cap)."""

@@ -70,8 +70,9 @@ class InProcessWorker:
         from utils.tasks.runtime import build_handlers
         from prometheus_client import CollectorRegistry
         self.queue = JobQueue(redis_from_settings(settings), QueueConfig.from_settings(settings))
-        self.worker = Worker(self.queue, handlers or build_handlers(settings, cpu_backend()),
-                             Scheduler(settings.concurrency_caps()),
+        types = settings.worker_types()  # WORKER_TASK_TYPES, as utils/tasks/runtime.py does
+        self.worker = Worker(self.queue, handlers or build_handlers(settings, cpu_backend(), types),
+                             Scheduler(settings.concurrency_caps(types) if handlers is None else settings.concurrency_caps()),
                              WorkerConfig(worker_id=f"test-worker-{id(self)}", block_ms=200,
                                           heartbeat_seconds=0.2, shutdown_grace_seconds=2.0,
                                           device_label=device_label),

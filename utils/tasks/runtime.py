@@ -94,7 +94,10 @@ def run_worker_process(settings: Any, index: int = 0) -> None:
     sampler = DeviceSampler([device_id] if real_gpu else [])
     periodic(5.0, lambda: record_samples(metrics, sampler.sample()), stop, "device-sampler")
     queue = JobQueue(redis_from_settings(settings, decode=True), QueueConfig.from_settings(settings))
-    worker = Worker(queue, build_handlers(settings, backend), Scheduler(settings.concurrency_caps()),
+    types = settings.worker_types()  # WORKER_TASK_TYPES: what this worker builds, warms and reads
+    if len(types) < len(TASK_TYPES):
+        log.info("worker %s takes %s only (WORKER_TASK_TYPES)", worker_id, ", ".join(t.name for t in types))
+    worker = Worker(queue, build_handlers(settings, backend, types), Scheduler(settings.concurrency_caps(types)),
                     WorkerConfig(worker_id=worker_id, device_label=backend.label,
                                  heartbeat_seconds=min(settings.job_lease_seconds / 3, 0.5),
                                  shutdown_grace_seconds=settings.shutdown_grace_seconds), metrics)
@@ -103,7 +106,7 @@ def run_worker_process(settings: Any, index: int = 0) -> None:
     if settings.warm_up_indicators != "none" and not covered:  # the kinds the built-in strategies use
         from utils.engine.indicators.warmup import warm_up_in_background
         warm_up_in_background(None if settings.warm_up_indicators == "all" else ["sma_20", "ema_12", "rsi", "bollinger"])
-    warm = worker_warm_up(settings, backend) if settings.worker_warm_up_seconds > 0 else None
+    warm = worker_warm_up(settings, backend, types) if settings.worker_warm_up_seconds > 0 else None
     if warm is not None and not is_warm(settings.compile_cache_path):
         # First start with this cache: compiling everything takes minutes, so take jobs meanwhile
         # (each compiles what it needs, sharing what the warm-up has done). Restarts then load.
