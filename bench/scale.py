@@ -20,7 +20,8 @@ environment variables (defaults = the issue's full size; verify with small ones 
 2. Sweep: ``sma_crossover`` fast {5, 10} x slow {50, 100} over every symbol and bar, submitted with
    ``SubmitBacktestTask`` (a sweep, then the best set's full backtest, both as symbol shards),
    first with 1 worker process, then with 2 (fresh processes each time, each with
-   ``NUMBA_NUM_THREADS=1`` and one shard slot, so a worker is one core). Timed: the sweep round
+   ``NUMBA_NUM_THREADS=1`` and one shard slot, so a worker is one core; ``WORKER_TASK_TYPES=
+   backtest,backtest_shard``, as a dedicated backtest machine runs them). Timed: the sweep round
    (submit until the job's progress passes the sweep's share, 0.8) -> cells/s (combinations x
    symbols x bars / s); and submit -> COMPLETED. Peak RSS per worker: VmHWM of each worker process
    (reset through /proc/<pid>/clear_refs after its warm-up), against the dataset's in-memory size
@@ -344,7 +345,8 @@ def measure() -> dict:
     days = times[[0, -1]].astype("datetime64[ns]").astype("datetime64[D]")
     span = (str(days[0]), str(days[1]) + "T23:59:59")
     sweep_overrides = {"shard_symbols": SHARD_SYMBOLS, "max_concurrent_backtest_shards": 1,
-                       "backtest_bar_cache_mb": 0, "bar_cache_mb": 64}
+                       "backtest_bar_cache_mb": 0, "bar_cache_mb": 64,
+                       "worker_task_types": "backtest,backtest_shard"}  # backtest workers: no ML stack
     with platform() as running:
         port, server, stop = running.server(sweep_overrides)
         channel, market, stub = _stubs(port)
@@ -414,7 +416,8 @@ def render(result: dict) -> list[str]:
         f"(code, compiled kernels); one shard's bars are {shard_mib:,.0f} MiB in memory, and a shard's peak "
         "holds them, their aligned panels and the kernel's lines; the worker that runs the parent also holds "
         "the final backtest's trades of every symbol. Each worker is a separate `run_worker_process` process with "
-        "NUMBA_NUM_THREADS=1 and MAX_CONCURRENT_BACKTEST_SHARDS=1 (one core each), fresh for each row and "
+        "NUMBA_NUM_THREADS=1 and MAX_CONCURRENT_BACKTEST_SHARDS=1 (one core each) and "
+        "WORKER_TASK_TYPES=backtest,backtest_shard (a dedicated backtest worker, without the ML stack), fresh for each row and "
         "warmed by a small sharded sweep first; its VmHWM was reset after the warm-up"
         f"{'' if all(run['reset'] for run in runs) else ' (reset not permitted here: the peak includes the warm-up)'}. "
         "The sweep round is timed from submission until the parent's progress passes 0.8 (its sweep "

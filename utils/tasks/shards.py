@@ -26,6 +26,10 @@ so a retried parent finds the shards it already enqueued (enqueue is idempotent 
 """
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+import functools
+import sys
 from dataclasses import replace
 from typing import Any, Callable
 
@@ -65,12 +69,25 @@ def shard_spec(payload: dict[str, Any]) -> tuple[StrategySpec, list[StrategySpec
     return spec, spec.combinations() if spec.param_grid else [spec]
 
 
-def release_arrow_memory() -> None:
-    """Give back to the OS what Arrow's memory pool (mimalloc) keeps after its buffers are freed."""
-    import sys
+def release_freed_memory() -> None:
+    """Give back to the OS what the allocators keep after buffers are freed: Arrow's memory pool
+    (the Parquet reads' columns) and glibc's heap (malloc_trim: a symbol's columns are smaller
+    than glibc's mmap threshold, so their freed pages otherwise stay in the process)."""
     pyarrow = sys.modules.get("pyarrow")  # loaded only by the Parquet store
     if pyarrow is not None:
         pyarrow.default_memory_pool().release_unused()
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)
+
+
+@functools.cache
+def _malloc_trim() -> Callable[[int], int] | None:
+    """glibc's malloc_trim, or None on another C library."""
+    try:
+        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
+    except (OSError, AttributeError):
+        return None
 
 
 def make_shard_handler(resources: Any):
@@ -82,21 +99,25 @@ def make_shard_handler(resources: Any):
         symbols = payload["symbols"]
         try:
             stored = stored_bars.read_many(symbols, payload["end_ns"])
-            aligned = align_bars(spec, {s: stored[s].columns() for s in symbols}, payload["start_ns"],
-                                 payload["end_ns"])
+            columns = {s: stored[s].columns() for s in symbols}
+            del stored  # the columns alone hold the read bars now (unless the bar cache keeps them)
+            # consumed: each field leaves the read columns as it enters its panel, so the shard's
+            # peak holds about one copy of its bars, not two
+            aligned = align_bars(spec, columns, payload["start_ns"], payload["end_ns"], consume=True,
+                                 released=release_freed_memory)
         except (SymbolNotFound, NoDataInRange) as exc:
             raise PermanentJobError(str(exc)) from None
-        # the read bars are copied into the aligned panels: drop them (and the memory Arrow's pool
-        # keeps after a Parquet read) before the kernels run, so the shard's peak holds one copy
-        # of its bars plus the kernel's lines (bench scale: -230 MiB on a 50 x 94,500-bar shard)
-        del stored
-        release_arrow_memory()
+        # drop the rest of the read bars (and the memory Arrow's pool keeps after a Parquet read)
+        # before the kernels run (bench scale: -230 MiB on a 50 x 94,500-bar shard)
+        del columns
+        release_freed_memory()
         start = aligned.start_index
         capital = payload["sleeve_capital"] * len(symbols)
         times = aligned.calendar[start:].tolist()
         if spec.param_grid:  # the sweep's batched kernel, keeping the bars each combination held
             reductions = sweep_reductions(spec, combinations, aligned.panels, start, capital,
-                                          payload["commission_rate"], context.progress, held_bars=True)
+                                          payload["commission_rate"], context.progress, held_bars=True,
+                                          consume_panels=True)  # the kernel's copies replace the panels
             return {"times": times, "rows": [
                 {"equity": equity.tolist(), "closed_pnl": closed.tolist(), "exposed": held.astype(int).tolist(),
                  "traded": traded} for equity, closed, held, traded in reductions]}

@@ -89,27 +89,45 @@ def _forward_fill(panel: np.ndarray) -> np.ndarray:
 
 
 def raw_panels(symbols: list[str], bars: Mapping[str, Mapping[str, Any]], times: dict[str, np.ndarray],
-                calendar: np.ndarray) -> dict[str, np.ndarray]:
-    """(time x symbols) panels of the stored values, NaN where a symbol has no bar (or no field)."""
+                calendar: np.ndarray, consume: bool = False,
+                released: Callable[[], None] | None = None) -> dict[str, np.ndarray]:
+    """(time x symbols) panels of the stored values, NaN where a symbol has no bar (or no field).
+    ``consume``: each field is deleted from ``bars``' per-symbol dicts once it is in its panel, so
+    a caller holding no other reference to the columns has one field's copy at a time, not two."""
     fields = PRICE_FIELDS + ("volume",)
     kept = {symbol: int(np.searchsorted(times[symbol], calendar[-1], side="right")) for symbol in symbols}
-    if all(kept[symbol] == len(calendar) for symbol in symbols):  # every symbol has every bar: stack the columns
-        return {field: np.ascontiguousarray(np.array([  # (symbols, time) rows, then one transposing copy
+    if not all(kept[symbol] == len(calendar) for symbol in symbols):
+        return scattered_panels(symbols, bars, times, calendar, kept, consume, released)
+    panels = {}
+    for field in fields:  # every symbol has every bar: stack the columns
+        panels[field] = np.ascontiguousarray(np.array([  # (symbols, time) rows, then one transposing copy
             np.asarray(bars[symbol][field], dtype=np.float64)[:len(calendar)] if field in bars[symbol]
-            else np.full(len(calendar), np.nan) for symbol in symbols]).T) for field in fields}
-    return scattered_panels(symbols, bars, times, calendar, kept)
+            else np.full(len(calendar), np.nan) for symbol in symbols]).T)
+        if consume:
+            _drop_field(bars, symbols, field, released)
+    return panels
+
+
+def _drop_field(bars: Mapping[str, Any], symbols: list[str], field: str, released: Callable[[], None] | None) -> None:
+    for symbol in symbols:
+        bars[symbol].pop(field, None)
+    if released is not None:
+        released()
 
 
 def scattered_panels(symbols: list[str], bars: Mapping[str, Mapping[str, Any]], times: dict[str, np.ndarray],
-                     calendar: np.ndarray, kept: dict[str, int]) -> dict[str, np.ndarray]:
+                     calendar: np.ndarray, kept: dict[str, int], consume: bool = False,
+                     released: Callable[[], None] | None = None) -> dict[str, np.ndarray]:
     """``raw_panels`` for any calendars: each symbol's first ``kept`` bars put on their calendar rows."""
-    raw = {field: np.full((len(calendar), len(symbols)), np.nan) for field in PRICE_FIELDS + ("volume",)}
-    for column, symbol in enumerate(symbols):
-        count = kept[symbol]
-        rows = np.searchsorted(calendar, times[symbol][:count])
-        for field in raw:
+    rows = {symbol: np.searchsorted(calendar, times[symbol][:kept[symbol]]) for symbol in symbols}
+    raw = {}
+    for field in PRICE_FIELDS + ("volume",):
+        raw[field] = np.full((len(calendar), len(symbols)), np.nan)
+        for column, symbol in enumerate(symbols):
             if field in bars[symbol]:  # high/low/volume are optional; absent ones stay NaN
-                raw[field][rows, column] = np.asarray(bars[symbol][field], dtype=np.float64)[:count]
+                raw[field][rows[symbol], column] = np.asarray(bars[symbol][field], dtype=np.float64)[:kept[symbol]]
+        if consume:
+            _drop_field(bars, symbols, field, released)
     return raw
 
 
@@ -122,9 +140,10 @@ def _calendar(times: dict[str, np.ndarray], end_ns: int) -> np.ndarray:
     return np.unique(np.concatenate([array[array <= end_ns] for array in arrays]))
 
 
-def _aligned_panels(symbols: list[str], bars: Mapping[str, Mapping[str, Any]],
-                    times: dict[str, np.ndarray], calendar: np.ndarray) -> dict[str, np.ndarray]:
-    raw = raw_panels(symbols, bars, times, calendar)
+def _aligned_panels(symbols: list[str], bars: Mapping[str, Mapping[str, Any]], times: dict[str, np.ndarray],
+                    calendar: np.ndarray, consume: bool = False,
+                    released: Callable[[], None] | None = None) -> dict[str, np.ndarray]:
+    raw = raw_panels(symbols, bars, times, calendar, consume, released)
     close = _forward_fill(raw["close"])
     panels = {"close": close}
     for field in ("open", "high", "low"):
@@ -168,8 +187,11 @@ class AlignedBars:
 
 
 def align_bars(spec: StrategySpec, bars: Mapping[str, Mapping[str, Any]], start_ns: int,
-               end_ns: int) -> AlignedBars:
-    """Check and align per-symbol bars on their union calendar, keeping the warm-up rows."""
+               end_ns: int, consume: bool = False, released: Callable[[], None] | None = None) -> AlignedBars:
+    """Check and align per-symbol bars on their union calendar, keeping the warm-up rows.
+    ``consume``: the price and volume columns are deleted from ``bars``' per-symbol dicts as they
+    are copied into the panels, and ``released()`` is called after each (to hand the freed memory
+    back to the OS), so a symbol shard's peak holds about one copy of its bars, not two."""
     if not bars:
         raise ValueError("no symbols to backtest")
     if start_ns > end_ns:
@@ -181,7 +203,7 @@ def align_bars(spec: StrategySpec, bars: Mapping[str, Mapping[str, Any]], start_
             raise NoDataInRange(symbol, start_ns, end_ns)
 
     calendar = _calendar(times, end_ns)
-    panels = _aligned_panels(symbols, bars, times, calendar)
+    panels = _aligned_panels(symbols, bars, times, calendar, consume, released)
     warmup = warmup_bars(spec)
     start_row = int(np.searchsorted(calendar, start_ns, side="left"))
     first_row = max(0, start_row - warmup)

@@ -76,12 +76,16 @@ def sweep_reductions(spec: StrategySpec, combinations: list[StrategySpec], panel
                      progress: Callable[[float], None] | None = None, held_bars: bool = False,
                      backend: Backend | None = None,
                      chunk: int | None = None,
-                     chunk_scale: float = 1.0) -> Iterator[tuple[np.ndarray, np.ndarray, Any, float]]:
+                     chunk_scale: float = 1.0,
+                     consume_panels: bool = False) -> Iterator[tuple[np.ndarray, np.ndarray, Any, float]]:
     """Per combination (in order): its equity curve, closed P&L (entry then symbol order), exposed
     bars (their count; with ``held_bars``, the boolean mask of them) and traded value. On a GPU
     ``backend`` the CUDA sweep kernels compute them, ``chunk`` combinations per launch (default:
     what fits in the device's free memory) times ``chunk_scale`` (< 1 on a retry after a GPU
-    out-of-memory, ``utils/gpu/oom.py``; the numbers do not depend on the chunk)."""
+    out-of-memory, ``utils/gpu/oom.py``; the numbers do not depend on the chunk).
+    ``consume_panels`` (CPU, sma_crossover's SMA lines): ``panels`` is emptied once the kernel's
+    own (symbols, bars) copies are made, so a caller that holds no other reference to them keeps
+    one copy of the prices during the run, not two (a symbol shard: -5 panels at its peak)."""
     if backend is not None and backend.is_gpu:
         yield from _device_reductions(spec, combinations, panels, start, capital, commission_rate, progress,
                                       held_bars, chunk, backend.device_id, chunk_scale)
@@ -89,12 +93,19 @@ def sweep_reductions(spec: StrategySpec, combinations: list[StrategySpec], panel
     close = panels["close"]
     bars, symbols = close.shape
     reported = bars - start
-    prices = [_transposed(panels[field]) for field in ("open", "high", "low", "close")]
     fractions = _transposed(entry_fractions(size_fractions(spec, close), close.shape, spec.fill))
     config = spec.simulation_config(commission_rate)
     costs = config.cost_vector()
-    if uses_crossover_lines(spec, combinations, close):
+    crossover = uses_crossover_lines(spec, combinations, close)
+    if crossover:
         lines, fast, slow, modes = crossover_lines(combinations, close)
+    del close
+    consume = consume_panels and crossover  # given targets read the panels in the loop
+    # the kernel's (symbols, bars) copies; consumed, each panel goes as its copy is made
+    prices = [_transposed(panels.pop(field) if consume else panels[field]) for field in ("open", "high", "low", "close")]
+    if consume:
+        panels.clear()
+    if crossover:
         chunk = CHUNK
     else:
         lines, fast, slow = np.empty((1, 1, 1)), np.zeros(len(combinations), np.int64), np.zeros(len(combinations),
