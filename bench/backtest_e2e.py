@@ -185,7 +185,6 @@ def job_stages(redis_port: int, symbols: list[str], config: dict, repeats: int =
     from utils.engine.backend import cpu_backend
     from utils.tasks.backtest import SMALL_JOB_CELLS, backtest_result, job_cells, kernel_threads
     from utils.tasks.bar_cache import StoredBarsCache
-    from utils.queue import result_parts
     store = BarStore(redis.Redis(port=redis_port))
     spec = validate_strategy_config(config)
     start_ns, end_ns = FIRST_DAY_NS - 5 * DAY_NS, FIRST_DAY_NS + 20_000 * DAY_NS
@@ -218,10 +217,8 @@ def job_stages(redis_port: int, symbols: list[str], config: dict, repeats: int =
                        lambda: simulate_spec(best, aligned, CAPITAL, COMMISSION))
         report = timed("report (trade records, per-symbol summary)", lambda: report_of(best, aligned, output, CAPITAL))
         shaped = timed("result dict", lambda: backtest_result(report, best, cpu_backend(), 0.0))
-        head, parts = timed("JSON the queue stores (result_parts.split: head + trade chunks)",
-                            lambda: result_parts.split({**shaped, **search}))
-        text = result_parts.dumps(head)
-        chunks = [chunk for found in parts.values() for chunk in found]
+        text, chunks = timed("JSON the queue stores (result_parts.split: head + trade chunks)",
+                             lambda: stored_form({**shaped, **search}))
     timed("server: decode the stored result (json.loads, every chunk)",
           lambda: [json.loads(part) for part in (text, *chunks)])
     top = []
@@ -234,6 +231,13 @@ def job_stages(redis_port: int, symbols: list[str], config: dict, repeats: int =
                       for (path, _, function), values in pstats.Stats(profile).stats.items()), reverse=True)[:8]
     return {"stages": stages, "trades": len(report.trades), "json_bytes": len(text) + sum(map(len, chunks)), "cold_load": cold_load,
             "combinations": result.combinations if result else 1, "top": top}
+
+
+def stored_form(result: dict) -> tuple[str, list[str]]:
+    """The JSON the queue stores for ``result``: its head and its chunks (utils/queue/result_parts.py)."""
+    from utils.queue import result_parts
+    head, parts = result_parts.split(result)
+    return result_parts.dumps(head), [chunk for chunks in parts.values() for chunk in chunks]
 
 
 def cpu_seconds(pid: int) -> float:

@@ -17,7 +17,7 @@ def test_long_lists_become_descriptors_and_chunks_that_join_back():
     found = result_parts.descriptor(head, "trades")
     assert found is not None and found.count == 23 and found.chunks == 3
     assert result_parts.descriptors(head) == [found]
-    chunks = parts[found]
+    chunks = list(parts[found])
     assert [len(json.loads(chunk)) for chunk in chunks] == [10, 10, 3]
     assert [row for chunk in chunks for row in json.loads(chunk)] == trades
     assert json.loads(result_parts.dumps(head)) == head  # the head is plain JSON
@@ -32,7 +32,7 @@ def test_rows_are_chunked_as_objects():
     rows = Rows(("symbol", "pnl"), [("A", float(i)) for i in range(5)])
     head, parts = result_parts.split({"trades": rows}, chunk_rows=2)
     (found, chunks), = parts.items()
-    assert [json.loads(chunk) for chunk in chunks] == [[{"symbol": "A", "pnl": 0.0}, {"symbol": "A", "pnl": 1.0}],
+    assert [json.loads(chunk) for chunk in list(chunks)] == [[{"symbol": "A", "pnl": 0.0}, {"symbol": "A", "pnl": 1.0}],
                                                       [{"symbol": "A", "pnl": 2.0}, {"symbol": "A", "pnl": 3.0}],
                                                       [{"symbol": "A", "pnl": 4.0}]]
 
@@ -54,3 +54,10 @@ def test_a_user_list_that_looks_like_a_descriptor_is_not_one_unless_exact():
     assert result_parts.descriptor({"trades": {"$parts": {"generation": "g", "count": 1, "chunk_rows": 1},
                                                "other": 1}}, "trades") is None
     assert result_parts.descriptor({"trades": [1]}, "trades") is None
+
+
+def test_every_long_list_gets_its_own_chunks_made_as_they_are_read():
+    head, parts = result_parts.split({"a": list(range(5)), "b": list(range(100, 107)), "c": {"x": 1}}, 3)
+    chunks = {found.field: [json.loads(chunk) for chunk in made] for found, made in parts.items()}
+    assert chunks == {"a": [[0, 1, 2], [3, 4]], "b": [[100, 101, 102], [103, 104, 105], [106]]}
+    assert head["c"] == {"x": 1}

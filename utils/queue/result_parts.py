@@ -75,25 +75,27 @@ def descriptor(result: dict[str, Any], field: str) -> PartsDescriptor | None:
     return PartsDescriptor(field, str(spec["generation"]), int(spec["count"]), int(spec["chunk_rows"]))
 
 
-def split(result: dict[str, Any], chunk_rows: int = CHUNK_ROWS) -> tuple[dict[str, Any], dict[PartsDescriptor, list[str]]]:
+def split(result: dict[str, Any], chunk_rows: int = CHUNK_ROWS) -> tuple[dict[str, Any], dict[PartsDescriptor, Iterator[str]]]:
     """(the result with every top-level list (or ``Rows``) longer than ``chunk_rows`` replaced
     by its descriptor and every shorter ``Rows`` by its objects, each descriptor's JSON chunks
-    in order)."""
+    in order). The chunks are made as they are iterated, so a writer holds one batch of them."""
     head: dict[str, Any] = {}
-    parts: dict[PartsDescriptor, list[str]] = {}
+    parts: dict[PartsDescriptor, Iterator[str]] = {}
     generation = uuid.uuid4().hex[:12]
     for field, value in result.items():
         if isinstance(value, (list, Rows)) and len(value) > chunk_rows:
             found = PartsDescriptor(field, generation, len(value), chunk_rows)
-            parts[found] = [dumps(_slice(value, start, start + chunk_rows)) for start in range(0, len(value), chunk_rows)]
+            parts[found] = _chunks(value, chunk_rows)
             head[field] = found.to_json()
         else:
             head[field] = value.objects() if isinstance(value, Rows) else value
     return head, parts
 
 
-def _slice(value: list[Any] | Rows, start: int, stop: int) -> list[Any]:
-    return value.objects(start, stop) if isinstance(value, Rows) else value[start:stop]
+def _chunks(value: list[Any] | Rows, chunk_rows: int) -> Iterator[str]:
+    for start in range(0, len(value), chunk_rows):
+        stop = start + chunk_rows
+        yield dumps(value.objects(start, stop) if isinstance(value, Rows) else value[start:stop])
 
 
 def descriptors(head: dict[str, Any]) -> list[PartsDescriptor]:

@@ -11,7 +11,7 @@ import json
 import time
 from functools import cached_property
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
 import redis
 
@@ -20,6 +20,9 @@ from utils.queue import keys, result_parts, scripts
 from utils.queue.announcements import JobAnnouncements
 from utils.redis_client import is_cluster
 from utils.queue.jobs import Delivery, JobRecord, JobSpec, JobStatus, initial_hash, new_job_id
+
+
+PARTS_PER_ROUND_TRIP = 8  # result chunks per pipeline (~16 MB of trades)
 
 
 @dataclass(frozen=True)
@@ -258,18 +261,20 @@ class JobQueue:
             self._delete(part_keys)
         return bool(written)
 
-    def _write_parts(self, job_id: str, parts: dict[result_parts.PartsDescriptor, list[str]], ttl: int) -> list[str]:
-        """Store the split lists' chunks (before the result that points at them) with its TTL."""
+    def _write_parts(self, job_id: str, parts: dict[result_parts.PartsDescriptor, Iterator[str]], ttl: int) -> list[str]:
+        """Store the split lists' chunks (before the result that points at them) with its TTL, a
+        few per round trip: the chunks are made as they are written, never all held at once."""
         written: list[str] = []
-        if not parts:
-            return written
         pipe = self.redis.pipeline(transaction=False)
         for found, chunks in parts.items():
             for index, chunk in enumerate(chunks):
                 key = keys.result_part(job_id, found.field, found.generation, index)
                 pipe.set(key, chunk, ex=ttl)
                 written.append(key)
-        pipe.execute()
+                if len(pipe) >= PARTS_PER_ROUND_TRIP:
+                    pipe.execute()
+        if len(pipe):
+            pipe.execute()
         return written
 
     def _delete(self, names: list[str]) -> None:

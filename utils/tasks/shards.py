@@ -146,8 +146,16 @@ class ShardTotals:
         self.times: list[int] | None = None
         self.same_calendar = True  # False: a shard's bars are on other times (the job runs unsharded)
         self.rows: list[list[Any]] = []  # per combination: [equity, held mask, closed P&L parts, traded]
-        self.trades: list[list[Any]] = []
+        self.trades: list[tuple[Any, ...]] = []
         self.symbol_metrics: dict[str, Any] = {}
+        # one object per distinct text (symbols, bar times, directions, exit reasons): a sharded
+        # backtest's parent holds every trade of every shard (868k on bench scale's universe), and
+        # JSON decoding makes a new string per occurrence
+        self._texts: dict[str, str] = {}
+
+    def _compact(self, trade: list[Any]) -> tuple[Any, ...]:
+        texts = self._texts
+        return tuple(texts.setdefault(value, value) if isinstance(value, str) else value for value in trade)
 
     def add(self, result: dict[str, Any]) -> None:
         if self.times is None:
@@ -163,7 +171,7 @@ class ShardTotals:
             total[1] |= np.asarray(row["exposed"], dtype=bool)
             total[2].append(np.asarray(row["closed_pnl"], dtype=np.float64))
             total[3] += row["traded"]
-            self.trades.extend(row.get("trades", ()))
+            self.trades.extend(self._compact(trade) for trade in row.get("trades", ()))
             self.symbol_metrics.update(row.get("symbol_metrics", {}))
 
     def combination(self, index: int) -> tuple[np.ndarray, np.ndarray, float, float]:
