@@ -288,6 +288,24 @@ def run_backtest(stub, request) -> tuple[float, float, object]:
     return (swept if swept is not None else completed), completed, result
 
 
+def page_latency(stub, result, runs: int = 5) -> dict[str, float]:
+    """Best-of-``runs`` milliseconds of GetBacktestResult pages of 1,000 trades (the default page) at
+    the start, the middle and the end of a finished backtest's trades."""
+    from api_proto import backtest_pb2 as pb
+    total = int(result.total_trades)
+    found = {}
+    for name, offset in (("first", 0), ("middle", total // 2), ("last", max(total - 1000, 0))):
+        best = float("inf")
+        for _ in range(runs):
+            began = time.perf_counter()
+            page = stub.GetBacktestResult(pb.BacktestResultRequest(backtest_id=result.backtest_id,
+                                                                   page_token=str(offset) if offset else ""))
+            best = min(best, time.perf_counter() - began)
+        assert page.total_trades == total and len(page.trades) == min(1000, total - offset)
+        found[name] = best * 1000
+    return found
+
+
 def sweep_with(running: Platform, stub, names: list[str], workers: int, overrides: dict, span: tuple[str, str]) -> dict:
     from api_proto import backtest_pb2 as pb
     began = time.perf_counter()
@@ -301,11 +319,12 @@ def sweep_with(running: Platform, stub, names: list[str], workers: int, override
         # each run its own commission: the request cache must not answer the second
         swept, completed, result = run_backtest(stub, _request(pb, names, GRID, *span, 0.0005 + workers * 1e-6))
         peaks = [peak_rss_mib(process.pid) for process in processes]
+        pages = page_latency(stub, result)
     finally:
         for process in processes:
             running.stop(process)
     return {"workers": workers, "sweep_seconds": swept, "completed_seconds": completed, "peaks_mib": peaks,
-            "before_mib": before, "reset": reset, "trades": int(result.total_trades),
+            "before_mib": before, "reset": reset, "trades": int(result.total_trades), "pages_ms": pages,
             "wall": time.perf_counter() - began}
 
 
@@ -423,6 +442,10 @@ def render(result: dict) -> list[str]:
         "The sweep round is timed from submission until the parent's progress passes 0.8 (its sweep "
         "share); the job then runs the best set's full backtest as shards too "
         f"({runs[-1]['trades']:,} trades). Bar caches off for this part (BACKTEST_BAR_CACHE_MB=0, BAR_CACHE_MB=64).",
+        "",
+        f"Paging that result's {runs[-1]['trades']:,} trades over gRPC (GetBacktestResult, 1,000 trades per page, "
+        "best of 5; the result's trades are stored in RESULT_CHUNK_ROWS chunks, so a page reads the one or two "
+        "it covers): " + ", ".join(f"{name} page {ms:,.1f} ms" for name, ms in runs[-1]["pages_ms"].items()) + ".",
         "",
         f"### Backtest read path: {READ_SYMBOLS} symbols x {READ_DAYS} daily bars, store vs Redis",
         "",
