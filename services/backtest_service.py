@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import json
+import threading
 import time
+from collections import OrderedDict
 from typing import Any
 
 from api_proto import backtest_pb2, backtest_pb2_grpc
@@ -54,6 +56,48 @@ def completed_backtest(queue: JobQueue, backtest_id: str, whole: bool = True) ->
     return completed_result(queue, job_id, TASK_TYPE, "poll GetBacktestStatus or use WatchBacktest", whole)
 
 
+def result_without_trades(record: JobRecord, result: dict[str, Any]) -> backtest_pb2.BacktestResultResponse:
+    """A completed backtest's result message without its trades page: the same for every page."""
+    curve = result.get("equity_curve", {})
+    return backtest_pb2.BacktestResultResponse(
+        backtest_id=record.id, status=backtest_pb2.COMPLETED,
+        performance_metrics=metrics_message(result.get("metrics", {})),
+        equity_curve=[backtest_pb2.EquityPoint(time=t, equity=e, drawdown=d) for t, e, d in
+                      zip(curve.get("time", []), curve.get("equity", []), curve.get("drawdown", []))],
+        symbol_metrics={s: metrics_message(m) for s, m in result.get("symbol_metrics", {}).items()},
+        strategy_config=json.dumps(result.get("strategy_config", {}), sort_keys=True),
+        device=result.get("device", record.device), compute_seconds=result.get("compute_seconds", 0.0),
+        **search_fields(result))
+
+
+class ResultPages:
+    """The page-independent part of the last few backtest results read (a finished result never
+    changes): paging a long backtest's trades then builds and parses its equity curve once, not per
+    page (94,500 points: ~250 ms a page otherwise). Thread-safe (gRPC's thread pool)."""
+
+    def __init__(self, entries: int = 4) -> None:
+        self.entries = entries
+        self._cached: OrderedDict[str, Any] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, job_id: str) -> Any:
+        with self._lock:
+            if job_id in self._cached:
+                self._cached.move_to_end(job_id)
+            return self._cached.get(job_id)
+
+    def put(self, job_id: str, value: Any) -> None:
+        with self._lock:
+            self._cached[job_id] = value
+            self._cached.move_to_end(job_id)
+            while len(self._cached) > self.entries:
+                self._cached.popitem(last=False)
+
+    def drop(self, job_id: str) -> None:
+        with self._lock:
+            self._cached.pop(job_id, None)
+
+
 def _text_map(values: dict[str, Any]) -> dict[str, str]:
     return {name: str(value) for name, value in values.items()}
 
@@ -79,6 +123,7 @@ class BacktestServicer(backtest_pb2_grpc.BacktestServiceServicer):
         self.store = store
         self.settings = settings
         self.results = results  # content address of a request -> the backtest that answers it
+        self.result_pages = ResultPages()
 
     # ------------------------------------------------------------ submission
     def IntegratedBacktest(self, request, context):
@@ -234,26 +279,27 @@ class BacktestServicer(backtest_pb2_grpc.BacktestServiceServicer):
         return self._result(request)
 
     def _result(self, request) -> backtest_pb2.BacktestResultResponse:
-        record, result = completed_backtest(self.queue, request.backtest_id, whole=False)
-        job_id = record.id
+        job_id = job_id_field("backtest_id", request.backtest_id, TASK_TYPE)
+        cached = self.result_pages.get(job_id)
+        if cached is not None and not self.queue.redis.exists(keys.result(job_id)):  # expired since
+            self.result_pages.drop(job_id)
+            cached = None
+        if cached is None:
+            record, result = completed_backtest(self.queue, job_id, whole=False)
+            cached = (result_without_trades(record, result), {"trades": result.get("trades", [])})
+            self.result_pages.put(job_id, cached)
+        base, trades = cached
         offset, size = validation.page("page_size", request.page_size, request.page_token, 1000, 10_000)
-        paged = self.queue.result_page(job_id, result, "trades", offset, size)
+        paged = self.queue.result_page(job_id, trades, "trades", offset, size)
         if paged is None:
             raise not_found(f"the trades of backtest {job_id} have expired")
         page, total_trades = paged
-        next_token = str(offset + size) if offset + size < total_trades else ""
-        curve = result.get("equity_curve", {})
-        return backtest_pb2.BacktestResultResponse(
-            backtest_id=job_id, status=backtest_pb2.COMPLETED,
-            performance_metrics=metrics_message(result.get("metrics", {})),
-            equity_curve=[backtest_pb2.EquityPoint(time=t, equity=e, drawdown=d) for t, e, d in
-                          zip(curve.get("time", []), curve.get("equity", []), curve.get("drawdown", []))],
-            trades=[backtest_pb2.Trade(**trade) for trade in page], next_page_token=next_token,
-            total_trades=total_trades,
-            symbol_metrics={s: metrics_message(m) for s, m in result.get("symbol_metrics", {}).items()},
-            strategy_config=json.dumps(result.get("strategy_config", {}), sort_keys=True),
-            device=result.get("device", record.device), compute_seconds=result.get("compute_seconds", 0.0),
-            **search_fields(result))
+        response = backtest_pb2.BacktestResultResponse()
+        response.CopyFrom(base)
+        response.trades.extend(backtest_pb2.Trade(**trade) for trade in page)
+        response.next_page_token = str(offset + size) if offset + size < total_trades else ""
+        response.total_trades = total_trades
+        return response
 
     def GetBacktestReport(self, request, context):
         """Rendered by a worker as a ``report`` job (one per backtest, reused while it lives)."""

@@ -87,3 +87,19 @@ def test_get_backtest_result_pages_across_chunks(channel, platform, queue):
     assert paged == [(t["symbol"], t["entry_time"], t["exit_time"], t["pnl"]) for t in whole]
     report = stub.GetBacktestReport(backtest_pb2.BacktestReportRequest(backtest_id=response.backtest_id))
     assert f"Trades ({len(whole):,})" in report.html  # the tearsheet gets every trade
+
+
+def test_a_result_that_expires_after_a_page_was_read_answers_not_found(channel, platform, queue):
+    import grpc
+    stub = backtest_pb2_grpc.BacktestServiceStub(channel)
+    response = stub.SubmitBacktestTask(backtest_pb2.BacktestRequest(
+        stock_codes=["000001.SZ"], start_time="2024-01-01", end_time="2024-12-31",
+        strategy_config=json.dumps({"strategy_type": "sma_crossover", "fast": 3, "slow": 8}), initial_capital=100_000))
+    assert wait_done(stub, response.backtest_id).status == backtest_pb2.COMPLETED
+    request = backtest_pb2.BacktestResultRequest(backtest_id=response.backtest_id, page_size=2)
+    first, again = stub.GetBacktestResult(request), stub.GetBacktestResult(request)  # the second from the server's cache
+    assert first == again and len(first.trades) == 2 and first.equity_curve
+    queue.redis.delete(keys.result(response.backtest_id))  # its TTL passed
+    with pytest.raises(grpc.RpcError) as failure:
+        stub.GetBacktestResult(request)
+    assert failure.value.code() == grpc.StatusCode.NOT_FOUND and "expired" in failure.value.details()

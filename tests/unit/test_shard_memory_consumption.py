@@ -57,3 +57,17 @@ def test_consumed_sweep_equals_the_plain_one_and_empties_the_panels():
 def test_releasing_freed_memory_is_safe_to_call_any_time():
     release_freed_memory()
     release_freed_memory()
+
+
+def test_a_consuming_sleeve_batch_equals_the_plain_one_and_empties_the_panels():
+    from utils.engine.backtest.config import target_positions
+    from utils.engine.backtest.sweep import SleeveBatch
+    single = validate_strategy_config({"strategy_type": "sma_crossover", "fast": 3, "slow": 10})
+    aligned = align_bars(single, columns(False), 0, 200 * DAY)
+    target = target_positions(np, single, aligned.panels, aligned.start_index)
+    plain = SleeveBatch(single, dict(aligned.panels), aligned.start_index).run(single, target, 1e5, 0.001)
+    panels = dict(aligned.panels)
+    consumed = SleeveBatch(single, panels, aligned.start_index, consume=True).run(single, target, 1e5, 0.001)
+    assert panels == {}
+    np.testing.assert_array_equal(plain.equity, consumed.equity)
+    np.testing.assert_array_equal(plain.trade_table, consumed.trade_table)

@@ -59,13 +59,19 @@ class SleeveBatch:
     """Reusable buffers and transposed inputs for running many parameter sets of ``spec`` (its
     sizing, fill and costs; any strategy parameters) over one panel."""
 
-    def __init__(self, spec: StrategySpec, panels: dict[str, np.ndarray], start: int):
+    def __init__(self, spec: StrategySpec, panels: dict[str, np.ndarray], start: int, consume: bool = False):
+        """``consume``: ``panels`` is emptied as the batch makes its (symbols, bars) copies (a caller
+        whose targets are already computed, holding no other reference, then keeps one copy)."""
         self.start = start
-        self.columns = {field: np.ascontiguousarray(panels[field].T) for field in ("open", "high", "low", "close")}
         close = panels["close"]
         self.base_fractions = size_fractions(spec, close)
         self.fractions = np.ascontiguousarray(entry_fractions(self.base_fractions, close.shape, spec.fill).T)
         self.policy_positions = panels.get(POLICY_POSITIONS) if spec.position_model else None
+        del close
+        self.columns = {field: np.ascontiguousarray((panels.pop(field) if consume else panels[field]).T)
+                        for field in ("open", "high", "low", "close")}
+        if consume:
+            panels.clear()
         symbols, bars = self.columns["close"].shape
         reported = bars - start
         self.equity = np.empty((symbols, reported))
