@@ -148,7 +148,7 @@ class JobQueue:
         rows = self._chunks(job_id, found, span)
         if rows is None:
             return None
-        start = offset - (span.start * found.chunk_rows if span else offset)
+        start = offset - span.start * found.chunk_rows if span else 0  # into the first chunk read
         return rows[start:start + size], found.count
 
     def _chunks(self, job_id: str, found: result_parts.PartsDescriptor, span: range) -> list[Any] | None:
@@ -258,7 +258,7 @@ class JobQueue:
                   keys.result(delivery.job_id)],
             args=[keys.GROUP, delivery.msg_id, time.time(), status.value, payload, ttl, counter])
         if not written and part_keys:  # another delivery finished first: its result stands, ours goes
-            self._delete(part_keys)
+            self.redis.delete(*part_keys)  # one job's chunks: one hash slot, one command
         return bool(written)
 
     def _write_parts(self, job_id: str, parts: dict[result_parts.PartsDescriptor, Iterator[str]], ttl: int) -> list[str]:
@@ -276,12 +276,6 @@ class JobQueue:
         if len(pipe):
             pipe.execute()
         return written
-
-    def _delete(self, names: list[str]) -> None:
-        pipe = self.redis.pipeline(transaction=False)
-        for name in names:
-            pipe.delete(name)
-        pipe.execute()
 
     def fail(self, delivery: Delivery, error: str, retryable: bool) -> str:
         """Record a failed attempt: 'retry' (backoff, then re-queued) or 'failed' (dead-letter)."""

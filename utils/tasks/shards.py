@@ -121,13 +121,14 @@ def make_shard_handler(resources: Any):
             return {"times": times, "rows": [
                 {"equity": equity.tolist(), "closed_pnl": closed.tolist(), "exposed": held.astype(int).tolist(),
                  "traded": traded} for equity, closed, held, traded in reductions]}
-        # one combination (the best set's full backtest): its targets first, then the batch takes the
-        # panels over (one copy of the prices during the simulation, not two)
-        single = [target_positions(np, combinations[0], aligned.panels, start)] if len(combinations) == 1 else None
-        batch = SleeveBatch(spec, aligned.panels, start, consume=single is not None)
+        # the first targets before the batch: with one combination (the best set's full backtest)
+        # the batch then takes the panels over (one copy of the prices during the simulation, not two)
+        target = target_positions(np, combinations[0], aligned.panels, start)
+        batch = SleeveBatch(spec, aligned.panels, start, consume=len(combinations) == 1)
         rows = []
         for index, combination in enumerate(combinations):
-            target = single.pop() if single else target_positions(np, combination, aligned.panels, start)
+            if index:
+                target = target_positions(np, combination, aligned.panels, start)
             output = batch.run(combination, target, capital, payload["commission_rate"])
             row = {"equity": output.equity.tolist(), "closed_pnl": output.closed_pnl.tolist(),
                    "exposed": (output.positions != 0).any(axis=1).astype(int).tolist(),

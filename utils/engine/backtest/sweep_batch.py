@@ -99,19 +99,18 @@ def sweep_reductions(spec: StrategySpec, combinations: list[StrategySpec], panel
     crossover = uses_crossover_lines(spec, combinations, close)
     if crossover:
         lines, fast, slow, modes = crossover_lines(combinations, close)
-    del close
-    consume = consume_panels and crossover  # given targets read the panels in the loop
-    # the kernel's (symbols, bars) copies; consumed, each panel goes as its copy is made
-    prices = [_transposed(panels.pop(field) if consume else panels[field]) for field in ("open", "high", "low", "close")]
-    if consume:
-        panels.clear()
-    if crossover:
         chunk = CHUNK
     else:
         lines, fast, slow = np.empty((1, 1, 1)), np.zeros(len(combinations), np.int64), np.zeros(len(combinations),
                                                                                                   np.int64)
         modes = np.full(len(combinations), TARGETS_GIVEN, dtype=np.int64)
         chunk = GIVEN_CHUNK
+    del close
+    consume = consume_panels and crossover  # given targets read the panels in the loop
+    # the kernel's (symbols, bars) copies; consumed, each panel goes as its copy is made
+    prices = [_transposed(panels.pop(field) if consume else panels[field]) for field in ("open", "high", "low", "close")]
+    if consume:
+        panels.clear()
     size = min(chunk, len(combinations))
     equity = np.empty((size, reported))
     closed_pnl = np.empty((size, symbols * reported))  # pages are touched only as far as trades reach
